@@ -1,0 +1,133 @@
+//! The CLI and output contract of an experiment binary: flags, `metrics.jsonl`, samples.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+
+fn run(args: &[&str]) -> Result<std::process::Output> {
+    let out = Command::new(env!("CARGO_BIN_EXE_tiny_llama"))
+        .args(args)
+        .output()
+        .context("running tiny_llama")?;
+    Ok(out)
+}
+
+fn records(dir: &Path) -> Result<Vec<Value>> {
+    let path = dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    text.lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("bad JSON line: {l}")))
+        .collect()
+}
+
+fn write_corpus(path: &Path, docs: usize) -> Result<()> {
+    let mut text = String::new();
+    for i in 0..docs {
+        text.push_str(&format!(
+            "Once upon a time there was a cat number {i}. The cat liked to sit in the sun.\n\
+             One day the cat saw a bird. \"Hello, bird!\" said the cat. They became friends.\n\
+             <|endoftext|>\n"
+        ));
+    }
+    std::fs::write(path, text).with_context(|| path.display().to_string())
+}
+
+#[test]
+fn trains_on_a_text_file_and_writes_the_metrics_contract() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("train.txt");
+    write_corpus(&data, 300)?;
+    let out_dir = dir.path().join("run");
+    let out = run(&[
+        "--data",
+        data.to_str().context("utf8 path")?,
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+        "--log-every",
+        "1",
+        "--samples",
+        "1",
+        "--output-dir",
+        out_dir.to_str().context("utf8 path")?,
+    ])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.success(), "tiny_llama failed:\n{stderr}");
+    let recs = records(&out_dir)?;
+    let steps: Vec<&Value> = recs.iter().filter(|r| r.get("loss").is_some()).collect();
+    assert_eq!(steps.len(), 4, "one line per logged step: {recs:?}");
+    for r in &steps {
+        for key in ["step", "loss", "lr", "grad_norm", "tps"] {
+            assert!(r[key].is_number(), "{key} missing in {r}");
+        }
+    }
+    let evals: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r.get("val_loss").is_some())
+        .collect();
+    assert_eq!(evals.len(), 1, "evaluation at the end");
+    assert_eq!(evals[0]["step"], 4);
+    assert!(out_dir.join("tokenizer.json").exists());
+    assert!(
+        stdout.contains("Once upon a time"),
+        "samples missing:\n{stdout}"
+    );
+    Ok(())
+}
+
+#[test]
+fn default_data_is_the_built_in_story_corpus() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = run(&[
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+        "--samples",
+        "0",
+        "--output-dir",
+        dir.path().to_str().context("utf8 path")?,
+    ])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "tiny_llama failed:\n{stderr}");
+    assert!(stderr.contains("built-in stories"), "{stderr}");
+    assert!(
+        records(dir.path())?
+            .iter()
+            .any(|r| r.get("val_loss").is_some())
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_flags_are_clear_errors() -> Result<()> {
+    let out = run(&["--device", "tpu", "--steps", "1"])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tpu") && stderr.contains("--device"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir()?;
+    let missing = dir.path().join("nope.txt");
+    let out = run(&[
+        "--data",
+        missing.to_str().context("utf8 path")?,
+        "--steps",
+        "1",
+    ])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.txt"));
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! What a batch carries. The label convention is a type, so a loss for the other convention
+//! does not compile against it.
+
+use tch::{Device, Tensor};
+
+use crate::Result;
+
+/// Token ids (b, t), int64: the input of a causal language model.
+#[derive(Debug)]
+pub struct TokenIds(pub Tensor);
+
+/// Hugging Face labels (b, t): the same positions as the input, unshifted; the loss shifts them.
+/// Positions to ignore hold −100.
+#[derive(Debug)]
+pub struct HfLabels(pub Tensor);
+
+/// The value of ignored label positions (PyTorch's `ignore_index`).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// One batch: an input for the model and labels for the loss.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a batch",
+    note = "a batch implements `titan::data::Batch`: it splits into the model's input and the loss's labels"
+)]
+pub trait Batch {
+    /// What the model consumes.
+    type Input;
+    /// What the loss compares logits against.
+    type Labels;
+    /// Splits the batch into the model's input and the loss's labels.
+    fn into_parts(self) -> (Self::Input, Self::Labels);
+    /// Number of input tokens, for throughput.
+    fn num_tokens(&self) -> i64;
+    /// Moves every tensor to `device`.
+    fn to_device(self, device: Device) -> Result<Self>
+    where
+        Self: Sized;
+}
+
+/// A causal-LM batch in Hugging Face's convention (`input_ids`, unshifted `labels`).
+#[derive(Debug)]
+pub struct HfBatch {
+    /// Token ids (b, t).
+    pub input_ids: TokenIds,
+    /// Labels (b, t), unshifted, −100 where ignored.
+    pub labels: HfLabels,
+}
+
+impl Batch for HfBatch {
+    type Input = TokenIds;
+    type Labels = HfLabels;
+
+    fn into_parts(self) -> (TokenIds, HfLabels) {
+        (self.input_ids, self.labels)
+    }
+
+    fn num_tokens(&self) -> i64 {
+        self.input_ids.0.numel() as i64
+    }
+
+    fn to_device(self, device: Device) -> Result<Self> {
+        Ok(Self {
+            input_ids: TokenIds(self.input_ids.0.f_to(device)?),
+            labels: HfLabels(self.labels.0.f_to(device)?),
+        })
+    }
+}

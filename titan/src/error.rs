@@ -1,0 +1,66 @@
+//! The one error type of the library: each variant carries the bad value and where it came from.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in titan's library code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A libtorch call failed.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// An I/O operation on a named path failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A configuration value is out of range or inconsistent with another.
+    #[error("invalid config `{field}` = {value}: {reason}")]
+    Config {
+        /// The field, in `section.name` form.
+        field: String,
+        /// The offending value as written.
+        value: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// Two components disagree (tokenizer vocab vs model vocab, seq_len vs max positions…).
+    #[error("{0}")]
+    Mismatch(String),
+    /// The tokenizer failed to train, load, encode or decode.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// Input data is unusable (empty, not UTF-8, too short…).
+    #[error("data: {0}")]
+    Data(String),
+    /// Training diverged or produced a non-finite value.
+    #[error("training: {0}")]
+    Training(String),
+    /// Writing metrics or other JSON failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// `Result` with titan's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A configuration error naming the field, its value and the reason.
+    pub fn config(field: &str, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.to_string(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The `Loss` role. Each loss names the label convention it accepts, so a batch in the other
+//! convention is a compile error rather than a silent off-by-one.
+
+use tch::{Kind, Reduction, Tensor};
+
+use crate::Result;
+use crate::data::{HfLabels, IGNORE_INDEX};
+
+/// Scores logits against labels of type `Labels`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot score labels of type `{Labels}`",
+    label = "this loss does not take the batch's labels",
+    note = "`CausalLmLoss` takes Hugging Face labels (`HfLabels`, unshifted); pick the loss for the batch's label convention"
+)]
+pub trait Loss<Labels> {
+    /// Sum of per-token losses and the number of tokens counted (ignored positions excluded),
+    /// so gradient accumulation can weight micro-batches by their tokens.
+    fn loss_sum(&self, logits: &Tensor, labels: &Labels) -> Result<(Tensor, Tensor)>;
+
+    /// Mean loss over counted tokens.
+    fn loss(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
+        let (sum, count) = self.loss_sum(logits, labels)?;
+        Ok(sum.f_div(&count.f_clamp_min(1)?)?)
+    }
+}
+
+/// Causal language-modelling cross-entropy in Hugging Face's convention: labels are unshifted,
+/// the loss predicts position `i + 1` from logits at `i`, and −100 is ignored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CausalLmLoss;
+
+impl Loss<HfLabels> for CausalLmLoss {
+    fn loss_sum(&self, logits: &Tensor, labels: &HfLabels) -> Result<(Tensor, Tensor)> {
+        let (b, t, v) = logits.size3()?;
+        let logits = logits
+            .f_narrow(1, 0, t - 1)?
+            .f_reshape([b * (t - 1), v])?
+            .f_to_kind(Kind::Float)?;
+        let targets = labels.0.f_narrow(1, 1, t - 1)?.f_reshape([b * (t - 1)])?;
+        let sum = logits.f_cross_entropy_loss::<Tensor>(
+            &targets,
+            None,
+            Reduction::Sum,
+            IGNORE_INDEX,
+            0.0,
+        )?;
+        let count = targets.f_ne(IGNORE_INDEX)?.f_sum(Kind::Float)?;
+        Ok((sum, count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_shifted_mean_cross_entropy_and_ignores_minus_100() -> Result<()> {
+        tch::manual_seed(0);
+        let logits = Tensor::randn([2, 5, 7], (Kind::Float, tch::Device::Cpu));
+        let labels = Tensor::from_slice(&[1i64, 2, 3, 4, 5, 6, 0, -100, -100, 1]).view([2, 5]);
+        let loss = CausalLmLoss.loss(&logits, &HfLabels(labels.shallow_clone()))?;
+        // Reference: per-token log-softmax over the shifted pairs that are not ignored.
+        let logp = logits.log_softmax(-1, Kind::Float);
+        let pairs = [
+            (0, 0, 2),
+            (0, 1, 3),
+            (0, 2, 4),
+            (0, 3, 5),
+            (1, 0, 0),
+            (1, 3, 1),
+        ];
+        let mut total = 0.0;
+        for (b, t, y) in pairs {
+            total -= logp.double_value(&[b, t, y]);
+        }
+        let expected = total / pairs.len() as f64;
+        assert!((loss.double_value(&[]) - expected).abs() < 1e-5);
+        Ok(())
+    }
+}

@@ -1,0 +1,429 @@
+//! Llama 3 (Touvron et al. 2023; Meta's Llama 3 report 2024), as Hugging Face's
+//! `LlamaForCausalLM` computes it: RMSNorm, rotary embeddings, grouped-query attention through
+//! libtorch's fused causal `scaled_dot_product_attention`, and a SwiGLU MLP.
+//!
+//! Variable names are exactly Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, …), so
+//! a `model.safetensors` from the Hub loads into [`Llama`] and ours loads into transformers.
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor, nn};
+
+use super::{Model, Parameters};
+use crate::data::TokenIds;
+use crate::{Error, Result};
+
+/// The architecture's hyper-parameters, with Hugging Face's `config.json` field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlamaConfig {
+    /// Number of token ids (rows of the embedding).
+    pub vocab_size: i64,
+    /// Width of the residual stream.
+    pub hidden_size: i64,
+    /// Width of the SwiGLU MLP's hidden layer.
+    pub intermediate_size: i64,
+    /// Number of transformer blocks.
+    pub num_hidden_layers: i64,
+    /// Number of query heads.
+    pub num_attention_heads: i64,
+    /// Number of key/value heads (fewer than query heads: grouped-query attention).
+    pub num_key_value_heads: i64,
+    /// Longest sequence the rotary cache covers.
+    pub max_position_embeddings: i64,
+    /// Base of the rotary frequencies.
+    pub rope_theta: f64,
+    /// Epsilon inside RMSNorm's square root.
+    pub rms_norm_eps: f64,
+    /// Share the input embedding with the output projection.
+    pub tie_word_embeddings: bool,
+    /// Standard deviation of the normal initialisation of linear and embedding weights.
+    pub initializer_range: f64,
+}
+
+impl Default for LlamaConfig {
+    fn default() -> Self {
+        Self::tiny()
+    }
+}
+
+impl LlamaConfig {
+    /// The Tiny Titan model: 4 layers of width 256, 2 heads, about 4.4M parameters.
+    pub fn tiny() -> Self {
+        Self {
+            vocab_size: 2000,
+            hidden_size: 256,
+            intermediate_size: 768,
+            num_hidden_layers: 4,
+            num_attention_heads: 2,
+            num_key_value_heads: 2,
+            max_position_embeddings: 512,
+            rope_theta: 10_000.0,
+            rms_norm_eps: 1e-6,
+            tie_word_embeddings: false,
+            initializer_range: 0.02,
+        }
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> i64 {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Checks the shapes fit together; each error names the field and its value.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("llama.vocab_size", self.vocab_size),
+            ("llama.hidden_size", self.hidden_size),
+            ("llama.intermediate_size", self.intermediate_size),
+            ("llama.num_hidden_layers", self.num_hidden_layers),
+            ("llama.num_attention_heads", self.num_attention_heads),
+            ("llama.num_key_value_heads", self.num_key_value_heads),
+            (
+                "llama.max_position_embeddings",
+                self.max_position_embeddings,
+            ),
+        ];
+        for (field, value) in positive {
+            if value <= 0 {
+                return Err(Error::config(field, value, "must be positive"));
+            }
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(Error::config(
+                "llama.hidden_size",
+                self.hidden_size,
+                format!(
+                    "must be divisible by num_attention_heads = {}",
+                    self.num_attention_heads
+                ),
+            ));
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err(Error::config(
+                "llama.num_key_value_heads",
+                self.num_key_value_heads,
+                format!(
+                    "must divide num_attention_heads = {}",
+                    self.num_attention_heads
+                ),
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(Error::config(
+                "llama.hidden_size",
+                self.hidden_size,
+                format!(
+                    "head_dim {} must be even for rotary embeddings",
+                    self.head_dim()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `weight @ xs^T` with no bias, Hugging Face's `nn.Linear(bias=False)`.
+#[derive(Debug)]
+struct Linear {
+    weight: Tensor,
+}
+
+impl Linear {
+    fn new(path: nn::Path<'_>, in_dim: i64, out_dim: i64, std: f64) -> Result<Self> {
+        let weight = path.f_var("weight", &[out_dim, in_dim], normal(std))?;
+        Ok(Self { weight })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(xs.f_linear::<Tensor>(&self.weight, None)?)
+    }
+}
+
+fn normal(stdev: f64) -> nn::Init {
+    nn::Init::Randn { mean: 0.0, stdev }
+}
+
+/// Root-mean-square normalisation (Zhang & Sennrich 2019), computed in f32.
+#[derive(Debug)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(path: nn::Path<'_>, dim: i64, eps: f64) -> Result<Self> {
+        let weight = path.f_var("weight", &[dim], nn::Init::Const(1.0))?;
+        Ok(Self { weight, eps })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let kind = xs.kind();
+        let xs32 = xs.f_to_kind(Kind::Float)?;
+        let variance = xs32
+            .f_pow_tensor_scalar(2)?
+            .f_mean_dim(-1, true, Kind::Float)?;
+        let normed = xs32.f_mul(&variance.f_add_scalar(self.eps)?.f_rsqrt()?)?;
+        Ok(normed.f_to_kind(kind)?.f_mul(&self.weight)?)
+    }
+}
+
+/// Rotary position embedding tables (Su et al. 2021), Hugging Face's half-rotation layout.
+#[derive(Debug)]
+struct Rotary {
+    cos: Tensor, // (max_pos, head_dim)
+    sin: Tensor, // (max_pos, head_dim)
+}
+
+impl Rotary {
+    fn new(cfg: &LlamaConfig, device: Device) -> Result<Self> {
+        let dim = cfg.head_dim();
+        let opts = (Kind::Float, device);
+        // Computed in f32 in the same order as transformers, so logits match to the last bits.
+        let exponents = Tensor::f_arange_start_step(0, dim, 2, (Kind::Int64, device))?
+            .f_to_kind(Kind::Float)?
+            .f_div_scalar(dim as f64)?;
+        let inv_freq = Tensor::f_full([dim / 2], cfg.rope_theta, opts)?
+            .f_pow(&exponents)?
+            .f_reciprocal()?;
+        let positions = Tensor::f_arange(cfg.max_position_embeddings, opts)?;
+        let freqs = positions.f_unsqueeze(1)?.f_mul(&inv_freq.f_unsqueeze(0)?)?;
+        let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?;
+        Ok(Self {
+            cos: emb.f_cos()?,
+            sin: emb.f_sin()?,
+        })
+    }
+
+    /// Rotates `xs` of shape (b, heads, t, head_dim) by its positions 0..t.
+    fn apply(&self, xs: &Tensor, seq_len: i64) -> Result<Tensor> {
+        let cos = self.cos.f_narrow(0, 0, seq_len)?.f_to_kind(xs.kind())?;
+        let sin = self.sin.f_narrow(0, 0, seq_len)?.f_to_kind(xs.kind())?;
+        let half = xs.size().last().copied().unwrap_or(0) / 2;
+        let x1 = xs.f_narrow(-1, 0, half)?;
+        let x2 = xs.f_narrow(-1, half, half)?;
+        let rotated = Tensor::f_cat(&[&x2.f_neg()?, &x1], -1)?;
+        Ok(xs.f_mul(&cos)?.f_add(&rotated.f_mul(&sin)?)?)
+    }
+}
+
+/// Grouped-query causal self-attention.
+#[derive(Debug)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    num_heads: i64,
+    num_kv_heads: i64,
+    head_dim: i64,
+}
+
+impl Attention {
+    fn new(path: nn::Path<'_>, cfg: &LlamaConfig) -> Result<Self> {
+        let (h, hd, std) = (cfg.hidden_size, cfg.head_dim(), cfg.initializer_range);
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        Ok(Self {
+            q_proj: Linear::new(&path / "q_proj", h, nh * hd, std)?,
+            k_proj: Linear::new(&path / "k_proj", h, nkv * hd, std)?,
+            v_proj: Linear::new(&path / "v_proj", h, nkv * hd, std)?,
+            o_proj: Linear::new(&path / "o_proj", nh * hd, h, std)?,
+            num_heads: nh,
+            num_kv_heads: nkv,
+            head_dim: hd,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, rotary: &Rotary) -> Result<Tensor> {
+        let (b, t, c) = xs.size3()?; // (b, t, c)
+        let heads = |ys: Tensor, n: i64| -> Result<Tensor> {
+            Ok(ys.f_view([b, t, n, self.head_dim])?.f_transpose(1, 2)?) // (b, n, t, hd)
+        };
+        let q = heads(self.q_proj.forward(xs)?, self.num_heads)?;
+        let k = heads(self.k_proj.forward(xs)?, self.num_kv_heads)?;
+        let v = heads(self.v_proj.forward(xs)?, self.num_kv_heads)?;
+        let q = rotary.apply(&q, t)?;
+        let k = rotary.apply(&k, t)?;
+        let gqa = self.num_kv_heads != self.num_heads;
+        let ys = Tensor::f_scaled_dot_product_attention::<Tensor>(
+            &q, &k, &v, None, 0.0, true, None, gqa,
+        )?; // (b, nh, t, hd)
+        let ys = ys.f_transpose(1, 2)?.f_contiguous()?.f_view([b, t, c])?;
+        self.o_proj.forward(&ys)
+    }
+}
+
+/// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))` (Shazeer 2020).
+#[derive(Debug)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn new(path: nn::Path<'_>, cfg: &LlamaConfig) -> Result<Self> {
+        let (h, i, std) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.initializer_range,
+        );
+        Ok(Self {
+            gate_proj: Linear::new(&path / "gate_proj", h, i, std)?,
+            up_proj: Linear::new(&path / "up_proj", h, i, std)?,
+            down_proj: Linear::new(&path / "down_proj", i, h, std)?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(xs)?.f_silu()?;
+        self.down_proj
+            .forward(&gate.f_mul(&self.up_proj.forward(xs)?)?)
+    }
+}
+
+/// One pre-norm transformer block.
+#[derive(Debug)]
+struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(path: nn::Path<'_>, cfg: &LlamaConfig) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        Ok(Self {
+            input_layernorm: RmsNorm::new(&path / "input_layernorm", h, eps)?,
+            self_attn: Attention::new(&path / "self_attn", cfg)?,
+            post_attention_layernorm: RmsNorm::new(&path / "post_attention_layernorm", h, eps)?,
+            mlp: Mlp::new(&path / "mlp", cfg)?,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, rotary: &Rotary) -> Result<Tensor> {
+        let attn = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(xs)?, rotary)?;
+        let xs = xs.f_add(&attn)?;
+        let mlp = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&xs)?)?;
+        Ok(xs.f_add(&mlp)?)
+    }
+}
+
+/// A Llama causal language model: token ids (b, t) in, logits (b, t, vocab) out.
+#[derive(Debug)]
+pub struct Llama {
+    vs: nn::VarStore,
+    config: LlamaConfig,
+    embed_tokens: Tensor,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Tensor,
+    rotary: Rotary,
+}
+
+impl Llama {
+    /// Builds a randomly initialised model (normal, std `initializer_range`) on `device`.
+    pub fn new(config: LlamaConfig, device: Device) -> Result<Self> {
+        config.validate()?;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let model = &root / "model";
+        let (v, h, std) = (
+            config.vocab_size,
+            config.hidden_size,
+            config.initializer_range,
+        );
+        let embed_tokens = (&model / "embed_tokens").f_var("weight", &[v, h], normal(std))?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Block::new(&model / "layers" / i, &config))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::new(&model / "norm", h, config.rms_norm_eps)?;
+        let lm_head = if config.tie_word_embeddings {
+            embed_tokens.shallow_clone()
+        } else {
+            (&root / "lm_head").f_var("weight", &[v, h], normal(std))?
+        };
+        let rotary = Rotary::new(&config, device)?;
+        Ok(Self {
+            vs,
+            config,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+        })
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// Logits (b, t, vocab) for token ids (b, t).
+    pub fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (_, t) = input_ids.size2()?;
+        if t > self.config.max_position_embeddings {
+            return Err(Error::Mismatch(format!(
+                "sequence length {t} exceeds the model's max_position_embeddings {}",
+                self.config.max_position_embeddings
+            )));
+        }
+        let mut xs = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, &self.rotary)?;
+        }
+        let xs = self.norm.forward(&xs)?;
+        Ok(xs.f_linear::<Tensor>(&self.lm_head, None)?)
+    }
+
+    /// Loads weights from a safetensors file with Hugging Face names (e.g. `model.safetensors`).
+    pub fn load_safetensors(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let path = path.as_ref();
+        self.vs
+            .load(path)
+            .map_err(|e| Error::Mismatch(format!("loading weights from {}: {e}", path.display())))
+    }
+
+    /// Saves the weights as safetensors with Hugging Face names.
+    pub fn save_safetensors(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        Ok(self.vs.save(path)?)
+    }
+}
+
+impl Model for Llama {
+    type Input = TokenIds;
+
+    fn forward(&self, input: &TokenIds) -> Result<Tensor> {
+        self.logits(&input.0)
+    }
+
+    fn parameters(&self) -> Parameters<'_> {
+        Parameters::new(&self.vs)
+    }
+
+    fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    fn vocab_size(&self) -> i64 {
+        self.config.vocab_size
+    }
+
+    fn max_seq_len(&self) -> i64 {
+        self.config.max_position_embeddings
+    }
+}
+
+impl LlamaConfig {
+    /// This configuration with vocab size and positions taken from `tokenizer`.
+    pub fn with_tokenizer<T: crate::Tokenizer + ?Sized>(mut self, tokenizer: &T) -> Self {
+        self.vocab_size = tokenizer.vocab_size() as i64;
+        self.max_position_embeddings = tokenizer.max_len() as i64;
+        self
+    }
+}

@@ -1,0 +1,99 @@
+//! The `Model` role: a module that maps an input to logits and owns named parameters.
+
+mod generate;
+mod llama;
+
+pub use generate::{GenerateConfig, generate};
+pub use llama::{Llama, LlamaConfig};
+
+use tch::{Device, Tensor, nn};
+
+use crate::Result;
+
+/// A trainable model. `Input` is what a batch must carry for it (checked at compile time
+/// against the dataloader's batch by `#[experiment]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a model",
+    label = "a model goes here",
+    note = "a model implements `titan::Model`: it maps its `Input` to logits and exposes its parameters"
+)]
+pub trait Model {
+    /// What the model consumes, e.g. [`crate::data::TokenIds`].
+    type Input;
+    /// Logits (b, t, vocab) for one input.
+    fn forward(&self, input: &Self::Input) -> Result<Tensor>;
+    /// The named, trainable parameters, for optimizers and checkpoints.
+    fn parameters(&self) -> Parameters<'_>;
+    /// Where the parameters live.
+    fn device(&self) -> Device;
+    /// Number of token ids the embedding accepts.
+    fn vocab_size(&self) -> i64;
+    /// Longest sequence the model accepts.
+    fn max_seq_len(&self) -> i64;
+}
+
+/// A model's named parameters (Hugging Face names), handed to optimizer factories.
+#[derive(Clone, Copy)]
+pub struct Parameters<'a> {
+    vs: &'a nn::VarStore,
+}
+
+impl std::fmt::Debug for Parameters<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parameters")
+            .field("count", &self.vs.len())
+            .finish()
+    }
+}
+
+impl<'a> Parameters<'a> {
+    /// Wraps a variable store.
+    pub fn new(vs: &'a nn::VarStore) -> Self {
+        Self { vs }
+    }
+
+    /// The underlying variable store (what tch's built-in optimizers take).
+    pub fn var_store(&self) -> &'a nn::VarStore {
+        self.vs
+    }
+
+    /// Trainable tensors sorted by name, so iteration order is stable across runs.
+    pub fn named(&self) -> Vec<(String, Tensor)> {
+        let mut named: Vec<_> = self
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    }
+
+    /// Total number of trainable scalars.
+    pub fn count(&self) -> i64 {
+        self.named().iter().map(|(_, t)| t.numel() as i64).sum()
+    }
+}
+
+/// Checks, before step 1, that the tokenizer's ids and the sequence length fit the model;
+/// each error names both numbers.
+pub fn check_fits<T, M>(tokenizer: &T, model: &M, seq_len: usize) -> Result<()>
+where
+    T: crate::Tokenizer + ?Sized,
+    M: Model + ?Sized,
+{
+    let vocab = tokenizer.vocab_size() as i64;
+    if vocab > model.vocab_size() {
+        return Err(crate::Error::Mismatch(format!(
+            "tokenizer vocab {vocab} does not fit model vocab {} (experiment field `model`)",
+            model.vocab_size()
+        )));
+    }
+    if seq_len as i64 > model.max_seq_len() {
+        return Err(crate::Error::Mismatch(format!(
+            "seq_len {seq_len} exceeds the model's max positions {} (experiment field `model`)",
+            model.max_seq_len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! The `Tokenizer` role, and a byte-level BPE over Hugging Face's `tokenizers`, trained on first
+//! use from the training corpus and cached as `tokenizer.json` (any HF `tokenizer.json` loads).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::TrainerWrapper;
+use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::processors::template::TemplateProcessing;
+use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
+
+use crate::{Error, Result};
+
+/// Turns text into token ids and back.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a tokenizer",
+    label = "a tokenizer goes here",
+    note = "a tokenizer implements `titan::Tokenizer` (encode, decode, vocab_size); see `titan::tokenizer`"
+)]
+pub trait Tokenizer {
+    /// Ids of one document, with the tokenizer's special tokens (BOS) added.
+    fn encode(&self, text: &str) -> Result<Vec<u32>>;
+    /// Ids of many documents, encoded in parallel across the machine's cores.
+    fn encode_batch(&self, texts: &[String]) -> Result<Vec<Vec<u32>>>;
+    /// Text of `ids`, special tokens skipped.
+    fn decode(&self, ids: &[u32]) -> Result<String>;
+    /// Number of ids the tokenizer can produce (special tokens included).
+    fn vocab_size(&self) -> usize;
+    /// Longest sequence the tokenizer is meant for; the model's positions follow it.
+    fn max_len(&self) -> usize;
+    /// End-of-document id, appended between packed documents.
+    fn eos_id(&self) -> Option<u32>;
+    /// Padding id.
+    fn pad_id(&self) -> Option<u32>;
+}
+
+/// Beginning-of-sequence token, id 0.
+pub const BOS: &str = "<|BOS|>";
+/// Padding token, id 1.
+pub const PAD: &str = "<|PAD|>";
+/// End-of-sequence token, id 2.
+pub const EOS: &str = "<|EOS|>";
+/// Unknown token, id 3 (byte-level BPE never needs it; kept for compatibility).
+pub const UNK: &str = "<|UNK|>";
+
+/// Settings of the BPE tokenizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BpeConfig {
+    /// Vocabulary size to train to (special tokens included).
+    pub vocab_size: usize,
+    /// Longest sequence the tokenizer is meant for.
+    pub max_len: usize,
+    /// A pair must occur this often to be merged.
+    pub min_frequency: u64,
+    /// Where the trained tokenizer is cached; reused when present.
+    pub path: PathBuf,
+}
+
+impl Default for BpeConfig {
+    fn default() -> Self {
+        Self {
+            vocab_size: 2000,
+            max_len: 512,
+            min_frequency: 2,
+            path: PathBuf::from("tokenizer.json"),
+        }
+    }
+}
+
+/// Byte-level BPE with specials `<|BOS|>`=0 `<|PAD|>`=1 `<|EOS|>`=2 `<|UNK|>`=3, BOS prepended.
+#[derive(Debug, Clone)]
+pub struct BpeTokenizer {
+    inner: HfTokenizer,
+    max_len: usize,
+    eos: Option<u32>,
+    pad: Option<u32>,
+}
+
+fn tok_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(format!("{what}: {e}"))
+}
+
+impl BpeTokenizer {
+    /// Loads `config.path` when it exists; otherwise trains on `corpus` and saves it there.
+    pub fn train_or_load<I, S>(config: &BpeConfig, corpus: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        I::IntoIter: Send,
+        S: AsRef<str> + Send,
+    {
+        if config.path.exists() {
+            return Self::from_file(&config.path, config.max_len);
+        }
+        let tokenizer = Self::train(config, corpus)?;
+        tokenizer.save(&config.path)?;
+        Ok(tokenizer)
+    }
+
+    /// Trains a byte-level BPE of `config.vocab_size` ids on `corpus`.
+    pub fn train<I, S>(config: &BpeConfig, corpus: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        I::IntoIter: Send,
+        S: AsRef<str> + Send,
+    {
+        let specials = [BOS, PAD, EOS, UNK];
+        if config.vocab_size < specials.len() + 256 {
+            return Err(Error::config(
+                "tokenizer.vocab_size",
+                config.vocab_size,
+                "must be at least 260 (4 special tokens and 256 bytes)",
+            ));
+        }
+        let trainer = BpeTrainerBuilder::new()
+            .vocab_size(config.vocab_size)
+            .min_frequency(config.min_frequency)
+            .show_progress(false)
+            .special_tokens(
+                specials
+                    .iter()
+                    .map(|s| AddedToken::from(*s, true))
+                    .collect(),
+            )
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .build();
+        let mut trainer = TrainerWrapper::from(trainer);
+        let bpe = BPE::builder()
+            .unk_token(UNK.to_string())
+            .build()
+            .map_err(|e| tok_err("building BPE", e))?;
+        let mut inner = HfTokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        inner
+            .train(&mut trainer, corpus.into_iter())
+            .map_err(|e| tok_err("training BPE", e))?;
+        let bos = inner.token_to_id(BOS).unwrap_or(0);
+        let template = TemplateProcessing::builder()
+            .try_single(format!("{BOS} $A"))
+            .and_then(|b| b.try_pair(format!("{BOS} $A {BOS} $B")))
+            .map_err(|e| tok_err("BOS template", e))?
+            .special_tokens(vec![(BOS, bos)])
+            .build()
+            .map_err(|e| tok_err("BOS template", e))?;
+        inner.with_post_processor(Some(template));
+        Self::from_hf(inner, config.max_len)
+    }
+
+    /// Loads any Hugging Face `tokenizer.json`.
+    pub fn from_file(path: &Path, max_len: usize) -> Result<Self> {
+        let inner = HfTokenizer::from_file(path).map_err(|e| tok_err(path.display(), e))?;
+        Self::from_hf(inner, max_len)
+    }
+
+    fn from_hf(inner: HfTokenizer, max_len: usize) -> Result<Self> {
+        let eos = inner.token_to_id(EOS);
+        let pad = inner.token_to_id(PAD);
+        Ok(Self {
+            inner,
+            max_len,
+            eos,
+            pad,
+        })
+    }
+
+    /// Writes `tokenizer.json` (through a temporary file, so a crash leaves no partial file).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        self.inner
+            .save(&tmp, false)
+            .map_err(|e| tok_err(tmp.display(), e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// The Hugging Face tokenizer underneath.
+    pub fn inner(&self) -> &HfTokenizer {
+        &self.inner
+    }
+}
+
+impl Tokenizer for BpeTokenizer {
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| tok_err("encoding", e))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    fn encode_batch(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let encs = self
+            .inner
+            .encode_batch(inputs, true)
+            .map_err(|e| tok_err("encoding", e))?;
+        Ok(encs.iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| tok_err("decoding", e))
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    fn eos_id(&self) -> Option<u32> {
+        self.eos
+    }
+
+    fn pad_id(&self) -> Option<u32> {
+        self.pad
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus() -> Vec<String> {
+        (0..200)
+            .map(|i| format!("Once upon a time, a cat named Tom {i} sat on the mat. He was happy."))
+            .collect()
+    }
+
+    #[test]
+    fn specials_have_fixed_ids_and_bos_is_prepended() -> Result<()> {
+        let config = BpeConfig {
+            vocab_size: 300,
+            ..BpeConfig::default()
+        };
+        let tok = BpeTokenizer::train(&config, corpus())?;
+        for (i, s) in [BOS, PAD, EOS, UNK].iter().enumerate() {
+            assert_eq!(tok.inner().token_to_id(s), Some(i as u32), "{s}");
+        }
+        let ids = tok.encode("Once upon a time")?;
+        assert_eq!(ids[0], 0);
+        assert_eq!(tok.decode(&ids)?, "Once upon a time");
+        assert!(tok.vocab_size() <= 300);
+        Ok(())
+    }
+
+    #[test]
+    fn train_or_load_caches_and_reuses() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let config = BpeConfig {
+            vocab_size: 300,
+            path: dir.path().join("tokenizer.json"),
+            ..BpeConfig::default()
+        };
+        let a = BpeTokenizer::train_or_load(&config, corpus())?;
+        assert!(config.path.exists());
+        // A second call must load the cache, not train: an empty corpus would train nothing.
+        let b = BpeTokenizer::train_or_load(&config, Vec::<String>::new())?;
+        let text = "a cat named Tom sat";
+        assert_eq!(a.encode(text)?, b.encode(text)?);
+        Ok(())
+    }
+}
