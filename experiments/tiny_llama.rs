@@ -25,7 +25,7 @@ fn main() -> Result<()> {
     titan::device::seed_everything(args.seed);
     // The Tiny Titan recipe (batch 32) on a GPU; a CPU default that finishes in minutes.
     let (default_steps, default_batch) = match device {
-        Device::Cpu => (300, 8),
+        Device::Cpu => (250, 8),
         _ => (6500, 32),
     };
     let steps = args.steps.unwrap_or(default_steps);
@@ -35,9 +35,10 @@ fn main() -> Result<()> {
 
     let corpus = match &args.data {
         Some(path) => Corpus::from_files(path, args.val_data.as_deref())?,
+        // Enough generated stories (about 190 tokens each) that the run sees each about once.
         None => Corpus::stories(&StoryConfig {
             seed: args.seed,
-            num_stories: 20_000,
+            num_stories: (steps as usize * batch_size * SEQ_LEN / 190).clamp(20_000, 400_000),
         }),
     };
     eprintln!("data: {}", corpus.source);
@@ -46,7 +47,8 @@ fn main() -> Result<()> {
             path: out.join("tokenizer.json"),
             ..BpeConfig::default()
         },
-        corpus.train.iter(),
+        // BPE merges settle long before the corpus ends; a bounded sample keeps start-up short.
+        corpus.train.iter().take(20_000),
     )?;
 
     let model = Llama::new(LlamaConfig::tiny().with_tokenizer(&tokenizer), device)?;
