@@ -1,48 +1,83 @@
 //! The flags every experiment binary accepts (the CLI contract tests and benchmarks rely on).
+//! The standard flags are shorthands for `--set training.KEY=VALUE`.
 
 use std::path::PathBuf;
 
-/// Command-line flags of an experiment binary; unset values take the experiment's defaults.
+use crate::Result;
+use crate::experiment::Overrides;
+
+/// Command-line flags of an experiment binary; unset values keep the experiment's settings.
 #[derive(Debug, Clone, Default, clap::Parser)]
 #[command(about = "Train a titan experiment")]
 pub struct TrainArgs {
-    /// Optimizer steps to run.
+    /// Optimizer steps to run (`training.steps`).
     #[arg(long)]
     pub steps: Option<u64>,
-    /// Training text (documents separated by `<|endoftext|>` lines); default: built-in stories.
+    /// Training text, documents separated by `<|endoftext|>` lines (`training.data`).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Validation text; default: a held-apart slice of the training source.
+    /// Validation text (`training.val_data`); default: a held-apart slice of the training source.
     #[arg(long)]
     pub val_data: Option<PathBuf>,
-    /// Where metrics, the tokenizer and outputs go; default: `runs/<experiment>`.
+    /// Where metrics, the tokenizer and outputs go (`training.output_dir`); default `runs/<experiment>`.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
-    /// Seed of data order, initialisation and sampling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available).
+    /// Seed of data order, initialisation and sampling (`training.seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// `cpu`, `cuda`, `cuda:N` or `auto` (`training.device`).
     #[arg(long)]
     pub device: Option<String>,
-    /// Sequences per step.
+    /// Sequences per step (`training.batch_size`).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Log every this many steps.
+    /// Log every this many steps (`training.log_every`).
     #[arg(long)]
     pub log_every: Option<u64>,
-    /// Evaluate every this many steps (0: at the end only).
+    /// Evaluate every this many steps, 0 for the end only (`training.eval_every`).
     #[arg(long)]
     pub eval_every: Option<u64>,
-    /// Number of "Once upon a time" continuations printed at the end.
-    #[arg(long, default_value_t = 3)]
-    pub samples: usize,
+    /// Number of prompt continuations printed at the end (`training.samples`).
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Override any config key: `--set llama.num_hidden_layers=8` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print the resolved configuration (TOML) and the construction order, then exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 impl TrainArgs {
-    /// The output directory, `runs/<experiment>` unless given.
-    pub fn output_dir_or(&self, experiment: &str) -> PathBuf {
-        self.output_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(experiment))
+    /// The standard flags as `training.*` overrides, followed by the `--set` ones.
+    pub fn overrides(&self) -> Result<Overrides> {
+        let mut o = Overrides::none();
+        let path = |p: &PathBuf| p.display().to_string();
+        let flags: [(&str, Option<String>); 10] = [
+            ("training.steps", self.steps.map(|v| v.to_string())),
+            ("training.data", self.data.as_ref().map(path)),
+            ("training.val_data", self.val_data.as_ref().map(path)),
+            ("training.output_dir", self.output_dir.as_ref().map(path)),
+            ("training.seed", self.seed.map(|v| v.to_string())),
+            ("training.device", self.device.clone()),
+            (
+                "training.batch_size",
+                self.batch_size.map(|v| v.to_string()),
+            ),
+            ("training.log_every", self.log_every.map(|v| v.to_string())),
+            (
+                "training.eval_every",
+                self.eval_every.map(|v| v.to_string()),
+            ),
+            ("training.samples", self.samples.map(|v| v.to_string())),
+        ];
+        for (key, value) in flags {
+            if let Some(value) = value {
+                o.push(key, value);
+            }
+        }
+        let extra = Overrides::parse(&self.set)?;
+        o.extend(extra);
+        Ok(o)
     }
 }

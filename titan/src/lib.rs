@@ -6,6 +6,7 @@ pub mod data;
 pub mod device;
 pub mod dist;
 mod error;
+pub mod experiment;
 pub mod loss;
 pub mod lr;
 pub mod metrics;
@@ -17,12 +18,28 @@ pub mod trainer;
 pub use data::{Batch, Dataloader};
 pub use dist::{DistributedEnvironment, LocalEnv};
 pub use error::{Error, Result};
-pub use loss::{CausalLmLoss, Loss};
+pub use experiment::{Experiment, TrainingConfig};
+pub use loss::{CausalLmLoss, Loss, ShiftedLoss};
 pub use lr::{LrScheduler, Warmup, WarmupConfig};
 pub use model::{Llama, LlamaConfig, Model, Parameters};
 pub use optim::{AdamW, AdamWConfig, Optimizer};
+pub use titan_macros::experiment;
 pub use tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
-pub use trainer::{Trainer, TrainerConfig, Validator};
+pub use trainer::{Trainer, TrainerConfig};
+
+/// What an experiment file needs in scope: the role traits (so `model.parameters()` works),
+/// the common components and the `#[experiment]` attribute.
+pub mod prelude {
+    pub use crate::data::{Batch, Corpus, Dataloader, PackedLoader, pack_documents};
+    pub use crate::dist::{DistributedEnvironment, LocalEnv};
+    pub use crate::experiment::{Experiment, TrainingConfig};
+    pub use crate::loss::{CausalLmLoss, Loss, ShiftedLoss};
+    pub use crate::lr::{Decay, LrScheduler, Warmup, WarmupConfig};
+    pub use crate::model::{Llama, LlamaConfig, Model, check_fits};
+    pub use crate::optim::{AdamW, AdamWConfig, Optimizer};
+    pub use crate::tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
+    pub use titan_macros::experiment;
+}
 
 /// Re-exported so experiments and tests use the same libtorch bindings as titan.
 pub use tch;

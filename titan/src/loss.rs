@@ -4,13 +4,13 @@
 use tch::{Kind, Reduction, Tensor};
 
 use crate::Result;
-use crate::data::{HfLabels, IGNORE_INDEX};
+use crate::data::{HfLabels, IGNORE_INDEX, ShiftedLabels};
 
 /// Scores logits against labels of type `Labels`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot score labels of type `{Labels}`",
     label = "this loss does not take the batch's labels",
-    note = "`CausalLmLoss` takes Hugging Face labels (`HfLabels`, unshifted); pick the loss for the batch's label convention"
+    note = "`CausalLmLoss` takes Hugging Face labels (`HfLabels`, unshifted) and `ShiftedLoss` takes Titan labels (`ShiftedLabels`, pre-shifted); pick the loss for the batch's label convention"
 )]
 pub trait Loss<Labels> {
     /// Sum of per-token losses and the number of tokens counted (ignored positions excluded),
@@ -49,6 +49,28 @@ impl Loss<HfLabels> for CausalLmLoss {
     }
 }
 
+/// Cross-entropy for pre-shifted labels (torchtitan's convention): logits at `i` are scored
+/// against `labels[i]` directly; −100 is ignored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShiftedLoss;
+
+impl Loss<ShiftedLabels> for ShiftedLoss {
+    fn loss_sum(&self, logits: &Tensor, labels: &ShiftedLabels) -> Result<(Tensor, Tensor)> {
+        let (b, t, v) = logits.size3()?;
+        let logits = logits.f_reshape([b * t, v])?.f_to_kind(Kind::Float)?;
+        let targets = labels.0.f_reshape([b * t])?;
+        let sum = logits.f_cross_entropy_loss::<Tensor>(
+            &targets,
+            None,
+            Reduction::Sum,
+            IGNORE_INDEX,
+            0.0,
+        )?;
+        let count = targets.f_ne(IGNORE_INDEX)?.f_sum(Kind::Float)?;
+        Ok((sum, count))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +97,25 @@ mod tests {
         }
         let expected = total / pairs.len() as f64;
         assert!((loss.double_value(&[]) - expected).abs() < 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn shifted_loss_on_shifted_labels_equals_causal_loss_on_unshifted() -> Result<()> {
+        tch::manual_seed(1);
+        let logits = Tensor::randn([2, 6, 9], (Kind::Float, tch::Device::Cpu));
+        let ids = Tensor::randint(9, [2, 6], (Kind::Int64, tch::Device::Cpu));
+        let hf = CausalLmLoss.loss(&logits, &HfLabels(ids.shallow_clone()))?;
+        // Titan's convention: labels[i] = ids[i + 1]; the last position has no target.
+        let shifted = Tensor::cat(
+            &[
+                ids.narrow(1, 1, 5),
+                Tensor::full([2, 1], IGNORE_INDEX, (Kind::Int64, tch::Device::Cpu)),
+            ],
+            1,
+        );
+        let titan = ShiftedLoss.loss(&logits, &ShiftedLabels(shifted))?;
+        assert!((hf.double_value(&[]) - titan.double_value(&[])).abs() < 1e-6);
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::data::{Batch, Dataloader};
+use crate::experiment::{FitsModelInput, Parts, SameLabels, SameOptimizer, wire};
 use crate::loss::Loss;
 use crate::lr::LrScheduler;
 use crate::metrics::{EvalMetrics, MetricsSink, Record, StepMetrics, console_line};
@@ -43,48 +44,22 @@ impl Default for TrainerConfig {
     }
 }
 
-/// Evaluates a model on a fixed, deterministic set of validation batches.
-#[derive(Debug)]
-pub struct Validator<D: Dataloader> {
-    loader: D,
-    start: serde_json::Value,
-    num_batches: usize,
-}
-
-impl<D: Dataloader> Validator<D> {
-    /// Evaluates on the first `num_batches` batches `loader` yields, every time.
-    pub fn new(loader: D, num_batches: usize) -> Result<Self> {
-        let start = serde_json::to_value(loader.state())?;
-        Ok(Self {
-            loader,
-            start,
-            num_batches: num_batches.max(1),
-        })
-    }
-
-    /// Mean loss per counted token over the validation batches, and the token count.
-    pub fn evaluate<M, L>(&mut self, model: &M, loss: &L) -> Result<(f64, f64)>
-    where
-        M: Model,
-        D::Batch: Batch<Input = M::Input>,
-        L: Loss<<D::Batch as Batch>::Labels>,
-    {
-        let _guard = tch::no_grad_guard();
-        self.loader
-            .load_state(serde_json::from_value(self.start.clone())?)?;
-        let mut sum = Tensor::f_zeros([], (Kind::Float, model.device()))?;
-        let mut count = Tensor::f_zeros([], (Kind::Float, model.device()))?;
-        for _ in 0..self.num_batches {
-            let batch = self.loader.next_batch()?.to_device(model.device())?;
-            let (input, labels) = batch.into_parts();
-            let logits = model.forward(&input)?;
-            let (s, c) = loss.loss_sum(&logits, &labels)?;
-            sum = sum.f_add(&s)?;
-            count = count.f_add(&c)?;
-        }
-        let count = count.f_double_value(&[])?;
-        Ok((sum.f_double_value(&[])? / count.max(1.0), count))
-    }
+/// Mean loss per counted token of `model` over the next `batches` batches of `data` (no
+/// gradients), and the number of tokens counted.
+pub fn evaluate<M, V, L>(model: &M, data: &mut V, loss: &L, batches: usize) -> Result<(f64, f64)>
+where
+    M: Model,
+    V: Dataloader,
+    <V::Batch as Batch>::Input: FitsModelInput<M::Input>,
+    L: Loss<<V::Batch as Batch>::Labels>,
+{
+    crate::experiment::evaluate_with(
+        data,
+        batches,
+        model.device(),
+        &|input| model.forward(input),
+        &|logits, labels| loss.loss_sum(logits, labels),
+    )
 }
 
 /// What a finished run reports.
@@ -144,12 +119,12 @@ impl Trainer {
     }
 
     /// Trains `model` for `config.steps` steps and evaluates at the end (and every
-    /// `eval_every` steps) when a validator is given.
+    /// `eval_every` steps) on the first `eval_batches` batches of `val`, when given.
     pub fn fit<M, D, V, L, O, S>(
         &mut self,
         model: &M,
         train: &mut D,
-        mut validator: Option<&mut Validator<V>>,
+        val: Option<&mut V>,
         loss: &L,
         optimizer: &mut O,
         scheduler: &mut S,
@@ -157,61 +132,76 @@ impl Trainer {
     where
         M: Model,
         D: Dataloader,
-        D::Batch: Batch<Input = M::Input>,
+        <D::Batch as Batch>::Input: FitsModelInput<M::Input>,
         V: Dataloader,
-        V::Batch: Batch<Input = M::Input, Labels = <D::Batch as Batch>::Labels>,
+        <V::Batch as Batch>::Input: FitsModelInput<M::Input>,
+        <V::Batch as Batch>::Labels: SameLabels<<D::Batch as Batch>::Labels>,
         L: Loss<<D::Batch as Batch>::Labels>,
         O: Optimizer,
-        S: LrScheduler<Optimizer = O>,
+        S: LrScheduler,
+        S::Optimizer: SameOptimizer<O>,
     {
+        let mut wired = wire(model).train_data(train).loss(loss);
+        if let Some(val) = val {
+            wired = wired.val_data(val, self.config.eval_batches)?;
+        }
+        wired.optimizer(optimizer).lr_scheduler(scheduler).fit(self)
+    }
+
+    /// Runs the loop over wired, type-erased components (what `#[experiment]` calls).
+    pub fn run<Lab>(&mut self, mut parts: Parts<'_, Lab>) -> Result<Summary> {
         let cfg = self.config.clone();
-        let device = model.device();
-        let params = model.parameters().named();
+        if self.progress {
+            let count: i64 = parts.params.iter().map(|(_, p)| p.numel() as i64).sum();
+            eprintln!(
+                "training {:.2}M parameters on {:?} for {} steps",
+                count as f64 / 1e6,
+                parts.device,
+                cfg.steps
+            );
+        }
         let bar = self.progress_bar(cfg.steps);
         let started = Instant::now();
         let mut window = Window::new();
         let mut last_loss = f64::NAN;
         let mut val_loss = None;
         for step in 1..=cfg.steps {
-            let wait = Instant::now();
-            let batch = train.next_batch()?.to_device(device)?;
-            window.data_wait += wait.elapsed();
-            window.tokens += batch.num_tokens();
-
-            let (input, labels) = batch.into_parts();
-            let lr = scheduler.step(optimizer);
-            optimizer.zero_grad()?;
-            let logits = model.forward(&input)?;
-            let step_loss = loss.loss(&logits, &labels)?;
+            let lr = parts.update.schedule();
+            parts.update.zero_grad()?;
+            let fetched = (parts.next)()?;
+            window.data_wait += fetched.wait;
+            window.tokens += fetched.tokens;
+            let (sum, count) = (parts.loss)(&fetched.logits, &fetched.labels)?;
+            let step_loss = sum.f_div(&count.f_clamp_min(1)?)?;
             step_loss.f_backward()?;
-            let grad_norm = clip_grad_norm(&params, cfg.max_grad_norm)?;
-            optimizer.step()?;
+            let grad_norm = clip_grad_norm(&parts.params, cfg.max_grad_norm)?;
+            parts.update.step()?;
             window.steps += 1;
             bar.inc(1);
 
             if step % cfg.log_every.max(1) == 0 || step == cfg.steps {
                 // The only host syncs of the loop: values are read at log points alone.
-                device::synchronize(device);
+                device::synchronize(parts.device);
                 let loss_value = step_loss.f_double_value(&[])?;
                 let norm_value = grad_norm.f_double_value(&[])?;
                 if !loss_value.is_finite() || !norm_value.is_finite() {
                     return Err(Error::Training(format!(
                         "non-finite value at step {step} (epoch {}): loss {loss_value}, grad_norm {norm_value}; stopping",
-                        train.epoch()
+                        fetched.epoch
                     )));
                 }
                 last_loss = loss_value;
-                let record =
-                    Record::Step(window.finish(step, loss_value, lr, norm_value, train.epoch()));
-                self.emit(&bar, &record)?;
+                let metrics = window.finish(step, loss_value, lr, norm_value, fetched.epoch);
+                self.emit(&bar, &Record::Step(metrics))?;
                 bar.set_message(format!("loss {loss_value:.3}"));
             }
             let eval_now = cfg.eval_every > 0 && step % cfg.eval_every == 0;
-            if let Some(v) = validator
-                .as_deref_mut()
+            if let Some(validate) = parts
+                .validate
+                .as_mut()
                 .filter(|_| eval_now || step == cfg.steps)
             {
-                let (value, tokens) = v.evaluate(model, loss)?;
+                let (value, tokens) = validate()?;
                 val_loss = Some(value);
                 self.emit(
                     &bar,

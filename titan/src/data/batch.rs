@@ -14,6 +14,11 @@ pub struct TokenIds(pub Tensor);
 #[derive(Debug)]
 pub struct HfLabels(pub Tensor);
 
+/// Titan (torchtitan) labels (b, t): already shifted, position `i` holds the token that follows
+/// input position `i`; the loss does not shift them. Positions to ignore hold −100.
+#[derive(Debug)]
+pub struct ShiftedLabels(pub Tensor);
+
 /// The value of ignored label positions (PyTorch's `ignore_index`).
 pub const IGNORE_INDEX: i64 = -100;
 

@@ -36,6 +36,23 @@ impl Corpus {
         }
     }
 
+    /// The run's documents: `training.data` (and `val_data`) when set, else enough built-in
+    /// stories (about 190 tokens each) for the run to see each about once, 20,000 at least.
+    pub fn for_run(training: &crate::TrainingConfig) -> Result<Self> {
+        let corpus = match &training.data {
+            Some(path) => Self::from_files(path, training.val_data.as_deref())?,
+            None => {
+                let tokens = training.steps as usize * training.batch_size * training.seq_len;
+                Self::stories(&StoryConfig {
+                    seed: training.seed,
+                    num_stories: (tokens / 190).clamp(20_000, 400_000),
+                })
+            }
+        };
+        eprintln!("data: {}", corpus.source);
+        Ok(corpus)
+    }
+
     /// Documents from `train` (split at `<|endoftext|>` lines); validation from `val` or, when
     /// absent, the last 5% of `train`'s documents, which are then not trained on.
     pub fn from_files(train: &Path, val: Option<&Path>) -> Result<Self> {

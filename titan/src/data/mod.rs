@@ -7,7 +7,7 @@ mod packed;
 mod stories;
 mod text;
 
-pub use batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, TokenIds};
+pub use batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TokenIds};
 pub use corpus::{Corpus, VAL_FRACTION};
 pub use packed::{PackedLoader, PackedState, pack_documents};
 pub use stories::{StoryConfig, StoryGenerator};

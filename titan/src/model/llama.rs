@@ -421,9 +421,11 @@ impl Model for Llama {
 
 impl LlamaConfig {
     /// This configuration with vocab size and positions taken from `tokenizer`.
-    pub fn with_tokenizer<T: crate::Tokenizer + ?Sized>(mut self, tokenizer: &T) -> Self {
-        self.vocab_size = tokenizer.vocab_size() as i64;
-        self.max_position_embeddings = tokenizer.max_len() as i64;
-        self
+    pub fn with_tokenizer<T: crate::Tokenizer + ?Sized>(&self, tokenizer: &T) -> Self {
+        Self {
+            vocab_size: tokenizer.vocab_size() as i64,
+            max_position_embeddings: tokenizer.max_len() as i64,
+            ..self.clone()
+        }
     }
 }

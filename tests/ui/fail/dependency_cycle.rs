@@ -1,0 +1,23 @@
+//! Two components that need each other: the error names every edge.
+// The expressions of a rejected experiment are not compiled, so some imports go unused.
+#![allow(unused_imports)]
+use titan::prelude::*;
+use titan::tch::Device;
+
+#[experiment]
+pub struct Exp {
+    #[build(Llama::new(LlamaConfig::tiny().with_tokenizer(&tokenizer), Device::Cpu)?)]
+    model: Llama,
+    #[build(BpeTokenizer::from_file(std::path::Path::new(&format!("{}", model.config().vocab_size)), 512)?)]
+    tokenizer: BpeTokenizer,
+    #[build(PackedLoader::new((0..4096).collect(), 64, 2, 0, true, Device::Cpu)?)]
+    train_data: PackedLoader,
+    #[build(CausalLmLoss)]
+    loss: CausalLmLoss,
+    #[build(AdamW::new(model.parameters(), AdamWConfig::default())?)]
+    optimizer: AdamW,
+    #[build(Warmup::new(&optimizer, WarmupConfig::default())?)]
+    lr_scheduler: Warmup<AdamW>,
+}
+
+fn main() {}

@@ -1,0 +1,24 @@
+//! Two models: the second is named, with the first.
+// The expressions of a rejected experiment are not compiled, so some imports go unused.
+#![allow(unused_imports)]
+use titan::prelude::*;
+use titan::tch::Device;
+
+#[experiment]
+pub struct Exp {
+    #[build(Llama::new(LlamaConfig::tiny(), Device::Cpu)?)]
+    model: Llama,
+    #[role(model)]
+    #[build(Llama::new(LlamaConfig::tiny(), Device::Cpu)?)]
+    teacher: Llama,
+    #[build(PackedLoader::new((0..4096).collect(), 64, 2, 0, true, Device::Cpu)?)]
+    train_data: PackedLoader,
+    #[build(CausalLmLoss)]
+    loss: CausalLmLoss,
+    #[build(AdamW::new(model.parameters(), AdamWConfig::default())?)]
+    optimizer: AdamW,
+    #[build(Warmup::new(&optimizer, WarmupConfig::default())?)]
+    lr_scheduler: Warmup<AdamW>,
+}
+
+fn main() {}

@@ -1,0 +1,248 @@
+//! Configuration without strings in the code: each `#[config]` field of an experiment is a
+//! serde struct; `--set section.key=value` overrides reach any key, and an unknown key or a bad
+//! value is an error naming the key and listing the valid ones.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+/// `--set` overrides, in command-line order.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    entries: Vec<(String, String)>,
+}
+
+impl Overrides {
+    /// No overrides.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Parses `key=value` items (`training.steps=100`).
+    pub fn parse<I, S>(items: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut entries = Vec::new();
+        for item in items {
+            let item = item.as_ref();
+            let Some((key, value)) = item.split_once('=') else {
+                return Err(Error::config(
+                    "--set",
+                    item,
+                    "expected `section.key=value`, e.g. `training.steps=100`",
+                ));
+            };
+            entries.push((key.trim().to_string(), value.trim().to_string()));
+        }
+        Ok(Self { entries })
+    }
+
+    /// Adds one override (the standard flags become `training.*` overrides this way).
+    pub fn push(&mut self, key: &str, value: impl std::fmt::Display) {
+        self.entries.push((key.to_string(), value.to_string()));
+    }
+
+    /// Appends `other`'s overrides after these.
+    pub fn extend(&mut self, other: Overrides) {
+        self.entries.extend(other.entries);
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Resolves the config sections of one experiment in construction order.
+#[derive(Debug)]
+pub struct ConfigSet<'o> {
+    overrides: &'o Overrides,
+    used: Vec<bool>,
+    sections: Vec<(String, Value)>,
+}
+
+impl<'o> ConfigSet<'o> {
+    /// Starts resolving against `overrides`.
+    pub fn new(overrides: &'o Overrides) -> Self {
+        Self {
+            overrides,
+            used: vec![false; overrides.entries.len()],
+            sections: Vec::new(),
+        }
+    }
+
+    /// Applies the overrides of `section` to `value` and records the result for printing.
+    pub fn resolve<T: Serialize + DeserializeOwned>(
+        &mut self,
+        section: &str,
+        value: T,
+    ) -> Result<T> {
+        let mut tree = serde_json::to_value(&value)?;
+        let prefix = format!("{section}.");
+        for (i, (key, raw)) in self.overrides.entries.iter().enumerate() {
+            let Some(path) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            self.used[i] = true;
+            set_path(&mut tree, section, path, raw)?;
+            // Deserializing after each override pins a bad value on its own key.
+            serde_json::from_value::<T>(tree.clone())
+                .map_err(|e| Error::config(key, raw, format!("bad value: {e}")))?;
+        }
+        let resolved: T = serde_json::from_value(tree.clone())?;
+        self.sections.push((section.to_string(), tree));
+        Ok(resolved)
+    }
+
+    /// Fails on overrides that named no section of this experiment.
+    pub fn finish(&self) -> Result<()> {
+        let sections: Vec<&str> = self.sections.iter().map(|(s, _)| s.as_str()).collect();
+        for (i, (key, raw)) in self.overrides.entries.iter().enumerate() {
+            if !self.used[i] {
+                let section = key.split('.').next().unwrap_or(key);
+                return Err(Error::config(
+                    key,
+                    raw,
+                    format!(
+                        "unknown config section `{section}`; this experiment's sections are: {}",
+                        sections.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The resolved configuration as TOML, one table per section (unset options as comments).
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        for (section, tree) in &self.sections {
+            out.push_str(&format!("[{section}]\n"));
+            write_table(&mut out, section, tree);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn write_table(out: &mut String, prefix: &str, tree: &Value) {
+    let Value::Object(map) = tree else {
+        out.push_str(&format!("# {prefix} = {tree}\n"));
+        return;
+    };
+    let mut nested = Vec::new();
+    for (key, value) in map {
+        match value {
+            Value::Null => out.push_str(&format!("# {key} = (unset)\n")),
+            Value::Object(_) => nested.push((key, value)),
+            other => match toml::Value::try_from(other) {
+                Ok(v) => out.push_str(&format!("{key} = {v}\n")),
+                Err(_) => out.push_str(&format!("{key} = {other}\n")),
+            },
+        }
+    }
+    for (key, value) in nested {
+        let name = format!("{prefix}.{key}");
+        out.push_str(&format!("\n[{name}]\n"));
+        write_table(out, &name, value);
+    }
+}
+
+fn set_path(tree: &mut Value, section: &str, path: &str, raw: &str) -> Result<()> {
+    let full = format!("{section}.{path}");
+    let mut node = tree;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (depth, part) in parts.iter().enumerate() {
+        let Value::Object(map) = node else {
+            return Err(Error::config(&full, raw, "this key has no sub-keys"));
+        };
+        if !map.contains_key(*part) {
+            let mut valid: Vec<&str> = map.keys().map(String::as_str).collect();
+            valid.sort_unstable();
+            let at = parts[..depth]
+                .iter()
+                .fold(section.to_string(), |a, p| format!("{a}.{p}"));
+            return Err(Error::config(
+                &full,
+                raw,
+                format!(
+                    "unknown key `{part}` in `{at}`; valid keys: {}",
+                    valid.join(", ")
+                ),
+            ));
+        }
+        let Some(next) = map.get_mut(*part) else {
+            return Err(Error::config(&full, raw, "unknown key"));
+        };
+        node = next;
+    }
+    let new = parse_value(raw, node);
+    *node = new;
+    Ok(())
+}
+
+/// A JSON literal (`100`, `1e-3`, `true`, `[0.9, 0.95]`, `"x"`) or, failing that, a bare
+/// string; string-valued keys always take the text as written.
+fn parse_value(raw: &str, current: &Value) -> Value {
+    match (current, serde_json::from_str::<Value>(raw)) {
+        (Value::String(_), Ok(v @ Value::String(_))) => v,
+        (Value::String(_), _) | (_, Err(_)) => Value::String(raw.to_string()),
+        (_, Ok(v)) => v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::TrainingConfig;
+
+    #[test]
+    fn overrides_reach_keys_and_keep_types() -> Result<()> {
+        let o = Overrides::parse([
+            "training.steps=7",
+            "training.device=cpu",
+            "training.data=a.txt",
+        ])?;
+        let mut set = ConfigSet::new(&o);
+        let t = set.resolve("training", TrainingConfig::default())?;
+        set.finish()?;
+        assert_eq!((t.steps, t.device.as_str()), (7, "cpu"));
+        assert_eq!(t.data.as_deref(), Some(std::path::Path::new("a.txt")));
+        assert!(set.to_toml().contains("steps = 7"));
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_key_lists_the_valid_ones() -> Result<()> {
+        let o = Overrides::parse(["training.stepz=7"])?;
+        let err = ConfigSet::new(&o)
+            .resolve("training", TrainingConfig::default())
+            .expect_err("unknown key")
+            .to_string();
+        assert!(
+            err.contains("training.stepz") && err.contains("valid keys") && err.contains("steps"),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_value_names_the_section_and_unknown_section_is_an_error() -> Result<()> {
+        let o = Overrides::parse(["training.steps=many"])?;
+        let err = ConfigSet::new(&o)
+            .resolve("training", TrainingConfig::default())
+            .expect_err("bad value")
+            .to_string();
+        assert!(err.contains("training") && err.contains("many"), "{err}");
+        let o = Overrides::parse(["modle.layers=2"])?;
+        let mut set = ConfigSet::new(&o);
+        set.resolve("training", TrainingConfig::default())?;
+        let err = set.finish().expect_err("unknown section").to_string();
+        assert!(err.contains("modle") && err.contains("training"), "{err}");
+        Ok(())
+    }
+}

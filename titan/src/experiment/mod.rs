@@ -1,0 +1,132 @@
+//! The runtime half of `#[experiment]`: the `Experiment` trait the macro implements, the
+//! wiring chain whose steps carry the compile-time checks, configuration sections with `--set`
+//! overrides, and the `main` every experiment binary runs.
+
+mod config;
+mod training;
+mod wire;
+
+pub use config::{ConfigSet, Overrides};
+pub use training::TrainingConfig;
+pub(crate) use wire::evaluate_with;
+pub use wire::{
+    Fetched, FitsModelInput, Parts, SameLabels, SameOptimizer, WireData, WireLoss, WireModel,
+    WireOpt, wire,
+};
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::Result;
+use crate::cli::TrainArgs;
+use crate::data::TokenIds;
+use crate::metrics::JsonlSink;
+use crate::model::{GenerateConfig, Model, generate};
+use crate::tokenizer::Tokenizer;
+use crate::trainer::{Summary, Trainer};
+
+/// An experiment: a struct of components, built in dependency order by its builder.
+/// `#[experiment]` implements it; nothing else needs to.
+pub trait Experiment: Sized {
+    /// The type-checked builder (`{Experiment}Builder`).
+    type Builder;
+    /// The binary's name (the struct's name in snake case).
+    const NAME: &'static str;
+    /// Field names in construction order.
+    const ORDER: &'static [&'static str];
+    /// A builder where every field is built from its expression unless replaced.
+    fn builder() -> Self::Builder;
+    /// Builds every field not given to the builder, config sections first (with overrides).
+    fn build_from(builder: Self::Builder, overrides: &Overrides) -> Result<Self>;
+    /// The resolved configuration sections, for `--print-config`.
+    fn resolve_config<'o>(
+        builder: &Self::Builder,
+        overrides: &'o Overrides,
+    ) -> Result<ConfigSet<'o>>;
+    /// The run-level settings (defaults when the experiment has no `training` section).
+    fn training(&self) -> &TrainingConfig;
+    /// Trains with `trainer`, then prints samples when the experiment has a tokenizer.
+    fn train(&mut self, trainer: &mut Trainer) -> Result<Summary>;
+}
+
+/// The trainer of a run: `training`'s loop settings and `metrics.jsonl` in the output dir.
+pub fn trainer_for(training: &TrainingConfig, experiment: &str) -> Result<Trainer> {
+    let dir = training.output_dir(experiment);
+    Ok(Trainer::new(training.trainer()).with_sink(JsonlSink::create(dir.join("metrics.jsonl"))?))
+}
+
+/// Seeds libtorch before any component is built, so initialisation repeats.
+pub fn before_components(training: &TrainingConfig) {
+    crate::device::seed_everything(training.seed);
+}
+
+/// Prints `training.samples` continuations of `training.prompt`.
+pub fn print_samples<M, T>(model: &M, tokenizer: &T, training: &TrainingConfig) -> Result<()>
+where
+    M: Model<Input = TokenIds>,
+    T: Tokenizer,
+{
+    let prompt: Vec<i64> = tokenizer
+        .encode(&training.prompt)?
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    let eos = tokenizer.eos_id().map(i64::from);
+    for i in 0..training.samples {
+        let new = generate(model, &prompt, eos, &GenerateConfig::default())?;
+        let ids: Vec<u32> = prompt.iter().chain(&new).map(|&t| t as u32).collect();
+        println!("--- sample {} ---\n{}", i + 1, tokenizer.decode(&ids)?);
+    }
+    Ok(())
+}
+
+/// The `main` of an experiment binary: flags, `--print-config`, build, train.
+pub fn main<E: Experiment>() -> ExitCode {
+    match run::<E>(TrainArgs::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs experiment `E` as its binary would with `args`.
+pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
+    let overrides = args.overrides()?;
+    let builder = E::builder();
+    if args.print_config {
+        let config = E::resolve_config(&builder, &overrides)?;
+        config.finish()?;
+        print!("{}", config.to_toml());
+        println!("# construction order: {}", E::ORDER.join(" -> "));
+        return Ok(());
+    }
+    let mut experiment = E::build_from(builder, &overrides)?;
+    let mut trainer = trainer_for(experiment.training(), E::NAME)?;
+    let summary = experiment.train(&mut trainer)?;
+    eprintln!(
+        "done: {} steps in {:.1}s, last loss {:.4}, val loss {}",
+        summary.steps,
+        summary.elapsed.as_secs_f64(),
+        summary.last_loss,
+        summary
+            .val_loss
+            .map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"))
+    );
+    Ok(())
+}
+
+/// Declares `main` for an experiment binary: `titan::main!(TinyLlama);`.
+#[macro_export]
+macro_rules! main {
+    ($experiment:ty) => {
+        fn main() -> ::std::process::ExitCode {
+            $crate::experiment::main::<$experiment>()
+        }
+    };
+}
+
+/// Checks, at the user's field type, that the `dist` field is a distributed environment.
+pub fn is_distributed_environment<D: crate::DistributedEnvironment>(_: &D) {}
