@@ -115,7 +115,7 @@ fn bad_flags_are_clear_errors() -> Result<()> {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("tpu") && stderr.contains("--device"),
+        stderr.contains("tpu") && stderr.contains("device"),
         "{stderr}"
     );
 

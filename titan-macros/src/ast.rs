@@ -113,6 +113,12 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
         } else if path.is_ident("role") {
             match attr.parse_args::<Ident>() {
                 Ok(name) => match Role::from_name(&name.to_string()) {
+                    Some(_) if explicit_role.is_some() => {
+                        errors.error(
+                            name.span(),
+                            format!("`{ident}` already has a role; keep one `#[role(...)]`"),
+                        );
+                    }
                     Some(role) => explicit_role = Some((role, name.span())),
                     None => {
                         let names: Vec<&str> = crate::roles::ALL.iter().map(|r| r.name()).collect();
@@ -129,22 +135,23 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
             attrs.push(attr.clone());
             continue;
         };
-        match attr.parse_args::<Expr>() {
-            Ok(expr) => {
-                if let Some((_, _, first)) = &init {
-                    let mut e = syn::Error::new(
-                        attr.span(),
-                        format!(
-                            "`{ident}` already says how it is built; keep one `#[build]` or `#[config]`"
-                        ),
-                    );
-                    e.combine(syn::Error::new(*first, "first one here"));
-                    errors.push(e);
-                } else {
-                    init = Some((kind, expr, attr.span()));
-                }
-            }
-            Err(e) => errors.push(e),
+        // A malformed expression is reported once and the field kept, so the struct does not
+        // also lose a role because of it.
+        let parsed = attr.parse_args::<Expr>().unwrap_or_else(|e| {
+            errors.push(e);
+            Expr::Verbatim(proc_macro2::TokenStream::new())
+        });
+        if let Some((_, _, first)) = &init {
+            let mut e = syn::Error::new(
+                attr.span(),
+                format!(
+                    "`{ident}` already says how it is built; keep one `#[build]` or `#[config]`"
+                ),
+            );
+            e.combine(syn::Error::new(*first, "first one here"));
+            errors.push(e);
+        } else {
+            init = Some((kind, parsed, attr.span()));
         }
     }
     let Some((kind, expr, _)) = init else {
@@ -156,6 +163,12 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
         );
         return None;
     };
+    if ident == "build" || ident.to_string().starts_with("__titan") {
+        errors.error(
+            ident.span(),
+            format!("`{ident}` is reserved by the generated builder (`build()`, `__titan_*`); rename the field"),
+        );
+    }
     let role =
         explicit_role.or_else(|| Role::from_name(&ident.to_string()).map(|r| (r, ident.span())));
     Some(Field {

@@ -71,8 +71,15 @@ fn roles(exp: &Experiment, errors: &mut Errors) {
 fn typos(exp: &Experiment, errors: &mut Errors) {
     let names: Vec<String> = exp.fields.iter().map(|f| f.ident.to_string()).collect();
     for field in &exp.fields {
-        for r in deps::references(&field.expr) {
-            let name = r.ident.to_string();
+        let free: Vec<String> = deps::references(&field.expr)
+            .iter()
+            .map(|r| r.ident.to_string())
+            .collect();
+        for ident in deps::field_like(&field.expr) {
+            let name = ident.to_string();
+            if !free.contains(&name) {
+                continue; // bound inside the expression (a closure parameter, a `let`)
+            }
             if names.contains(&name) || name.chars().next().is_some_and(char::is_uppercase) {
                 continue;
             }
@@ -83,7 +90,7 @@ fn typos(exp: &Experiment, errors: &mut Errors) {
                 .min();
             if let Some((_, suggestion)) = closest {
                 errors.error(
-                    r.ident.span(),
+                    ident.span(),
                     format!(
                         "`{name}` is not a field of `{}`; did you mean `{suggestion}`?",
                         exp.ident
@@ -175,6 +182,21 @@ mod tests {
         });
         assert_eq!(m.len(), 1, "{m:?}");
         assert!(m[0].contains("did you mean `tokenizer`"), "{m:?}");
+    }
+
+    #[test]
+    fn functions_with_field_like_names_are_not_typos() {
+        let m = messages(parse_quote! {
+            struct E {
+                #[build(T::new())] tokenizer: T,
+                #[build(M::new(corpus().map(tokenize)))] model: M,
+                #[build(D::new())] train_data: D,
+                #[build(L)] loss: L,
+                #[build(O::new(model.parameters()))] optimizer: O,
+                #[build(S::new(&optimizer))] lr_scheduler: S,
+            }
+        });
+        assert!(m.is_empty(), "{m:?}");
     }
 
     #[test]

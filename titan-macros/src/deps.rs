@@ -24,6 +24,46 @@ pub fn references(expr: &Expr) -> Vec<Reference> {
         .collect()
 }
 
+/// Identifiers used the way fields are (`x.method()`, `x.field`, `&x`, `&mut x`): the places
+/// where an unknown name is almost surely a misspelt field rather than a function or constant.
+pub fn field_like(expr: &Expr) -> Vec<Ident> {
+    let mut v = FieldLike::default();
+    v.visit_expr(expr);
+    v.found
+}
+
+#[derive(Default)]
+struct FieldLike {
+    found: Vec<Ident>,
+}
+
+impl FieldLike {
+    fn take(&mut self, expr: &Expr) {
+        if let Expr::Path(syn::ExprPath {
+            qself: None, path, ..
+        }) = expr
+            && let Some(ident) = path.get_ident()
+        {
+            self.found.push(ident.clone());
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for FieldLike {
+    fn visit_expr_method_call(&mut self, node: &'ast syn::ExprMethodCall) {
+        self.take(&node.receiver);
+        syn::visit::visit_expr_method_call(self, node);
+    }
+    fn visit_expr_field(&mut self, node: &'ast syn::ExprField) {
+        self.take(&node.base);
+        syn::visit::visit_expr_field(self, node);
+    }
+    fn visit_expr_reference(&mut self, node: &'ast syn::ExprReference) {
+        self.take(&node.expr);
+        syn::visit::visit_expr_reference(self, node);
+    }
+}
+
 #[derive(Default)]
 struct Collector {
     found: Vec<Reference>,

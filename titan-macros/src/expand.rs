@@ -104,53 +104,32 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
         .filter(|f| f.kind == InitKind::Build)
         .collect();
 
-    let resolve = |f: &Field, take: TokenStream| {
-        let (name, ty, expr) = (&f.ident, &f.ty, &f.expr);
-        let section = name.to_string();
-        let value = quote_spanned!(expr.span()=> #expr);
-        quote! {
-            let #name: #ty = match #take {
-                ::core::option::Option::Some(v) => v,
-                ::core::option::Option::None => {
-                    let __titan_built: #ty = #value;
-                    __titan_built
-                }
-            };
-            let #name: #ty = __titan_cfg.resolve(#section, #name)?;
-        }
-    };
     let config_by_ref = configs.iter().map(|f| {
-        let name = &f.ident;
-        let ty = &f.ty;
-        let take =
-            quote_spanned!(ty.span()=> builder.#name.as_ref().map(::core::clone::Clone::clone));
-        resolve(f, take)
+        let (name, ty) = (&f.ident, &f.ty);
+        let take = quote_spanned!(ty.span()=> __titan_builder.#name.as_ref().map(::core::clone::Clone::clone));
+        take_or_build(f, take)
     });
     let config_by_value = configs.iter().map(|f| {
         let name = &f.ident;
-        resolve(f, quote!(builder.#name))
+        take_or_build(f, quote!(__titan_builder.#name))
     });
     let config_names: Vec<_> = configs.iter().map(|f| &f.ident).collect();
     let build_components = components.iter().map(|f| {
-        let (name, ty, expr) = (&f.ident, &f.ty, &f.expr);
-        let value = quote_spanned!(expr.span()=> #expr);
-        quote! {
-            let #name: #ty = match builder.#name {
-                ::core::option::Option::Some(v) => v,
-                ::core::option::Option::None => {
-                    let __titan_built: #ty = #value;
-                    __titan_built
-                }
-            };
-        }
+        let name = &f.ident;
+        take_or_build(f, quote!(__titan_builder.#name))
     });
     let all_names = exp.fields.iter().map(|f| &f.ident);
 
     let training = exp.role(Role::Training);
-    let seed = training.map(|f| {
-        let name = &f.ident;
-        quote!(::titan::experiment::before_components(&#name);)
-    });
+    let seed = match training {
+        Some(f) => {
+            let name = &f.ident;
+            quote!(::titan::experiment::before_components(&#name);)
+        }
+        None => {
+            quote!(::titan::experiment::before_components(&::core::default::Default::default());)
+        }
+    };
     let training_ref = match training {
         Some(f) => {
             let (name, ty) = (&f.ident, &f.ty);
@@ -194,10 +173,10 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
 
             #[allow(unused_variables, clippy::clone_on_copy)]
             fn resolve_config<'o>(
-                builder: &#builder_ident,
-                overrides: &'o ::titan::experiment::Overrides,
+                __titan_builder: &#builder_ident,
+                __titan_overrides: &'o ::titan::experiment::Overrides,
             ) -> ::titan::Result<::titan::experiment::ConfigSet<'o>> {
-                let mut __titan_cfg = ::titan::experiment::ConfigSet::new(overrides);
+                let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides);
                 #(#config_by_ref)*
                 let _ = (#(&#config_names,)*);
                 ::core::result::Result::Ok(__titan_cfg)
@@ -205,10 +184,10 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
 
             #[allow(unused_variables, clippy::redundant_locals)]
             fn build_from(
-                builder: #builder_ident,
-                overrides: &::titan::experiment::Overrides,
+                __titan_builder: #builder_ident,
+                __titan_overrides: &::titan::experiment::Overrides,
             ) -> ::titan::Result<Self> {
-                let mut __titan_cfg = ::titan::experiment::ConfigSet::new(overrides);
+                let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides);
                 #(#config_by_value)*
                 __titan_cfg.finish()?;
                 #seed
@@ -227,6 +206,27 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
                 #train
             }
         }
+    }
+}
+
+/// `let name: Ty = the builder's value, or the user's expression` (spanned at the expression,
+/// so a type mismatch lands there); settings sections then take their `--set` overrides.
+fn take_or_build(f: &Field, take: TokenStream) -> TokenStream {
+    let (name, ty, expr) = (&f.ident, &f.ty, &f.expr);
+    let value = quote_spanned!(expr.span()=> #expr);
+    let overrides = (f.kind == InitKind::Config).then(|| {
+        let section = name.to_string();
+        quote!(let #name: #ty = __titan_cfg.resolve(#section, #name)?;)
+    });
+    quote! {
+        let #name: #ty = match #take {
+            ::core::option::Option::Some(v) => v,
+            ::core::option::Option::None => {
+                let __titan_built: #ty = #value;
+                __titan_built
+            }
+        };
+        #overrides
     }
 }
 

@@ -52,14 +52,15 @@ impl TrainArgs {
     /// The standard flags as `training.*` overrides, followed by the `--set` ones.
     pub fn overrides(&self) -> Result<Overrides> {
         let mut o = Overrides::none();
-        let path = |p: &PathBuf| p.display().to_string();
+        // Quoted, so a path or name that looks like a number or `null` stays text.
+        let path = |p: &PathBuf| quoted(&p.display().to_string());
         let flags: [(&str, Option<String>); 10] = [
             ("training.steps", self.steps.map(|v| v.to_string())),
             ("training.data", self.data.as_ref().map(path)),
             ("training.val_data", self.val_data.as_ref().map(path)),
             ("training.output_dir", self.output_dir.as_ref().map(path)),
             ("training.seed", self.seed.map(|v| v.to_string())),
-            ("training.device", self.device.clone()),
+            ("training.device", self.device.as_deref().map(quoted)),
             (
                 "training.batch_size",
                 self.batch_size.map(|v| v.to_string()),
@@ -80,4 +81,8 @@ impl TrainArgs {
         o.extend(extra);
         Ok(o)
     }
+}
+
+fn quoted(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
 }

@@ -14,7 +14,7 @@ pub fn select(requested: Option<&str>) -> Result<Device> {
             Some(Ok(i)) => Device::Cuda(i),
             _ => {
                 return Err(Error::config(
-                    "--device",
+                    "device",
                     other,
                     "expected `cpu`, `cuda`, `cuda:N` or `auto`",
                 ));
@@ -25,7 +25,7 @@ pub fn select(requested: Option<&str>) -> Result<Device> {
         let count = tch::Cuda::device_count();
         if (i as i64) >= count {
             return Err(Error::config(
-                "--device",
+                "device",
                 format!("cuda:{i}"),
                 format!("libtorch sees {count} CUDA device(s)"),
             ));
@@ -54,7 +54,7 @@ mod tests {
     fn parses_names_and_rejects_others() -> Result<()> {
         assert_eq!(select(Some("cpu"))?, Device::Cpu);
         let err = select(Some("tpu")).expect_err("tpu").to_string();
-        assert!(err.contains("tpu") && err.contains("--device"), "{err}");
+        assert!(err.contains("tpu") && err.contains("device"), "{err}");
         Ok(())
     }
 }

@@ -37,15 +37,7 @@ impl Loss<HfLabels> for CausalLmLoss {
             .f_reshape([b * (t - 1), v])?
             .f_to_kind(Kind::Float)?;
         let targets = labels.0.f_narrow(1, 1, t - 1)?.f_reshape([b * (t - 1)])?;
-        let sum = logits.f_cross_entropy_loss::<Tensor>(
-            &targets,
-            None,
-            Reduction::Sum,
-            IGNORE_INDEX,
-            0.0,
-        )?;
-        let count = targets.f_ne(IGNORE_INDEX)?.f_sum(Kind::Float)?;
-        Ok((sum, count))
+        cross_entropy_sum(&logits, &targets)
     }
 }
 
@@ -59,16 +51,16 @@ impl Loss<ShiftedLabels> for ShiftedLoss {
         let (b, t, v) = logits.size3()?;
         let logits = logits.f_reshape([b * t, v])?.f_to_kind(Kind::Float)?;
         let targets = labels.0.f_reshape([b * t])?;
-        let sum = logits.f_cross_entropy_loss::<Tensor>(
-            &targets,
-            None,
-            Reduction::Sum,
-            IGNORE_INDEX,
-            0.0,
-        )?;
-        let count = targets.f_ne(IGNORE_INDEX)?.f_sum(Kind::Float)?;
-        Ok((sum, count))
+        cross_entropy_sum(&logits, &targets)
     }
+}
+
+/// Summed cross-entropy of logits (n, vocab) against targets (n), and the non-ignored count.
+fn cross_entropy_sum(logits: &Tensor, targets: &Tensor) -> Result<(Tensor, Tensor)> {
+    let sum =
+        logits.f_cross_entropy_loss::<Tensor>(targets, None, Reduction::Sum, IGNORE_INDEX, 0.0)?;
+    let count = targets.f_ne(IGNORE_INDEX)?.f_sum(Kind::Float)?;
+    Ok((sum, count))
 }
 
 #[cfg(test)]

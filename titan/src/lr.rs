@@ -79,7 +79,7 @@ impl<O: Optimizer> Warmup<O> {
     pub fn new(optimizer: &O, config: WarmupConfig) -> Result<Self> {
         if !(0.0..=1.0).contains(&config.min_lr_ratio) {
             return Err(Error::config(
-                "lr_scheduler.min_lr_ratio",
+                "WarmupConfig.min_lr_ratio",
                 config.min_lr_ratio,
                 "must be within [0, 1]",
             ));
@@ -101,7 +101,8 @@ impl<O: Optimizer> Warmup<O> {
         if step < c.warmup_steps {
             return self.peak * (step + 1) as f64 / (c.warmup_steps + 1) as f64;
         }
-        let span = c.total_steps.saturating_sub(c.warmup_steps).max(1) as f64;
+        // The last step (total_steps - 1) is the one that reaches the floor.
+        let span = c.total_steps.saturating_sub(c.warmup_steps + 1).max(1) as f64;
         let progress = ((step - c.warmup_steps) as f64 / span).min(1.0);
         let floor = c.min_lr_ratio;
         let factor = match c.decay {
@@ -169,12 +170,15 @@ mod tests {
             min_lr_ratio: 0.1,
         };
         let mut s = Warmup::new(&opt, config)?;
-        let lrs: Vec<f64> = (0..15).map(|_| s.step(&mut opt)).collect();
+        let lrs: Vec<f64> = (0..14).map(|_| s.step(&mut opt)).collect();
         assert!((lrs[0] - 0.2).abs() < 1e-12);
         assert!((lrs[4] - 1.0).abs() < 1e-12, "peak right after warmup");
-        assert!(lrs.windows(2).skip(4).all(|w| w[1] <= w[0]));
-        assert!((lrs[14] - 0.1).abs() < 1e-12);
-        assert_eq!(opt.0, lrs[14]);
+        assert!(lrs.windows(2).skip(4).all(|w| w[1] < w[0]));
+        assert!(
+            (lrs[13] - 0.1).abs() < 1e-12,
+            "the last of 14 steps is at the floor"
+        );
+        assert_eq!(opt.0, lrs[13]);
         Ok(())
     }
 

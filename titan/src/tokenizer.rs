@@ -92,7 +92,16 @@ impl BpeTokenizer {
         S: AsRef<str> + Send,
     {
         if config.path.exists() {
-            return Self::from_file(&config.path, config.max_len);
+            let cached = Self::from_file(&config.path, config.max_len)?;
+            if cached.vocab_size() > config.vocab_size {
+                return Err(Error::Tokenizer(format!(
+                    "{} has {} ids but BpeConfig.vocab_size is {}; delete the file to train a new one, or raise vocab_size",
+                    config.path.display(),
+                    cached.vocab_size(),
+                    config.vocab_size
+                )));
+            }
+            return Ok(cached);
         }
         let tokenizer = Self::train(config, corpus)?;
         tokenizer.save(&config.path)?;
@@ -109,7 +118,7 @@ impl BpeTokenizer {
         let specials = [BOS, PAD, EOS, UNK];
         if config.vocab_size < specials.len() + 256 {
             return Err(Error::config(
-                "tokenizer.vocab_size",
+                "BpeConfig.vocab_size",
                 config.vocab_size,
                 "must be at least 260 (4 special tokens and 256 bytes)",
             ));

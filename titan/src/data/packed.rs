@@ -13,10 +13,15 @@ use crate::{Error, Result};
 
 /// Tokenizes `docs` in parallel and joins them, each followed by the tokenizer's EOS.
 pub fn pack_documents<T: Tokenizer + ?Sized>(tokenizer: &T, docs: &[String]) -> Result<Vec<u32>> {
+    let Some(eos) = tokenizer.eos_id() else {
+        return Err(Error::Tokenizer(
+            "the tokenizer has no `<|EOS|>` token, so packed documents would run together".into(),
+        ));
+    };
     let mut stream = Vec::new();
     for ids in tokenizer.encode_batch(docs)? {
         stream.extend_from_slice(&ids);
-        stream.extend(tokenizer.eos_id());
+        stream.push(eos);
     }
     Ok(stream)
 }
@@ -55,14 +60,14 @@ impl PackedLoader {
     ) -> Result<Self> {
         if seq_len < 2 {
             return Err(Error::config(
-                "training.seq_len",
+                "PackedLoader seq_len",
                 seq_len,
                 "must be at least 2",
             ));
         }
         if batch_size == 0 {
             return Err(Error::config(
-                "training.batch_size",
+                "PackedLoader batch_size",
                 batch_size,
                 "must be positive",
             ));

@@ -83,19 +83,30 @@ impl<'o> ConfigSet<'o> {
     ) -> Result<T> {
         let mut tree = serde_json::to_value(&value)?;
         let prefix = format!("{section}.");
+        let mut touched = false;
         for (i, (key, raw)) in self.overrides.entries.iter().enumerate() {
+            if key == section {
+                return Err(Error::config(
+                    key,
+                    raw,
+                    format!(
+                        "`{section}` is a section; set one of its keys, e.g. `{section}.KEY=VALUE`"
+                    ),
+                ));
+            }
             let Some(path) = key.strip_prefix(&prefix) else {
                 continue;
             };
             self.used[i] = true;
-            set_path(&mut tree, section, path, raw)?;
-            // Deserializing after each override pins a bad value on its own key.
-            serde_json::from_value::<T>(tree.clone())
-                .map_err(|e| Error::config(key, raw, format!("bad value: {e}")))?;
+            touched = true;
+            set_path::<T>(&mut tree, section, path, raw)?;
         }
-        let resolved: T = serde_json::from_value(tree.clone())?;
-        self.sections.push((section.to_string(), tree));
-        Ok(resolved)
+        self.sections.push((section.to_string(), tree.clone()));
+        if !touched {
+            // Untouched sections skip the JSON round trip, which cannot hold every value (∞).
+            return Ok(value);
+        }
+        Ok(serde_json::from_value(tree)?)
     }
 
     /// Fails on overrides that named no section of this experiment.
@@ -152,10 +163,15 @@ fn write_table(out: &mut String, prefix: &str, tree: &Value) {
     }
 }
 
-fn set_path(tree: &mut Value, section: &str, path: &str, raw: &str) -> Result<()> {
+fn set_path<T: DeserializeOwned>(
+    tree: &mut Value,
+    section: &str,
+    path: &str,
+    raw: &str,
+) -> Result<()> {
     let full = format!("{section}.{path}");
-    let mut node = tree;
     let parts: Vec<&str> = path.split('.').collect();
+    let mut node = &mut *tree;
     for (depth, part) in parts.iter().enumerate() {
         let Value::Object(map) = node else {
             return Err(Error::config(&full, raw, "this key has no sub-keys"));
@@ -180,19 +196,36 @@ fn set_path(tree: &mut Value, section: &str, path: &str, raw: &str) -> Result<()
         };
         node = next;
     }
-    let new = parse_value(raw, node);
-    *node = new;
-    Ok(())
+    // A literal (`100`, `1e-3`, `true`, `[0.9, 0.95]`, `"x"`) when the section accepts it;
+    // otherwise the text as a string, so paths and names need no quotes.
+    let previous = node.clone();
+    let candidates = match serde_json::from_str::<Value>(raw) {
+        Ok(v) if !v.is_string() => vec![v, Value::String(raw.to_string())],
+        Ok(v) => vec![v],
+        Err(_) => vec![Value::String(raw.to_string())],
+    };
+    let mut last_error = None;
+    for candidate in candidates {
+        set_at(tree, &parts, candidate);
+        match serde_json::from_value::<T>(tree.clone()) {
+            Ok(_) => return Ok(()),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    set_at(tree, &parts, previous);
+    let reason = last_error.map_or_else(String::new, |e| e.to_string());
+    Err(Error::config(&full, raw, format!("bad value: {reason}")))
 }
 
-/// A JSON literal (`100`, `1e-3`, `true`, `[0.9, 0.95]`, `"x"`) or, failing that, a bare
-/// string; string-valued keys always take the text as written.
-fn parse_value(raw: &str, current: &Value) -> Value {
-    match (current, serde_json::from_str::<Value>(raw)) {
-        (Value::String(_), Ok(v @ Value::String(_))) => v,
-        (Value::String(_), _) | (_, Err(_)) => Value::String(raw.to_string()),
-        (_, Ok(v)) => v,
+fn set_at(tree: &mut Value, parts: &[&str], value: Value) {
+    let mut node = tree;
+    for part in parts {
+        match node.get_mut(*part) {
+            Some(next) => node = next,
+            None => return,
+        }
     }
+    *node = value;
 }
 
 #[cfg(test)]
@@ -213,6 +246,15 @@ mod tests {
         assert_eq!((t.steps, t.device.as_str()), (7, "cpu"));
         assert_eq!(t.data.as_deref(), Some(std::path::Path::new("a.txt")));
         assert!(set.to_toml().contains("steps = 7"));
+        Ok(())
+    }
+
+    #[test]
+    fn paths_that_look_like_json_stay_paths() -> Result<()> {
+        let o = Overrides::parse(["training.output_dir=2024", "training.data=\"null\""])?;
+        let t = ConfigSet::new(&o).resolve("training", TrainingConfig::default())?;
+        assert_eq!(t.output_dir.as_deref(), Some(std::path::Path::new("2024")));
+        assert_eq!(t.data.as_deref(), Some(std::path::Path::new("null")));
         Ok(())
     }
 

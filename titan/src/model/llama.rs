@@ -72,14 +72,14 @@ impl LlamaConfig {
     /// Checks the shapes fit together; each error names the field and its value.
     pub fn validate(&self) -> Result<()> {
         let positive = [
-            ("llama.vocab_size", self.vocab_size),
-            ("llama.hidden_size", self.hidden_size),
-            ("llama.intermediate_size", self.intermediate_size),
-            ("llama.num_hidden_layers", self.num_hidden_layers),
-            ("llama.num_attention_heads", self.num_attention_heads),
-            ("llama.num_key_value_heads", self.num_key_value_heads),
+            ("LlamaConfig.vocab_size", self.vocab_size),
+            ("LlamaConfig.hidden_size", self.hidden_size),
+            ("LlamaConfig.intermediate_size", self.intermediate_size),
+            ("LlamaConfig.num_hidden_layers", self.num_hidden_layers),
+            ("LlamaConfig.num_attention_heads", self.num_attention_heads),
+            ("LlamaConfig.num_key_value_heads", self.num_key_value_heads),
             (
-                "llama.max_position_embeddings",
+                "LlamaConfig.max_position_embeddings",
                 self.max_position_embeddings,
             ),
         ];
@@ -90,7 +90,7 @@ impl LlamaConfig {
         }
         if self.hidden_size % self.num_attention_heads != 0 {
             return Err(Error::config(
-                "llama.hidden_size",
+                "LlamaConfig.hidden_size",
                 self.hidden_size,
                 format!(
                     "must be divisible by num_attention_heads = {}",
@@ -100,7 +100,7 @@ impl LlamaConfig {
         }
         if self.num_attention_heads % self.num_key_value_heads != 0 {
             return Err(Error::config(
-                "llama.num_key_value_heads",
+                "LlamaConfig.num_key_value_heads",
                 self.num_key_value_heads,
                 format!(
                     "must divide num_attention_heads = {}",
@@ -110,7 +110,7 @@ impl LlamaConfig {
         }
         if self.head_dim() % 2 != 0 {
             return Err(Error::config(
-                "llama.hidden_size",
+                "LlamaConfig.hidden_size",
                 self.hidden_size,
                 format!(
                     "head_dim {} must be even for rotary embeddings",
@@ -420,11 +420,12 @@ impl Model for Llama {
 }
 
 impl LlamaConfig {
-    /// This configuration with vocab size and positions taken from `tokenizer`.
+    /// This configuration with the tokenizer's vocab size, and positions enough for the
+    /// tokenizer's max length (a larger configured value is kept).
     pub fn with_tokenizer<T: crate::Tokenizer + ?Sized>(&self, tokenizer: &T) -> Self {
         Self {
             vocab_size: tokenizer.vocab_size() as i64,
-            max_position_embeddings: tokenizer.max_len() as i64,
+            max_position_embeddings: self.max_position_embeddings.max(tokenizer.max_len() as i64),
             ..self.clone()
         }
     }

@@ -91,9 +91,50 @@ where
     }
     if seq_len as i64 > model.max_seq_len() {
         return Err(crate::Error::Mismatch(format!(
-            "seq_len {seq_len} exceeds the model's max positions {} (experiment field `model`)",
+            "seq_len {seq_len} exceeds the model's max positions {} (raise LlamaConfig.max_position_embeddings or BpeConfig.max_len)",
             model.max_seq_len()
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
+
+    #[test]
+    fn tokenizer_and_seq_len_must_fit_the_model() -> Result<()> {
+        let docs: Vec<String> = (0..50)
+            .map(|i| format!("a story about the number {i}"))
+            .collect();
+        let config = BpeConfig {
+            vocab_size: 300,
+            ..BpeConfig::default()
+        };
+        let tokenizer = BpeTokenizer::train(&config, docs.iter())?;
+        let small = LlamaConfig {
+            vocab_size: 100,
+            hidden_size: 16,
+            intermediate_size: 32,
+            num_hidden_layers: 1,
+            ..LlamaConfig::tiny()
+        };
+        let model = Llama::new(small, Device::Cpu)?;
+        let err = check_fits(&tokenizer, &model, 64)
+            .expect_err("vocab too large")
+            .to_string();
+        assert!(
+            err.contains(&format!("tokenizer vocab {}", tokenizer.vocab_size()))
+                && err.contains("model vocab 100"),
+            "{err}"
+        );
+        let fitted = Llama::new(model.config().with_tokenizer(&tokenizer), Device::Cpu)?;
+        check_fits(&tokenizer, &fitted, 512)?;
+        let err = check_fits(&tokenizer, &fitted, 1024)
+            .expect_err("seq too long")
+            .to_string();
+        assert!(err.contains("seq_len 1024") && err.contains("512"), "{err}");
+        Ok(())
+    }
 }
