@@ -24,6 +24,9 @@ pub struct TinyLlama {
 
     #[build(LocalEnv::from_env()?)]
     dist: LocalEnv,
+    // Dataloaders take `&dims`, which only the distributed environment can produce.
+    #[build(ParallelDims::new(&dist, training.device()?)?)]
+    dims: ParallelDims,
     #[build(Corpus::for_run(&training)?)]
     corpus: Corpus,
     // BPE merges settle long before the corpus ends: a bounded sample keeps start-up short.
@@ -32,17 +35,17 @@ pub struct TinyLlama {
         corpus.train.iter().take(20_000),
     )?)]
     tokenizer: BpeTokenizer,
-    #[build(Llama::new(llama.with_tokenizer(&tokenizer), training.device()?)?)]
+    #[build(Llama::new(llama.with_tokenizer(&tokenizer), dims.device())?)]
     model: Llama,
     #[build({
         check_fits(&tokenizer, &model, training.seq_len)?;
         let tokens = pack_documents(&tokenizer, &corpus.train)?;
-        PackedLoader::new(tokens, training.seq_len, training.batch_size, training.seed, true, training.device()?)?
+        PackedLoader::new(&dims, tokens, training.seq_len, training.batch_size, training.seed, true)?
     })]
     train_data: PackedLoader,
     #[build(PackedLoader::new(
-        pack_documents(&tokenizer, &corpus.val)?,
-        training.seq_len, training.batch_size, training.seed, false, training.device()?,
+        &dims, pack_documents(&tokenizer, &corpus.val)?,
+        training.seq_len, training.batch_size, training.seed, false,
     )?)]
     val_data: PackedLoader,
     #[build(CausalLmLoss)]

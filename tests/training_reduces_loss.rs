@@ -2,7 +2,6 @@
 //! and clipping gets clearly better than chance, and its validation loss is deterministic.
 
 use anyhow::Result;
-use titan::Dataloader;
 use titan::data::{Corpus, PackedLoader, StoryConfig, pack_documents};
 use titan::lr::Decay;
 use titan::tch::Device;
@@ -10,6 +9,7 @@ use titan::{
     AdamW, AdamWConfig, BpeConfig, BpeTokenizer, CausalLmLoss, Llama, LlamaConfig, Model, Trainer,
     TrainerConfig, Warmup, WarmupConfig,
 };
+use titan::{Dataloader, LocalEnv, ParallelDims};
 
 #[test]
 fn loss_falls_well_below_chance() -> Result<()> {
@@ -38,21 +38,22 @@ fn loss_falls_well_below_chance() -> Result<()> {
     }
     .with_tokenizer(&tokenizer);
     let model = Llama::new(config, Device::Cpu)?;
+    let dims = ParallelDims::new(&LocalEnv::single(), Device::Cpu)?;
     let mut train = PackedLoader::new(
+        &dims,
         pack_documents(&tokenizer, &corpus.train)?,
         64,
         8,
         0,
         true,
-        Device::Cpu,
     )?;
     let mut val = PackedLoader::new(
+        &dims,
         pack_documents(&tokenizer, &corpus.val)?,
         64,
         4,
         0,
         false,
-        Device::Cpu,
     )?;
     let mut optimizer = AdamW::new(
         model.parameters(),

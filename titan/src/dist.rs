@@ -27,6 +27,25 @@ pub struct LocalEnv {
 }
 
 impl LocalEnv {
+    /// One process, rank 0, without reading the environment (tests, notebooks).
+    pub fn single() -> Self {
+        Self {
+            rank: 0,
+            world_size: 1,
+            local_rank: 0,
+        }
+    }
+
+    /// Rank `rank` of `world_size` processes on one machine, for simulating data-parallel
+    /// sharding in one process (each rank's dataloader is built from its own value).
+    pub fn simulated(rank: usize, world_size: usize) -> Self {
+        Self {
+            rank,
+            world_size,
+            local_rank: rank,
+        }
+    }
+
     /// Reads `RANK`, `WORLD_SIZE`, `LOCAL_RANK` (absent → 0, 1, 0). A world size above 1 is an
     /// error until multi-process training lands, rather than silently training alone.
     pub fn from_env() -> Result<Self> {

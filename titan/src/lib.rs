@@ -12,6 +12,7 @@ pub mod lr;
 pub mod metrics;
 pub mod model;
 pub mod optim;
+pub mod parallel_dims;
 pub mod tokenizer;
 pub mod trainer;
 
@@ -23,6 +24,7 @@ pub use loss::{CausalLmLoss, Loss, ShiftedLoss};
 pub use lr::{LrScheduler, Warmup, WarmupConfig};
 pub use model::{Llama, LlamaConfig, Model, Parameters};
 pub use optim::{AdamW, AdamWConfig, Optimizer};
+pub use parallel_dims::{DataParallel, ParallelDims};
 pub use titan_macros::experiment;
 pub use tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
 pub use trainer::{Trainer, TrainerConfig};
@@ -37,6 +39,7 @@ pub mod prelude {
     pub use crate::lr::{Decay, LrScheduler, Warmup, WarmupConfig};
     pub use crate::model::{Llama, LlamaConfig, Model, check_fits};
     pub use crate::optim::{AdamW, AdamWConfig, Optimizer};
+    pub use crate::parallel_dims::{DataParallel, ParallelDims};
     pub use crate::tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
     pub use titan_macros::experiment;
 }

@@ -7,7 +7,7 @@ use titan::tch::{nn, Tensor};
 pub struct Exp {
     #[build(Embeddings::new())]
     model: Embeddings,
-    #[build(PackedLoader::new((0..4096).collect(), 64, 2, 0, true, Device::Cpu)?)]
+    #[build(PackedLoader::new(&ParallelDims::new(&LocalEnv::single(), Device::Cpu)?, (0..4096).collect(), 64, 2, 0, true)?)]
     train_data: PackedLoader,
     #[build(CausalLmLoss)]
     loss: CausalLmLoss,

@@ -10,7 +10,7 @@ pub struct Exp {
     model: Llama,
     #[build(BpeTokenizer::from_file(std::path::Path::new(&format!("{}", model.config().vocab_size)), 512)?)]
     tokenizer: BpeTokenizer,
-    #[build(PackedLoader::new((0..4096).collect(), 64, 2, 0, true, Device::Cpu)?)]
+    #[build(PackedLoader::new(&ParallelDims::new(&LocalEnv::single(), Device::Cpu)?, (0..4096).collect(), 64, 2, 0, true)?)]
     train_data: PackedLoader,
     #[build(CausalLmLoss)]
     loss: CausalLmLoss,

@@ -11,7 +11,7 @@ pub struct Exp {
     #[role(model)]
     #[build(Llama::new(LlamaConfig::tiny(), Device::Cpu)?)]
     teacher: Llama,
-    #[build(PackedLoader::new((0..4096).collect(), 64, 2, 0, true, Device::Cpu)?)]
+    #[build(PackedLoader::new(&ParallelDims::new(&LocalEnv::single(), Device::Cpu)?, (0..4096).collect(), 64, 2, 0, true)?)]
     train_data: PackedLoader,
     #[build(CausalLmLoss)]
     loss: CausalLmLoss,

@@ -8,7 +8,7 @@ use titan::tch::Device;
 pub struct Exp {
     #[build(Llama::new(LlamaConfig::tiny(), Device::Cpu)?)]
     model: Llama,
-    #[build(PackedLoader::new((0..4096).collect(), 64, 2, 0, true, Device::Cpu)?)]
+    #[build(PackedLoader::new(&ParallelDims::new(&LocalEnv::single(), Device::Cpu)?, (0..4096).collect(), 64, 2, 0, true)?)]
     train_data: PackedLoader,
     #[build(CausalLmLoss)]
     loss: CausalLmLoss,

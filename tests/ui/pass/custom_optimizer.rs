@@ -51,7 +51,7 @@ pub struct SgdExperiment {
         ..LlamaConfig::tiny()
     }, Device::Cpu)?)]
     model: Llama,
-    #[build(PackedLoader::new((0..2048).map(|i| i % 64).collect(), training.seq_len, training.batch_size, 0, true, Device::Cpu)?)]
+    #[build(PackedLoader::new(&ParallelDims::new(&LocalEnv::single(), Device::Cpu)?, (0..2048).map(|i| i % 64).collect(), training.seq_len, training.batch_size, 0, true)?)]
     train_data: PackedLoader,
     #[build(CausalLmLoss)]
     loss: CausalLmLoss,

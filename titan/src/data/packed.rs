@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::{Dataloader, HfBatch, HfLabels, TokenIds};
+use crate::parallel_dims::DataParallel;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -35,10 +36,13 @@ pub struct PackedState {
     pub cursor: usize,
 }
 
-/// Serves batches of packed rows in Hugging Face's convention, reshuffled every epoch.
+/// Serves batches of packed rows in Hugging Face's convention, reshuffled every epoch. Each
+/// data-parallel rank serves a disjoint share of each epoch's rows.
 #[derive(Debug)]
 pub struct PackedLoader {
     tokens: Vec<u32>,
+    dp_rank: usize,
+    dp_degree: usize,
     seq_len: usize,
     batch_size: usize,
     seed: u64,
@@ -49,15 +53,17 @@ pub struct PackedLoader {
 }
 
 impl PackedLoader {
-    /// Cuts `tokens` into rows of `seq_len`; `shuffle` reorders rows each epoch from `seed`.
+    /// Cuts `tokens` into rows of `seq_len`; `shuffle` reorders rows each epoch from `seed`
+    /// (the same order on every rank); this rank serves rows `dp_rank`, `dp_rank + dp_degree`, ….
     pub fn new(
+        dims: &impl DataParallel,
         tokens: Vec<u32>,
         seq_len: usize,
         batch_size: usize,
         seed: u64,
         shuffle: bool,
-        device: Device,
     ) -> Result<Self> {
+        let (dp_rank, dp_degree, device) = (dims.dp_rank(), dims.dp_degree(), dims.device());
         if seq_len < 2 {
             return Err(Error::config(
                 "PackedLoader seq_len",
@@ -73,14 +79,16 @@ impl PackedLoader {
             ));
         }
         let rows = tokens.len() / seq_len;
-        if rows == 0 {
+        if rows < dp_degree {
             return Err(Error::Data(format!(
-                "the corpus has {} tokens, fewer than one row of seq_len {seq_len}",
+                "the corpus has {} tokens, fewer than one row of seq_len {seq_len} per data-parallel rank ({dp_degree})",
                 tokens.len()
             )));
         }
         let mut loader = Self {
             tokens,
+            dp_rank,
+            dp_degree,
             seq_len,
             batch_size,
             seed,
@@ -96,9 +104,9 @@ impl PackedLoader {
         Ok(loader)
     }
 
-    /// Number of full rows in one epoch.
+    /// Number of full rows this rank serves in one epoch.
     pub fn num_rows(&self) -> usize {
-        self.tokens.len() / self.seq_len
+        self.order.len()
     }
 
     /// Number of whole batches in one epoch (at least 1: a short corpus wraps around).
@@ -112,12 +120,20 @@ impl PackedLoader {
     }
 
     fn epoch_order(&self, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.num_rows()).collect();
+        let mut order: Vec<usize> = (0..self.tokens.len() / self.seq_len).collect();
         if self.shuffle {
             let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ epoch.wrapping_mul(0x9E37_79B9));
             order.shuffle(&mut rng);
         }
+        // Ranks share the epoch's order and take every dp_degree-th row: disjoint, and
+        // together all rows but the remainder.
+        let per_rank = order.len() / self.dp_degree;
         order
+            .into_iter()
+            .skip(self.dp_rank)
+            .step_by(self.dp_degree)
+            .take(per_rank)
+            .collect()
     }
 
     fn next_row(&mut self) -> usize {
@@ -182,9 +198,16 @@ impl Dataloader for PackedLoader {
 mod tests {
     use super::*;
 
+    use crate::dist::LocalEnv;
+    use crate::parallel_dims::ParallelDims;
+
+    fn dims(rank: usize, world: usize) -> ParallelDims {
+        ParallelDims::new(&LocalEnv::simulated(rank, world), Device::Cpu).expect("dims")
+    }
+
     fn loader(shuffle: bool) -> PackedLoader {
         let tokens: Vec<u32> = (0..100).collect();
-        PackedLoader::new(tokens, 10, 3, 7, shuffle, Device::Cpu).expect("loader")
+        PackedLoader::new(&dims(0, 1), tokens, 10, 3, 7, shuffle).expect("loader")
     }
 
     fn rows(batch: &HfBatch) -> Vec<i64> {
@@ -222,8 +245,24 @@ mod tests {
     }
 
     #[test]
+    fn ranks_read_disjoint_rows_that_cover_the_epoch() -> Result<()> {
+        let tokens: Vec<u32> = (0..120).collect(); // 12 rows of 10
+        let mut seen = Vec::new();
+        for rank in 0..3 {
+            let mut l = PackedLoader::new(&dims(rank, 3), tokens.clone(), 10, 2, 5, true)?;
+            assert_eq!(l.num_rows(), 4);
+            for _ in 0..2 {
+                seen.extend(rows(&l.next_batch()?));
+            }
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..12).map(|r| r * 10).collect::<Vec<i64>>());
+        Ok(())
+    }
+
+    #[test]
     fn too_short_corpus_is_an_error() {
-        let err = PackedLoader::new(vec![1, 2, 3], 10, 1, 0, false, Device::Cpu)
+        let err = PackedLoader::new(&dims(0, 1), vec![1, 2, 3], 10, 1, 0, false)
             .expect_err("short corpus")
             .to_string();
         assert!(
