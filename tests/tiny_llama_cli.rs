@@ -128,6 +128,10 @@ fn bad_flags_are_clear_errors() -> Result<()> {
         "1",
     ])?;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.txt"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nope.txt") && stderr.contains("building `corpus`"),
+        "{stderr}"
+    );
     Ok(())
 }

@@ -28,7 +28,7 @@ pub fn experiment(args: TokenStream, input: TokenStream) -> TokenStream {
             let error = result.err().unwrap_or_else(|| {
                 syn::Error::new(Span::call_site(), "experiment could not be expanded")
             });
-            fallback::generate(&item, parsed.as_ref(), error)
+            fallback::generate(parsed.as_ref(), error)
         }
     }
 }
@@ -50,7 +50,8 @@ pub fn plain_struct(exp: &Experiment) -> TokenStream {
     }
 }
 
-/// `{Experiment}Builder` with one `Option` and one setter per field.
+/// `{Experiment}Builder` with one `Option` and one setter per field, `build()`, and
+/// `{Experiment}::builder()`.
 pub fn builder(exp: &Experiment) -> TokenStream {
     let (vis, ident) = (&exp.vis, &exp.ident);
     let builder = format_ident!("{}Builder", ident);
@@ -80,12 +81,24 @@ pub fn builder(exp: &Experiment) -> TokenStream {
 
         impl #builder {
             #(#setters)*
+
+            /// Builds the experiment (no command-line overrides).
+            #vis fn build(self) -> ::titan::Result<#ident> {
+                <#ident as ::titan::experiment::Experiment>::build_from(self, &::titan::experiment::Overrides::none())
+            }
+        }
+
+        impl #ident {
+            /// A builder that builds every field from its expression unless replaced.
+            #vis fn builder() -> #builder {
+                ::core::default::Default::default()
+            }
         }
     }
 }
 
 fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
-    let (vis, ident) = (&exp.vis, &exp.ident);
+    let ident = &exp.ident;
     let builder_ident = format_ident!("{}Builder", ident);
     let name = snake_case(&ident.to_string());
     let order_names: Vec<String> = order
@@ -148,20 +161,6 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
         #plain
         #builder
 
-        impl #ident {
-            /// A builder that builds every field from its expression unless replaced.
-            #vis fn builder() -> #builder_ident {
-                ::core::default::Default::default()
-            }
-        }
-
-        impl #builder_ident {
-            /// Builds the experiment (no command-line overrides).
-            #vis fn build(self) -> ::titan::Result<#ident> {
-                <#ident as ::titan::experiment::Experiment>::build_from(self, &::titan::experiment::Overrides::none())
-            }
-        }
-
         impl ::titan::experiment::Experiment for #ident {
             type Builder = #builder_ident;
             const NAME: &'static str = #name;
@@ -171,7 +170,7 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
                 ::core::default::Default::default()
             }
 
-            #[allow(unused_variables, clippy::clone_on_copy)]
+            #[allow(unused_variables, clippy::clone_on_copy, clippy::redundant_closure_call, clippy::needless_question_mark)]
             fn resolve_config<'o>(
                 __titan_builder: &#builder_ident,
                 __titan_overrides: &'o ::titan::experiment::Overrides,
@@ -182,7 +181,7 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
                 ::core::result::Result::Ok(__titan_cfg)
             }
 
-            #[allow(unused_variables, clippy::redundant_locals)]
+            #[allow(unused_variables, clippy::redundant_locals, clippy::redundant_closure_call, clippy::needless_question_mark)]
             fn build_from(
                 __titan_builder: #builder_ident,
                 __titan_overrides: &::titan::experiment::Overrides,
@@ -213,7 +212,18 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
 /// so a type mismatch lands there); settings sections then take their `--set` overrides.
 fn take_or_build(f: &Field, take: TokenStream) -> TokenStream {
     let (name, ty, expr) = (&f.ident, &f.ty, &f.expr);
-    let value = quote_spanned!(expr.span()=> #expr);
+    let field = name.to_string();
+    // The expression runs in a closure so its `?` errors can be tagged with the field; inside,
+    // it is bound at the declared type, so a type mismatch lands on the expression.
+    let value = quote_spanned! {expr.span()=>
+        ::titan::experiment::in_field(
+            (|| -> ::titan::Result<#ty> {
+                let __titan_built: #ty = #expr;
+                ::core::result::Result::Ok(__titan_built)
+            })(),
+            #field,
+        )?
+    };
     let overrides = (f.kind == InitKind::Config).then(|| {
         let section = name.to_string();
         quote!(let #name: #ty = __titan_cfg.resolve(#section, #name)?;)
@@ -221,10 +231,7 @@ fn take_or_build(f: &Field, take: TokenStream) -> TokenStream {
     quote! {
         let #name: #ty = match #take {
             ::core::option::Option::Some(v) => v,
-            ::core::option::Option::None => {
-                let __titan_built: #ty = #value;
-                __titan_built
-            }
+            ::core::option::Option::None => #value,
         };
         #overrides
     }

@@ -8,18 +8,13 @@ use quote::{format_ident, quote};
 use crate::ast::Experiment;
 use crate::expand::{builder, plain_struct};
 
-pub fn generate(
-    item: &syn::ItemStruct,
-    parsed: Option<&Experiment>,
-    error: syn::Error,
-) -> TokenStream {
+pub fn generate(parsed: Option<&Experiment>, error: syn::Error) -> TokenStream {
     let errors = error.to_compile_error();
     let Some(exp) = parsed else {
         return quote! { #errors };
     };
-    let (vis, ident) = (&exp.vis, &exp.ident);
+    let ident = &exp.ident;
     let builder_ident = format_ident!("{}Builder", ident);
-    let _ = item;
     let plain = plain_struct(exp);
     let builder = builder(exp);
     let unreachable = quote!(::core::unreachable!("the experiment did not compile"));
@@ -27,20 +22,6 @@ pub fn generate(
         #errors
         #plain
         #builder
-
-        impl #ident {
-            /// A builder (unusable: the experiment has compile errors).
-            #vis fn builder() -> #builder_ident {
-                ::core::default::Default::default()
-            }
-        }
-
-        impl #builder_ident {
-            /// Unusable: the experiment has compile errors.
-            #vis fn build(self) -> ::titan::Result<#ident> {
-                #unreachable
-            }
-        }
 
         impl ::titan::experiment::Experiment for #ident {
             type Builder = #builder_ident;

@@ -38,6 +38,14 @@ pub enum Error {
     /// Training diverged or produced a non-finite value.
     #[error("training: {0}")]
     Training(String),
+    /// Building an experiment field failed (its `#[build]` or `#[config]` expression).
+    #[error("building `{field}`: {source}")]
+    Field {
+        /// The experiment field.
+        field: &'static str,
+        /// What went wrong.
+        source: Box<Error>,
+    },
     /// Writing metrics or other JSON failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

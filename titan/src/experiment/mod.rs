@@ -128,5 +128,13 @@ macro_rules! main {
     };
 }
 
+/// Names the experiment field whose expression failed, so a run's error says what was built.
+pub fn in_field<T>(result: Result<T>, field: &'static str) -> Result<T> {
+    result.map_err(|e| crate::Error::Field {
+        field,
+        source: Box::new(e),
+    })
+}
+
 /// Checks, at the user's field type, that the `dist` field is a distributed environment.
 pub fn is_distributed_environment<D: crate::DistributedEnvironment>(_: &D) {}
