@@ -20,8 +20,13 @@ pub trait Loss<Labels> {
     /// Mean loss over counted tokens.
     fn loss(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
         let (sum, count) = self.loss_sum(logits, labels)?;
-        Ok(sum.f_div(&count.f_clamp_min(1)?)?)
+        mean_loss(&sum, &count)
     }
+}
+
+/// Mean of a loss sum over its counted tokens (a batch with none counts as one).
+pub fn mean_loss(sum: &Tensor, count: &Tensor) -> Result<Tensor> {
+    Ok(sum.f_div(&count.f_clamp_min(1)?)?)
 }
 
 /// Causal language-modelling cross-entropy in Hugging Face's convention: labels are unshifted,

@@ -172,7 +172,7 @@ impl Trainer {
             window.data_wait += fetched.wait;
             window.tokens += fetched.tokens;
             let (sum, count) = (parts.loss)(&fetched.logits, &fetched.labels)?;
-            let step_loss = sum.f_div(&count.f_clamp_min(1)?)?;
+            let step_loss = crate::loss::mean_loss(&sum, &count)?;
             step_loss.f_backward()?;
             let grad_norm = clip_grad_norm(&parts.params, cfg.max_grad_norm)?;
             parts.update.step()?;

@@ -45,8 +45,10 @@ pub struct TrainingConfig {
 
 impl Default for TrainingConfig {
     fn default() -> Self {
+        // The loop's settings keep one set of defaults, `TrainerConfig`'s.
+        let trainer = TrainerConfig::default();
         Self {
-            steps: 1000,
+            steps: trainer.steps,
             batch_size: 8,
             seq_len: 512,
             seed: 0,
@@ -54,10 +56,10 @@ impl Default for TrainingConfig {
             data: None,
             val_data: None,
             output_dir: None,
-            log_every: 10,
-            eval_every: 0,
-            eval_batches: 8,
-            max_grad_norm: 1.0,
+            log_every: trainer.log_every,
+            eval_every: trainer.eval_every,
+            eval_batches: trainer.eval_batches,
+            max_grad_norm: trainer.max_grad_norm,
             samples: 3,
             prompt: "Once upon a time".into(),
         }
