@@ -27,27 +27,29 @@ pub struct TinyLlama {
     // Dataloaders take `&dims`, which only the distributed environment can produce.
     #[build(ParallelDims::new(&dist, training.device()?)?)]
     dims: ParallelDims,
+    // `--data` takes a `.txt`, `.jsonl` or `.parquet` file, a directory or a glob of shards.
     #[build(Corpus::for_run(&training)?)]
     corpus: Corpus,
     // BPE merges settle long before the corpus ends: a bounded sample keeps start-up short.
     #[build(BpeTokenizer::train_or_load(
         &BpeConfig { path: training.output_dir("tiny_llama").join(&bpe.path), ..bpe.clone() },
-        corpus.train.iter().take(20_000),
+        corpus.train.sample(20_000)?,
     )?)]
     tokenizer: BpeTokenizer,
     #[build(Llama::new(llama.with_tokenizer(&tokenizer), dims.device())?)]
     model: Llama,
+    // Read, tokenized and packed on a background thread, shuffled through 1,024 documents.
     #[build({
         check_fits(&tokenizer, &model, training.seq_len)?;
-        let tokens = pack_documents(&tokenizer, &corpus.train)?;
-        PackedLoader::new(&dims, tokens, training.seq_len, training.batch_size, training.seed, true)?
+        let docs = Documents::new(&dims, corpus.train.clone(), 1024, training.seed)?;
+        TokenLoader::new(&dims, docs, tokenizer.clone(), Layout::Packed, training.seq_len, training.batch_size)?
     })]
-    train_data: PackedLoader,
-    #[build(PackedLoader::new(
-        &dims, pack_documents(&tokenizer, &corpus.val)?,
-        training.seq_len, training.batch_size, training.seed, false,
-    )?)]
-    val_data: PackedLoader,
+    train_data: TokenLoader<Documents, BpeTokenizer, HfConvention>,
+    #[build({
+        let docs = Documents::new(&dims, corpus.val.clone(), 0, training.seed)?;
+        TokenLoader::new(&dims, docs, tokenizer.clone(), Layout::Packed, training.seq_len, training.batch_size)?
+    })]
+    val_data: TokenLoader<Documents, BpeTokenizer, HfConvention>,
     #[build(CausalLmLoss)]
     loss: CausalLmLoss,
     #[build(AdamW::new(model.parameters(), adamw.clone())?)]

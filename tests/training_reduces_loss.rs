@@ -2,7 +2,7 @@
 //! and clipping gets clearly better than chance, and its validation loss is deterministic.
 
 use anyhow::Result;
-use titan::data::{Corpus, PackedLoader, StoryConfig, pack_documents};
+use titan::data::{Corpus, Documents, HfConvention, Layout, StoryConfig, TokenLoader};
 use titan::lr::Decay;
 use titan::tch::Device;
 use titan::{
@@ -26,7 +26,7 @@ fn loss_falls_well_below_chance() -> Result<()> {
             path: dir.path().join("tok.json"),
             ..BpeConfig::default()
         },
-        corpus.train.iter(),
+        corpus.train.sample(200)?,
     )?;
     let config = LlamaConfig {
         hidden_size: 64,
@@ -39,22 +39,24 @@ fn loss_falls_well_below_chance() -> Result<()> {
     .with_tokenizer(&tokenizer);
     let model = Llama::new(config, Device::Cpu)?;
     let dims = ParallelDims::new(&LocalEnv::single(), Device::Cpu)?;
-    let mut train = PackedLoader::new(
+    // Streamed, tokenized and packed on the loader's thread; validation in order.
+    let mut train: TokenLoader<_, _, HfConvention> = TokenLoader::new(
         &dims,
-        pack_documents(&tokenizer, &corpus.train)?,
+        Documents::new(&dims, corpus.train.clone(), 64, 0)?,
+        tokenizer.clone(),
+        Layout::Packed,
         64,
         8,
-        0,
-        true,
     )?;
-    let mut val = PackedLoader::new(
+    let mut val: TokenLoader<_, _, HfConvention> = TokenLoader::new(
         &dims,
-        pack_documents(&tokenizer, &corpus.val)?,
+        Documents::new(&dims, corpus.val.clone(), 0, 0)?,
+        tokenizer.clone(),
+        Layout::Packed,
         64,
         4,
-        0,
-        false,
     )?;
+    let val_start = val.state();
     let mut optimizer = AdamW::new(
         model.parameters(),
         AdamWConfig {
@@ -102,10 +104,7 @@ fn loss_falls_well_below_chance() -> Result<()> {
         "val loss {val_loss} vs chance {chance}"
     );
     // Evaluating the same batches again gives the same number: no dropout, no state carried.
-    val.load_state(titan::data::PackedState {
-        epoch: 0,
-        cursor: 0,
-    })?;
+    val.load_state(val_start)?;
     let (again, _) = titan::trainer::evaluate(&model, &mut val, &CausalLmLoss, 2)?;
     assert!((again - val_loss).abs() < 1e-6, "{again} vs {val_loss}");
     Ok(())

@@ -16,7 +16,7 @@ pub mod parallel_dims;
 pub mod tokenizer;
 pub mod trainer;
 
-pub use data::{Batch, Dataloader};
+pub use data::{Batch, Dataloader, Dataset};
 pub use dist::{DistributedEnvironment, LocalEnv};
 pub use error::{Error, Result};
 pub use experiment::{Experiment, TrainingConfig};
@@ -32,7 +32,10 @@ pub use trainer::{Trainer, TrainerConfig};
 /// What an experiment file needs in scope: the role traits (so `model.parameters()` works),
 /// the common components and the `#[experiment]` attribute.
 pub mod prelude {
-    pub use crate::data::{Batch, Corpus, Dataloader, PackedLoader, pack_documents};
+    pub use crate::data::{
+        Batch, Corpus, DataSource, Dataloader, Dataset, Documents, HfConvention, Layout,
+        PackedLoader, Split, TitanBatch, TitanConvention, TokenLoader, pack_documents,
+    };
     pub use crate::dist::{DistributedEnvironment, LocalEnv};
     pub use crate::experiment::{Experiment, TrainingConfig};
     pub use crate::loss::{CausalLmLoss, Loss, ShiftedLoss};

@@ -70,3 +70,21 @@ impl Batch for HfBatch {
         })
     }
 }
+
+impl AsRef<Tensor> for TokenIds {
+    fn as_ref(&self) -> &Tensor {
+        &self.0
+    }
+}
+
+impl AsRef<Tensor> for HfLabels {
+    fn as_ref(&self) -> &Tensor {
+        &self.0
+    }
+}
+
+impl AsRef<Tensor> for ShiftedLabels {
+    fn as_ref(&self) -> &Tensor {
+        &self.0
+    }
+}

@@ -1,47 +1,45 @@
-//! The training and validation documents of a run: a user's text files, or the built-in stories.
+//! The training and validation sources of a run: a user's data files, or the built-in stories.
 
-use std::path::Path;
+use super::{DataSource, Split, StoryConfig};
+use crate::Result;
 
-use super::{DEFAULT_DELIMITER, StoryConfig, StoryGenerator, read_documents};
-use crate::{Error, Result};
-
-/// Training and validation documents, and where they came from.
-#[derive(Debug, Clone)]
+/// Where a run's training and validation documents come from.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Corpus {
     /// Documents to train on.
-    pub train: Vec<String>,
+    pub train: DataSource,
     /// Held-apart documents to evaluate on.
-    pub val: Vec<String>,
-    /// Human-readable origin, for logs.
-    pub source: String,
+    pub val: DataSource,
 }
 
-/// Fraction of the training source held apart for validation when no validation file is given.
-pub const VAL_FRACTION: f64 = 0.05;
-
 impl Corpus {
-    /// The built-in stories: `config.num_stories` to train on and 5% more, never trained on,
-    /// to validate on.
+    /// The built-in stories: `config.num_stories` of them, every 20th held out for validation.
     pub fn stories(config: &StoryConfig) -> Self {
-        let generator = StoryGenerator::new(config.clone());
-        let n = config.num_stories as u64;
-        let held = ((n as f64 * VAL_FRACTION).ceil() as u64).max(1);
         Self {
-            train: generator.stories(0..n).collect(),
-            val: generator.stories(n..n + held).collect(),
-            source: format!(
-                "built-in stories (seed {}, {} train, {} validation)",
-                config.seed, n, held
-            ),
+            train: DataSource::stories(config.clone(), Split::Train),
+            val: DataSource::stories(config.clone(), Split::Validation),
         }
     }
 
-    /// The run's documents: `training.data` (and `val_data`) when set, else enough built-in
-    /// stories (about 190 tokens each) for the run to see each about once, 20,000 at least.
+    /// The run's sources: `training.data` (a `.txt`, `.jsonl` or `.parquet` file, a directory
+    /// or a glob) with `training.val_data` or, when that is absent, every 20th document held
+    /// out; else enough built-in stories (about 190 tokens each) for the run to see each about
+    /// once, 20,000 at least.
     pub fn for_run(training: &crate::TrainingConfig) -> Result<Self> {
-        let corpus = match &training.data {
-            Some(path) => Self::from_files(path, training.val_data.as_deref())?,
-            None => {
+        let corpus = match (&training.data, &training.val_data) {
+            (Some(train), Some(val)) => Self {
+                train: DataSource::files(train, Split::All)?,
+                val: DataSource::files(val, Split::All)?,
+            },
+            (Some(train), None) => {
+                let train = DataSource::files(train, Split::Train)?;
+                let val = DataSource {
+                    split: Split::Validation,
+                    ..train.clone()
+                };
+                Self { train, val }
+            }
+            (None, _) => {
                 let tokens = training.steps as usize * training.batch_size * training.seq_len;
                 Self::stories(&StoryConfig {
                     seed: training.seed,
@@ -49,39 +47,11 @@ impl Corpus {
                 })
             }
         };
-        eprintln!("data: {}", corpus.source);
+        eprintln!(
+            "data: train {}; validation {}",
+            corpus.train.describe(),
+            corpus.val.describe()
+        );
         Ok(corpus)
-    }
-
-    /// Documents from `train` (split at `<|endoftext|>` lines); validation from `val` or, when
-    /// absent, the last 5% of `train`'s documents, which are then not trained on.
-    pub fn from_files(train: &Path, val: Option<&Path>) -> Result<Self> {
-        let mut docs = read_documents(train, DEFAULT_DELIMITER)?;
-        let (val_docs, how) = match val {
-            Some(path) => (
-                read_documents(path, DEFAULT_DELIMITER)?,
-                path.display().to_string(),
-            ),
-            None => {
-                if docs.len() < 2 {
-                    return Err(Error::Data(format!(
-                        "{}: one document only, so none can be held apart for validation; pass --val-data",
-                        train.display()
-                    )));
-                }
-                let held = ((docs.len() as f64 * VAL_FRACTION).ceil() as usize).max(1);
-                let val = docs.split_off(docs.len() - held);
-                (val, format!("last {held} documents held apart"))
-            }
-        };
-        Ok(Self {
-            source: format!(
-                "{} ({} train documents; validation: {how})",
-                train.display(),
-                docs.len()
-            ),
-            train: docs,
-            val: val_docs,
-        })
     }
 }

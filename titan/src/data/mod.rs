@@ -1,19 +1,49 @@
-//! The data path: the built-in story corpus, text files, packing, batches and the
-//! `Dataloader` role.
+//! The data path: sources (text, JSONL and Parquet files, or the built-in stories) streamed
+//! as [`Documents`], collated into packed or padded rows of either label convention by a
+//! prefetching [`TokenLoader`], and the `Dataset` and `Dataloader` roles.
 
 mod batch;
+mod collate;
 mod corpus;
+mod documents;
+mod files;
+mod jsonl;
+mod loader;
 mod packed;
+pub mod parquet;
+mod source;
 mod stories;
 mod text;
 
 pub use batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TokenIds};
-pub use corpus::{Corpus, VAL_FRACTION};
+pub use collate::{
+    Collator, Convention, HfConvention, Layout, Pending, Rows, TitanBatch, TitanConvention,
+};
+pub use corpus::Corpus;
+pub use documents::{Documents, DocumentsState};
+pub use files::{DataFile, EXTENSIONS, Format, resolve};
+pub use loader::{DEFAULT_PREFETCH, LoaderState, TokenLoader};
 pub use packed::{PackedLoader, PackedState, pack_documents};
+pub use source::{DEFAULT_FIELD, DataSource, HOLDOUT_EVERY, Origin, Split};
 pub use stories::{StoryConfig, StoryGenerator};
-pub use text::{DEFAULT_DELIMITER, read_documents, split_documents};
+pub use text::{DEFAULT_DELIMITER, MAX_DOCUMENT_BYTES};
 
 use crate::Result;
+
+/// An endless stream of documents (one data-parallel rank's share), whose position saves and
+/// restores exactly; a [`TokenLoader`] reads it on a background thread.
+pub trait Dataset: Send + 'static {
+    /// Its position, for checkpoints.
+    type State: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + 'static;
+    /// The next document (wrapping into the next epoch when one ends).
+    fn next_document(&mut self) -> Result<String>;
+    /// The current position.
+    fn state(&self) -> Self::State;
+    /// Moves to a saved position, so the following documents are the ones that came after it.
+    fn load_state(&mut self, state: Self::State) -> Result<()>;
+    /// Completed passes over the data.
+    fn epoch(&self) -> u64;
+}
 
 /// Yields batches forever, counting epochs; its position saves and restores exactly.
 #[diagnostic::on_unimplemented(

@@ -1,0 +1,370 @@
+//! From documents to rows of token ids: packing (torchtitan's way) or one document per padded
+//! row (the seed's collator), in either label convention.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use super::{Batch, Dataset, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TokenIds};
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+
+/// How documents are laid into rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// Documents joined with EOS and cut into full rows: no padding, documents cross rows.
+    Packed,
+    /// One document per row, padded on the right with PAD (labels −100 there); a document
+    /// longer than a row continues on the next rows.
+    Padded,
+}
+
+/// A batch in the Titan (torchtitan) convention: inputs and labels already shifted by one.
+#[derive(Debug)]
+pub struct TitanBatch {
+    /// Token ids (b, t).
+    pub inputs: TokenIds,
+    /// Labels (b, t): position `i` holds the token after input position `i`, −100 where ignored.
+    pub labels: ShiftedLabels,
+}
+
+impl Batch for TitanBatch {
+    type Input = TokenIds;
+    type Labels = ShiftedLabels;
+
+    fn into_parts(self) -> (TokenIds, ShiftedLabels) {
+        (self.inputs, self.labels)
+    }
+
+    fn num_tokens(&self) -> i64 {
+        self.inputs.0.numel() as i64
+    }
+
+    fn to_device(self, device: tch::Device) -> Result<Self> {
+        Ok(Self {
+            inputs: TokenIds(self.inputs.0.f_to(device)?),
+            labels: ShiftedLabels(self.labels.0.f_to(device)?),
+        })
+    }
+}
+
+/// A label convention: how long a row's token window is and which batch type carries it.
+/// The batch type is what pairs a dataloader with its loss at compile time.
+pub trait Convention: Send + 'static {
+    /// The batches of this convention.
+    type Batch: Batch;
+    /// Whether labels are pre-shifted (a window of `seq_len + 1` tokens gives `seq_len`
+    /// inputs and `seq_len` labels) rather than equal to the inputs.
+    const SHIFTED: bool;
+    /// Wraps (b, t) input ids and labels.
+    fn batch(input: Tensor, labels: Tensor) -> Self::Batch;
+}
+
+/// Hugging Face's convention: `input_ids` and unshifted `labels` ([`HfBatch`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HfConvention;
+
+/// Titan's convention: `inputs` and pre-shifted labels ([`TitanBatch`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TitanConvention;
+
+impl Convention for HfConvention {
+    type Batch = HfBatch;
+    const SHIFTED: bool = false;
+    fn batch(input: Tensor, labels: Tensor) -> HfBatch {
+        HfBatch {
+            input_ids: TokenIds(input),
+            labels: HfLabels(labels),
+        }
+    }
+}
+
+impl Convention for TitanConvention {
+    type Batch = TitanBatch;
+    const SHIFTED: bool = true;
+    fn batch(input: Tensor, labels: Tensor) -> TitanBatch {
+        TitanBatch {
+            inputs: TokenIds(input),
+            labels: ShiftedLabels(labels),
+        }
+    }
+}
+
+/// Token ids of documents read but not yet laid into rows, each ending in EOS.
+pub type Pending = VecDeque<Vec<u32>>;
+
+/// One batch's rows, flat (b × t), ready to become tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    /// Input ids.
+    pub input: Vec<i64>,
+    /// Labels (unshifted or shifted, per the convention), −100 where ignored.
+    pub labels: Vec<i64>,
+}
+
+/// Reads documents from a dataset, tokenizes them in parallel a batch's worth at a time, and
+/// lays them into rows.
+#[derive(Debug)]
+pub struct Collator<D, T> {
+    /// The documents.
+    pub dataset: D,
+    /// Tokenized documents not yet laid into rows.
+    pub pending: Pending,
+    tokenizer: Arc<T>,
+    layout: Layout,
+    shifted: bool,
+    seq_len: usize,
+    batch_size: usize,
+    eos: u32,
+    pad: u32,
+}
+
+/// Documents pulled per tokenization call at least, so the tokenizer's threads have work.
+const MIN_DOCS_PER_ENCODE: usize = 16;
+
+impl<D: Dataset, T: Tokenizer> Collator<D, T> {
+    /// A collator of `batch_size` rows of `seq_len` tokens. The tokenizer needs an EOS id, and
+    /// a PAD id for [`Layout::Padded`].
+    pub fn new(
+        dataset: D,
+        tokenizer: Arc<T>,
+        layout: Layout,
+        shifted: bool,
+        seq_len: usize,
+        batch_size: usize,
+    ) -> Result<Self> {
+        if seq_len < 2 {
+            return Err(Error::config("seq_len", seq_len, "must be at least 2"));
+        }
+        if batch_size == 0 {
+            return Err(Error::config("batch_size", batch_size, "must be positive"));
+        }
+        let eos = tokenizer.eos_id().ok_or_else(|| {
+            Error::Tokenizer("the tokenizer has no EOS token to end documents with".into())
+        })?;
+        let pad = match (layout, tokenizer.pad_id()) {
+            (_, Some(pad)) => pad,
+            (Layout::Packed, None) => eos,
+            (Layout::Padded, None) => {
+                return Err(Error::Tokenizer(
+                    "the padded layout needs a PAD token, and the tokenizer has none".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            dataset,
+            pending: Pending::new(),
+            tokenizer,
+            layout,
+            shifted,
+            seq_len,
+            batch_size,
+            eos,
+            pad,
+        })
+    }
+
+    /// Tokens a row's window holds: `seq_len`, plus one when labels are shifted.
+    fn window(&self) -> usize {
+        self.seq_len + usize::from(self.shifted)
+    }
+
+    /// Reads and tokenizes documents until `pending` holds `tokens` tokens and `docs`
+    /// documents.
+    fn fill(&mut self, tokens: usize, docs: usize) -> Result<()> {
+        let mut have_tokens: usize = self.pending.iter().map(Vec::len).sum();
+        while have_tokens < tokens || self.pending.len() < docs {
+            // About 2 bytes per token is a safe underestimate for BPE on text.
+            let want_bytes = tokens.saturating_sub(have_tokens) * 2;
+            let mut texts = Vec::new();
+            let mut bytes = 0;
+            while texts.len() < MIN_DOCS_PER_ENCODE.max(docs.saturating_sub(self.pending.len()))
+                || bytes < want_bytes
+            {
+                let doc = self.dataset.next_document()?;
+                bytes += doc.len();
+                texts.push(doc);
+            }
+            for mut ids in self.tokenizer.encode_batch(&texts)? {
+                ids.push(self.eos);
+                have_tokens += ids.len();
+                self.pending.push_back(ids);
+            }
+        }
+        Ok(())
+    }
+
+    /// The next batch's rows.
+    pub fn next_rows(&mut self) -> Result<Rows> {
+        let (b, w) = (self.batch_size, self.window());
+        let mut input = Vec::with_capacity(b * self.seq_len);
+        let mut labels = Vec::with_capacity(b * self.seq_len);
+        let mut window = Vec::with_capacity(w);
+        match self.layout {
+            Layout::Packed => self.fill(b * w, 0)?,
+            Layout::Padded => self.fill(0, b)?,
+        }
+        for _ in 0..b {
+            window.clear();
+            match self.layout {
+                Layout::Packed => {
+                    self.fill(w, 0)?;
+                    while window.len() < w {
+                        let Some(front) = self.pending.front_mut() else {
+                            break;
+                        };
+                        let take = (w - window.len()).min(front.len());
+                        window.extend(front.drain(..take));
+                        if front.is_empty() {
+                            self.pending.pop_front();
+                        }
+                    }
+                }
+                Layout::Padded => {
+                    self.fill(0, 1)?;
+                    let Some(front) = self.pending.front_mut() else {
+                        return Err(Error::Data("no document to lay into a row".into()));
+                    };
+                    if front.len() <= w {
+                        window.append(front);
+                        self.pending.pop_front();
+                    } else {
+                        window.extend_from_slice(&front[..w]);
+                        // With shifted labels the last token is only a label: it starts the
+                        // next row as an input, so no next-token pair is lost.
+                        front.drain(..w - usize::from(self.shifted));
+                    }
+                }
+            }
+            self.lay_row(&window, &mut input, &mut labels);
+        }
+        Ok(Rows { input, labels })
+    }
+
+    /// Appends one row of `seq_len` inputs and labels made from `window` (padded on the right).
+    fn lay_row(&self, window: &[u32], input: &mut Vec<i64>, labels: &mut Vec<i64>) {
+        let t = self.seq_len;
+        let shift = usize::from(self.shifted);
+        for i in 0..t {
+            input.push(
+                window
+                    .get(i)
+                    .map_or(i64::from(self.pad), |&id| i64::from(id)),
+            );
+            labels.push(
+                window
+                    .get(i + shift)
+                    .map_or(IGNORE_INDEX, |&id| i64::from(id)),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Dataset;
+
+    /// A tokenizer with one id per character (`a` = 10, …), BOS 0, PAD 1, EOS 2.
+    #[derive(Debug)]
+    struct Chars;
+
+    impl Tokenizer for Chars {
+        fn encode(&self, text: &str) -> Result<Vec<u32>> {
+            Ok(text.bytes().map(|b| u32::from(b - b'a') + 10).collect())
+        }
+        fn encode_batch(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+            texts.iter().map(|t| self.encode(t)).collect()
+        }
+        fn decode(&self, _: &[u32]) -> Result<String> {
+            Ok(String::new())
+        }
+        fn vocab_size(&self) -> usize {
+            40
+        }
+        fn max_len(&self) -> usize {
+            64
+        }
+        fn eos_id(&self) -> Option<u32> {
+            Some(2)
+        }
+        fn pad_id(&self) -> Option<u32> {
+            Some(1)
+        }
+    }
+
+    /// Cycles through fixed documents.
+    struct Fixed(Vec<&'static str>, usize);
+
+    impl Dataset for Fixed {
+        type State = usize;
+        fn next_document(&mut self) -> Result<String> {
+            self.1 += 1;
+            Ok(self.0[(self.1 - 1) % self.0.len()].to_string())
+        }
+        fn state(&self) -> usize {
+            self.1
+        }
+        fn load_state(&mut self, state: usize) -> Result<()> {
+            self.1 = state;
+            Ok(())
+        }
+        fn epoch(&self) -> u64 {
+            (self.1 / self.0.len()) as u64
+        }
+    }
+
+    fn collator(layout: Layout, shifted: bool) -> Result<Collator<Fixed, Chars>> {
+        let docs = Fixed(vec!["abc", "defghij"], 0);
+        Collator::new(docs, Arc::new(Chars), layout, shifted, 4, 2)
+    }
+
+    #[test]
+    fn packed_rows_are_full_and_cross_documents() -> Result<()> {
+        let mut hf = collator(Layout::Packed, false)?;
+        let rows = hf.next_rows()?;
+        // abc EOS | defg — hij EOS …
+        assert_eq!(rows.input, [10, 11, 12, 2, 13, 14, 15, 16]);
+        assert_eq!(rows.labels, rows.input);
+        let mut titan = collator(Layout::Packed, true)?;
+        let rows = titan.next_rows()?;
+        // torchtitan takes seq_len + 1 tokens per row: abc EOS d | efghi
+        assert_eq!(rows.input, [10, 11, 12, 2, 14, 15, 16, 17]);
+        assert_eq!(rows.labels, [11, 12, 2, 13, 15, 16, 17, 18]);
+        Ok(())
+    }
+
+    #[test]
+    fn padded_rows_hold_one_document_and_split_long_ones() -> Result<()> {
+        let mut hf = collator(Layout::Padded, false)?;
+        let rows = hf.next_rows()?;
+        // abc EOS | defg (continued on the next row: hij EOS)
+        assert_eq!(rows.input, [10, 11, 12, 2, 13, 14, 15, 16]);
+        let rows = hf.next_rows()?;
+        assert_eq!(rows.input, [17, 18, 19, 2, 10, 11, 12, 2]);
+        let mut titan = collator(Layout::Padded, true)?;
+        let rows = titan.next_rows()?;
+        // abc EOS + pad; defgh → inputs defg, labels efgh; the next row starts at h.
+        assert_eq!(rows.input, [10, 11, 12, 2, 13, 14, 15, 16]);
+        assert_eq!(rows.labels, [11, 12, 2, IGNORE_INDEX, 14, 15, 16, 17]);
+        let rows = titan.next_rows()?;
+        assert_eq!(rows.input, [17, 18, 19, 2, 10, 11, 12, 2]);
+        assert_eq!(
+            rows.labels,
+            [18, 19, 2, IGNORE_INDEX, 11, 12, 2, IGNORE_INDEX]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn padding_has_ignored_labels() -> Result<()> {
+        let docs = Fixed(vec!["ab"], 0);
+        let mut c = Collator::new(docs, Arc::new(Chars), Layout::Padded, false, 5, 1)?;
+        let rows = c.next_rows()?;
+        assert_eq!(rows.input, [10, 11, 2, 1, 1]);
+        assert_eq!(rows.labels, [10, 11, 2, IGNORE_INDEX, IGNORE_INDEX]);
+        Ok(())
+    }
+}

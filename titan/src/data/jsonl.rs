@@ -1,0 +1,163 @@
+//! Streaming a JSON Lines file: one object per line, the document in a named string field.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// Reads documents from a JSONL file, keeping the byte offset and line number of the next one.
+#[derive(Debug)]
+pub(crate) struct JsonlReader {
+    path: PathBuf,
+    reader: BufReader<File>,
+    field: String,
+    offset: u64,
+    line_number: u64,
+    line: Vec<u8>,
+}
+
+impl JsonlReader {
+    /// Opens `path` at byte `offset`, which starts line `line_number` (1-based); `(0, 1)` is
+    /// the start of the file.
+    pub(crate) fn open(path: &Path, field: &str, offset: u64, line_number: u64) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        if offset > 0 {
+            reader
+                .seek(SeekFrom::Start(offset))
+                .map_err(|e| Error::io(path, e))?;
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader,
+            field: field.to_string(),
+            offset,
+            line_number: line_number.max(1),
+            line: Vec::new(),
+        })
+    }
+
+    /// Byte offset and 1-based line number of the next unread line.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.offset, self.line_number)
+    }
+
+    /// The next document (blank lines and blank documents skipped); `None` at the end. A line
+    /// that is not JSON, not an object, or lacks the field is an error naming file and line.
+    pub(crate) fn next_document(&mut self) -> Result<Option<String>> {
+        loop {
+            self.line.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| Error::io(&self.path, e))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let (start, number) = (self.offset, self.line_number);
+            self.offset += n as u64;
+            self.line_number += 1;
+            let where_ = || format!("{}:{number}", self.path.display());
+            let line = std::str::from_utf8(&self.line).map_err(|e| {
+                Error::Data(format!(
+                    "{}: invalid UTF-8 at byte offset {}",
+                    where_(),
+                    start + e.valid_up_to() as u64
+                ))
+            })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let value: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| Error::Data(format!("{}: not valid JSON: {e}", where_())))?;
+            let serde_json::Value::Object(object) = value else {
+                return Err(Error::Data(format!(
+                    "{}: expected a JSON object with a `{}` field",
+                    where_(),
+                    self.field
+                )));
+            };
+            let Some(text) = object.get(&self.field) else {
+                let fields: Vec<&str> = object.keys().map(String::as_str).collect();
+                return Err(Error::Data(format!(
+                    "{}: no field `{}`; the line has fields: {}",
+                    where_(),
+                    self.field,
+                    fields.join(", ")
+                )));
+            };
+            let serde_json::Value::String(text) = text else {
+                return Err(Error::Data(format!(
+                    "{}: field `{}` is {text}, not a string",
+                    where_(),
+                    self.field
+                )));
+            };
+            let text = text.trim();
+            if !text.is_empty() {
+                return Ok(Some(text.to_string()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    fn all(path: &Path, field: &str) -> Result<Vec<String>> {
+        let mut reader = JsonlReader::open(path, field, 0, 1)?;
+        let mut docs = Vec::new();
+        while let Some(doc) = reader.next_document()? {
+            docs.push(doc);
+        }
+        Ok(docs)
+    }
+
+    #[test]
+    fn reads_the_field_and_resumes_at_a_position() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let path = write(
+            dir.path(),
+            "d.jsonl",
+            "{\"text\": \"one\", \"id\": 1}\n\n{\"text\": \" two \"}\n{\"text\": \"\"}\n{\"text\": \"three\"}",
+        );
+        assert_eq!(all(&path, "text")?, ["one", "two", "three"]);
+        let mut reader = JsonlReader::open(&path, "text", 0, 1)?;
+        reader.next_document()?;
+        let (offset, line) = reader.position();
+        let mut resumed = JsonlReader::open(&path, "text", offset, line)?;
+        assert_eq!(resumed.next_document()?.as_deref(), Some("two"));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_lines_name_file_line_and_fields() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = write(
+            dir.path(),
+            "bad.jsonl",
+            "{\"text\": \"ok\"}\n{\"text\": oops}\n",
+        );
+        let err = all(&bad, "text").expect_err("bad json").to_string();
+        assert!(
+            err.contains("bad.jsonl:2") && err.contains("not valid JSON"),
+            "{err}"
+        );
+        let other = write(dir.path(), "other.jsonl", "{\"body\": \"x\", \"id\": 3}\n");
+        let err = all(&other, "text").expect_err("missing field").to_string();
+        assert!(
+            err.contains("other.jsonl:1")
+                && err.contains("no field `text`")
+                && err.contains("body, id"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! What a dataset reads: data files or the built-in stories, which part of them (train,
+//! held-out validation or all), and how documents are found in them.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::files::{DataFile, Format, resolve};
+use super::jsonl::JsonlReader;
+use super::parquet::ParquetReader;
+use super::text::{DEFAULT_DELIMITER, TextReader};
+use super::{StoryConfig, StoryGenerator};
+use crate::{Error, Result};
+
+/// When a source has no separate validation data, every `HOLDOUT_EVERY`-th document
+/// (indices 19, 39, …) is held out for validation and never trained on.
+pub const HOLDOUT_EVERY: u64 = 20;
+
+/// Which of a source's documents a dataset yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Split {
+    /// Every document.
+    All,
+    /// All but the held-out documents.
+    Train,
+    /// Only the held-out documents (every [`HOLDOUT_EVERY`]-th).
+    Validation,
+}
+
+impl Split {
+    /// Whether the document at `index` (in source order) belongs to this split.
+    pub fn contains(self, index: u64) -> bool {
+        let held = index % HOLDOUT_EVERY == HOLDOUT_EVERY - 1;
+        match self {
+            Split::All => true,
+            Split::Train => !held,
+            Split::Validation => held,
+        }
+    }
+}
+
+/// Where documents come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Origin {
+    /// Data files, read in order.
+    Files(Vec<DataFile>),
+    /// The built-in story generator: stories `0..num_stories`.
+    Stories(StoryConfig),
+}
+
+/// A source of documents: where they are, which split, and the delimiter (text files) and
+/// field or column (JSONL, Parquet) that hold them. Cheap to clone; reading starts in
+/// [`super::Documents`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSource {
+    /// Where documents come from.
+    pub origin: Origin,
+    /// Which documents to yield.
+    pub split: Split,
+    /// Line separating documents in text files.
+    pub delimiter: String,
+    /// JSONL field or Parquet column holding the text.
+    pub field: String,
+}
+
+/// The JSONL field or Parquet column read when none is named.
+pub const DEFAULT_FIELD: &str = "text";
+
+impl DataSource {
+    /// The data files `spec` names (a file, a directory or a glob; see [`resolve`]), checked
+    /// now: each opens, and each JSONL or Parquet file has the `text` field or column.
+    pub fn files(spec: &Path, split: Split) -> Result<Self> {
+        Self::files_with(spec, split, DEFAULT_DELIMITER, DEFAULT_FIELD)
+    }
+
+    /// [`DataSource::files`] with another delimiter or field.
+    pub fn files_with(spec: &Path, split: Split, delimiter: &str, field: &str) -> Result<Self> {
+        let source = Self {
+            origin: Origin::Files(resolve(spec)?),
+            split,
+            delimiter: delimiter.to_string(),
+            field: field.to_string(),
+        };
+        if let Origin::Files(files) = &source.origin {
+            for file in files {
+                let mut reader = source.open(file, 0, 0)?;
+                if file.format == Format::Jsonl {
+                    // The field check needs a line; an empty file is reported when read.
+                    reader.next_document()?;
+                }
+            }
+        }
+        Ok(source)
+    }
+
+    /// The built-in stories.
+    pub fn stories(config: StoryConfig, split: Split) -> Self {
+        Self {
+            origin: Origin::Stories(config),
+            split,
+            delimiter: DEFAULT_DELIMITER.to_string(),
+            field: DEFAULT_FIELD.to_string(),
+        }
+    }
+
+    /// Human-readable description, for logs.
+    pub fn describe(&self) -> String {
+        let what = match &self.origin {
+            Origin::Files(files) if files.len() == 1 => files[0].path.display().to_string(),
+            Origin::Files(files) => format!(
+                "{} files ({} … {})",
+                files.len(),
+                files[0].path.display(),
+                files[files.len() - 1].path.display()
+            ),
+            Origin::Stories(c) => {
+                format!("built-in stories (seed {}, {})", c.seed, c.num_stories)
+            }
+        };
+        let split = match self.split {
+            Split::All => String::new(),
+            Split::Train => format!(", all but every {HOLDOUT_EVERY}th document"),
+            Split::Validation => format!(", every {HOLDOUT_EVERY}th document"),
+        };
+        format!("{what}{split}")
+    }
+
+    /// Number of units the source is read in: files, or 1 for the stories.
+    pub fn num_units(&self) -> usize {
+        match &self.origin {
+            Origin::Files(files) => files.len(),
+            Origin::Stories(_) => 1,
+        }
+    }
+
+    /// The first `n` documents of the split in source order (fewer when the source is shorter):
+    /// a bounded sample, e.g. to train a tokenizer on.
+    pub fn sample(&self, n: usize) -> Result<Vec<String>> {
+        let mut docs = Vec::new();
+        let mut index = 0u64;
+        for unit in 0..self.num_units() {
+            let mut reader = self.open_unit(unit, 0, 0)?;
+            while docs.len() < n {
+                let Some(doc) = reader.next_document()? else {
+                    break;
+                };
+                if self.split.contains(index) {
+                    docs.push(doc);
+                }
+                index += 1;
+            }
+        }
+        Ok(docs)
+    }
+
+    /// Opens unit `unit` at a position a reader reported.
+    pub(crate) fn open_unit(&self, unit: usize, offset: u64, record: u64) -> Result<Reader> {
+        match &self.origin {
+            Origin::Files(files) => {
+                let file = files.get(unit).ok_or_else(|| {
+                    Error::Data(format!(
+                        "position names file {unit}, but the source has {} files",
+                        files.len()
+                    ))
+                })?;
+                self.open(file, offset, record)
+            }
+            Origin::Stories(config) => Ok(Reader::Stories {
+                generator: StoryGenerator::new(config.clone()),
+                next: record,
+            }),
+        }
+    }
+
+    fn open(&self, file: &DataFile, offset: u64, record: u64) -> Result<Reader> {
+        Ok(match file.format {
+            Format::Text => Reader::Text(TextReader::open(&file.path, &self.delimiter, offset)?),
+            Format::Jsonl => {
+                Reader::Jsonl(JsonlReader::open(&file.path, &self.field, offset, record)?)
+            }
+            Format::Parquet => Reader::Parquet(ParquetReader::open(
+                &file.path,
+                &self.field,
+                offset,
+                record,
+            )?),
+        })
+    }
+
+    /// The name of unit `unit`, for errors.
+    pub(crate) fn unit_name(&self, unit: usize) -> String {
+        match &self.origin {
+            Origin::Files(files) => files
+                .get(unit)
+                .map(|f| f.path.display().to_string())
+                .unwrap_or_default(),
+            Origin::Stories(_) => "built-in stories".to_string(),
+        }
+    }
+}
+
+/// Reads one unit of a source, document by document, and reports where it is.
+#[derive(Debug)]
+pub(crate) enum Reader {
+    Text(TextReader),
+    Jsonl(JsonlReader),
+    Parquet(ParquetReader),
+    Stories {
+        generator: StoryGenerator,
+        next: u64,
+    },
+}
+
+impl Reader {
+    /// The next document of the unit, `None` at its end.
+    pub(crate) fn next_document(&mut self) -> Result<Option<String>> {
+        match self {
+            Reader::Text(r) => r.next_document(),
+            Reader::Jsonl(r) => r.next_document(),
+            Reader::Parquet(r) => r.next_document(),
+            Reader::Stories { generator, next } => {
+                if *next >= generator.len() as u64 {
+                    return Ok(None);
+                }
+                *next += 1;
+                Ok(Some(generator.story(*next - 1)))
+            }
+        }
+    }
+
+    /// `(offset, record)` of the next document: byte offset and line (JSONL), byte offset
+    /// (text), row group and row (Parquet), story index (stories).
+    pub(crate) fn position(&self) -> (u64, u64) {
+        match self {
+            Reader::Text(r) => (r.offset(), 0),
+            Reader::Jsonl(r) => r.position(),
+            Reader::Parquet(r) => r.position(),
+            Reader::Stories { next, .. } => (0, *next),
+        }
+    }
+}
