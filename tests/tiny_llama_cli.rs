@@ -22,15 +22,22 @@ fn records(dir: &Path) -> Result<Vec<Value>> {
         .collect()
 }
 
+fn stories(docs: usize) -> Vec<String> {
+    (0..docs)
+        .map(|i| {
+            format!(
+                "Once upon a time there was a cat number {i}. The cat liked to sit in the sun.\n\
+                 One day the cat saw a bird. \"Hello, bird!\" said the cat. They became friends."
+            )
+        })
+        .collect()
+}
+
 fn write_corpus(path: &Path, docs: usize) -> Result<()> {
-    let mut text = String::new();
-    for i in 0..docs {
-        text.push_str(&format!(
-            "Once upon a time there was a cat number {i}. The cat liked to sit in the sun.\n\
-             One day the cat saw a bird. \"Hello, bird!\" said the cat. They became friends.\n\
-             <|endoftext|>\n"
-        ));
-    }
+    let text: String = stories(docs)
+        .iter()
+        .map(|d| format!("{d}\n<|endoftext|>\n"))
+        .collect();
     std::fs::write(path, text).with_context(|| path.display().to_string())
 }
 
@@ -80,6 +87,49 @@ fn trains_on_a_text_file_and_writes_the_metrics_contract() -> Result<()> {
         stdout.contains("Once upon a time"),
         "samples missing:\n{stdout}"
     );
+    Ok(())
+}
+
+#[test]
+fn data_may_be_jsonl_or_parquet() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let docs = stories(300);
+    let jsonl = dir.path().join("train.jsonl");
+    let lines: String = docs
+        .iter()
+        .map(|d| format!("{}\n", serde_json::json!({ "text": d })))
+        .collect();
+    std::fs::write(&jsonl, lines)?;
+    let parquet = dir.path().join("train.parquet");
+    titan::data::parquet::write_documents(&parquet, "text", &docs, 100)?;
+    for data in [&jsonl, &parquet] {
+        let out_dir = dir.path().join("run");
+        let out = run(&[
+            "--data",
+            data.to_str().context("utf8 path")?,
+            "--steps",
+            "1",
+            "--batch-size",
+            "1",
+            "--device",
+            "cpu",
+            "--samples",
+            "0",
+            "--output-dir",
+            out_dir.to_str().context("utf8 path")?,
+        ])?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.success(),
+            "tiny_llama failed on {}:\n{stderr}",
+            data.display()
+        );
+        assert!(
+            stderr.contains(data.to_str().unwrap_or_default()),
+            "{stderr}"
+        );
+        std::fs::remove_dir_all(&out_dir)?;
+    }
     Ok(())
 }
 

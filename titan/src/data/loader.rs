@@ -2,7 +2,6 @@
 //! thread, a bounded number of batches ahead of training, with an exact, saveable position.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -77,7 +76,7 @@ where
     pub fn new(
         dims: &impl DataParallel,
         dataset: D,
-        tokenizer: impl Into<Arc<T>>,
+        tokenizer: T,
         layout: Layout,
         seq_len: usize,
         batch_size: usize,

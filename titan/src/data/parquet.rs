@@ -145,9 +145,10 @@ impl ParquetReader {
                 continue;
             }
             let mut values = values.into_iter();
+            let max_def = self.max_def_level;
+            let present = |i: usize| max_def == 0 || defs.get(i) == Some(&max_def);
             for i in 0..records {
-                let present = self.max_def_level == 0 || defs[i] == self.max_def_level;
-                let value = if present { values.next() } else { None };
+                let value = if present(i) { values.next() } else { None };
                 let text = match value {
                     Some(bytes) => Some(String::from_utf8(bytes.data().to_vec()).map_err(|e| {
                         parquet_err(

@@ -178,12 +178,12 @@ impl DataSource {
             Format::Jsonl => {
                 Reader::Jsonl(JsonlReader::open(&file.path, &self.field, offset, record)?)
             }
-            Format::Parquet => Reader::Parquet(ParquetReader::open(
+            Format::Parquet => Reader::Parquet(Box::new(ParquetReader::open(
                 &file.path,
                 &self.field,
                 offset,
                 record,
-            )?),
+            )?)),
         })
     }
 
@@ -204,7 +204,7 @@ impl DataSource {
 pub(crate) enum Reader {
     Text(TextReader),
     Jsonl(JsonlReader),
-    Parquet(ParquetReader),
+    Parquet(Box<ParquetReader>),
     Stories {
         generator: StoryGenerator,
         next: u64,
