@@ -21,6 +21,8 @@ pub struct TinyLlama {
         min_lr_ratio: 0.1,
     })]
     schedule: WarmupConfig,
+    #[config(DatasetConfig::default())]
+    dataset: DatasetConfig,
 
     #[build(LocalEnv::from_env()?)]
     dist: LocalEnv,
@@ -28,26 +30,27 @@ pub struct TinyLlama {
     #[build(ParallelDims::new(&dist, training.device()?)?)]
     dims: ParallelDims,
     // `--data` takes a `.txt`, `.jsonl` or `.parquet` file, a directory or a glob of shards.
-    #[build(Corpus::for_run(&training)?)]
+    #[build(Corpus::for_run(&training, &dataset)?)]
     corpus: Corpus,
     // BPE merges settle long before the corpus ends: a bounded sample keeps start-up short.
     #[build(BpeTokenizer::train_or_load(
         &BpeConfig { path: training.output_dir("tiny_llama").join(&bpe.path), ..bpe.clone() },
-        corpus.train.sample(20_000)?,
+        corpus.train.sample(dataset.tokenizer_sample)?,
     )?)]
     tokenizer: BpeTokenizer,
     #[build(Llama::new(llama.with_tokenizer(&tokenizer), dims.device())?)]
     model: Llama,
-    // Read, tokenized and packed on a background thread, shuffled through 1,024 documents.
+    // Read, shuffled, tokenized and packed on a background thread, a few batches ahead.
     #[build({
         check_fits(&tokenizer, &model, training.seq_len)?;
-        let docs = Documents::new(&dims, corpus.train.clone(), 1024, training.seed)?;
-        TokenLoader::new(&dims, docs, tokenizer.clone(), Layout::Packed, training.seq_len, training.batch_size)?
+        let docs = Documents::new(&dims, corpus.train.clone(), dataset.shuffle_buffer, training.seed)?;
+        TokenLoader::new(&dims, docs, tokenizer.clone(), dataset.layout, training.seq_len, training.batch_size)?
+            .with_prefetch(dataset.prefetch)
     })]
     train_data: TokenLoader<Documents, BpeTokenizer, HfConvention>,
     #[build({
         let docs = Documents::new(&dims, corpus.val.clone(), 0, training.seed)?;
-        TokenLoader::new(&dims, docs, tokenizer.clone(), Layout::Packed, training.seq_len, training.batch_size)?
+        TokenLoader::new(&dims, docs, tokenizer.clone(), dataset.layout, training.seq_len, training.batch_size)?
     })]
     val_data: TokenLoader<Documents, BpeTokenizer, HfConvention>,
     #[build(CausalLmLoss)]

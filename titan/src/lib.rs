@@ -33,8 +33,8 @@ pub use trainer::{Trainer, TrainerConfig};
 /// the common components and the `#[experiment]` attribute.
 pub mod prelude {
     pub use crate::data::{
-        Batch, Corpus, DataSource, Dataloader, Dataset, Documents, HfConvention, Layout,
-        PackedLoader, Split, TitanBatch, TitanConvention, TokenLoader, pack_documents,
+        Batch, Corpus, DataSource, Dataloader, Dataset, DatasetConfig, Documents, HfConvention,
+        Layout, PackedLoader, Split, TitanBatch, TitanConvention, TokenLoader, pack_documents,
     };
     pub use crate::dist::{DistributedEnvironment, LocalEnv};
     pub use crate::experiment::{Experiment, TrainingConfig};

@@ -13,6 +13,7 @@ use crate::{Error, Result};
 
 /// How documents are laid into rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Layout {
     /// Documents joined with EOS and cut into full rows: no padding, documents cross rows.
     Packed,

@@ -1,6 +1,6 @@
 //! The training and validation sources of a run: a user's data files, or the built-in stories.
 
-use super::{DataSource, Split, StoryConfig};
+use super::{DataSource, DatasetConfig, Split, StoryConfig};
 use crate::Result;
 
 /// Where a run's training and validation documents come from.
@@ -24,15 +24,18 @@ impl Corpus {
     /// The run's sources: `training.data` (a `.txt`, `.jsonl` or `.parquet` file, a directory
     /// or a glob) with `training.val_data` or, when that is absent, every 20th document held
     /// out; else enough built-in stories (about 190 tokens each) for the run to see each about
-    /// once, 20,000 at least.
-    pub fn for_run(training: &crate::TrainingConfig) -> Result<Self> {
+    /// once, 20,000 at least. Files are read with `dataset`'s field and delimiter.
+    pub fn for_run(training: &crate::TrainingConfig, dataset: &DatasetConfig) -> Result<Self> {
+        let files = |path: &std::path::Path, split| {
+            DataSource::files_with(path, split, &dataset.delimiter, &dataset.field)
+        };
         let corpus = match (&training.data, &training.val_data) {
             (Some(train), Some(val)) => Self {
-                train: DataSource::files(train, Split::All)?,
-                val: DataSource::files(val, Split::All)?,
+                train: files(train, Split::All)?,
+                val: files(val, Split::All)?,
             },
             (Some(train), None) => {
-                let train = DataSource::files(train, Split::Train)?;
+                let train = files(train, Split::Train)?;
                 let val = DataSource {
                     split: Split::Validation,
                     ..train.clone()

@@ -4,6 +4,7 @@
 
 mod batch;
 mod collate;
+mod config;
 mod corpus;
 mod documents;
 mod files;
@@ -19,6 +20,7 @@ pub use batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TokenIds}
 pub use collate::{
     Collator, Convention, HfConvention, Layout, Pending, Rows, TitanBatch, TitanConvention,
 };
+pub use config::DatasetConfig;
 pub use corpus::Corpus;
 pub use documents::{Documents, DocumentsState};
 pub use files::{DataFile, EXTENSIONS, Format, resolve};
