@@ -1,5 +1,6 @@
 //! The `LrScheduler` role, built by a factory over the optimizer it drives, and linear warmup
-//! followed by constant, linear or cosine decay.
+//! followed by constant, linear, cosine or square-root decay, over all remaining steps or only
+//! the last ones (warmup-stable-decay), with torchtitan's settings.
 
 use std::marker::PhantomData;
 
@@ -37,6 +38,8 @@ pub enum Decay {
     Linear,
     /// Half-cosine from the peak to `min_lr_ratio · peak` at the last step.
     Cosine,
+    /// `1 − √progress` from the peak to `min_lr_ratio · peak` at the last step.
+    Sqrt,
 }
 
 /// Settings of [`Warmup`].
@@ -51,6 +54,9 @@ pub struct WarmupConfig {
     pub decay: Decay,
     /// Final rate as a fraction of the peak.
     pub min_lr_ratio: f64,
+    /// Decay only over the last `decay_ratio · total_steps` steps, holding the peak between
+    /// warmup and decay (warmup-stable-decay, WSD); `None`: decay over all steps after warmup.
+    pub decay_ratio: Option<f64>,
 }
 
 impl Default for WarmupConfig {
@@ -60,6 +66,7 @@ impl Default for WarmupConfig {
             total_steps: 1000,
             decay: Decay::Cosine,
             min_lr_ratio: 0.1,
+            decay_ratio: None,
         }
     }
 }
@@ -84,6 +91,15 @@ impl<O: Optimizer> Warmup<O> {
                 "must be within [0, 1]",
             ));
         }
+        if let Some(ratio) = config.decay_ratio
+            && !(ratio > 0.0 && ratio <= 1.0)
+        {
+            return Err(Error::config(
+                "WarmupConfig.decay_ratio",
+                ratio,
+                "must be within (0, 1]",
+            ));
+        }
         let mut s = Self {
             config,
             peak: optimizer.base_lr(),
@@ -101,9 +117,22 @@ impl<O: Optimizer> Warmup<O> {
         if step < c.warmup_steps {
             return self.peak * (step + 1) as f64 / (c.warmup_steps + 1) as f64;
         }
+        // Decay starts after warmup, or, with a decay ratio, that many steps before the end.
+        let decay_start = match c.decay_ratio {
+            None => c.warmup_steps,
+            Some(ratio) => {
+                let decay_steps = (c.total_steps as f64 * ratio).round() as u64;
+                c.total_steps
+                    .saturating_sub(decay_steps)
+                    .max(c.warmup_steps)
+            }
+        };
+        if step < decay_start {
+            return self.peak;
+        }
         // The last step (total_steps - 1) is the one that reaches the floor.
-        let span = c.total_steps.saturating_sub(c.warmup_steps + 1).max(1) as f64;
-        let progress = ((step - c.warmup_steps) as f64 / span).min(1.0);
+        let span = c.total_steps.saturating_sub(decay_start + 1).max(1) as f64;
+        let progress = ((step - decay_start) as f64 / span).min(1.0);
         let floor = c.min_lr_ratio;
         let factor = match c.decay {
             Decay::Constant => 1.0,
@@ -111,6 +140,7 @@ impl<O: Optimizer> Warmup<O> {
             Decay::Cosine => {
                 floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
+            Decay::Sqrt => floor + (1.0 - floor) * (1.0 - progress.sqrt()),
         };
         self.peak * factor
     }
@@ -144,6 +174,7 @@ impl<O: Optimizer> LrScheduler for Warmup<O> {
 mod tests {
     use super::*;
 
+    #[derive(Debug)]
     struct Fake(f64);
     impl Optimizer for Fake {
         fn zero_grad(&mut self) -> Result<()> {
@@ -168,6 +199,7 @@ mod tests {
             total_steps: 14,
             decay: Decay::Cosine,
             min_lr_ratio: 0.1,
+            decay_ratio: None,
         };
         let mut s = Warmup::new(&opt, config)?;
         let lrs: Vec<f64> = (0..14).map(|_| s.step(&mut opt)).collect();
@@ -179,6 +211,43 @@ mod tests {
             "the last of 14 steps is at the floor"
         );
         assert_eq!(opt.0, lrs[13]);
+        Ok(())
+    }
+
+    #[test]
+    fn warmup_stable_decay_holds_the_peak_then_decays_at_the_end() -> Result<()> {
+        let mut opt = Fake(0.0);
+        let config = WarmupConfig {
+            warmup_steps: 2,
+            total_steps: 20,
+            decay: Decay::Linear,
+            min_lr_ratio: 0.0,
+            decay_ratio: Some(0.25),
+        };
+        let mut s = Warmup::new(&opt, config.clone())?;
+        let lrs: Vec<f64> = (0..20).map(|_| s.step(&mut opt)).collect();
+        // Warmup 0..2, stable 2..15, decay over the last 5 steps (15..20) to 0 on step 19.
+        assert!(lrs[..2].iter().all(|&lr| lr < 1.0));
+        assert!(lrs[2..=15].iter().all(|&lr| lr == 1.0), "{lrs:?}");
+        assert!(lrs[15..].windows(2).all(|w| w[1] < w[0]), "{lrs:?}");
+        assert_eq!(lrs[19], 0.0);
+        let sqrt = Warmup::new(
+            &opt,
+            WarmupConfig {
+                decay: Decay::Sqrt,
+                ..config.clone()
+            },
+        )?;
+        assert!((sqrt.lr_at(16) - (1.0 - 0.25f64.sqrt())).abs() < 1e-12);
+        let bad = Warmup::new(
+            &opt,
+            WarmupConfig {
+                decay_ratio: Some(1.5),
+                ..config
+            },
+        );
+        let err = bad.expect_err("ratio above 1").to_string();
+        assert!(err.contains("decay_ratio") && err.contains("1.5"), "{err}");
         Ok(())
     }
 

@@ -1,30 +1,14 @@
-//! The `Optimizer` role, built by a factory that receives the model's parameters, and AdamW
-//! over libtorch's own implementation.
+//! AdamW (Loshchilov & Hutter 2019) through libtorch's `torch::optim::AdamW`, with weight decay
+//! off for norm weights, biases and embeddings.
 
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, OptimizerConfig};
+use tch::COptimizer;
 
-use crate::Result;
+use super::{Optimizer, libtorch};
 use crate::model::Parameters;
+use crate::{Error, Result};
 
-/// Updates parameters from their gradients.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an optimizer",
-    label = "an optimizer goes here",
-    note = "an optimizer implements `titan::Optimizer` (step, zero_grad, set_lr) and is built from the model's parameters"
-)]
-pub trait Optimizer {
-    /// Clears every parameter's gradient.
-    fn zero_grad(&mut self) -> Result<()>;
-    /// Applies one update.
-    fn step(&mut self) -> Result<()>;
-    /// Sets the learning rate of every parameter group.
-    fn set_lr(&mut self, lr: f64);
-    /// The learning rate the schedules scale (the configured peak).
-    fn base_lr(&self) -> f64;
-}
-
-/// Settings of [`AdamW`] (Loshchilov & Hutter 2019).
+/// Settings of [`AdamW`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdamWConfig {
@@ -34,7 +18,7 @@ pub struct AdamWConfig {
     pub betas: (f64, f64),
     /// Added to the denominator for stability.
     pub eps: f64,
-    /// Decoupled weight decay.
+    /// Decoupled weight decay (not applied to the no-decay group).
     pub weight_decay: f64,
 }
 
@@ -51,26 +35,47 @@ impl Default for AdamWConfig {
 
 /// AdamW through libtorch's `torch::optim::AdamW`.
 pub struct AdamW {
-    inner: nn::Optimizer,
+    inner: COptimizer,
     config: AdamWConfig,
+    lr: f64,
 }
 
 impl std::fmt::Debug for AdamW {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdamW")
             .field("config", &self.config)
+            .field("lr", &self.lr)
             .finish()
     }
 }
 
 impl AdamW {
-    /// Builds AdamW over `params`.
+    /// Builds AdamW over `params`; parameters of the model's no-decay group
+    /// ([`super::NO_DECAY_GROUP`]) take no weight decay.
     pub fn new(params: Parameters<'_>, config: AdamWConfig) -> Result<Self> {
         let (beta1, beta2) = config.betas;
-        let inner = nn::adamw(beta1, beta2, config.weight_decay)
-            .eps(config.eps)
-            .build(params.var_store(), config.lr)?;
-        Ok(Self { inner, config })
+        for (name, beta) in [
+            ("AdamWConfig.betas.0", beta1),
+            ("AdamWConfig.betas.1", beta2),
+        ] {
+            if !(0.0..1.0).contains(&beta) {
+                return Err(Error::config(name, beta, "must be within [0, 1)"));
+            }
+        }
+        let mut inner = COptimizer::adamw(
+            config.lr,
+            beta1,
+            beta2,
+            config.weight_decay,
+            config.eps,
+            false,
+        )?;
+        libtorch::add_parameters(&mut inner, &params)?;
+        Ok(Self {
+            inner,
+            lr: config.lr,
+            config,
+        })
     }
 
     /// The settings it was built with.
@@ -81,17 +86,18 @@ impl AdamW {
 
 impl Optimizer for AdamW {
     fn zero_grad(&mut self) -> Result<()> {
-        self.inner.zero_grad();
-        Ok(())
+        libtorch::zero_grad(&self.inner)
     }
 
     fn step(&mut self) -> Result<()> {
-        self.inner.step();
-        Ok(())
+        Ok(self.inner.step()?)
     }
 
     fn set_lr(&mut self, lr: f64) {
-        self.inner.set_lr(lr);
+        // Setting a rate on a built optimizer cannot fail for AdamW; keep the last good one.
+        if self.inner.set_learning_rate(lr).is_ok() {
+            self.lr = lr;
+        }
     }
 
     fn base_lr(&self) -> f64 {

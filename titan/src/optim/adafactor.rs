@@ -1,0 +1,202 @@
+//! Adafactor (Shazeer & Stern 2018) written in titan, following `torch.optim.Adafactor`:
+//! factored second moments (a row and a column statistic per matrix instead of a full
+//! matrix), relative step sizes and update clipping. Every value stays on the device: no
+//! host syncs in a step.
+
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::Optimizer;
+use crate::model::Parameters;
+use crate::{Error, Result};
+
+/// Settings of [`Adafactor`], named as in `torch.optim.Adafactor`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdafactorConfig {
+    /// Upper bound of the relative step size `min(lr, 1/√t)`.
+    pub lr: f64,
+    /// Decay of the second-moment averaging: `1 − β₂ₜ = t^beta2_decay`.
+    pub beta2_decay: f64,
+    /// Floor of the second-moment estimate (squared before use); `None`: the dtype's epsilon.
+    pub eps1: Option<f64>,
+    /// Floor of a parameter's RMS when scaling its step.
+    pub eps2: f64,
+    /// Update clipping threshold `d`: an update's RMS is scaled down to at most this.
+    pub d: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+}
+
+impl Default for AdafactorConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-2,
+            beta2_decay: -0.8,
+            eps1: None,
+            eps2: 1e-3,
+            d: 1.0,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// The second-moment statistics of one parameter.
+#[derive(Debug)]
+enum Moments {
+    /// Matrices (and higher): row means (…, r, 1) and column means (…, 1, c) of g².
+    Factored { row: Tensor, col: Tensor },
+    /// Vectors and scalars: the full average of g².
+    Full(Tensor),
+}
+
+/// Adafactor over a model's parameters.
+#[derive(Debug)]
+pub struct Adafactor {
+    params: Vec<(String, Tensor)>,
+    moments: Vec<Moments>,
+    config: AdafactorConfig,
+    lr: f64,
+    step: u64,
+}
+
+impl Adafactor {
+    /// Adafactor over `params`; the factored statistics take `rows + columns` numbers per
+    /// matrix.
+    pub fn new(params: Parameters<'_>, config: AdafactorConfig) -> Result<Self> {
+        if config.beta2_decay >= 0.0 {
+            return Err(Error::config(
+                "AdafactorConfig.beta2_decay",
+                config.beta2_decay,
+                "must be negative (the averaging must forget)",
+            ));
+        }
+        if config.lr <= 0.0 || config.d <= 0.0 {
+            return Err(Error::config(
+                "AdafactorConfig.lr and .d",
+                format!("{} and {}", config.lr, config.d),
+                "must be positive",
+            ));
+        }
+        let params = params.named();
+        let mut moments = Vec::with_capacity(params.len());
+        for (_, p) in &params {
+            let size = p.size();
+            let opts = (Kind::Float, p.device());
+            moments.push(if size.len() >= 2 {
+                let mut row = size.clone();
+                let mut col = size.clone();
+                let n = size.len();
+                row[n - 1] = 1;
+                col[n - 2] = 1;
+                Moments::Factored {
+                    row: Tensor::f_zeros(&row, opts)?,
+                    col: Tensor::f_zeros(&col, opts)?,
+                }
+            } else {
+                Moments::Full(Tensor::f_zeros(&size, opts)?)
+            });
+        }
+        Ok(Self {
+            params,
+            moments,
+            lr: config.lr,
+            config,
+            step: 0,
+        })
+    }
+
+    /// Numbers held as optimizer state (for comparing with AdamW's two per parameter).
+    pub fn state_numel(&self) -> i64 {
+        self.moments
+            .iter()
+            .map(|m| match m {
+                Moments::Factored { row, col } => (row.numel() + col.numel()) as i64,
+                Moments::Full(v) => v.numel() as i64,
+            })
+            .sum()
+    }
+
+    fn update_one(
+        p: &mut Tensor,
+        moments: &mut Moments,
+        c: &AdafactorConfig,
+        lr: f64,
+        t: f64,
+    ) -> Result<()> {
+        let grad = p.grad();
+        if !grad.defined() {
+            return Ok(());
+        }
+        let eps1 = c.eps1.unwrap_or(f64::from(f32::EPSILON));
+        let one_minus_beta2 = t.powf(c.beta2_decay);
+        let rho = lr.min(1.0 / t.sqrt());
+        // alpha = max(eps2, RMS(p)) · rho, as a device scalar.
+        let numel = p.numel() as f64;
+        let alpha = p
+            .f_norm()?
+            .f_div_scalar(numel.sqrt())?
+            .f_clamp_min(c.eps2)?
+            .f_mul_scalar(rho)?;
+        if c.weight_decay != 0.0 {
+            let _ = p.f_mul_scalar_(1.0 - lr * c.weight_decay)?;
+        }
+        let estimate = match moments {
+            Moments::Factored { row, col } => {
+                let n = grad.dim() as i64;
+                let sq = grad.f_square()?;
+                let row_mean = sq.f_mean_dim(n - 1, true, Kind::Float)?;
+                let col_mean = sq.f_mean_dim(n - 2, true, Kind::Float)?;
+                let _ = row.f_lerp_(&row_mean, one_minus_beta2)?;
+                let _ = col.f_lerp_(&col_mean, one_minus_beta2)?;
+                let row_scale = row
+                    .f_mean_dim(n - 2, true, Kind::Float)?
+                    .f_clamp_min(eps1)?;
+                row.f_matmul(col)?.f_div(&row_scale)?
+            }
+            Moments::Full(v) => {
+                let _ = v.f_lerp_(&grad.f_square()?, one_minus_beta2)?;
+                v.shallow_clone() // read only: the clamp below allocates
+            }
+        };
+        let update = estimate.f_clamp_min(eps1 * eps1)?.f_rsqrt()?.f_mul(&grad)?;
+        // Clip: divide by max(1, RMS(update) / d).
+        let denom = update
+            .f_norm()?
+            .f_div_scalar(numel.sqrt() * c.d)?
+            .f_clamp_min(1.0)?;
+        let step = update.f_mul(&alpha.f_div(&denom)?)?;
+        let _ = p.f_sub_(&step)?;
+        Ok(())
+    }
+}
+
+impl Optimizer for Adafactor {
+    fn zero_grad(&mut self) -> Result<()> {
+        for (_, p) in &mut self.params {
+            let mut grad = p.grad();
+            if grad.defined() {
+                let _ = grad.f_detach_()?.f_zero_()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        self.step += 1;
+        let t = self.step as f64;
+        for ((_, p), moments) in self.params.iter_mut().zip(&mut self.moments) {
+            Self::update_one(p, moments, &self.config, self.lr, t)?;
+        }
+        Ok(())
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn base_lr(&self) -> f64 {
+        self.config.lr
+    }
+}
