@@ -19,6 +19,7 @@ pub struct TinyLlama {
         total_steps: training.steps,
         decay: Decay::Cosine,
         min_lr_ratio: 0.1,
+        decay_ratio: None,
     })]
     schedule: WarmupConfig,
     #[config(DatasetConfig::default())]
@@ -38,7 +39,9 @@ pub struct TinyLlama {
         corpus.train.sample(dataset.tokenizer_sample)?,
     )?)]
     tokenizer: BpeTokenizer,
-    #[build(Llama::new(llama.with_tokenizer(&tokenizer), dims.device())?)]
+    // bf16 compute with f32 master weights on CUDA, f32 on CPU (`training.precision`).
+    #[build(Llama::new(llama.with_tokenizer(&tokenizer), dims.device())?
+        .with_compute_kind(training.compute_kind()?)?)]
     model: Llama,
     // Read, shuffled, tokenized and packed on a background thread, a few batches ahead.
     #[build({

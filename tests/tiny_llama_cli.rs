@@ -72,7 +72,15 @@ fn trains_on_a_text_file_and_writes_the_metrics_contract() -> Result<()> {
     let steps: Vec<&Value> = recs.iter().filter(|r| r.get("loss").is_some()).collect();
     assert_eq!(steps.len(), 4, "one line per logged step: {recs:?}");
     for r in &steps {
-        for key in ["step", "loss", "lr", "grad_norm", "tps"] {
+        for key in [
+            "step",
+            "loss",
+            "lr",
+            "grad_norm",
+            "tps",
+            "tflops",
+            "max_rss_gib",
+        ] {
             assert!(r[key].is_number(), "{key} missing in {r}");
         }
     }
@@ -83,6 +91,20 @@ fn trains_on_a_text_file_and_writes_the_metrics_contract() -> Result<()> {
     assert_eq!(evals.len(), 1, "evaluation at the end");
     assert_eq!(evals[0]["step"], 4);
     assert!(out_dir.join("tokenizer.json").exists());
+    // TensorBoard: one event file whose records parse and hold the loss of every logged step.
+    let tb: Vec<_> = std::fs::read_dir(out_dir.join("tb"))?.collect::<Result<_, _>>()?;
+    assert_eq!(tb.len(), 1, "one event file");
+    let events = titan::metrics::read_events(&tb[0].path())?;
+    let losses = events
+        .iter()
+        .filter(|(_, tag, _)| tag == "loss_metrics/global_avg_loss")
+        .count();
+    assert_eq!(losses, 4, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|(step, tag, _)| *step == 4 && tag == "validation_metrics/loss")
+    );
     assert!(
         stdout.contains("Once upon a time"),
         "samples missing:\n{stdout}"

@@ -71,6 +71,7 @@ fn loss_falls_well_below_chance() -> Result<()> {
             total_steps: 200,
             decay: Decay::Cosine,
             min_lr_ratio: 0.1,
+            decay_ratio: None,
         },
     )?;
     let mut trainer = Trainer::new(TrainerConfig {

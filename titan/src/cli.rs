@@ -13,10 +13,11 @@ pub struct TrainArgs {
     /// Optimizer steps to run (`training.steps`).
     #[arg(long)]
     pub steps: Option<u64>,
-    /// Training text, documents separated by `<|endoftext|>` lines (`training.data`).
+    /// Training data (`training.data`): a `.txt`, `.jsonl` or `.parquet` file, a directory or
+    /// a glob of them.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Validation text (`training.val_data`); default: a held-apart slice of the training source.
+    /// Validation data, same forms (`training.val_data`); default: every 20th training document.
     #[arg(long)]
     pub val_data: Option<PathBuf>,
     /// Where metrics, the tokenizer and outputs go (`training.output_dir`); default `runs/<experiment>`.
@@ -40,6 +41,12 @@ pub struct TrainArgs {
     /// Number of prompt continuations printed at the end (`training.samples`).
     #[arg(long)]
     pub samples: Option<usize>,
+    /// Micro-batches per optimizer step, token-weighted (`training.grad_accum_steps`).
+    #[arg(long)]
+    pub grad_accum_steps: Option<usize>,
+    /// Peak FLOP/s of one device for MFU, e.g. `1e12` on CPU (`training.peak_flops`).
+    #[arg(long)]
+    pub peak_flops: Option<f64>,
     /// Override any config key: `--set llama.num_hidden_layers=8` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -54,7 +61,7 @@ impl TrainArgs {
         let mut o = Overrides::none();
         // Quoted, so a path or name that looks like a number or `null` stays text.
         let path = |p: &PathBuf| quoted(&p.display().to_string());
-        let flags: [(&str, Option<String>); 10] = [
+        let flags: [(&str, Option<String>); 12] = [
             ("training.steps", self.steps.map(|v| v.to_string())),
             ("training.data", self.data.as_ref().map(path)),
             ("training.val_data", self.val_data.as_ref().map(path)),
@@ -71,6 +78,14 @@ impl TrainArgs {
                 self.eval_every.map(|v| v.to_string()),
             ),
             ("training.samples", self.samples.map(|v| v.to_string())),
+            (
+                "training.grad_accum_steps",
+                self.grad_accum_steps.map(|v| v.to_string()),
+            ),
+            (
+                "training.peak_flops",
+                self.peak_flops.map(|v| v.to_string()),
+            ),
         ];
         for (key, value) in flags {
             if let Some(value) = value {

@@ -23,7 +23,7 @@ pub use experiment::{Experiment, TrainingConfig};
 pub use loss::{CausalLmLoss, Loss, ShiftedLoss};
 pub use lr::{LrScheduler, Warmup, WarmupConfig};
 pub use model::{Llama, LlamaConfig, Model, Parameters};
-pub use optim::{AdamW, AdamWConfig, Optimizer};
+pub use optim::{Adafactor, AdafactorConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
 pub use parallel_dims::{DataParallel, ParallelDims};
 pub use titan_macros::experiment;
 pub use tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
@@ -41,7 +41,9 @@ pub mod prelude {
     pub use crate::loss::{CausalLmLoss, Loss, ShiftedLoss};
     pub use crate::lr::{Decay, LrScheduler, Warmup, WarmupConfig};
     pub use crate::model::{Llama, LlamaConfig, Model, check_fits};
-    pub use crate::optim::{AdamW, AdamWConfig, Optimizer};
+    pub use crate::optim::{
+        Adafactor, AdafactorConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig,
+    };
     pub use crate::parallel_dims::{DataParallel, ParallelDims};
     pub use crate::tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
     pub use titan_macros::experiment;

@@ -30,6 +30,11 @@ pub struct TrainerConfig {
     pub eval_batches: usize,
     /// Clip the global gradient norm to this (0: no clipping).
     pub max_grad_norm: f64,
+    /// Micro-batches per optimizer step; their gradients add up to one large batch's.
+    pub grad_accum_steps: usize,
+    /// Peak FLOP/s of one device for MFU; unset: the GPU's entry in torchtitan's table (none
+    /// on CPU, where MFU is then not reported).
+    pub peak_flops: Option<f64>,
 }
 
 impl Default for TrainerConfig {
@@ -40,6 +45,8 @@ impl Default for TrainerConfig {
             eval_every: 0,
             eval_batches: 8,
             max_grad_norm: 1.0,
+            grad_accum_steps: 1,
+            peak_flops: None,
         }
     }
 }
@@ -160,6 +167,11 @@ impl Trainer {
                 cfg.steps
             );
         }
+        let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops);
+        // The first step whose loss or gradient norm was not finite, tracked on the device so
+        // steps never sync; read wherever the loop syncs anyway (logs, evaluations).
+        let mut first_bad = Tensor::f_full([], NO_STEP, (Kind::Int64, parts.device))?;
+        let accum = cfg.grad_accum_steps.max(1) as u64;
         let bar = self.progress_bar(cfg.steps);
         let started = Instant::now();
         let mut window = Window::new();
@@ -168,13 +180,21 @@ impl Trainer {
         for step in 1..=cfg.steps {
             let lr = parts.update.schedule();
             parts.update.zero_grad()?;
-            let fetched = (parts.next)()?;
-            window.data_wait += fetched.wait;
-            window.tokens += fetched.tokens;
-            let (sum, count) = (parts.loss)(&fetched.logits, &fetched.labels)?;
-            let step_loss = crate::loss::mean_loss(&sum, &count)?;
-            step_loss.f_backward()?;
+            let (mut epoch, mut seq_len) = (0, 0);
+            let (step_loss, _) = accumulate_gradients(&parts.params, cfg.grad_accum_steps, |_| {
+                let fetched = (parts.next)()?;
+                window.data_wait += fetched.wait;
+                window.tokens += fetched.tokens;
+                epoch = fetched.epoch;
+                seq_len = fetched.seq_len;
+                (parts.loss)(&fetched.logits, &fetched.labels)
+            })?;
             let grad_norm = clip_grad_norm(&parts.params, cfg.max_grad_norm)?;
+            let finite = step_loss
+                .f_isfinite()?
+                .f_logical_and(&grad_norm.f_to_device(parts.device)?.f_isfinite()?)?;
+            let here = Tensor::f_where_scalar(&finite, NO_STEP, step as i64)?;
+            first_bad = first_bad.f_minimum(&here)?;
             parts.update.step()?;
             window.steps += 1;
             bar.inc(1);
@@ -182,16 +202,15 @@ impl Trainer {
             if step % cfg.log_every.max(1) == 0 || step == cfg.steps {
                 // The only host syncs of the loop: values are read at log points alone.
                 device::synchronize(parts.device);
+                check_finite(&first_bad, accum, epoch)?;
                 let loss_value = step_loss.f_double_value(&[])?;
                 let norm_value = grad_norm.f_double_value(&[])?;
-                if !loss_value.is_finite() || !norm_value.is_finite() {
-                    return Err(Error::Training(format!(
-                        "non-finite value at step {step} (epoch {}): loss {loss_value}, grad_norm {norm_value}; stopping",
-                        fetched.epoch
-                    )));
-                }
                 last_loss = loss_value;
-                let metrics = window.finish(step, loss_value, lr, norm_value, fetched.epoch);
+                let flops = Flops {
+                    per_token: (parts.flops_per_token)(seq_len),
+                    peak,
+                };
+                let metrics = window.finish(step, loss_value, lr, norm_value, epoch, flops);
                 self.emit(&bar, &Record::Step(metrics))?;
                 bar.set_message(format!("loss {loss_value:.3}"));
             }
@@ -201,6 +220,7 @@ impl Trainer {
                 .as_mut()
                 .filter(|_| eval_now || step == cfg.steps)
             {
+                check_finite(&first_bad, accum, epoch)?;
                 let (value, tokens) = validate()?;
                 val_loss = Some(value);
                 self.emit(
@@ -249,6 +269,36 @@ impl Trainer {
     }
 }
 
+/// "No step" for the first-non-finite-step tracker.
+const NO_STEP: i64 = i64::MAX;
+
+/// Stops the run, naming the step and its batches, when `first_bad` holds a step whose loss or
+/// gradient norm was NaN or infinite. Called before anything about that step is written.
+fn check_finite(first_bad: &Tensor, accum: u64, epoch: u64) -> Result<()> {
+    let step = first_bad.f_int64_value(&[])?;
+    if step == NO_STEP {
+        return Ok(());
+    }
+    let step = step as u64;
+    let (first, last) = ((step - 1) * accum + 1, step * accum);
+    let batches = if first == last {
+        format!("training batch {first}")
+    } else {
+        format!("training batches {first}..={last}")
+    };
+    Err(Error::Training(format!(
+        "the loss or gradient norm became NaN or infinite at step {step} ({batches} of this run, \
+         dataloader epoch {epoch}); stopping before logging or evaluating it"
+    )))
+}
+
+/// The model's FLOPs per token and the device's peak FLOP/s.
+#[derive(Debug, Clone, Copy)]
+struct Flops {
+    per_token: f64,
+    peak: Option<f64>,
+}
+
 /// Counters between two log points.
 struct Window {
     since: Instant,
@@ -271,15 +321,28 @@ impl Window {
         *self = Self::new();
     }
 
-    fn finish(&mut self, step: u64, loss: f64, lr: f64, grad_norm: f64, epoch: u64) -> StepMetrics {
+    fn finish(
+        &mut self,
+        step: u64,
+        loss: f64,
+        lr: f64,
+        grad_norm: f64,
+        epoch: u64,
+        flops: Flops,
+    ) -> StepMetrics {
         let secs = self.since.elapsed().as_secs_f64().max(1e-9);
         let steps = self.steps.max(1) as f64;
+        let tps = self.tokens as f64 / secs;
+        let tflops = tps * flops.per_token / 1e12;
         let m = StepMetrics {
             step,
             loss,
             lr,
             grad_norm,
-            tps: self.tokens as f64 / secs,
+            tps,
+            tflops,
+            mfu: flops.peak.map(|peak| 100.0 * tflops * 1e12 / peak),
+            max_rss_gib: crate::metrics::max_rss_gib(),
             step_time_s: secs / steps,
             data_wait_s: self.data_wait.as_secs_f64() / steps,
             epoch,
@@ -287,6 +350,44 @@ impl Window {
         self.restart();
         m
     }
+}
+
+/// Runs `micro_batches` forward/backward passes (`micro(i)` returns a micro-batch's loss summed
+/// over its counted tokens, and that count) and divides the accumulated gradients by the total
+/// count: the gradient of the mean loss over every counted token of the step, what one large
+/// batch gives however padding falls (torchtitan's global valid tokens). Returns the step's
+/// mean loss (detached) and the total count, as tensors (reading them would sync the device).
+pub fn accumulate_gradients<F>(
+    params: &[(String, Tensor)],
+    micro_batches: usize,
+    mut micro: F,
+) -> Result<(Tensor, Tensor)>
+where
+    F: FnMut(usize) -> Result<(Tensor, Tensor)>,
+{
+    let mut total: Option<(Tensor, Tensor)> = None;
+    for i in 0..micro_batches.max(1) {
+        let (sum, count) = micro(i)?;
+        sum.f_backward()?;
+        let (sum, count) = (sum.f_detach()?, count.f_to_kind(Kind::Float)?);
+        total = Some(match total {
+            None => (sum, count),
+            Some((s, c)) => (s.f_add(&sum)?, c.f_add(&count)?),
+        });
+    }
+    let Some((sum, count)) = total else {
+        return Err(Error::Training("no micro-batch ran".into()));
+    };
+    let count = count.f_clamp_min(1)?;
+    let _guard = tch::no_grad_guard();
+    let scale = count.f_reciprocal()?;
+    for (_, p) in params {
+        let mut grad = p.grad();
+        if grad.defined() {
+            let _ = grad.f_mul_(&scale)?;
+        }
+    }
+    Ok((sum.f_div(&count)?, count))
 }
 
 /// Scales gradients so their global L2 norm is at most `max_norm` (0: no clipping) and returns

@@ -7,7 +7,7 @@ mod training;
 mod wire;
 
 pub use config::{ConfigSet, Overrides};
-pub use training::TrainingConfig;
+pub use training::{Precision, TrainingConfig};
 pub(crate) use wire::evaluate_with;
 pub use wire::{
     Fetched, FitsModelInput, Parts, SameLabels, SameOptimizer, WireData, WireLoss, WireModel,
@@ -21,7 +21,7 @@ use clap::Parser;
 use crate::Result;
 use crate::cli::TrainArgs;
 use crate::data::TokenIds;
-use crate::metrics::JsonlSink;
+use crate::metrics::{JsonlSink, TensorBoardSink};
 use crate::model::{GenerateConfig, Model, generate};
 use crate::tokenizer::Tokenizer;
 use crate::trainer::{Summary, Trainer};
@@ -50,10 +50,13 @@ pub trait Experiment: Sized {
     fn train(&mut self, trainer: &mut Trainer) -> Result<Summary>;
 }
 
-/// The trainer of a run: `training`'s loop settings and `metrics.jsonl` in the output dir.
+/// The trainer of a run: `training`'s loop settings, `metrics.jsonl` and TensorBoard event
+/// files (`tb/`) in the output dir.
 pub fn trainer_for(training: &TrainingConfig, experiment: &str) -> Result<Trainer> {
     let dir = training.output_dir(experiment);
-    Ok(Trainer::new(training.trainer()).with_sink(JsonlSink::create(dir.join("metrics.jsonl"))?))
+    Ok(Trainer::new(training.trainer())
+        .with_sink(JsonlSink::create(dir.join("metrics.jsonl"))?)
+        .with_sink(TensorBoardSink::create(dir.join("tb"))?))
 }
 
 /// Seeds libtorch before any component is built, so initialisation repeats.

@@ -9,6 +9,18 @@ use tch::Device;
 use crate::Result;
 use crate::trainer::TrainerConfig;
 
+/// Precision of the forward and backward passes; parameters stay f32 (master weights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// bf16 on CUDA, f32 on CPU.
+    Auto,
+    /// bf16 compute with f32 master weights.
+    Bf16,
+    /// f32 throughout.
+    Fp32,
+}
+
 /// Run-level settings: length, batch, data paths, device, cadence of logs and evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -23,6 +35,8 @@ pub struct TrainingConfig {
     pub seed: u64,
     /// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// `auto` (bf16 on CUDA, f32 on CPU), `bf16` or `fp32`.
+    pub precision: Precision,
     /// Training text; unset: the experiment's built-in data.
     pub data: Option<PathBuf>,
     /// Validation text; unset: a held-apart slice of the training source.
@@ -37,6 +51,10 @@ pub struct TrainingConfig {
     pub eval_batches: usize,
     /// Clip the global gradient norm to this (0: off).
     pub max_grad_norm: f64,
+    /// Micro-batches of `batch_size` per optimizer step, gradients weighted by token count.
+    pub grad_accum_steps: usize,
+    /// Peak FLOP/s of one device, for MFU; unset: known GPUs' bf16 peak, none on CPU.
+    pub peak_flops: Option<f64>,
     /// Continuations of `prompt` printed at the end.
     pub samples: usize,
     /// Prompt of the end-of-run samples.
@@ -53,6 +71,7 @@ impl Default for TrainingConfig {
             seq_len: 512,
             seed: 0,
             device: "auto".into(),
+            precision: Precision::Auto,
             data: None,
             val_data: None,
             output_dir: None,
@@ -60,6 +79,8 @@ impl Default for TrainingConfig {
             eval_every: trainer.eval_every,
             eval_batches: trainer.eval_batches,
             max_grad_norm: trainer.max_grad_norm,
+            grad_accum_steps: trainer.grad_accum_steps,
+            peak_flops: trainer.peak_flops,
             samples: 3,
             prompt: "Once upon a time".into(),
         }
@@ -83,6 +104,16 @@ impl TrainingConfig {
         crate::device::select(Some(&self.device))
     }
 
+    /// The kind models compute in: `precision`, with `auto` resolved for `device`.
+    pub fn compute_kind(&self) -> Result<tch::Kind> {
+        Ok(match self.precision {
+            Precision::Bf16 => tch::Kind::BFloat16,
+            Precision::Fp32 => tch::Kind::Float,
+            Precision::Auto if self.device()?.is_cuda() => tch::Kind::BFloat16,
+            Precision::Auto => tch::Kind::Float,
+        })
+    }
+
     /// The output directory, `runs/<experiment>` unless set.
     pub fn output_dir(&self, experiment: &str) -> PathBuf {
         self.output_dir
@@ -98,6 +129,8 @@ impl TrainingConfig {
             eval_every: self.eval_every,
             eval_batches: self.eval_batches,
             max_grad_norm: self.max_grad_norm,
+            grad_accum_steps: self.grad_accum_steps,
+            peak_flops: self.peak_flops,
         }
     }
 }

@@ -68,6 +68,8 @@ impl<T> SameOptimizer<T> for T {
 }
 
 type Forward<'a, I> = Rc<dyn Fn(&I) -> Result<Tensor> + 'a>;
+/// The model's training FLOPs per token at a sequence length.
+pub(crate) type FlopsFn<'a> = Rc<dyn Fn(i64) -> f64 + 'a>;
 type LossFn<'a, Lab> = Rc<ScoreFn<'a, Lab>>;
 /// Loss sum and token count of logits against labels.
 type ScoreFn<'a, Lab> = dyn Fn(&Tensor, &Lab) -> Result<(Tensor, Tensor)> + 'a;
@@ -86,12 +88,15 @@ pub struct Fetched<Lab> {
     pub wait: Duration,
     /// The dataloader's epoch after this batch.
     pub epoch: u64,
+    /// Sequence length of the batch.
+    pub seq_len: i64,
 }
 
 /// Everything the loop needs, with the component types erased.
 pub struct Parts<'a, Lab> {
     pub(crate) device: Device,
     pub(crate) params: Vec<(String, Tensor)>,
+    pub(crate) flops_per_token: FlopsFn<'a>,
     pub(crate) next: Box<dyn FnMut() -> Result<Fetched<Lab>> + 'a>,
     pub(crate) loss: LossFn<'a, Lab>,
     pub(crate) validate: Validate<'a>,
@@ -135,6 +140,7 @@ pub struct WireModel<'a, I> {
     device: Device,
     params: Vec<(String, Tensor)>,
     forward: Forward<'a, I>,
+    flops_per_token: FlopsFn<'a>,
 }
 
 /// Starts the chain with the model.
@@ -143,6 +149,7 @@ pub fn wire<M: Model>(model: &M) -> WireModel<'_, M::Input> {
         device: model.device(),
         params: model.parameters().named(),
         forward: Rc::new(move |input| model.forward(input)),
+        flops_per_token: Rc::new(move |seq_len| model.flops_per_token(seq_len)),
     }
 }
 
@@ -166,12 +173,15 @@ impl<'a, I: 'a> WireModel<'a, I> {
             let wait = started.elapsed();
             let tokens = batch.num_tokens();
             let (input, labels) = batch.into_parts();
+            let logits = forward(input.as_model_input())?;
+            let seq_len = logits.size().get(1).copied().unwrap_or(0);
             Ok(Fetched {
-                logits: forward(input.as_model_input())?,
+                logits,
                 labels,
                 tokens,
                 wait,
                 epoch: data.epoch(),
+                seq_len,
             })
         });
         WireData { model: self, next }
@@ -228,6 +238,7 @@ impl<'a, I: 'a, Lab: 'a> WireLoss<'a, I, Lab> {
         WireOpt {
             device: self.data.model.device,
             params: self.data.model.params,
+            flops_per_token: self.data.model.flops_per_token,
             next: self.data.next,
             loss: self.loss,
             validate: self.validate,
@@ -240,6 +251,7 @@ impl<'a, I: 'a, Lab: 'a> WireLoss<'a, I, Lab> {
 pub struct WireOpt<'a, Lab, O> {
     device: Device,
     params: Vec<(String, Tensor)>,
+    flops_per_token: FlopsFn<'a>,
     next: Box<dyn FnMut() -> Result<Fetched<Lab>> + 'a>,
     loss: LossFn<'a, Lab>,
     validate: Validate<'a>,
@@ -257,6 +269,7 @@ impl<'a, Lab: 'a, O: 'a> WireOpt<'a, Lab, O> {
         Parts {
             device: self.device,
             params: self.params,
+            flops_per_token: self.flops_per_token,
             next: self.next,
             loss: self.loss,
             validate: self.validate,

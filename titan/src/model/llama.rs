@@ -10,6 +10,7 @@ use tch::{Device, Kind, Tensor, nn};
 
 use super::{Model, Parameters};
 use crate::data::TokenIds;
+use crate::optim::NO_DECAY_GROUP;
 use crate::{Error, Result};
 
 /// The architecture's hyper-parameters, with Hugging Face's `config.json` field names.
@@ -134,8 +135,9 @@ impl Linear {
         Ok(Self { weight })
     }
 
+    /// Computes in `xs`'s precision: the (f32 master) weight is cast to it, differentiably.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(xs.f_linear::<Tensor>(&self.weight, None)?)
+        Ok(xs.f_linear::<Tensor>(&self.weight.f_to_kind(xs.kind())?, None)?)
     }
 }
 
@@ -152,7 +154,10 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn new(path: nn::Path<'_>, dim: i64, eps: f64) -> Result<Self> {
-        let weight = path.f_var("weight", &[dim], nn::Init::Const(1.0))?;
+        // Norm weights take no weight decay.
+        let weight =
+            path.set_group(NO_DECAY_GROUP)
+                .f_var("weight", &[dim], nn::Init::Const(1.0))?;
         Ok(Self { weight, eps })
     }
 
@@ -163,7 +168,9 @@ impl RmsNorm {
             .f_pow_tensor_scalar(2)?
             .f_mean_dim(-1, true, Kind::Float)?;
         let normed = xs32.f_mul(&variance.f_add_scalar(self.eps)?.f_rsqrt()?)?;
-        Ok(normed.f_to_kind(kind)?.f_mul(&self.weight)?)
+        Ok(normed
+            .f_to_kind(kind)?
+            .f_mul(&self.weight.f_to_kind(kind)?)?)
     }
 }
 
@@ -323,6 +330,7 @@ pub struct Llama {
     norm: RmsNorm,
     lm_head: Tensor,
     rotary: Rotary,
+    compute: Kind,
 }
 
 impl Llama {
@@ -337,7 +345,11 @@ impl Llama {
             config.hidden_size,
             config.initializer_range,
         );
-        let embed_tokens = (&model / "embed_tokens").f_var("weight", &[v, h], normal(std))?;
+        let embed_tokens = (&model / "embed_tokens").set_group(NO_DECAY_GROUP).f_var(
+            "weight",
+            &[v, h],
+            normal(std),
+        )?;
         let layers = (0..config.num_hidden_layers)
             .map(|i| Block::new(&model / "layers" / i, &config))
             .collect::<Result<Vec<_>>>()?;
@@ -356,7 +368,28 @@ impl Llama {
             norm,
             lm_head,
             rotary,
+            compute: Kind::Float,
         })
+    }
+
+    /// Computes the forward pass in `kind` (`BFloat16` for mixed precision), keeping the f32
+    /// parameters as master weights: each weight is cast on use and its gradient arrives in f32.
+    /// Norms and the loss still compute in f32.
+    pub fn with_compute_kind(mut self, kind: Kind) -> Result<Self> {
+        if !matches!(kind, Kind::Float | Kind::BFloat16 | Kind::Half) {
+            return Err(Error::config(
+                "compute kind",
+                format!("{kind:?}"),
+                "use Float, BFloat16 or Half",
+            ));
+        }
+        self.compute = kind;
+        Ok(self)
+    }
+
+    /// The precision the forward pass computes in.
+    pub fn compute_kind(&self) -> Kind {
+        self.compute
     }
 
     /// The configuration the model was built from.
@@ -373,12 +406,13 @@ impl Llama {
                 self.config.max_position_embeddings
             )));
         }
-        let mut xs = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?;
+        let table = self.embed_tokens.f_to_kind(self.compute)?;
+        let mut xs = Tensor::f_embedding(&table, input_ids, -1, false, false)?;
         for layer in &self.layers {
             xs = layer.forward(&xs, &self.rotary)?;
         }
         let xs = self.norm.forward(&xs)?;
-        Ok(xs.f_linear::<Tensor>(&self.lm_head, None)?)
+        Ok(xs.f_linear::<Tensor>(&self.lm_head.f_to_kind(xs.kind())?, None)?)
     }
 
     /// Loads weights from a safetensors file with Hugging Face names (e.g. `model.safetensors`).
@@ -412,6 +446,18 @@ impl Model for Llama {
 
     fn vocab_size(&self) -> i64 {
         self.config.vocab_size
+    }
+
+    fn flops_per_token(&self, seq_len: i64) -> f64 {
+        let c = &self.config;
+        crate::metrics::palm_flops_per_token(
+            self.parameters().count(),
+            c.vocab_size * c.hidden_size,
+            c.num_hidden_layers,
+            c.num_attention_heads,
+            c.hidden_size / c.num_attention_heads,
+            seq_len,
+        )
     }
 
     fn max_seq_len(&self) -> i64 {

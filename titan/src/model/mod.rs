@@ -30,6 +30,12 @@ pub trait Model {
     fn vocab_size(&self) -> i64;
     /// Longest sequence the model accepts.
     fn max_seq_len(&self) -> i64;
+    /// Training FLOPs (forward and backward) per token at `seq_len`, for tflops and MFU;
+    /// by default `6 · parameters`, models with attention add its cost.
+    fn flops_per_token(&self, seq_len: i64) -> f64 {
+        let _ = seq_len;
+        6.0 * self.parameters().count() as f64
+    }
 }
 
 /// A model's named parameters (Hugging Face names), handed to optimizer factories.
