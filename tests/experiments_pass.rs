@@ -1,11 +1,20 @@
 //! The `tests/ui/pass` experiments (an optimizer and a dataloader defined in the experiment
-//! file, with no registration anywhere) compile with the rest of the tests and train a few steps.
+//! file, with no registration anywhere; Adafactor swapped in) and `tiny_llama` itself compile
+//! with the rest of the tests and train a few steps.
 
 #[path = "ui/pass/custom_optimizer.rs"]
 mod custom_optimizer;
 
 #[path = "ui/pass/custom_dataset.rs"]
 mod custom_dataset;
+
+#[path = "ui/pass/adafactor.rs"]
+mod adafactor;
+
+// Its `main` (from `titan::main!`) is unused here: the test runs it through `run`.
+#[allow(dead_code)]
+#[path = "../experiments/tiny_llama.rs"]
+mod tiny_llama;
 
 #[test]
 fn an_optimizer_written_in_the_experiment_file_trains() {
@@ -15,4 +24,29 @@ fn an_optimizer_written_in_the_experiment_file_trains() {
 #[test]
 fn a_dataloader_written_in_the_experiment_file_trains_and_validates() {
     custom_dataset::main();
+}
+
+#[test]
+fn adafactor_wsd_accumulation_and_titan_batches_by_editing_the_file_alone() {
+    adafactor::main();
+}
+
+#[test]
+fn tiny_llama_builds_and_trains_two_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = titan::cli::TrainArgs {
+        steps: Some(2),
+        batch_size: Some(1),
+        device: Some("cpu".into()),
+        samples: Some(0),
+        output_dir: Some(dir.path().to_path_buf()),
+        set: vec![
+            "llama.num_hidden_layers=1".into(),
+            "dataset.tokenizer_sample=300".into(),
+        ],
+        ..titan::cli::TrainArgs::default()
+    };
+    titan::experiment::run::<tiny_llama::TinyLlama>(args).expect("tiny_llama trains");
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("metrics");
+    assert!(metrics.contains("\"step\":2"), "{metrics}");
 }
