@@ -42,8 +42,16 @@ struct Summary {
 struct SummaryValue {
     #[prost(string, tag = "1")]
     tag: String,
+    /// A oneof in TensorFlow's schema, so a zero is still written (a plain proto3 field would
+    /// drop it, and TensorBoard would then skip the value).
+    #[prost(oneof = "Value", tags = "2")]
+    value: Option<Value>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum Value {
     #[prost(float, tag = "2")]
-    simple_value: f32,
+    SimpleValue(f32),
 }
 
 fn masked_crc(bytes: &[u8]) -> u32 {
@@ -111,7 +119,7 @@ impl TensorBoardSink {
             .filter(|(_, v)| v.is_finite())
             .map(|&(tag, v)| SummaryValue {
                 tag: tag.to_string(),
-                simple_value: v as f32,
+                value: Some(Value::SimpleValue(v as f32)),
             })
             .collect();
         self.write_event(&Event {
@@ -198,7 +206,9 @@ pub fn read_events(path: &Path) -> Result<Vec<(i64, String, f32)>> {
         let event = Event::decode(data).map_err(|e| bad(at, &format!("not an Event: {e}")))?;
         if let Some(What::Summary(summary)) = event.what {
             for v in summary.value {
-                out.push((event.step, v.tag, v.simple_value));
+                if let Some(Value::SimpleValue(x)) = v.value {
+                    out.push((event.step, v.tag, x));
+                }
             }
         }
         at += 16 + n;
@@ -226,7 +236,7 @@ mod tests {
             max_rss_gib: 1.5,
             step_time_s: 0.5,
             data_wait_s: 0.005,
-            epoch: 1,
+            epoch: 0,
         }))?;
         sink.record(&Record::Eval(EvalMetrics {
             step: 10,
@@ -244,6 +254,7 @@ mod tests {
         let get = |tag: &str| events.iter().find(|e| e.1 == tag).map(|e| (e.0, e.2));
         assert_eq!(get("loss_metrics/global_avg_loss"), Some((10, 2.5)));
         assert_eq!(get("mfu(%)"), Some((10, 12.5)));
+        assert_eq!(get("epoch"), Some((10, 0.0)), "zeros are written too");
         assert_eq!(get("validation_metrics/loss"), Some((10, 2.0)));
 
         let mut bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
