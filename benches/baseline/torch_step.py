@@ -1,0 +1,58 @@
+"""PyTorch eager baseline of titan's `train_step` bench: Hugging Face `LlamaForCausalLM` with
+the same config (read from the JSON titan writes, Hugging Face field names), fused SDPA
+attention, the same batch of random ids, AdamW(lr 1e-3, betas (0.9, 0.95), weight decay 0.1)
+and the same thread count; forward + backward + optimizer step, timed per step.
+
+Usage: torch_step.py CONFIG_JSON BATCH SEQ STEPS DEVICE THREADS
+Prints one JSON line: {"step_s": median seconds per step, "threads": ..., "torch": version}.
+"""
+
+import json
+import statistics
+import sys
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def main():
+    path, batch, seq, steps, device, threads = sys.argv[1:7]
+    batch, seq, steps, threads = int(batch), int(seq), int(steps), int(threads)
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    with open(path) as f:
+        config = LlamaConfig(**json.load(f), attn_implementation="sdpa")
+    model = LlamaForCausalLM(config).to(device)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    ids = torch.randint(config.vocab_size, (batch, seq), device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    for _ in range(2):
+        step()
+    times = []
+    for _ in range(steps):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    print(json.dumps({
+        "step_s": statistics.median(times),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }))
+
+
+if __name__ == "__main__":
+    main()
