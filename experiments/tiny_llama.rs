@@ -39,9 +39,11 @@ pub struct TinyLlama {
         corpus.train.sample(dataset.tokenizer_sample)?,
     )?)]
     tokenizer: BpeTokenizer,
-    // bf16 compute with f32 master weights on CUDA, f32 on CPU (`training.precision`).
+    // bf16 compute with f32 master weights on CUDA, f32 on CPU (`training.precision`);
+    // `training.activation_checkpointing` recomputes each block in backward.
     #[build(Llama::new(llama.with_tokenizer(&tokenizer), dims.device())?
-        .with_compute_kind(training.compute_kind()?)?)]
+        .with_compute_kind(training.compute_kind()?)?
+        .with_activation_checkpointing(training.activation_checkpointing))]
     model: Llama,
     // Read, shuffled, tokenized and packed on a background thread, a few batches ahead.
     #[build({

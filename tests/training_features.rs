@@ -14,7 +14,12 @@ use titan::{
     Optimizer, Sgd, SgdConfig,
 };
 
+/// Tests run on parallel threads and libtorch's generator is global: whoever seeds and draws
+/// holds this lock, so two models built from seed 0 are the same model.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn small_llama() -> Result<Llama> {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     titan::device::seed_everything(0);
     Ok(Llama::new(
         LlamaConfig {
@@ -113,6 +118,7 @@ fn adamw_skips_weight_decay_for_norms_and_embeddings() -> Result<()> {
 }
 
 fn batch(rows: i64, t: i64) -> (TokenIds, HfLabels) {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     titan::device::seed_everything(1);
     let ids = Tensor::randint(50, [rows, t], (Kind::Int64, Device::Cpu));
     // Row r ends in r % 7 padded positions: micro-batches count different numbers of tokens.
@@ -170,17 +176,23 @@ fn four_micro_batches_of_8_give_the_gradient_of_one_batch_of_32() -> Result<()> 
     let model = small_llama()?;
     let params = model.parameters().named();
     let (input, labels) = batch(32, 16);
+    // Forward and backward of one slice of rows; returns its loss sum and token count.
+    let step_on = |rows: (i64, i64)| -> titan::Result<(Tensor, Tensor)> {
+        let x = TokenIds(input.0.narrow(0, rows.0, rows.1));
+        let y = HfLabels(labels.0.narrow(0, rows.0, rows.1));
+        model.forward_backward(&x, &mut |logits| CausalLmLoss.loss_sum(logits, &y))
+    };
     let loss_of = |rows: (i64, i64)| -> titan::Result<(Tensor, Tensor)> {
         let x = TokenIds(input.0.narrow(0, rows.0, rows.1));
         let y = HfLabels(labels.0.narrow(0, rows.0, rows.1));
         CausalLmLoss.loss_sum(&model.forward(&x)?, &y)
     };
 
-    let (big_loss, big_count) = accumulate_gradients(&params, 1, |_| loss_of((0, 32)))?;
+    let (big_loss, big_count) = accumulate_gradients(&params, 1, |_| step_on((0, 32)))?;
     let big = grads(&model);
     zero_grads(&model);
     let (micro_loss, micro_count) =
-        accumulate_gradients(&params, 4, |i| loss_of((8 * i as i64, 8)))?;
+        accumulate_gradients(&params, 4, |i| step_on((8 * i as i64, 8)))?;
     let micro = grads(&model);
 
     assert_eq!(big_count.double_value(&[]), micro_count.double_value(&[]));
@@ -320,5 +332,36 @@ fn a_nan_loss_stops_the_run_naming_the_step_and_batches() -> Result<()> {
         metrics.contains("\"step\":5") && !metrics.contains("\"loss\":null"),
         "{metrics}"
     );
+    Ok(())
+}
+
+#[test]
+fn activation_checkpointing_gives_the_same_loss_and_gradients() -> Result<()> {
+    let plain = small_llama()?;
+    let recomputed = small_llama()?.with_activation_checkpointing(true);
+    let (input, labels) = batch(4, 16);
+    let mut sums = Vec::new();
+    for model in [&plain, &recomputed] {
+        let (sum, count) =
+            model.forward_backward(&input, &mut |logits| CausalLmLoss.loss_sum(logits, &labels))?;
+        sums.push((sum.double_value(&[]), count.double_value(&[])));
+    }
+    assert!((sums[0].0 - sums[1].0).abs() < 1e-4, "{sums:?}");
+    assert_eq!(sums[0].1, sums[1].1);
+    for (((name, a), (_, b)), _) in plain
+        .parameters()
+        .named()
+        .iter()
+        .zip(recomputed.parameters().named().iter())
+        .zip(0..)
+    {
+        let (ga, gb) = (a.grad(), b.grad());
+        assert!(ga.defined() && gb.defined(), "{name} has no gradient");
+        assert!(
+            ga.allclose(&gb, 1e-4, 1e-6, false),
+            "{name}: {:e}",
+            max_diff(&ga, &gb)?
+        );
+    }
     Ok(())
 }

@@ -182,12 +182,13 @@ impl Trainer {
             parts.update.zero_grad()?;
             let (mut epoch, mut seq_len) = (0, 0);
             let (step_loss, _) = accumulate_gradients(&parts.params, cfg.grad_accum_steps, |_| {
-                let fetched = (parts.next)()?;
+                let loss = &parts.loss;
+                let fetched = (parts.next)(&mut |logits, labels| loss(logits, labels))?;
                 window.data_wait += fetched.wait;
                 window.tokens += fetched.tokens;
                 epoch = fetched.epoch;
                 seq_len = fetched.seq_len;
-                (parts.loss)(&fetched.logits, &fetched.labels)
+                Ok((fetched.sum, fetched.count))
             })?;
             let grad_norm = clip_grad_norm(&parts.params, cfg.max_grad_norm)?;
             let finite = step_loss
@@ -352,9 +353,9 @@ impl Window {
     }
 }
 
-/// Runs `micro_batches` forward/backward passes (`micro(i)` returns a micro-batch's loss summed
-/// over its counted tokens, and that count) and divides the accumulated gradients by the total
-/// count: the gradient of the mean loss over every counted token of the step, what one large
+/// Runs `micro_batches` micro-batches (`micro(i)` runs one's forward and backward passes of its
+/// loss *sum*, e.g. with [`Model::forward_backward`], and returns that sum and its count of
+/// tokens) and divides the accumulated gradients by the total count: the gradient of the mean loss over every counted token of the step, what one large
 /// batch gives however padding falls (torchtitan's global valid tokens). Returns the step's
 /// mean loss (detached) and the total count, as tensors (reading them would sync the device).
 pub fn accumulate_gradients<F>(
@@ -368,7 +369,6 @@ where
     let mut total: Option<(Tensor, Tensor)> = None;
     for i in 0..micro_batches.max(1) {
         let (sum, count) = micro(i)?;
-        sum.f_backward()?;
         let (sum, count) = (sum.f_detach()?, count.f_to_kind(Kind::Float)?);
         total = Some(match total {
             None => (sum, count),

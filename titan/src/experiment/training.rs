@@ -37,6 +37,8 @@ pub struct TrainingConfig {
     pub device: String,
     /// `auto` (bf16 on CUDA, f32 on CPU), `bf16` or `fp32`.
     pub precision: Precision,
+    /// Recompute each transformer block in backward instead of keeping its activations.
+    pub activation_checkpointing: bool,
     /// Training text; unset: the experiment's built-in data.
     pub data: Option<PathBuf>,
     /// Validation text; unset: a held-apart slice of the training source.
@@ -72,6 +74,7 @@ impl Default for TrainingConfig {
             seed: 0,
             device: "auto".into(),
             precision: Precision::Auto,
+            activation_checkpointing: false,
             data: None,
             val_data: None,
             output_dir: None,

@@ -68,6 +68,14 @@ impl<T> SameOptimizer<T> for T {
 }
 
 type Forward<'a, I> = Rc<dyn Fn(&I) -> Result<Tensor> + 'a>;
+/// The model's forward and backward passes under a loss of its logits.
+type ForwardBackward<'a, I> = Rc<dyn Fn(&I, &mut LogitsLoss<'_>) -> Result<(Tensor, Tensor)> + 'a>;
+/// Loss sum and count of one batch's logits.
+pub type LogitsLoss<'l> = dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)> + 'l;
+/// Loss sum and count of logits against labels, passed to a micro-batch step.
+pub type LabelsLoss<'l, Lab> = dyn FnMut(&Tensor, &Lab) -> Result<(Tensor, Tensor)> + 'l;
+/// Fetches a micro-batch and runs its forward and backward passes under the given loss.
+type NextFn<'a, Lab> = Box<dyn FnMut(&mut LabelsLoss<'_, Lab>) -> Result<Fetched> + 'a>;
 /// The model's training FLOPs per token at a sequence length.
 pub(crate) type FlopsFn<'a> = Rc<dyn Fn(i64) -> f64 + 'a>;
 type LossFn<'a, Lab> = Rc<ScoreFn<'a, Lab>>;
@@ -76,12 +84,12 @@ type ScoreFn<'a, Lab> = dyn Fn(&Tensor, &Lab) -> Result<(Tensor, Tensor)> + 'a;
 /// Runs one evaluation: mean loss and tokens counted.
 type Validate<'a> = Option<Box<dyn FnMut() -> Result<(f64, f64)> + 'a>>;
 
-/// One fetched and forwarded training batch.
-pub struct Fetched<Lab> {
-    /// Logits of the batch.
-    pub logits: Tensor,
-    /// Its labels.
-    pub labels: Lab,
+/// One fetched training micro-batch, after its forward and backward passes.
+pub struct Fetched {
+    /// Its loss summed over counted tokens (detached; its gradient is already accumulated).
+    pub sum: Tensor,
+    /// The number of counted tokens.
+    pub count: Tensor,
     /// Input tokens in the batch.
     pub tokens: i64,
     /// Time spent waiting for the dataloader.
@@ -97,7 +105,7 @@ pub struct Parts<'a, Lab> {
     pub(crate) device: Device,
     pub(crate) params: Vec<(String, Tensor)>,
     pub(crate) flops_per_token: FlopsFn<'a>,
-    pub(crate) next: Box<dyn FnMut() -> Result<Fetched<Lab>> + 'a>,
+    pub(crate) next: NextFn<'a, Lab>,
     pub(crate) loss: LossFn<'a, Lab>,
     pub(crate) validate: Validate<'a>,
     pub(crate) update: Box<dyn Update + 'a>,
@@ -140,6 +148,7 @@ pub struct WireModel<'a, I> {
     device: Device,
     params: Vec<(String, Tensor)>,
     forward: Forward<'a, I>,
+    forward_backward: ForwardBackward<'a, I>,
     flops_per_token: FlopsFn<'a>,
 }
 
@@ -149,6 +158,7 @@ pub fn wire<M: Model>(model: &M) -> WireModel<'_, M::Input> {
         device: model.device(),
         params: model.parameters().named(),
         forward: Rc::new(move |input| model.forward(input)),
+        forward_backward: Rc::new(move |input, loss| model.forward_backward(input, loss)),
         flops_per_token: Rc::new(move |seq_len| model.flops_per_token(seq_len)),
     }
 }
@@ -156,7 +166,7 @@ pub fn wire<M: Model>(model: &M) -> WireModel<'_, M::Input> {
 /// Step 2: model and training data.
 pub struct WireData<'a, I, Lab> {
     model: WireModel<'a, I>,
-    next: Box<dyn FnMut() -> Result<Fetched<Lab>> + 'a>,
+    next: NextFn<'a, Lab>,
 }
 
 impl<'a, I: 'a> WireModel<'a, I> {
@@ -166,18 +176,21 @@ impl<'a, I: 'a> WireModel<'a, I> {
         D: Dataloader,
         <D::Batch as Batch>::Input: FitsModelInput<I>,
     {
-        let (forward, device) = (self.forward.clone(), self.device);
-        let next = Box::new(move || {
+        let (forward_backward, device) = (self.forward_backward.clone(), self.device);
+        let next: NextFn<'a, <D::Batch as Batch>::Labels> = Box::new(move |loss| {
             let started = Instant::now();
             let batch = data.next_batch()?.to_device(device)?;
             let wait = started.elapsed();
             let tokens = batch.num_tokens();
             let (input, labels) = batch.into_parts();
-            let logits = forward(input.as_model_input())?;
-            let seq_len = logits.size().get(1).copied().unwrap_or(0);
+            let mut seq_len = 0;
+            let (sum, count) = forward_backward(input.as_model_input(), &mut |logits| {
+                seq_len = logits.size().get(1).copied().unwrap_or(0);
+                loss(logits, &labels)
+            })?;
             Ok(Fetched {
-                logits,
-                labels,
+                sum,
+                count,
                 tokens,
                 wait,
                 epoch: data.epoch(),
@@ -252,7 +265,7 @@ pub struct WireOpt<'a, Lab, O> {
     device: Device,
     params: Vec<(String, Tensor)>,
     flops_per_token: FlopsFn<'a>,
-    next: Box<dyn FnMut() -> Result<Fetched<Lab>> + 'a>,
+    next: NextFn<'a, Lab>,
     loss: LossFn<'a, Lab>,
     validate: Validate<'a>,
     optimizer: &'a mut O,

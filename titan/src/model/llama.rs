@@ -331,6 +331,7 @@ pub struct Llama {
     lm_head: Tensor,
     rotary: Rotary,
     compute: Kind,
+    checkpoint: bool,
 }
 
 impl Llama {
@@ -369,7 +370,85 @@ impl Llama {
             lm_head,
             rotary,
             compute: Kind::Float,
+            checkpoint: false,
         })
+    }
+
+    /// With `on`, training keeps only each block's input in the forward pass and recomputes
+    /// the block's activations during backward (per-layer activation checkpointing): less
+    /// memory for one more forward pass of the blocks.
+    pub fn with_activation_checkpointing(mut self, on: bool) -> Self {
+        self.checkpoint = on;
+        self
+    }
+
+    /// Whether blocks are recomputed in backward.
+    pub fn activation_checkpointing(&self) -> bool {
+        self.checkpoint
+    }
+
+    /// Token embeddings in the compute precision.
+    fn embed(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let table = self.embed_tokens.f_to_kind(self.compute)?;
+        Ok(Tensor::f_embedding(&table, input_ids, -1, false, false)?)
+    }
+
+    /// Final norm and output projection.
+    fn head(&self, xs: &Tensor) -> Result<Tensor> {
+        let xs = self.norm.forward(xs)?;
+        Ok(xs.f_linear::<Tensor>(&self.lm_head.f_to_kind(xs.kind())?, None)?)
+    }
+
+    /// The training pass with per-layer recomputation: blocks run without a graph, keeping
+    /// their inputs; the head and the loss run with one; then, last block first, each block is
+    /// recomputed with a graph and back-propagated from the gradient of its output.
+    fn checkpointed_forward_backward(
+        &self,
+        input_ids: &Tensor,
+        loss: &mut dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)>,
+    ) -> Result<(Tensor, Tensor)> {
+        self.check_len(input_ids)?;
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        let top = {
+            let _no_grad = tch::no_grad_guard();
+            let mut xs = self.embed(input_ids)?;
+            for layer in &self.layers {
+                let next = layer.forward(&xs, &self.rotary)?;
+                inputs.push(xs);
+                xs = next;
+            }
+            xs
+        };
+        let top = top.f_detach()?.f_requires_grad_(true)?;
+        let (sum, count) = loss(&self.head(&top)?)?;
+        sum.f_backward()?;
+        let mut grad = top.f_grad()?;
+        for (i, layer) in self.layers.iter().enumerate().rev() {
+            // Block 0 recomputes from the embedding, so the embedding's gradient flows too.
+            let xs = if i == 0 {
+                self.embed(input_ids)?
+            } else {
+                inputs[i].f_detach()?.f_requires_grad_(true)?
+            };
+            let ys = layer.forward(&xs, &self.rotary)?;
+            // Backward of <ys, grad> is the vector-Jacobian product with the incoming gradient.
+            ys.f_mul(&grad)?.f_sum(Kind::Float)?.f_backward()?;
+            if i > 0 {
+                grad = xs.f_grad()?;
+            }
+        }
+        Ok((sum.f_detach()?, count))
+    }
+
+    fn check_len(&self, input_ids: &Tensor) -> Result<()> {
+        let (_, t) = input_ids.size2()?;
+        if t > self.config.max_position_embeddings {
+            return Err(Error::Mismatch(format!(
+                "sequence length {t} exceeds the model's max_position_embeddings {}",
+                self.config.max_position_embeddings
+            )));
+        }
+        Ok(())
     }
 
     /// Computes the forward pass in `kind` (`BFloat16` for mixed precision), keeping the f32
@@ -399,20 +478,12 @@ impl Llama {
 
     /// Logits (b, t, vocab) for token ids (b, t).
     pub fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
-        let (_, t) = input_ids.size2()?;
-        if t > self.config.max_position_embeddings {
-            return Err(Error::Mismatch(format!(
-                "sequence length {t} exceeds the model's max_position_embeddings {}",
-                self.config.max_position_embeddings
-            )));
-        }
-        let table = self.embed_tokens.f_to_kind(self.compute)?;
-        let mut xs = Tensor::f_embedding(&table, input_ids, -1, false, false)?;
+        self.check_len(input_ids)?;
+        let mut xs = self.embed(input_ids)?;
         for layer in &self.layers {
             xs = layer.forward(&xs, &self.rotary)?;
         }
-        let xs = self.norm.forward(&xs)?;
-        Ok(xs.f_linear::<Tensor>(&self.lm_head.f_to_kind(xs.kind())?, None)?)
+        self.head(&xs)
     }
 
     /// Loads weights from a safetensors file with Hugging Face names (e.g. `model.safetensors`).
@@ -434,6 +505,18 @@ impl Model for Llama {
 
     fn forward(&self, input: &TokenIds) -> Result<Tensor> {
         self.logits(&input.0)
+    }
+
+    fn forward_backward(
+        &self,
+        input: &TokenIds,
+        loss: &mut dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)>,
+    ) -> Result<(Tensor, Tensor)> {
+        if self.checkpoint {
+            self.checkpointed_forward_backward(&input.0, loss)
+        } else {
+            super::forward_then_backward(self, input, loss)
+        }
     }
 
     fn parameters(&self) -> Parameters<'_> {

@@ -30,12 +30,36 @@ pub trait Model {
     fn vocab_size(&self) -> i64;
     /// Longest sequence the model accepts.
     fn max_seq_len(&self) -> i64;
+    /// Runs the forward pass, `loss` on the logits (it returns a loss sum and its token count)
+    /// and the backward pass of the sum, accumulating gradients; returns the sum (detached) and
+    /// the count. Models that recompute activations in backward (activation checkpointing)
+    /// override it; the default is [`forward_then_backward`].
+    fn forward_backward(
+        &self,
+        input: &Self::Input,
+        loss: &mut dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)>,
+    ) -> Result<(Tensor, Tensor)> {
+        forward_then_backward(self, input, loss)
+    }
     /// Training FLOPs (forward and backward) per token at `seq_len`, for tflops and MFU;
     /// by default `6 · parameters`, models with attention add its cost.
     fn flops_per_token(&self, seq_len: i64) -> f64 {
         let _ = seq_len;
         6.0 * self.parameters().count() as f64
     }
+}
+
+/// The plain training pass: `forward`, the loss, and `backward` of the loss sum, keeping every
+/// activation until backward.
+pub fn forward_then_backward<M: Model + ?Sized>(
+    model: &M,
+    input: &M::Input,
+    loss: &mut dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)>,
+) -> Result<(Tensor, Tensor)> {
+    let logits = model.forward(input)?;
+    let (sum, count) = loss(&logits)?;
+    sum.f_backward()?;
+    Ok((sum.f_detach()?, count))
 }
 
 /// A model's named parameters (Hugging Face names), handed to optimizer factories.
