@@ -78,6 +78,64 @@ fn adafactor_matches_pytorch() -> Result<()> {
 }
 
 #[test]
+fn adafactor_state_saves_and_restores_mid_run() -> Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/adafactor.safetensors");
+    let fixture: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(&path)?.into_iter().collect();
+    let get = |name: &str| fixture.get(name).context(name.to_string());
+    let config = AdafactorConfig {
+        weight_decay: 0.05,
+        ..AdafactorConfig::default()
+    };
+    let apply = |opt: &mut Adafactor, w: &Tensor, b: &Tensor, step: usize| -> Result<()> {
+        opt.zero_grad()?;
+        let loss = (w * get(&format!("gw{step}"))?).sum(Kind::Float)
+            + (b * get(&format!("gb{step}"))?).sum(Kind::Float);
+        loss.backward();
+        opt.step()?;
+        Ok(())
+    };
+    let dir = tempfile::tempdir()?;
+    let saved = dir.path().join("adafactor_state.safetensors");
+    {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs.root().var_copy("w", get("w0")?);
+        let b = vs.root().var_copy("b", get("b0")?);
+        let mut opt = Adafactor::new(titan::Parameters::new(&vs), config.clone())?;
+        for step in 1..=2 {
+            apply(&mut opt, &w, &b, step)?;
+        }
+        titan::optim::save_state(&opt, &saved)?;
+    }
+    // A new run from step 2's weights and the saved state continues exactly like PyTorch's.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let w = vs.root().var_copy("w", get("w2")?);
+    let b = vs.root().var_copy("b", get("b2")?);
+    let mut opt = Adafactor::new(titan::Parameters::new(&vs), config)?;
+    titan::optim::load_state(&mut opt, &saved)?;
+    for step in 3..=4 {
+        apply(&mut opt, &w, &b, step)?;
+    }
+    assert!(max_diff(&w, get("w4")?)? < 1e-6 && max_diff(&b, get("b4")?)? < 1e-6);
+
+    // A state for other parameters, and an optimizer that cannot export, are clear errors.
+    let other = nn::VarStore::new(Device::Cpu);
+    let _ = other
+        .root()
+        .var_copy("w", &Tensor::zeros([3, 3], (Kind::Float, Device::Cpu)));
+    let mut wrong = Adafactor::new(titan::Parameters::new(&other), AdafactorConfig::default())?;
+    let err = titan::optim::load_state(&mut wrong, &saved)
+        .expect_err("shape")
+        .to_string();
+    assert!(err.contains("w.row") && err.contains("shape"), "{err}");
+    let model = small_llama()?;
+    let adamw = AdamW::new(model.parameters(), AdamWConfig::default())?;
+    let err = titan::optim::save_state(&adamw, &dir.path().join("x")).expect_err("adamw");
+    assert!(err.to_string().contains("libtorch"), "{err}");
+    Ok(())
+}
+
+#[test]
 fn adamw_skips_weight_decay_for_norms_and_embeddings() -> Result<()> {
     let model = small_llama()?;
     let before: Vec<(String, Tensor)> = model

@@ -199,4 +199,66 @@ impl Optimizer for Adafactor {
     fn base_lr(&self) -> f64 {
         self.config.lr
     }
+
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut state = vec![(
+            "step".to_string(),
+            Tensor::f_from_slice(&[self.step as i64])?,
+        )];
+        for ((name, _), moments) in self.params.iter().zip(&self.moments) {
+            match moments {
+                Moments::Factored { row, col } => {
+                    state.push((
+                        format!("{name}.row"),
+                        row.f_detach()?.f_to(tch::Device::Cpu)?,
+                    ));
+                    state.push((
+                        format!("{name}.col"),
+                        col.f_detach()?.f_to(tch::Device::Cpu)?,
+                    ));
+                }
+                Moments::Full(v) => {
+                    state.push((format!("{name}.v"), v.f_detach()?.f_to(tch::Device::Cpu)?));
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    fn load_state_tensors(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        let mut state: std::collections::HashMap<String, Tensor> = state.into_iter().collect();
+        let mut take = |key: String, into: &mut Tensor| -> Result<()> {
+            let saved = state
+                .remove(&key)
+                .ok_or_else(|| Error::Mismatch(format!("Adafactor state has no `{key}`")))?;
+            if saved.size() != into.size() {
+                return Err(Error::Mismatch(format!(
+                    "Adafactor state `{key}` has shape {:?}, the parameter's statistic {:?}",
+                    saved.size(),
+                    into.size()
+                )));
+            }
+            let _guard = tch::no_grad_guard();
+            into.f_copy_(&saved)?;
+            Ok(())
+        };
+        let mut step = Tensor::f_zeros([1], (tch::Kind::Int64, tch::Device::Cpu))?;
+        take("step".into(), &mut step)?;
+        for ((name, _), moments) in self.params.iter().zip(&mut self.moments) {
+            match moments {
+                Moments::Factored { row, col } => {
+                    take(format!("{name}.row"), row)?;
+                    take(format!("{name}.col"), col)?;
+                }
+                Moments::Full(v) => take(format!("{name}.v"), v)?,
+            }
+        }
+        if let Some(extra) = state.keys().next() {
+            return Err(Error::Mismatch(format!(
+                "Adafactor state has `{extra}`, which names no parameter of this model"
+            )));
+        }
+        self.step = step.f_int64_value(&[0])? as u64;
+        Ok(())
+    }
 }

@@ -2,7 +2,7 @@
 //! off for norm weights, biases and embeddings.
 
 use serde::{Deserialize, Serialize};
-use tch::COptimizer;
+use tch::{COptimizer, Tensor};
 
 use super::{Optimizer, libtorch};
 use crate::model::Parameters;
@@ -102,5 +102,13 @@ impl Optimizer for AdamW {
 
     fn base_lr(&self) -> f64 {
         self.config.lr
+    }
+
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        Err(Error::Training(
+            "AdamW's moments live inside libtorch's optimizer, which tch does not expose; \
+             saving them needs titan's planned C++ shim"
+                .into(),
+        ))
     }
 }

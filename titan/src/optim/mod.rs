@@ -10,7 +10,11 @@ pub use adafactor::{Adafactor, AdafactorConfig};
 pub use adamw::{AdamW, AdamWConfig};
 pub use sgd::{Sgd, SgdConfig};
 
-use crate::Result;
+use std::path::Path;
+
+use tch::Tensor;
+
+use crate::{Error, Result};
 
 /// The parameter group of weights that take no weight decay (norm weights, biases,
 /// embeddings). Models create those variables under `path.set_group(NO_DECAY_GROUP)`.
@@ -31,4 +35,41 @@ pub trait Optimizer {
     fn set_lr(&mut self, lr: f64);
     /// The learning rate the schedules scale (the configured peak).
     fn base_lr(&self) -> f64;
+    /// Its state (moments, step count) as named tensors, for checkpoints. The default is an
+    /// error: an optimizer that keeps state it cannot export says so.
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        Err(Error::Training(format!(
+            "{} cannot export its state",
+            std::any::type_name::<Self>()
+        )))
+    }
+    /// Restores a state exported by [`Optimizer::state_tensors`]; each tensor must match a
+    /// name and shape of this optimizer's.
+    fn load_state_tensors(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        let _ = state;
+        Err(Error::Training(format!(
+            "{} cannot restore its state",
+            std::any::type_name::<Self>()
+        )))
+    }
+}
+
+/// Writes `optimizer`'s state to a safetensors file; the file appears whole or not at all.
+pub fn save_state<O: Optimizer + ?Sized>(optimizer: &O, path: &Path) -> Result<()> {
+    let state = optimizer.state_tensors()?;
+    let partial = path.with_extension("partial");
+    Tensor::write_safetensors(&state, &partial)?;
+    std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
+}
+
+/// Restores `optimizer`'s state from a file written by [`save_state`].
+pub fn load_state<O: Optimizer + ?Sized>(optimizer: &mut O, path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no optimizer state here"),
+        ));
+    }
+    let state = Tensor::read_safetensors(path)?;
+    optimizer.load_state_tensors(state)
 }
