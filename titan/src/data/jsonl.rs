@@ -1,71 +1,42 @@
 //! Streaming a JSON Lines file: one object per line, the document in a named string field.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use super::lines::LineReader;
 use crate::{Error, Result};
 
 /// Reads documents from a JSONL file, keeping the byte offset and line number of the next one.
 #[derive(Debug)]
 pub(crate) struct JsonlReader {
-    path: PathBuf,
-    reader: BufReader<File>,
+    lines: LineReader,
     field: String,
-    offset: u64,
-    line_number: u64,
-    line: Vec<u8>,
 }
 
 impl JsonlReader {
     /// Opens `path` at byte `offset`, which starts line `line_number` (1-based); `(0, 1)` is
     /// the start of the file.
     pub(crate) fn open(path: &Path, field: &str, offset: u64, line_number: u64) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        if offset > 0 {
-            reader
-                .seek(SeekFrom::Start(offset))
-                .map_err(|e| Error::io(path, e))?;
-        }
         Ok(Self {
-            path: path.to_path_buf(),
-            reader,
+            lines: LineReader::open(path, offset, line_number)?,
             field: field.to_string(),
-            offset,
-            line_number: line_number.max(1),
-            line: Vec::new(),
         })
     }
 
     /// Byte offset and 1-based line number of the next unread line.
     pub(crate) fn position(&self) -> (u64, u64) {
-        (self.offset, self.line_number)
+        self.lines.position()
     }
 
     /// The next document (blank lines and blank documents skipped); `None` at the end. A line
     /// that is not JSON, not an object, or lacks the field is an error naming file and line.
     pub(crate) fn next_document(&mut self) -> Result<Option<String>> {
+        let field = self.field.as_str();
         loop {
-            self.line.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.line)
-                .map_err(|e| Error::io(&self.path, e))?;
-            if n == 0 {
+            let path = self.lines.path().display().to_string();
+            let Some((line, number)) = self.lines.next_line()? else {
                 return Ok(None);
-            }
-            let (start, number) = (self.offset, self.line_number);
-            self.offset += n as u64;
-            self.line_number += 1;
-            let where_ = || format!("{}:{number}", self.path.display());
-            let line = std::str::from_utf8(&self.line).map_err(|e| {
-                Error::Data(format!(
-                    "{}: invalid UTF-8 at byte offset {}",
-                    where_(),
-                    start + e.valid_up_to() as u64
-                ))
-            })?;
+            };
+            let where_ = || format!("{path}:{number}");
             if line.trim().is_empty() {
                 continue;
             }
@@ -73,25 +44,22 @@ impl JsonlReader {
                 .map_err(|e| Error::Data(format!("{}: not valid JSON: {e}", where_())))?;
             let serde_json::Value::Object(object) = value else {
                 return Err(Error::Data(format!(
-                    "{}: expected a JSON object with a `{}` field",
-                    where_(),
-                    self.field
+                    "{}: expected a JSON object with a `{field}` field",
+                    where_()
                 )));
             };
-            let Some(text) = object.get(&self.field) else {
+            let Some(text) = object.get(field) else {
                 let fields: Vec<&str> = object.keys().map(String::as_str).collect();
                 return Err(Error::Data(format!(
-                    "{}: no field `{}`; the line has fields: {}",
+                    "{}: no field `{field}`; the line has fields: {}",
                     where_(),
-                    self.field,
                     fields.join(", ")
                 )));
             };
             let serde_json::Value::String(text) = text else {
                 return Err(Error::Data(format!(
-                    "{}: field `{}` is {text}, not a string",
-                    where_(),
-                    self.field
+                    "{}: field `{field}` is {text}, not a string",
+                    where_()
                 )));
             };
             let text = text.trim();
@@ -105,6 +73,7 @@ impl JsonlReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let path = dir.join(name);

@@ -9,6 +9,7 @@ mod corpus;
 mod documents;
 mod files;
 mod jsonl;
+mod lines;
 mod loader;
 mod packed;
 pub mod parquet;

@@ -1,11 +1,10 @@
 //! Streaming a plain-text file whose documents are separated by a delimiter line, one document
 //! at a time, from any byte offset.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::{Error, Result};
+use super::lines::LineReader;
+use crate::Result;
 
 /// The document separator of TinyStories and GPT-2 style corpora.
 pub const DEFAULT_DELIMITER: &str = "<|endoftext|>";
@@ -17,60 +16,29 @@ pub const MAX_DOCUMENT_BYTES: usize = 8 << 20;
 /// Reads documents from a text file, keeping the byte offset where the next one starts.
 #[derive(Debug)]
 pub(crate) struct TextReader {
-    path: PathBuf,
-    reader: BufReader<File>,
+    lines: LineReader,
     delimiter: String,
-    offset: u64,
-    line: Vec<u8>,
 }
 
 impl TextReader {
     /// Opens `path` at byte `offset` (0, or a position an earlier reader reported).
     pub(crate) fn open(path: &Path, delimiter: &str, offset: u64) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        if offset > 0 {
-            reader
-                .seek(SeekFrom::Start(offset))
-                .map_err(|e| Error::io(path, e))?;
-        }
         Ok(Self {
-            path: path.to_path_buf(),
-            reader,
+            lines: LineReader::open(path, offset, 1)?,
             delimiter: delimiter.to_string(),
-            offset,
-            line: Vec::new(),
         })
     }
 
     /// Byte offset of the next unread line.
     pub(crate) fn offset(&self) -> u64 {
-        self.offset
+        self.lines.position().0
     }
 
     /// The next non-blank document, trimmed; `None` at the end of the file. Invalid UTF-8 is an
     /// error naming the file and the byte offset.
     pub(crate) fn next_document(&mut self) -> Result<Option<String>> {
         let mut doc = String::new();
-        loop {
-            self.line.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.line)
-                .map_err(|e| Error::io(&self.path, e))?;
-            if n == 0 {
-                break;
-            }
-            let start = self.offset;
-            self.offset += n as u64;
-            let line = std::str::from_utf8(&self.line).map_err(|e| {
-                Error::Data(format!(
-                    "{}: invalid UTF-8 at byte offset {}",
-                    self.path.display(),
-                    start + e.valid_up_to() as u64
-                ))
-            })?;
-            let line = line.trim_end_matches(['\n', '\r']);
+        while let Some((line, _)) = self.lines.next_line()? {
             if line.trim() == self.delimiter {
                 if !doc.trim().is_empty() {
                     break;
@@ -92,6 +60,7 @@ impl TextReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
 
     fn documents(path: &Path, offset: u64) -> Result<Vec<(String, u64)>> {
         let mut reader = TextReader::open(path, DEFAULT_DELIMITER, offset)?;
