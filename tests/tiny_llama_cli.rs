@@ -14,6 +14,25 @@ fn run(args: &[&str]) -> Result<std::process::Output> {
     Ok(out)
 }
 
+/// One quick step (batch 1, CPU, no samples) on `data` (the built-in stories when `None`).
+fn one_step(data: Option<&Path>, out_dir: &Path) -> Result<std::process::Output> {
+    let mut args = vec![
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+        "--samples",
+        "0",
+    ];
+    if let Some(data) = data {
+        args.extend(["--data", data.to_str().context("utf8 path")?]);
+    }
+    args.extend(["--output-dir", out_dir.to_str().context("utf8 path")?]);
+    run(&args)
+}
+
 fn records(dir: &Path) -> Result<Vec<Value>> {
     let path = dir.join("metrics.jsonl");
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
@@ -126,20 +145,7 @@ fn data_may_be_jsonl_or_parquet() -> Result<()> {
     titan::data::parquet::write_documents(&parquet, "text", &docs, 100)?;
     for data in [&jsonl, &parquet] {
         let out_dir = dir.path().join("run");
-        let out = run(&[
-            "--data",
-            data.to_str().context("utf8 path")?,
-            "--steps",
-            "1",
-            "--batch-size",
-            "1",
-            "--device",
-            "cpu",
-            "--samples",
-            "0",
-            "--output-dir",
-            out_dir.to_str().context("utf8 path")?,
-        ])?;
+        let out = one_step(Some(data.as_path()), &out_dir)?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         ensure!(
             out.status.success(),
@@ -158,18 +164,7 @@ fn data_may_be_jsonl_or_parquet() -> Result<()> {
 #[test]
 fn default_data_is_the_built_in_story_corpus() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let out = run(&[
-        "--steps",
-        "1",
-        "--batch-size",
-        "1",
-        "--device",
-        "cpu",
-        "--samples",
-        "0",
-        "--output-dir",
-        dir.path().to_str().context("utf8 path")?,
-    ])?;
+    let out = one_step(None, dir.path())?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(out.status.success(), "tiny_llama failed:\n{stderr}");
     assert!(stderr.contains("built-in stories"), "{stderr}");

@@ -36,6 +36,13 @@ pub struct ParallelDims {
 }
 
 impl ParallelDims {
+    /// Rank `rank` of `world` simulated data-parallel ranks on CPU (for tests).
+    #[cfg(test)]
+    pub(crate) fn simulated_cpu(rank: usize, world: usize) -> Self {
+        let env = crate::dist::LocalEnv::simulated(rank, world);
+        Self::new(&env, Device::Cpu).expect("a simulated layout is valid")
+    }
+
     /// Data parallel over every process of `env`, computing on `device` (on CUDA, the GPU of
     /// the process's local rank).
     pub fn new(env: &impl DistributedEnvironment, device: Device) -> Result<Self> {

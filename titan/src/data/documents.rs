@@ -213,13 +213,11 @@ impl Dataset for Documents {
 mod tests {
     use super::*;
     use crate::data::{Split, StoryConfig};
-    use crate::dist::LocalEnv;
     use crate::parallel_dims::ParallelDims;
     use std::collections::HashSet;
-    use tch::Device;
 
     fn dims(rank: usize, world: usize) -> ParallelDims {
-        ParallelDims::new(&LocalEnv::simulated(rank, world), Device::Cpu).expect("dims")
+        ParallelDims::simulated_cpu(rank, world)
     }
 
     fn stories(n: usize, split: Split) -> DataSource {

@@ -198,11 +198,10 @@ impl Dataloader for PackedLoader {
 mod tests {
     use super::*;
 
-    use crate::dist::LocalEnv;
     use crate::parallel_dims::ParallelDims;
 
     fn dims(rank: usize, world: usize) -> ParallelDims {
-        ParallelDims::new(&LocalEnv::simulated(rank, world), Device::Cpu).expect("dims")
+        ParallelDims::simulated_cpu(rank, world)
     }
 
     fn loader(shuffle: bool) -> PackedLoader {
