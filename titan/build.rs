@@ -1,14 +1,24 @@
 //! Link settings shared by every package that links libtorch (`titan` and the root package,
 //! whose manifest points here): an rpath to the project-local libtorch so binaries run without
 //! `LD_LIBRARY_PATH`, and `libtorch_cuda.so` kept in `NEEDED` so CUDA works when a GPU is there.
+//! For `titan` itself it also compiles `csrc/shim.cpp`, the few libtorch functions tch does not
+//! expose (fused optimizers, allocator statistics, CUDA graphs), against the same headers.
 //! Link flags live here rather than in `RUSTFLAGS`, which would rebuild all of tch.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=TITAN_CUDA_INCLUDE");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rustc-check-cfg=cfg(titan_cuda)");
+    let is_titan = std::env::var("CARGO_PKG_NAME").as_deref() == Ok("titan");
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
+        assert!(
+            !is_titan,
+            "titan compiles a C++ shim against libtorch's headers: set LIBTORCH \
+             (run `bash .cargo/libtorch.sh`; .cargo/config.toml points LIBTORCH at it)"
+        );
         return;
     };
     let lib = libtorch.join("lib");
@@ -18,4 +28,70 @@ fn main() {
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
+    if is_titan {
+        shim(&libtorch, &lib);
+    }
+}
+
+/// Compiles the C++ shim; its CUDA graph functions only where CUDA's headers are found (the
+/// PyPI install carries them) and libtorch has its CUDA libraries.
+fn shim(libtorch: &Path, lib: &Path) {
+    println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    let include = libtorch.join("include");
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .std("c++17")
+        .file("csrc/shim.cpp")
+        .include(&include)
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        // libtorch's headers are noisy; the shim's own code is small and reviewed.
+        .flag_if_supported("-w");
+    let cuda = cuda_include(libtorch).filter(|_| lib.join("libc10_cuda.so").exists());
+    if let Some(dirs) = &cuda {
+        build.includes(dirs).define("TITAN_CUDA", None);
+    }
+    build.compile("titan_shim");
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    if cuda.is_some() {
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        println!("cargo:rustc-cfg=titan_cuda");
+    }
+}
+
+/// Folders holding CUDA's runtime headers: `cuda_runtime_api.h` from `TITAN_CUDA_INCLUDE`,
+/// PyPI's `nvidia/cu13` beside libtorch, `CUDA_HOME` or `/usr/local/cuda`, plus a folder with
+/// `crt/host_config.h` where that one lacks it (PyPI's runtime wheel does; Triton's copy, also
+/// beside libtorch, has it).
+fn cuda_include(libtorch: &Path) -> Option<Vec<PathBuf>> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::var_os("TITAN_CUDA_INCLUDE") {
+        candidates.push(dir.into());
+    }
+    let site = libtorch.parent();
+    if let Some(site) = site {
+        for cu in ["cu13", "cu12"] {
+            candidates.push(site.join("nvidia").join(cu).join("include"));
+        }
+        candidates.push(site.join("nvidia/cuda_runtime/include"));
+    }
+    if let Some(home) = std::env::var_os("CUDA_HOME") {
+        candidates.push(PathBuf::from(home).join("include"));
+    }
+    candidates.push("/usr/local/cuda/include".into());
+    let runtime = candidates
+        .iter()
+        .find(|dir| dir.join("cuda_runtime_api.h").exists())?
+        .clone();
+    if runtime.join("crt/host_config.h").exists() {
+        return Some(vec![runtime]);
+    }
+    let crt = candidates
+        .into_iter()
+        .chain(site.map(|s| s.join("triton/backends/nvidia/include")))
+        .find(|dir| dir.join("crt/host_config.h").exists())?;
+    Some(vec![runtime, crt])
 }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod parallel_dims;
+pub mod shim;
 pub mod tokenizer;
 pub mod trainer;
 

@@ -14,6 +14,7 @@ use crate::lr::LrScheduler;
 use crate::metrics::{EvalMetrics, MetricsSink, Record, StepMetrics, console_line};
 use crate::model::Model;
 use crate::optim::Optimizer;
+use crate::shim::{self, CudaGraph, DeviceMemory};
 use crate::{Error, Result, device};
 
 /// How long and how the loop runs.
@@ -35,6 +36,11 @@ pub struct TrainerConfig {
     /// Peak FLOP/s of one device for MFU; unset: the GPU's entry in torchtitan's table (none
     /// on CPU, where MFU is then not reported).
     pub peak_flops: Option<f64>,
+    /// On CUDA, record the whole step (zero_grad, forward, backward, clipping, optimizer) once
+    /// as a CUDA graph after a few eager warm-up steps and replay it, with each batch copied
+    /// into fixed buffers: one launch instead of hundreds. Needs a capturable optimizer
+    /// ([`Optimizer::capturable`]) and batches of one shape; otherwise the run stays eager.
+    pub cuda_graph: bool,
 }
 
 impl Default for TrainerConfig {
@@ -47,6 +53,7 @@ impl Default for TrainerConfig {
             max_grad_norm: 1.0,
             grad_accum_steps: 1,
             peak_flops: None,
+            cuda_graph: true,
         }
     }
 }
@@ -87,6 +94,7 @@ pub struct Trainer {
     config: TrainerConfig,
     sinks: Vec<Box<dyn MetricsSink>>,
     progress: bool,
+    staged: bool,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -105,7 +113,15 @@ impl Trainer {
             config,
             sinks: Vec::new(),
             progress: true,
+            staged: false,
         }
+    }
+
+    /// Runs every step from fixed batch buffers, as CUDA graph replay does, even where no graph
+    /// is captured (CPU): the data path of graph replay, testable without a GPU.
+    pub fn with_staged_batches(mut self) -> Self {
+        self.staged = true;
+        self
     }
 
     /// Adds a metrics sink.
@@ -177,26 +193,53 @@ impl Trainer {
         let mut window = Window::new();
         let mut last_loss = f64::NAN;
         let mut val_loss = None;
+        let mut exec = self.execution(&parts, &cfg)?;
+        let mut info = StepInfo::default();
         for step in 1..=cfg.steps {
             let lr = parts.update.schedule();
-            parts.update.zero_grad()?;
-            let (mut epoch, mut seq_len) = (0, 0);
-            let (step_loss, _) = accumulate_gradients(&parts.params, cfg.grad_accum_steps, |_| {
-                let loss = &parts.loss;
-                let fetched = (parts.next)(&mut |logits, labels| loss(logits, labels))?;
-                window.data_wait += fetched.wait;
-                window.tokens += fetched.tokens;
-                epoch = fetched.epoch;
-                seq_len = fetched.seq_len;
-                Ok((fetched.sum, fetched.count))
-            })?;
-            let grad_norm = clip_grad_norm(&parts.params, cfg.max_grad_norm)?;
+            let mut fall_back = false;
+            let (step_loss, grad_norm) = match &mut exec {
+                Execution::Eager => device_step(&mut parts, &cfg, false, &mut window, &mut info)?,
+                Execution::Staged => {
+                    stage(&mut parts, &cfg, &mut window, &mut info)?;
+                    device_step(&mut parts, &cfg, true, &mut window, &mut info)?
+                }
+                Execution::Graph { graph, .. } if step <= GRAPH_WARMUP_STEPS => graph
+                    .on_side_stream(|| {
+                        device_step(&mut parts, &cfg, false, &mut window, &mut info)
+                    })?,
+                Execution::Graph { graph, outputs } => {
+                    if !stage(&mut parts, &cfg, &mut window, &mut info)? {
+                        self.notice(
+                            "this batch type lists no tensors (`Batch::tensors`), so a CUDA \
+                             graph could not see new batches: running eagerly",
+                        );
+                        fall_back = true;
+                        device_step(&mut parts, &cfg, true, &mut window, &mut info)?
+                    } else {
+                        if outputs.is_none() {
+                            let captured = graph.capture(|| {
+                                device_step(&mut parts, &cfg, true, &mut window, &mut info)
+                            })?;
+                            *outputs = Some(captured);
+                        }
+                        graph.replay()?;
+                        let Some((l, n)) = outputs.as_ref() else {
+                            return Err(Error::Training("the CUDA graph kept no outputs".into()));
+                        };
+                        (l.shallow_clone(), n.shallow_clone())
+                    }
+                }
+            };
+            if fall_back {
+                exec = Execution::Staged;
+            }
+            let (epoch, seq_len) = (info.epoch, info.seq_len);
             let finite = step_loss
                 .f_isfinite()?
                 .f_logical_and(&grad_norm.f_to_device(parts.device)?.f_isfinite()?)?;
             let here = Tensor::f_where_scalar(&finite, NO_STEP, step as i64)?;
             first_bad = first_bad.f_minimum(&here)?;
-            parts.update.step()?;
             window.steps += 1;
             bar.inc(1);
 
@@ -211,7 +254,16 @@ impl Trainer {
                     per_token: (parts.flops_per_token)(seq_len),
                     peak,
                 };
-                let metrics = window.finish(step, loss_value, lr, norm_value, epoch, flops);
+                // Peaks since the previous log line, as torchtitan reports them.
+                let memory = shim::device_memory(parts.device)?;
+                shim::reset_peak_memory(parts.device)?;
+                let reading = Reading {
+                    step,
+                    loss: loss_value,
+                    lr,
+                    grad_norm: norm_value,
+                };
+                let metrics = window.finish(reading, epoch, flops, memory);
                 self.emit(&bar, &Record::Step(metrics))?;
                 bar.set_message(format!("loss {loss_value:.3}"));
             }
@@ -243,6 +295,41 @@ impl Trainer {
             steps: cfg.steps,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// How this run's steps execute: a CUDA graph where it can be, eager otherwise.
+    fn execution<Lab>(&self, parts: &Parts<'_, Lab>, cfg: &TrainerConfig) -> Result<Execution> {
+        if !(cfg.cuda_graph && parts.device.is_cuda()) {
+            return Ok(if self.staged {
+                Execution::Staged
+            } else {
+                Execution::Eager
+            });
+        }
+        if !shim::has_cuda_graphs() {
+            self.notice("this titan was built without CUDA's headers: no CUDA graph, eager steps");
+            return Ok(Execution::Eager);
+        }
+        if !parts.update.capturable() {
+            self.notice(
+                "the optimizer is not capturable (`Optimizer::capturable`): no CUDA graph, \
+                 eager steps",
+            );
+            return Ok(Execution::Eager);
+        }
+        if cfg.steps <= GRAPH_WARMUP_STEPS {
+            return Ok(Execution::Eager);
+        }
+        Ok(Execution::Graph {
+            graph: CudaGraph::new(parts.device)?,
+            outputs: None,
+        })
+    }
+
+    fn notice(&self, message: &str) {
+        if self.progress {
+            eprintln!("note: {message}");
+        }
     }
 
     fn progress_bar(&self, steps: u64) -> ProgressBar {
@@ -300,6 +387,92 @@ struct Flops {
     peak: Option<f64>,
 }
 
+/// Eager steps before a CUDA graph is captured: lazy initialisation (cuBLAS handles,
+/// allocator pools, the optimizer's state) happens outside the graph.
+const GRAPH_WARMUP_STEPS: u64 = 3;
+
+/// How steps execute.
+enum Execution {
+    /// Fetch, forward, backward and update, launched op by op.
+    Eager,
+    /// As eager, but each batch is first copied into fixed buffers (the graph's data path).
+    Staged,
+    /// Warm-up steps eagerly on a side stream, then one captured step replayed.
+    Graph {
+        graph: CudaGraph,
+        /// The captured step's loss and gradient norm, rewritten by every replay.
+        outputs: Option<(Tensor, Tensor)>,
+    },
+}
+
+/// Host-side facts about the latest step's batches.
+#[derive(Default)]
+struct StepInfo {
+    epoch: u64,
+    seq_len: i64,
+}
+
+/// Fetches the step's micro-batches into their slots; false when a batch cannot be staged.
+fn stage<Lab>(
+    parts: &mut Parts<'_, Lab>,
+    cfg: &TrainerConfig,
+    window: &mut Window,
+    info: &mut StepInfo,
+) -> Result<bool> {
+    let mut reusable = true;
+    for slot in 0..cfg.grad_accum_steps.max(1) {
+        let staged = parts.data.stage(slot)?;
+        window.data_wait += staged.wait;
+        window.tokens += staged.tokens;
+        info.epoch = staged.epoch;
+        reusable &= staged.reusable;
+    }
+    Ok(reusable)
+}
+
+/// One step's device work: zero the gradients, run the micro-batches (fetched now, or
+/// the `staged` ones), clip, update. Returns the step's mean loss and gradient norm (tensors).
+fn device_step<Lab>(
+    parts: &mut Parts<'_, Lab>,
+    cfg: &TrainerConfig,
+    staged: bool,
+    window: &mut Window,
+    info: &mut StepInfo,
+) -> Result<(Tensor, Tensor)> {
+    parts.update.zero_grad()?;
+    let loss = parts.loss.clone();
+    let data = &mut parts.data;
+    let (step_loss, _) = accumulate_gradients(&parts.params, cfg.grad_accum_steps, |slot| {
+        let mut score = |logits: &Tensor, labels: &Lab| loss(logits, labels);
+        if staged {
+            let (sum, count, seq_len) = data.run_staged(slot, &mut score)?;
+            info.seq_len = seq_len;
+            return Ok((sum, count));
+        }
+        let fetched = data.next(&mut score)?;
+        window.data_wait += fetched.wait;
+        window.tokens += fetched.tokens;
+        info.epoch = fetched.epoch;
+        info.seq_len = fetched.seq_len;
+        Ok((fetched.sum, fetched.count))
+    })?;
+    let grad_norm = clip_grad_norm(&parts.params, cfg.max_grad_norm)?;
+    parts.update.step()?;
+    Ok((step_loss, grad_norm))
+}
+
+fn gib(bytes: i64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+/// The values read back at a log point.
+struct Reading {
+    step: u64,
+    loss: f64,
+    lr: f64,
+    grad_norm: f64,
+}
+
 /// Counters between two log points.
 struct Window {
     since: Instant,
@@ -324,13 +497,17 @@ impl Window {
 
     fn finish(
         &mut self,
-        step: u64,
-        loss: f64,
-        lr: f64,
-        grad_norm: f64,
+        reading: Reading,
         epoch: u64,
         flops: Flops,
+        memory: Option<DeviceMemory>,
     ) -> StepMetrics {
+        let Reading {
+            step,
+            loss,
+            lr,
+            grad_norm,
+        } = reading;
         let secs = self.since.elapsed().as_secs_f64().max(1e-9);
         let steps = self.steps.max(1) as f64;
         let tps = self.tokens as f64 / secs;
@@ -344,6 +521,8 @@ impl Window {
             tflops,
             mfu: flops.peak.map(|peak| 100.0 * tflops * 1e12 / peak),
             max_rss_gib: crate::metrics::max_rss_gib(),
+            max_reserved_gib: memory.map(|m| gib(m.max_reserved)),
+            max_allocated_gib: memory.map(|m| gib(m.max_allocated)),
             step_time_s: secs / steps,
             data_wait_s: self.data_wait.as_secs_f64() / steps,
             epoch,

@@ -40,6 +40,12 @@ pub trait Batch {
     fn to_device(self, device: Device) -> Result<Self>
     where
         Self: Sized;
+    /// Every tensor of the batch, in a fixed order, so the next batch can be copied into this
+    /// one's buffers (what a replayed CUDA graph reads). The default, none, makes the trainer
+    /// run such batches eagerly.
+    fn tensors(&self) -> Vec<&Tensor> {
+        Vec::new()
+    }
 }
 
 /// A causal-LM batch in Hugging Face's convention (`input_ids`, unshifted `labels`).
@@ -68,6 +74,10 @@ impl Batch for HfBatch {
             input_ids: TokenIds(self.input_ids.0.f_to(device)?),
             labels: HfLabels(self.labels.0.f_to(device)?),
         })
+    }
+
+    fn tensors(&self) -> Vec<&Tensor> {
+        vec![&self.input_ids.0, &self.labels.0]
     }
 }
 

@@ -49,6 +49,10 @@ impl Batch for TitanBatch {
             labels: ShiftedLabels(self.labels.0.f_to(device)?),
         })
     }
+
+    fn tensors(&self) -> Vec<&Tensor> {
+        vec![&self.inputs.0, &self.labels.0]
+    }
 }
 
 /// A label convention: how long a row's token window is and which batch type carries it.

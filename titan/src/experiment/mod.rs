@@ -10,8 +10,8 @@ pub use config::{ConfigSet, Overrides};
 pub use training::{Precision, TrainingConfig};
 pub(crate) use wire::evaluate_with;
 pub use wire::{
-    Fetched, FitsModelInput, LabelsLoss, LogitsLoss, Parts, SameLabels, SameOptimizer, WireData,
-    WireLoss, WireModel, WireOpt, wire,
+    Fetched, FitsModelInput, LabelsLoss, LogitsLoss, Parts, SameLabels, SameOptimizer, Staged,
+    WireData, WireLoss, WireModel, WireOpt, wire,
 };
 
 use std::process::ExitCode;

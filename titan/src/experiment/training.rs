@@ -57,6 +57,9 @@ pub struct TrainingConfig {
     pub grad_accum_steps: usize,
     /// Peak FLOP/s of one device, for MFU; unset: known GPUs' bf16 peak, none on CPU.
     pub peak_flops: Option<f64>,
+    /// On CUDA, capture the whole step once as a CUDA graph and replay it (when the optimizer
+    /// is capturable and batches keep one shape); false: eager steps.
+    pub cuda_graph: bool,
     /// Continuations of `prompt` printed at the end.
     pub samples: usize,
     /// Prompt of the end-of-run samples.
@@ -84,6 +87,7 @@ impl Default for TrainingConfig {
             max_grad_norm: trainer.max_grad_norm,
             grad_accum_steps: trainer.grad_accum_steps,
             peak_flops: trainer.peak_flops,
+            cuda_graph: trainer.cuda_graph,
             samples: 3,
             prompt: "Once upon a time".into(),
         }
@@ -134,6 +138,7 @@ impl TrainingConfig {
             max_grad_norm: self.max_grad_norm,
             grad_accum_steps: self.grad_accum_steps,
             peak_flops: self.peak_flops,
+            cuda_graph: self.cuda_graph,
         }
     }
 }

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, Tensor};
 
-use crate::Result;
 use crate::data::{Batch, Dataloader};
 use crate::loss::Loss;
 use crate::lr::LrScheduler;
 use crate::model::Model;
 use crate::optim::Optimizer;
 use crate::trainer::{Summary, Trainer};
+use crate::{Error, Result};
 
 /// The batch input `Self` can be used as the model input `T` (only when they are the same type).
 #[diagnostic::on_unimplemented(
@@ -74,8 +74,6 @@ type ForwardBackward<'a, I> = Rc<dyn Fn(&I, &mut LogitsLoss<'_>) -> Result<(Tens
 pub type LogitsLoss<'l> = dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)> + 'l;
 /// Loss sum and count of logits against labels, passed to a micro-batch step.
 pub type LabelsLoss<'l, Lab> = dyn FnMut(&Tensor, &Lab) -> Result<(Tensor, Tensor)> + 'l;
-/// Fetches a micro-batch and runs its forward and backward passes under the given loss.
-type NextFn<'a, Lab> = Box<dyn FnMut(&mut LabelsLoss<'_, Lab>) -> Result<Fetched> + 'a>;
 /// The model's training FLOPs per token at a sequence length.
 pub(crate) type FlopsFn<'a> = Rc<dyn Fn(i64) -> f64 + 'a>;
 type LossFn<'a, Lab> = Rc<ScoreFn<'a, Lab>>;
@@ -100,12 +98,174 @@ pub struct Fetched {
     pub seq_len: i64,
 }
 
+/// One micro-batch fetched into a slot's fixed buffers, not yet run.
+pub struct Staged {
+    /// Input tokens in the batch.
+    pub tokens: i64,
+    /// Time spent waiting for the dataloader.
+    pub wait: Duration,
+    /// The dataloader's epoch after this batch.
+    pub epoch: u64,
+    /// Whether the slot's buffers are reused (false: the batch type lists no tensors, so each
+    /// batch replaces the slot and a captured step could not see it).
+    pub reusable: bool,
+}
+
+/// The training data with the model's passes, erased: micro-batches fetched and run at once
+/// (eager), or fetched into fixed per-slot buffers and run from there — what a captured CUDA
+/// graph replays, since it reads the same memory every time.
+pub(crate) trait MicroBatches<Lab> {
+    /// Fetches the next micro-batch and runs its forward and backward passes under `loss`.
+    fn next(&mut self, loss: &mut LabelsLoss<'_, Lab>) -> Result<Fetched>;
+    /// Fetches the next micro-batch into slot `slot`, copying it into the buffers the slot's
+    /// first batch created.
+    fn stage(&mut self, slot: usize) -> Result<Staged>;
+    /// Runs the forward and backward passes of the batch in `slot`: loss sum, count and
+    /// sequence length.
+    fn run_staged(
+        &mut self,
+        slot: usize,
+        loss: &mut LabelsLoss<'_, Lab>,
+    ) -> Result<(Tensor, Tensor, i64)>;
+}
+
+/// A staged batch: its parts and handles to every tensor it holds (sharing their storage).
+struct Slot<B: Batch> {
+    tensors: Vec<Tensor>,
+    input: B::Input,
+    labels: B::Labels,
+}
+
+/// [`MicroBatches`] over a dataloader and the model's forward and backward passes.
+struct TrainData<'a, D: Dataloader, I> {
+    data: &'a mut D,
+    device: Device,
+    forward_backward: ForwardBackward<'a, I>,
+    slots: Vec<Option<Slot<D::Batch>>>,
+}
+
+impl<D, I> TrainData<'_, D, I>
+where
+    D: Dataloader,
+    <D::Batch as Batch>::Input: FitsModelInput<I>,
+{
+    fn run(
+        &self,
+        input: &<D::Batch as Batch>::Input,
+        labels: &<D::Batch as Batch>::Labels,
+        loss: &mut LabelsLoss<'_, <D::Batch as Batch>::Labels>,
+    ) -> Result<(Tensor, Tensor, i64)> {
+        let mut seq_len = 0;
+        let (sum, count) = (self.forward_backward)(input.as_model_input(), &mut |logits| {
+            seq_len = logits.size().get(1).copied().unwrap_or(0);
+            loss(logits, labels)
+        })?;
+        Ok((sum, count, seq_len))
+    }
+}
+
+impl<D, I> MicroBatches<<D::Batch as Batch>::Labels> for TrainData<'_, D, I>
+where
+    D: Dataloader,
+    <D::Batch as Batch>::Input: FitsModelInput<I>,
+{
+    fn next(&mut self, loss: &mut LabelsLoss<'_, <D::Batch as Batch>::Labels>) -> Result<Fetched> {
+        let started = Instant::now();
+        let batch = self.data.next_batch()?.to_device(self.device)?;
+        let wait = started.elapsed();
+        let tokens = batch.num_tokens();
+        let (input, labels) = batch.into_parts();
+        let (sum, count, seq_len) = self.run(&input, &labels, loss)?;
+        Ok(Fetched {
+            sum,
+            count,
+            tokens,
+            wait,
+            epoch: self.data.epoch(),
+            seq_len,
+        })
+    }
+
+    fn stage(&mut self, slot: usize) -> Result<Staged> {
+        let started = Instant::now();
+        let batch = self.data.next_batch()?;
+        let wait = started.elapsed();
+        let tokens = batch.num_tokens();
+        if self.slots.len() <= slot {
+            self.slots.resize_with(slot + 1, || None);
+        }
+        let reusable = match &self.slots[slot] {
+            Some(held) if !held.tensors.is_empty() => {
+                let new = batch.tensors();
+                if new.len() != held.tensors.len() {
+                    return Err(Error::Mismatch(format!(
+                        "a staged batch held {} tensors, the next one {}: batches for CUDA graph \
+                         replay must keep one layout (or set `training.cuda_graph = false`)",
+                        held.tensors.len(),
+                        new.len()
+                    )));
+                }
+                let _guard = tch::no_grad_guard();
+                for (i, (dst, src)) in held.tensors.iter().zip(new).enumerate() {
+                    if dst.size() != src.size() {
+                        return Err(Error::Mismatch(format!(
+                            "staged batch tensor {i} has shape {:?}, the next batch's {:?}: \
+                             batches for CUDA graph replay must keep one shape (or set \
+                             `training.cuda_graph = false`)",
+                            dst.size(),
+                            src.size()
+                        )));
+                    }
+                    dst.shallow_clone().f_copy_(src)?;
+                }
+                true
+            }
+            _ => {
+                let batch = batch.to_device(self.device)?;
+                let tensors: Vec<Tensor> =
+                    batch.tensors().iter().map(|t| t.shallow_clone()).collect();
+                let reusable = !tensors.is_empty();
+                let (input, labels) = batch.into_parts();
+                self.slots[slot] = Some(Slot {
+                    tensors,
+                    input,
+                    labels,
+                });
+                reusable
+            }
+        };
+        Ok(Staged {
+            tokens,
+            wait,
+            epoch: self.data.epoch(),
+            reusable,
+        })
+    }
+
+    fn run_staged(
+        &mut self,
+        slot: usize,
+        loss: &mut LabelsLoss<'_, <D::Batch as Batch>::Labels>,
+    ) -> Result<(Tensor, Tensor, i64)> {
+        let held = self
+            .slots
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| {
+                Error::Training(format!(
+                    "micro-batch slot {slot} was run before any batch was staged"
+                ))
+            })?;
+        self.run(&held.input, &held.labels, loss)
+    }
+}
+
 /// Everything the loop needs, with the component types erased.
 pub struct Parts<'a, Lab> {
     pub(crate) device: Device,
     pub(crate) params: Vec<(String, Tensor)>,
     pub(crate) flops_per_token: FlopsFn<'a>,
-    pub(crate) next: NextFn<'a, Lab>,
+    pub(crate) data: Box<dyn MicroBatches<Lab> + 'a>,
     pub(crate) loss: LossFn<'a, Lab>,
     pub(crate) validate: Validate<'a>,
     pub(crate) update: Box<dyn Update + 'a>,
@@ -116,6 +276,7 @@ pub(crate) trait Update {
     fn schedule(&mut self) -> f64;
     fn zero_grad(&mut self) -> Result<()>;
     fn step(&mut self) -> Result<()>;
+    fn capturable(&self) -> bool;
 }
 
 struct OptSched<'a, O, S> {
@@ -140,6 +301,9 @@ where
     }
     fn step(&mut self) -> Result<()> {
         self.optimizer.step()
+    }
+    fn capturable(&self) -> bool {
+        self.optimizer.capturable()
     }
 }
 
@@ -166,7 +330,7 @@ pub fn wire<M: Model>(model: &M) -> WireModel<'_, M::Input> {
 /// Step 2: model and training data.
 pub struct WireData<'a, I, Lab> {
     model: WireModel<'a, I>,
-    next: NextFn<'a, Lab>,
+    data: Box<dyn MicroBatches<Lab> + 'a>,
 }
 
 impl<'a, I: 'a> WireModel<'a, I> {
@@ -176,28 +340,13 @@ impl<'a, I: 'a> WireModel<'a, I> {
         D: Dataloader,
         <D::Batch as Batch>::Input: FitsModelInput<I>,
     {
-        let (forward_backward, device) = (self.forward_backward.clone(), self.device);
-        let next: NextFn<'a, <D::Batch as Batch>::Labels> = Box::new(move |loss| {
-            let started = Instant::now();
-            let batch = data.next_batch()?.to_device(device)?;
-            let wait = started.elapsed();
-            let tokens = batch.num_tokens();
-            let (input, labels) = batch.into_parts();
-            let mut seq_len = 0;
-            let (sum, count) = forward_backward(input.as_model_input(), &mut |logits| {
-                seq_len = logits.size().get(1).copied().unwrap_or(0);
-                loss(logits, &labels)
-            })?;
-            Ok(Fetched {
-                sum,
-                count,
-                tokens,
-                wait,
-                epoch: data.epoch(),
-                seq_len,
-            })
+        let data: Box<dyn MicroBatches<<D::Batch as Batch>::Labels> + 'a> = Box::new(TrainData {
+            data,
+            device: self.device,
+            forward_backward: self.forward_backward.clone(),
+            slots: Vec::new(),
         });
-        WireData { model: self, next }
+        WireData { model: self, data }
     }
 }
 
@@ -252,7 +401,7 @@ impl<'a, I: 'a, Lab: 'a> WireLoss<'a, I, Lab> {
             device: self.data.model.device,
             params: self.data.model.params,
             flops_per_token: self.data.model.flops_per_token,
-            next: self.data.next,
+            data: self.data.data,
             loss: self.loss,
             validate: self.validate,
             optimizer,
@@ -265,7 +414,7 @@ pub struct WireOpt<'a, Lab, O> {
     device: Device,
     params: Vec<(String, Tensor)>,
     flops_per_token: FlopsFn<'a>,
-    next: NextFn<'a, Lab>,
+    data: Box<dyn MicroBatches<Lab> + 'a>,
     loss: LossFn<'a, Lab>,
     validate: Validate<'a>,
     optimizer: &'a mut O,
@@ -283,7 +432,7 @@ impl<'a, Lab: 'a, O: 'a> WireOpt<'a, Lab, O> {
             device: self.device,
             params: self.params,
             flops_per_token: self.flops_per_token,
-            next: self.next,
+            data: self.data,
             loss: self.loss,
             validate: self.validate,
             update: Box::new(OptSched {

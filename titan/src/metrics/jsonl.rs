@@ -57,6 +57,8 @@ mod tests {
             tflops: 0.5,
             mfu: None,
             max_rss_gib: 1.0,
+            max_reserved_gib: None,
+            max_allocated_gib: None,
             step_time_s: 0.5,
             data_wait_s: 0.0,
             epoch: 0,

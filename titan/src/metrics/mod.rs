@@ -32,9 +32,13 @@ pub struct StepMetrics {
     /// Model FLOPs utilisation in percent of the device's peak; `None` when the peak is unknown
     /// (CPU without `--peak-flops`).
     pub mfu: Option<f64>,
-    /// Peak resident memory of the process, GiB (host memory; on CUDA the device's memory is
-    /// not yet reported).
+    /// Peak resident memory of the process, GiB (host memory).
     pub max_rss_gib: f64,
+    /// On CUDA, the most device memory libtorch's caching allocator reserved since the
+    /// previous log line, GiB (torchtitan's `max_reserved`); `None` on CPU.
+    pub max_reserved_gib: Option<f64>,
+    /// On CUDA, the most device memory in live tensors since the previous log line, GiB.
+    pub max_allocated_gib: Option<f64>,
     /// Mean wall-clock seconds per step since the previous log line.
     pub step_time_s: f64,
     /// Mean seconds per step spent waiting for the dataloader.
@@ -85,7 +89,7 @@ pub fn console_line(record: &Record) -> String {
             m.loss,
             m.lr,
             m.grad_norm,
-            m.max_rss_gib,
+            m.max_reserved_gib.unwrap_or(m.max_rss_gib),
             m.tps,
             m.tflops,
             m.mfu

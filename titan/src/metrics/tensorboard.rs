@@ -158,6 +158,12 @@ impl MetricsSink for TensorBoardSink {
                 if let Some(mfu) = m.mfu {
                     values.push(("mfu(%)", mfu));
                 }
+                if let Some(gib) = m.max_reserved_gib {
+                    values.push(("memory/max_reserved(GiB)", gib));
+                }
+                if let Some(gib) = m.max_allocated_gib {
+                    values.push(("memory/max_active(GiB)", gib));
+                }
                 self.scalars(m.step, &values)
             }
             Record::Eval(m) => self.scalars(
@@ -234,6 +240,8 @@ mod tests {
             tflops: 0.25,
             mfu: Some(12.5),
             max_rss_gib: 1.5,
+            max_reserved_gib: Some(3.0),
+            max_allocated_gib: Some(3.0),
             step_time_s: 0.5,
             data_wait_s: 0.005,
             epoch: 0,
@@ -254,6 +262,7 @@ mod tests {
         let get = |tag: &str| events.iter().find(|e| e.1 == tag).map(|e| (e.0, e.2));
         assert_eq!(get("loss_metrics/global_avg_loss"), Some((10, 2.5)));
         assert_eq!(get("mfu(%)"), Some((10, 12.5)));
+        assert_eq!(get("memory/max_reserved(GiB)"), Some((10, 3.0)));
         assert_eq!(get("epoch"), Some((10, 0.0)), "zeros are written too");
         assert_eq!(get("validation_metrics/loss"), Some((10, 2.0)));
 

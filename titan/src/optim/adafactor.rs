@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::Optimizer;
+use super::params::{self, SavedState};
 use crate::model::Parameters;
 use crate::{Error, Result};
 
@@ -173,13 +174,7 @@ impl Adafactor {
 
 impl Optimizer for Adafactor {
     fn zero_grad(&mut self) -> Result<()> {
-        for (_, p) in &mut self.params {
-            let mut grad = p.grad();
-            if grad.defined() {
-                let _ = grad.f_detach_()?.f_zero_()?;
-            }
-        }
-        Ok(())
+        params::zero_grads(self.params.iter().map(|(_, p)| p))
     }
 
     fn step(&mut self) -> Result<()> {
@@ -208,56 +203,29 @@ impl Optimizer for Adafactor {
         for ((name, _), moments) in self.params.iter().zip(&self.moments) {
             match moments {
                 Moments::Factored { row, col } => {
-                    state.push((
-                        format!("{name}.row"),
-                        row.f_detach()?.f_to(tch::Device::Cpu)?,
-                    ));
-                    state.push((
-                        format!("{name}.col"),
-                        col.f_detach()?.f_to(tch::Device::Cpu)?,
-                    ));
+                    state.push((format!("{name}.row"), params::to_host(row)?));
+                    state.push((format!("{name}.col"), params::to_host(col)?));
                 }
-                Moments::Full(v) => {
-                    state.push((format!("{name}.v"), v.f_detach()?.f_to(tch::Device::Cpu)?));
-                }
+                Moments::Full(v) => state.push((format!("{name}.v"), params::to_host(v)?)),
             }
         }
         Ok(state)
     }
 
     fn load_state_tensors(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
-        let mut state: std::collections::HashMap<String, Tensor> = state.into_iter().collect();
-        let mut take = |key: String, into: &mut Tensor| -> Result<()> {
-            let saved = state
-                .remove(&key)
-                .ok_or_else(|| Error::Mismatch(format!("Adafactor state has no `{key}`")))?;
-            if saved.size() != into.size() {
-                return Err(Error::Mismatch(format!(
-                    "Adafactor state `{key}` has shape {:?}, the parameter's statistic {:?}",
-                    saved.size(),
-                    into.size()
-                )));
-            }
-            let _guard = tch::no_grad_guard();
-            into.f_copy_(&saved)?;
-            Ok(())
-        };
-        let mut step = Tensor::f_zeros([1], (tch::Kind::Int64, tch::Device::Cpu))?;
-        take("step".into(), &mut step)?;
-        for ((name, _), moments) in self.params.iter().zip(&mut self.moments) {
+        let mut saved = SavedState::new("Adafactor", state);
+        let step = Tensor::f_zeros([1], (Kind::Int64, tch::Device::Cpu))?;
+        saved.take("step", &step)?;
+        for ((name, _), moments) in self.params.iter().zip(&self.moments) {
             match moments {
                 Moments::Factored { row, col } => {
-                    take(format!("{name}.row"), row)?;
-                    take(format!("{name}.col"), col)?;
+                    saved.take(&format!("{name}.row"), row)?;
+                    saved.take(&format!("{name}.col"), col)?;
                 }
-                Moments::Full(v) => take(format!("{name}.v"), v)?,
+                Moments::Full(v) => saved.take(&format!("{name}.v"), v)?,
             }
         }
-        if let Some(extra) = state.keys().next() {
-            return Err(Error::Mismatch(format!(
-                "Adafactor state has `{extra}`, which names no parameter of this model"
-            )));
-        }
+        saved.finish()?;
         self.step = step.f_int64_value(&[0])? as u64;
         Ok(())
     }

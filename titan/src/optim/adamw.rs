@@ -1,11 +1,14 @@
-//! AdamW (Loshchilov & Hutter 2019) through libtorch's `torch::optim::AdamW`, with weight decay
-//! off for norm weights, biases and embeddings.
+//! AdamW (Loshchilov & Hutter 2019) through libtorch's fused kernel (`torch._fused_adamw_`, on
+//! CPU and CUDA), with weight decay off for norm weights, biases and embeddings, and its state
+//! (moments and step counts) held by titan so it saves and restores.
 
 use serde::{Deserialize, Serialize};
-use tch::{COptimizer, Tensor};
+use tch::{Device, Kind, Tensor};
 
-use super::{Optimizer, libtorch};
+use super::Optimizer;
+use super::params::{self, Param, SavedState};
 use crate::model::Parameters;
+use crate::shim::{self, AdamWLists};
 use crate::{Error, Result};
 
 /// Settings of [`AdamW`].
@@ -33,20 +36,29 @@ impl Default for AdamWConfig {
     }
 }
 
-/// AdamW through libtorch's `torch::optim::AdamW`.
+/// AdamW through libtorch's fused kernel: one launch per group of parameters sharing a device,
+/// dtype and weight decay, with no host sync (the step counts and the rate live on the device).
+#[derive(Debug)]
 pub struct AdamW {
-    inner: COptimizer,
+    params: Vec<Param>,
+    exp_avgs: Vec<Tensor>,
+    exp_avg_sqs: Vec<Tensor>,
+    /// One step count per parameter: views into one buffer per group, so a step increments
+    /// them in one call (every parameter steps together).
+    steps: Vec<Tensor>,
+    groups: Vec<Group>,
     config: AdamWConfig,
     lr: f64,
+    lr_error: Option<String>,
 }
 
-impl std::fmt::Debug for AdamW {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdamW")
-            .field("config", &self.config)
-            .field("lr", &self.lr)
-            .finish()
-    }
+/// Parameters updated by one fused call.
+#[derive(Debug)]
+struct Group {
+    members: Vec<usize>,
+    weight_decay: f64,
+    steps: Tensor,
+    lr: Tensor,
 }
 
 impl AdamW {
@@ -62,19 +74,51 @@ impl AdamW {
                 return Err(Error::config(name, beta, "must be within [0, 1)"));
             }
         }
-        let mut inner = COptimizer::adamw(
-            config.lr,
-            beta1,
-            beta2,
-            config.weight_decay,
-            config.eps,
-            false,
-        )?;
-        libtorch::add_parameters(&mut inner, &params)?;
+        if config.eps <= 0.0 {
+            return Err(Error::config(
+                "AdamWConfig.eps",
+                config.eps,
+                "must be positive",
+            ));
+        }
+        let params = params::collect(&params)?;
+        let mut keys: Vec<(Device, Kind, bool)> = Vec::new();
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        for (i, p) in params.iter().enumerate() {
+            let key = (p.tensor.device(), p.tensor.kind(), p.decay);
+            match keys.iter().position(|k| *k == key) {
+                Some(g) => members[g].push(i),
+                None => {
+                    keys.push(key);
+                    members.push(vec![i]);
+                }
+            }
+        }
+        let mut steps: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
+        let mut groups = Vec::with_capacity(keys.len());
+        for ((device, _, decay), members) in keys.into_iter().zip(members) {
+            let opts = (Kind::Float, device);
+            let buffer = Tensor::f_zeros([members.len() as i64], opts)?;
+            for (j, &i) in members.iter().enumerate() {
+                steps[i] = Some(buffer.f_select(0, j as i64)?);
+            }
+            groups.push(Group {
+                members,
+                weight_decay: if decay { config.weight_decay } else { 0.0 },
+                steps: buffer,
+                lr: Tensor::f_full([], config.lr, opts)?,
+            });
+        }
+        let zeros = |p: &Param| Tensor::f_zeros_like(&p.tensor);
         Ok(Self {
-            inner,
+            exp_avgs: params.iter().map(zeros).collect::<Result<_, _>>()?,
+            exp_avg_sqs: params.iter().map(zeros).collect::<Result<_, _>>()?,
+            steps: steps.into_iter().flatten().collect(),
+            params,
+            groups,
             lr: config.lr,
             config,
+            lr_error: None,
         })
     }
 
@@ -84,19 +128,76 @@ impl AdamW {
     }
 }
 
+/// Borrows every tensor of `list`.
+fn refs(list: &[Tensor]) -> Vec<&Tensor> {
+    list.iter().collect()
+}
+
 impl Optimizer for AdamW {
     fn zero_grad(&mut self) -> Result<()> {
-        libtorch::zero_grad(&self.inner)
+        params::zero_grads(self.params.iter().map(|p| &p.tensor))
     }
 
     fn step(&mut self) -> Result<()> {
-        Ok(self.inner.step()?)
+        if let Some(why) = self.lr_error.take() {
+            return Err(Error::Training(format!("setting AdamW's rate: {why}")));
+        }
+        let _guard = tch::no_grad_guard();
+        for group in &mut self.groups {
+            let grads: Vec<Tensor> = group
+                .members
+                .iter()
+                .map(|&i| self.params[i].tensor.grad())
+                .collect();
+            // Like PyTorch, parameters without a gradient are left alone.
+            let live: Vec<usize> = (0..grads.len()).filter(|&j| grads[j].defined()).collect();
+            if live.is_empty() {
+                continue;
+            }
+            let _ = group.steps.f_add_scalar_(1.0)?;
+            let pick = |list: &'_ [Tensor]| -> Vec<Tensor> {
+                live.iter()
+                    .map(|&j| list[group.members[j]].shallow_clone())
+                    .collect()
+            };
+            let tensors: Vec<Tensor> = live
+                .iter()
+                .map(|&j| self.params[group.members[j]].tensor.shallow_clone())
+                .collect();
+            let grads: Vec<Tensor> = live.iter().map(|&j| grads[j].shallow_clone()).collect();
+            let (m, v, s) = (
+                pick(&self.exp_avgs),
+                pick(&self.exp_avg_sqs),
+                pick(&self.steps),
+            );
+            let (tr, gr, mr, vr, sr) = (refs(&tensors), refs(&grads), refs(&m), refs(&v), refs(&s));
+            shim::fused_adamw(
+                &AdamWLists {
+                    params: &tr,
+                    grads: &gr,
+                    exp_avgs: &mr,
+                    exp_avg_sqs: &vr,
+                    steps: &sr,
+                },
+                &group.lr,
+                self.config.betas,
+                group.weight_decay,
+                self.config.eps,
+            )?;
+        }
+        Ok(())
     }
 
     fn set_lr(&mut self, lr: f64) {
-        // Setting a rate on a built optimizer cannot fail for AdamW; keep the last good one.
-        if self.inner.set_learning_rate(lr).is_ok() {
-            self.lr = lr;
+        if lr == self.lr {
+            return;
+        }
+        self.lr = lr;
+        for group in &mut self.groups {
+            // Filled on the device, outside any captured step; a failure surfaces at `step`.
+            if let Err(e) = group.lr.f_fill_(lr) {
+                self.lr_error = Some(e.to_string());
+            }
         }
     }
 
@@ -104,11 +205,34 @@ impl Optimizer for AdamW {
         self.config.lr
     }
 
+    fn capturable(&self) -> bool {
+        // The rate and step counts are device tensors, and a step never reads them back.
+        true
+    }
+
     fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        Err(Error::Training(
-            "AdamW's moments live inside libtorch's optimizer, which tch does not expose; \
-             saving them needs titan's planned C++ shim"
-                .into(),
-        ))
+        let mut state = Vec::with_capacity(3 * self.params.len());
+        for (i, p) in self.params.iter().enumerate() {
+            state.push((
+                format!("{}.exp_avg", p.name),
+                params::to_host(&self.exp_avgs[i])?,
+            ));
+            state.push((
+                format!("{}.exp_avg_sq", p.name),
+                params::to_host(&self.exp_avg_sqs[i])?,
+            ));
+            state.push((format!("{}.step", p.name), params::to_host(&self.steps[i])?));
+        }
+        Ok(state)
+    }
+
+    fn load_state_tensors(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        let mut saved = SavedState::new("AdamW", state);
+        for (i, p) in self.params.iter().enumerate() {
+            saved.take(&format!("{}.exp_avg", p.name), &self.exp_avgs[i])?;
+            saved.take(&format!("{}.exp_avg_sq", p.name), &self.exp_avg_sqs[i])?;
+            saved.take(&format!("{}.step", p.name), &self.steps[i])?;
+        }
+        saved.finish()
     }
 }

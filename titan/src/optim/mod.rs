@@ -1,9 +1,10 @@
 //! The `Optimizer` role, built by a factory that receives the model's parameters: AdamW and SGD
-//! over libtorch's implementations, and Adafactor written in titan.
+//! through libtorch's fused kernels, and Adafactor written in titan; every one's state saves
+//! and restores.
 
 mod adafactor;
 mod adamw;
-mod libtorch;
+mod params;
 mod sgd;
 
 pub use adafactor::{Adafactor, AdafactorConfig};
@@ -35,6 +36,12 @@ pub trait Optimizer {
     fn set_lr(&mut self, lr: f64);
     /// The learning rate the schedules scale (the configured peak).
     fn base_lr(&self) -> f64;
+    /// Whether [`Optimizer::step`] can be recorded once in a CUDA graph and replayed: it reads
+    /// its learning rate and step count from device tensors, never from host values baked in
+    /// at capture, and never syncs. The default is false, and the trainer then runs eagerly.
+    fn capturable(&self) -> bool {
+        false
+    }
     /// Its state (moments, step count) as named tensors, for checkpoints. The default is an
     /// error: an optimizer that keeps state it cannot export says so.
     fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {

@@ -1,10 +1,13 @@
-//! SGD with momentum (optionally Nesterov) through libtorch's `torch::optim::SGD`.
+//! SGD with momentum (optionally Nesterov) through libtorch's fused kernel
+//! (`torch._fused_sgd_`), with its momentum buffers held by titan so they save and restore.
 
 use serde::{Deserialize, Serialize};
-use tch::COptimizer;
+use tch::Tensor;
 
-use super::{Optimizer, libtorch};
+use super::Optimizer;
+use super::params::{self, Param, SavedState};
 use crate::model::Parameters;
+use crate::shim::{self, SgdStep};
 use crate::{Error, Result};
 
 /// Settings of [`Sgd`].
@@ -35,20 +38,20 @@ impl Default for SgdConfig {
     }
 }
 
-/// SGD with momentum through libtorch.
+/// SGD with momentum through libtorch's fused kernel.
+#[derive(Debug)]
 pub struct Sgd {
-    inner: COptimizer,
+    params: Vec<Param>,
+    /// Momentum buffers (none when momentum is 0).
+    buffers: Vec<Tensor>,
+    steps: u64,
     config: SgdConfig,
-}
-
-impl std::fmt::Debug for Sgd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sgd").field("config", &self.config).finish()
-    }
+    lr: f64,
 }
 
 impl Sgd {
-    /// Builds SGD over `params`.
+    /// Builds SGD over `params`; parameters of the model's no-decay group
+    /// ([`super::NO_DECAY_GROUP`]) take no weight decay.
     pub fn new(params: Parameters<'_>, config: SgdConfig) -> Result<Self> {
         if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
             return Err(Error::config(
@@ -60,32 +63,104 @@ impl Sgd {
                 ),
             ));
         }
-        let mut inner = COptimizer::sgd(
-            config.lr,
-            config.momentum,
-            config.dampening,
-            config.weight_decay,
-            config.nesterov,
-        )?;
-        libtorch::add_parameters(&mut inner, &params)?;
-        Ok(Self { inner, config })
+        if config.momentum < 0.0 {
+            return Err(Error::config(
+                "SgdConfig.momentum",
+                config.momentum,
+                "must not be negative",
+            ));
+        }
+        let params = params::collect(&params)?;
+        let buffers = if config.momentum > 0.0 {
+            params
+                .iter()
+                .map(|p| Tensor::f_zeros_like(&p.tensor))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            params,
+            buffers,
+            steps: 0,
+            lr: config.lr,
+            config,
+        })
     }
 }
 
 impl Optimizer for Sgd {
     fn zero_grad(&mut self) -> Result<()> {
-        libtorch::zero_grad(&self.inner)
+        params::zero_grads(self.params.iter().map(|p| &p.tensor))
     }
 
     fn step(&mut self) -> Result<()> {
-        Ok(self.inner.step()?)
+        let _guard = tch::no_grad_guard();
+        let first = self.steps == 0;
+        for decay in [true, false] {
+            let mut tensors = Vec::new();
+            let mut grads = Vec::new();
+            let mut buffers = Vec::new();
+            for (i, p) in self.params.iter().enumerate() {
+                let grad = p.tensor.grad();
+                // Like PyTorch, parameters without a gradient are left alone.
+                if p.decay == decay && grad.defined() {
+                    tensors.push(&p.tensor);
+                    grads.push(grad);
+                    if let Some(buffer) = self.buffers.get(i) {
+                        buffers.push(buffer);
+                    }
+                }
+            }
+            if tensors.is_empty() {
+                continue;
+            }
+            let grads: Vec<&Tensor> = grads.iter().collect();
+            let step = SgdStep {
+                lr: self.lr,
+                momentum: self.config.momentum,
+                dampening: self.config.dampening,
+                weight_decay: if decay { self.config.weight_decay } else { 0.0 },
+                nesterov: self.config.nesterov,
+                first,
+            };
+            shim::fused_sgd(&tensors, &grads, &buffers, step)?;
+        }
+        self.steps += 1;
+        Ok(())
     }
 
     fn set_lr(&mut self, lr: f64) {
-        let _ = self.inner.set_learning_rate(lr);
+        self.lr = lr;
     }
 
     fn base_lr(&self) -> f64 {
         self.config.lr
+    }
+
+    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut state = vec![(
+            "steps".to_string(),
+            Tensor::f_from_slice(&[self.steps as i64])?,
+        )];
+        for (p, buffer) in self.params.iter().zip(&self.buffers) {
+            state.push((
+                format!("{}.momentum_buffer", p.name),
+                params::to_host(buffer)?,
+            ));
+        }
+        Ok(state)
+    }
+
+    fn load_state_tensors(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        let mut saved = SavedState::new("SGD", state);
+        let steps = Tensor::f_zeros([1], (tch::Kind::Int64, tch::Device::Cpu))?;
+        saved.take("steps", &steps)?;
+        for (p, buffer) in self.params.iter().zip(&self.buffers) {
+            saved.take(&format!("{}.momentum_buffer", p.name), buffer)?;
+        }
+        saved.finish()?;
+        self.steps = steps.f_int64_value(&[0])? as u64;
+        Ok(())
     }
 }

@@ -1,0 +1,117 @@
+//! The parameters an optimizer updates, by name, with whether they take weight decay; and the
+//! state helpers every optimizer shares.
+
+use std::collections::HashMap;
+
+use tch::Tensor;
+
+use super::NO_DECAY_GROUP;
+use crate::model::Parameters;
+use crate::{Error, Result};
+
+/// One trainable parameter.
+#[derive(Debug)]
+pub(crate) struct Param {
+    /// Its name in the model's variable store.
+    pub name: String,
+    /// The parameter (shares storage with the model's).
+    pub tensor: Tensor,
+    /// False for the no-decay group (norm weights, biases, embeddings).
+    pub decay: bool,
+}
+
+/// The model's trainable parameters sorted by name (a stable order across runs), each marked
+/// with whether it takes weight decay ([`NO_DECAY_GROUP`] does not).
+pub(crate) fn collect(params: &Parameters<'_>) -> Result<Vec<Param>> {
+    let variables = params
+        .var_store()
+        .variables_
+        .lock()
+        .map_err(|_| Error::Training("the model's variable store is poisoned".into()))?;
+    let no_decay: Vec<*mut std::ffi::c_void> = variables
+        .trainable_variables
+        .iter()
+        .filter(|v| v.group == NO_DECAY_GROUP)
+        .map(|v| v.tensor.data_ptr())
+        .collect();
+    drop(variables);
+    Ok(params
+        .named()
+        .into_iter()
+        .map(|(name, tensor)| Param {
+            decay: !no_decay.contains(&tensor.data_ptr()),
+            name,
+            tensor,
+        })
+        .collect())
+}
+
+/// Zeroes the gradients of `params` in place (keeping their storage, so a captured step can
+/// reuse it).
+pub(crate) fn zero_grads<'a>(params: impl IntoIterator<Item = &'a Tensor>) -> Result<()> {
+    for p in params {
+        let mut grad = p.grad();
+        if grad.defined() {
+            let _ = grad.f_detach_()?.f_zero_()?;
+        }
+    }
+    Ok(())
+}
+
+/// A saved optimizer state, taken apart by name. Every tensor is checked (name and shape)
+/// before any is copied, so a state that does not fit leaves the optimizer as it was.
+pub(crate) struct SavedState {
+    optimizer: &'static str,
+    tensors: HashMap<String, Tensor>,
+    copies: Vec<(Tensor, Tensor)>,
+}
+
+impl SavedState {
+    /// Wraps the tensors `optimizer` (its name, for messages) is restoring.
+    pub fn new(optimizer: &'static str, state: Vec<(String, Tensor)>) -> Self {
+        Self {
+            optimizer,
+            tensors: state.into_iter().collect(),
+            copies: Vec::new(),
+        }
+    }
+
+    /// Plans copying the saved `key` into `into`, which must have its shape.
+    pub fn take(&mut self, key: &str, into: &Tensor) -> Result<()> {
+        let saved = self
+            .tensors
+            .remove(key)
+            .ok_or_else(|| Error::Mismatch(format!("{} state has no `{key}`", self.optimizer)))?;
+        if saved.size() != into.size() {
+            return Err(Error::Mismatch(format!(
+                "{} state `{key}` has shape {:?}, this optimizer's {:?}",
+                self.optimizer,
+                saved.size(),
+                into.size()
+            )));
+        }
+        self.copies.push((into.shallow_clone(), saved));
+        Ok(())
+    }
+
+    /// Copies every planned tensor, or fails, copying nothing, if a saved tensor was left
+    /// over (it names nothing this optimizer holds).
+    pub fn finish(self) -> Result<()> {
+        if let Some(extra) = self.tensors.keys().min() {
+            return Err(Error::Mismatch(format!(
+                "{} state has `{extra}`, which names no parameter of this model",
+                self.optimizer
+            )));
+        }
+        let _guard = tch::no_grad_guard();
+        for (mut into, saved) in self.copies {
+            into.f_copy_(&saved)?;
+        }
+        Ok(())
+    }
+}
+
+/// A detached copy of `t` on the CPU, for a saved state.
+pub(crate) fn to_host(t: &Tensor) -> Result<Tensor> {
+    Ok(t.f_detach()?.f_to(tch::Device::Cpu)?)
+}

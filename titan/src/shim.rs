@@ -1,0 +1,429 @@
+//! titan's C++ shim (`csrc/shim.cpp`, compiled by `build.rs` against libtorch's own headers):
+//! the libtorch functions tch does not expose — fused AdamW and SGD, the device allocator's
+//! memory statistics and CUDA graphs — wrapped so each returns `titan::Result`.
+#![allow(unsafe_code)] // The one place titan calls C++; each call states why it is sound.
+
+use std::ffi::{CStr, c_char, c_void};
+
+use tch::{Device, Tensor};
+
+use crate::{Error, Result};
+
+const ERR_LEN: usize = 1024;
+
+unsafe extern "C" {
+    fn titan_fused_adamw(
+        params: *const *const c_void,
+        grads: *const *const c_void,
+        exp_avgs: *const *const c_void,
+        exp_avg_sqs: *const *const c_void,
+        steps: *const *const c_void,
+        n: usize,
+        lr: *const c_void,
+        beta1: f64,
+        beta2: f64,
+        weight_decay: f64,
+        eps: f64,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_fused_sgd(
+        params: *const *const c_void,
+        grads: *const *const c_void,
+        momentum_buffers: *const *const c_void,
+        n: usize,
+        weight_decay: f64,
+        momentum: f64,
+        lr: f64,
+        dampening: f64,
+        nesterov: bool,
+        is_first_step: bool,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_device_memory(
+        device_type: i8,
+        index: i8,
+        out: *mut i64,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_reset_peak_memory(device_type: i8, index: i8, err: *mut c_char, err_len: usize)
+    -> i32;
+    fn titan_has_cuda_graphs() -> bool;
+}
+
+/// Runs one shim call with an error buffer and turns a failure into [`Error::Torch`]-like text.
+fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> i32) -> Result<()> {
+    let mut err = [0 as c_char; ERR_LEN];
+    if f(err.as_mut_ptr(), ERR_LEN) == 0 {
+        return Ok(());
+    }
+    // SAFETY: the shim always NUL-terminates `err` within ERR_LEN when it reports a failure.
+    let message = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy();
+    Err(Error::Training(format!("{what}: {message}")))
+}
+
+/// The raw `at::Tensor*` handles of `tensors`, borrowed for one call.
+fn handles(tensors: &[&Tensor]) -> Vec<*const c_void> {
+    tensors
+        .iter()
+        .map(|t| t.as_ptr().cast::<c_void>())
+        .collect()
+}
+
+/// The lists one fused AdamW call updates: parameters of one device and dtype with their
+/// gradients, moments and step counts.
+#[derive(Debug)]
+pub struct AdamWLists<'a> {
+    /// The parameters, updated in place.
+    pub params: &'a [&'a Tensor],
+    /// Their gradients.
+    pub grads: &'a [&'a Tensor],
+    /// First moments.
+    pub exp_avgs: &'a [&'a Tensor],
+    /// Second moments.
+    pub exp_avg_sqs: &'a [&'a Tensor],
+    /// Step counts (float scalars; already incremented for this step).
+    pub steps: &'a [&'a Tensor],
+}
+
+/// One step of libtorch's fused AdamW kernel (`torch._fused_adamw_`, CPU or CUDA) over `lists`;
+/// `lr` is a one-element float tensor on the parameters' device.
+pub fn fused_adamw(
+    lists: &AdamWLists<'_>,
+    lr: &Tensor,
+    betas: (f64, f64),
+    weight_decay: f64,
+    eps: f64,
+) -> Result<()> {
+    let n = lists.params.len();
+    for (name, list) in [
+        ("grads", lists.grads),
+        ("exp_avgs", lists.exp_avgs),
+        ("exp_avg_sqs", lists.exp_avg_sqs),
+        ("steps", lists.steps),
+    ] {
+        if list.len() != n {
+            return Err(Error::Mismatch(format!(
+                "fused AdamW: {} {name} for {n} parameters",
+                list.len()
+            )));
+        }
+    }
+    let (p, g, m, v, s) = (
+        handles(lists.params),
+        handles(lists.grads),
+        handles(lists.exp_avgs),
+        handles(lists.exp_avg_sqs),
+        handles(lists.steps),
+    );
+    call("fused AdamW", |err, len| {
+        // SAFETY: every pointer is a live `at::Tensor*` borrowed from `lists` and `lr` for the
+        // duration of the call, and each list holds `n` of them (checked above).
+        unsafe {
+            titan_fused_adamw(
+                p.as_ptr(),
+                g.as_ptr(),
+                m.as_ptr(),
+                v.as_ptr(),
+                s.as_ptr(),
+                n,
+                lr.as_ptr().cast(),
+                betas.0,
+                betas.1,
+                weight_decay,
+                eps,
+                err,
+                len,
+            )
+        }
+    })
+}
+
+/// Settings of one fused SGD call.
+#[derive(Debug, Clone, Copy)]
+pub struct SgdStep {
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum factor (0: no buffers).
+    pub momentum: f64,
+    /// Dampening of the momentum.
+    pub dampening: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// The first step initialises the momentum buffers from the gradients.
+    pub first: bool,
+}
+
+/// One step of libtorch's fused SGD kernel (`torch._fused_sgd_`) over `params`; `buffers` are
+/// the momentum buffers (empty when momentum is 0).
+pub fn fused_sgd(
+    params: &[&Tensor],
+    grads: &[&Tensor],
+    buffers: &[&Tensor],
+    step: SgdStep,
+) -> Result<()> {
+    let n = params.len();
+    if grads.len() != n || (!buffers.is_empty() && buffers.len() != n) {
+        return Err(Error::Mismatch(format!(
+            "fused SGD: {} gradients and {} buffers for {n} parameters",
+            grads.len(),
+            buffers.len()
+        )));
+    }
+    let (p, g, b) = (handles(params), handles(grads), handles(buffers));
+    call("fused SGD", |err, len| {
+        // SAFETY: live `at::Tensor*` handles, `n` per list (checked above); a null buffer list
+        // is how the shim is told there is no momentum.
+        unsafe {
+            titan_fused_sgd(
+                p.as_ptr(),
+                g.as_ptr(),
+                if b.is_empty() {
+                    std::ptr::null()
+                } else {
+                    b.as_ptr()
+                },
+                n,
+                step.weight_decay,
+                step.momentum,
+                step.lr,
+                step.dampening,
+                step.nesterov,
+                step.first,
+                err,
+                len,
+            )
+        }
+    })
+}
+
+/// Bytes held by libtorch's caching allocator on one device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceMemory {
+    /// Bytes in live tensors now.
+    pub allocated: i64,
+    /// Most bytes in live tensors since the last reset.
+    pub max_allocated: i64,
+    /// Bytes reserved from the device now (live and cached).
+    pub reserved: i64,
+    /// Most bytes reserved since the last reset.
+    pub max_reserved: i64,
+}
+
+/// c10's `DeviceType::CUDA`.
+const CUDA: i8 = 1;
+
+/// The CUDA caching allocator's statistics for `device`; `None` on CPU.
+pub fn device_memory(device: Device) -> Result<Option<DeviceMemory>> {
+    let Device::Cuda(index) = device else {
+        return Ok(None);
+    };
+    let mut out = [0i64; 4];
+    call("CUDA memory statistics", |err, len| {
+        // SAFETY: `out` has the four slots the shim writes.
+        unsafe { titan_device_memory(CUDA, index as i8, out.as_mut_ptr(), err, len) }
+    })?;
+    Ok(Some(DeviceMemory {
+        allocated: out[0],
+        max_allocated: out[1],
+        reserved: out[2],
+        max_reserved: out[3],
+    }))
+}
+
+/// Resets the peaks [`device_memory`] reports for `device` (nothing on CPU).
+pub fn reset_peak_memory(device: Device) -> Result<()> {
+    let Device::Cuda(index) = device else {
+        return Ok(());
+    };
+    call("CUDA memory statistics", |err, len| {
+        // SAFETY: plain values in, error buffer out.
+        unsafe { titan_reset_peak_memory(CUDA, index as i8, err, len) }
+    })
+}
+
+/// Whether this build of titan can capture CUDA graphs (it found CUDA's headers).
+pub fn has_cuda_graphs() -> bool {
+    // SAFETY: no arguments; returns a constant.
+    unsafe { titan_has_cuda_graphs() }
+}
+
+pub use graph::CudaGraph;
+
+#[cfg(titan_cuda)]
+mod graph {
+    use std::ffi::{c_char, c_void};
+
+    use tch::Device;
+
+    use super::call;
+    use crate::{Error, Result};
+
+    unsafe extern "C" {
+        fn titan_graph_new(err: *mut c_char, err_len: usize) -> *mut c_void;
+        fn titan_graph_free(graph: *mut c_void);
+        fn titan_graph_begin_side(
+            graph: *mut c_void,
+            device: i8,
+            err: *mut c_char,
+            err_len: usize,
+        ) -> i32;
+        fn titan_graph_end_side(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
+        fn titan_graph_capture_begin(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
+        fn titan_graph_capture_end(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
+        fn titan_graph_replay(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
+    }
+
+    /// A CUDA graph (libtorch's `at::cuda::CUDAGraph`): work queued between
+    /// [`CudaGraph::capture`]'s start and end is recorded once, with its memory from a private
+    /// pool, and [`CudaGraph::replay`] relaunches all of it in one call. Inputs must be copied
+    /// into the tensors the captured work read.
+    #[derive(Debug)]
+    pub struct CudaGraph {
+        raw: *mut c_void,
+        device: Device,
+        captured: bool,
+    }
+
+    impl CudaGraph {
+        /// An empty graph for `device` (a CUDA device).
+        pub fn new(device: Device) -> Result<Self> {
+            if !device.is_cuda() {
+                return Err(Error::config(
+                    "device",
+                    format!("{device:?}"),
+                    "CUDA graphs need a CUDA device",
+                ));
+            }
+            let mut raw = std::ptr::null_mut();
+            call("CUDA graph", |err, len| {
+                // SAFETY: returns an owned graph or null with the error written.
+                raw = unsafe { titan_graph_new(err, len) };
+                i32::from(raw.is_null())
+            })?;
+            Ok(Self {
+                raw,
+                device,
+                captured: false,
+            })
+        }
+
+        /// Runs `work` on a side stream (warm-up before capture: graphs are never captured on
+        /// the default stream), then waits for it.
+        pub fn on_side_stream<T>(&mut self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+            self.side(false, work)
+        }
+
+        /// Records `work` (run once on a side stream while capturing) into the graph.
+        pub fn capture<T>(&mut self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+            if self.captured {
+                return Err(Error::Training(
+                    "this CUDA graph is already captured".into(),
+                ));
+            }
+            let out = self.side(true, work)?;
+            self.captured = true;
+            Ok(out)
+        }
+
+        /// Relaunches the captured work on the current stream.
+        pub fn replay(&mut self) -> Result<()> {
+            if !self.captured {
+                return Err(Error::Training(
+                    "replay of a CUDA graph never captured".into(),
+                ));
+            }
+            call("CUDA graph replay", |err, len| {
+                // SAFETY: `raw` is a live graph owned by `self`.
+                unsafe { titan_graph_replay(self.raw, err, len) }
+            })
+        }
+
+        fn side<T>(&mut self, capture: bool, work: impl FnOnce() -> Result<T>) -> Result<T> {
+            let index = match self.device {
+                Device::Cuda(i) => i as i8,
+                _ => 0,
+            };
+            let raw = self.raw;
+            call("CUDA side stream", |err, len| {
+                // SAFETY: `raw` is a live graph owned by `self`.
+                unsafe { titan_graph_begin_side(raw, index, err, len) }
+            })?;
+            let begun = if capture {
+                call("CUDA graph capture", |err, len| {
+                    // SAFETY: as above; the side stream is current.
+                    unsafe { titan_graph_capture_begin(raw, err, len) }
+                })
+            } else {
+                Ok(())
+            };
+            let capturing = capture && begun.is_ok();
+            let out = begun.and_then(|()| work());
+            let ended = if capturing {
+                call("CUDA graph capture", |err, len| {
+                    // SAFETY: as above; ends the capture begun above.
+                    unsafe { titan_graph_capture_end(raw, err, len) }
+                })
+            } else {
+                Ok(())
+            };
+            let restored = call("CUDA side stream", |err, len| {
+                // SAFETY: as above; restores the stream saved by begin_side.
+                unsafe { titan_graph_end_side(raw, err, len) }
+            });
+            let out = out?;
+            ended?;
+            restored?;
+            Ok(out)
+        }
+    }
+
+    impl Drop for CudaGraph {
+        fn drop(&mut self) {
+            // SAFETY: `raw` came from titan_graph_new and is freed once, here.
+            unsafe { titan_graph_free(self.raw) }
+        }
+    }
+}
+
+#[cfg(not(titan_cuda))]
+mod graph {
+    use tch::Device;
+
+    use crate::{Error, Result};
+
+    /// A CUDA graph; this build found no CUDA headers, so every call says so.
+    #[derive(Debug)]
+    pub struct CudaGraph;
+
+    impl CudaGraph {
+        /// Always an error in this build.
+        pub fn new(device: Device) -> Result<Self> {
+            Err(Error::config(
+                "device",
+                format!("{device:?}"),
+                "titan was built without CUDA's headers, so it cannot capture CUDA graphs \
+                 (set TITAN_CUDA_INCLUDE and rebuild)",
+            ))
+        }
+
+        /// Never reached: [`CudaGraph::new`] fails.
+        pub fn on_side_stream<T>(&mut self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+            work()
+        }
+
+        /// Never reached: [`CudaGraph::new`] fails.
+        pub fn capture<T>(&mut self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+            work()
+        }
+
+        /// Never reached: [`CudaGraph::new`] fails.
+        pub fn replay(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+}
