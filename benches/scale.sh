@@ -24,11 +24,13 @@ path, name, seq, batch = sys.argv[1:]
 steps = [r for r in map(json.loads, open(path)) if "loss" in r]
 timed = steps[1:]
 step_s = sum(r["step_time_s"] for r in timed) / len(timed)
-print(f"| {name} | {seq} | {batch} | {step_s * 1e3:,.0f} ms | {sum(r['tps'] for r in timed) / len(timed):,.0f} | {steps[-1]['max_rss_gib']:.2f} GiB |")
+device = steps[-1].get("max_reserved_gib")
+memory = f"{device:.2f} GiB (CUDA reserved)" if device is not None else f"{steps[-1]['max_rss_gib']:.2f} GiB"
+print(f"| {name} | {seq} | {batch} | {step_s * 1e3:,.1f} ms | {sum(r['tps'] for r in timed) / len(timed):,.0f} | {memory} |")
 PY
 }
 
-echo "| model | seq_len | batch | step time | tokens/s | peak memory (host RSS) |"
+echo "| model | seq_len | batch | step time | tokens/s | peak memory (CUDA: allocator reserved; CPU: host RSS) |"
 echo "|---|---|---|---|---|---|"
 for seq in 256 512 1024 2048 4096; do
     point tiny "$seq" $((4096 / seq))

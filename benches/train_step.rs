@@ -1,7 +1,8 @@
 //! Step time of tiny_llama (forward + backward + AdamW) on CPU at batch 8 × 512, and on CUDA at
-//! the real batch 32 × 512 when a GPU is there (timings synchronize the device); the forward
-//! pass alone; and, in the same run, PyTorch eager doing the same step on the same libtorch
-//! (`benches/baseline/torch_step.py`, Hugging Face `LlamaForCausalLM`), with the ratio.
+//! the real batch 32 × 512 when a GPU is there (timings synchronize the device; fp32 and bf16,
+//! eager and as one captured CUDA graph); the forward pass alone; and, in the same run,
+//! PyTorch doing the same step on the same libtorch (`benches/baseline/torch_step.py`, Hugging
+//! Face `LlamaForCausalLM`: eager, and `torch.compile` on CUDA), with the ratios.
 //! The baseline needs `bash benches/baseline/setup.sh` once (transformers into `.bench/site`).
 
 use std::path::Path;
@@ -10,10 +11,35 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use titan::data::{HfLabels, TokenIds};
+use titan::shim::CudaGraph;
 use titan::tch::{Device, Kind, Tensor};
 use titan::{AdamW, AdamWConfig, CausalLmLoss, Llama, LlamaConfig, Loss, Model, Optimizer};
 
 const SEQ: i64 = 512;
+
+/// How a titan step runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Variant {
+    /// Compute in bf16 (f32 master weights), as `training.precision = "bf16"`.
+    bf16: bool,
+    /// The whole step captured once as a CUDA graph and replayed.
+    graph: bool,
+}
+
+impl Variant {
+    const EAGER: Variant = Variant {
+        bf16: false,
+        graph: false,
+    };
+
+    fn name(self) -> String {
+        format!(
+            "{}{}",
+            if self.bf16 { "bf16" } else { "fp32" },
+            if self.graph { "+graph" } else { "" }
+        )
+    }
+}
 
 /// tiny_llama's model, optimizer and one batch of random ids.
 struct Setup {
@@ -21,31 +47,49 @@ struct Setup {
     opt: AdamW,
     input: TokenIds,
     labels: HfLabels,
+    graph: Option<CudaGraph>,
 }
 
 impl Setup {
-    fn new(device: Device, batch: i64) -> Self {
+    fn new(device: Device, batch: i64, variant: Variant) -> titan::Result<Self> {
         titan::device::seed_everything(0);
         let config = LlamaConfig::tiny();
-        let model = Llama::new(config.clone(), device).expect("model");
-        let opt = AdamW::new(model.parameters(), AdamWConfig::default()).expect("optimizer");
-        let ids = Tensor::randint(config.vocab_size, [batch, SEQ], (Kind::Int64, device));
-        Self {
+        let mut model = Llama::new(config.clone(), device)?;
+        if variant.bf16 {
+            model = model.with_compute_kind(Kind::BFloat16)?;
+        }
+        let opt = AdamW::new(model.parameters(), AdamWConfig::default())?;
+        let ids = Tensor::f_randint(config.vocab_size, [batch, SEQ], (Kind::Int64, device))?;
+        let mut setup = Self {
             model,
             opt,
             input: TokenIds(ids.shallow_clone()),
             labels: HfLabels(ids),
+            graph: None,
+        };
+        if variant.graph {
+            // Warm up on a side stream (lazy initialisation stays out of the graph), then record
+            // one whole step; replays reuse its input buffers and memory.
+            let mut graph = CudaGraph::new(device)?;
+            graph.on_side_stream(|| (0..3).try_for_each(|_| setup.eager_step()))?;
+            graph.capture(|| setup.eager_step())?;
+            setup.graph = Some(graph);
         }
+        Ok(setup)
+    }
+
+    fn eager_step(&mut self) -> titan::Result<()> {
+        self.opt.zero_grad()?;
+        let logits = self.model.forward(&self.input)?;
+        CausalLmLoss.loss(&logits, &self.labels)?.f_backward()?;
+        self.opt.step()
     }
 
     fn step(&mut self) {
-        self.opt.zero_grad().expect("zero_grad");
-        let logits = self.model.forward(&self.input).expect("forward");
-        CausalLmLoss
-            .loss(&logits, &self.labels)
-            .expect("loss")
-            .backward();
-        self.opt.step().expect("step");
+        match &mut self.graph {
+            Some(graph) => graph.replay().expect("replay"),
+            None => self.eager_step().expect("step"),
+        }
     }
 
     fn forward(&self) {
@@ -65,19 +109,48 @@ fn timed(device: Device, iters: u64, mut f: impl FnMut()) -> Duration {
 }
 
 fn bench_device(c: &mut Criterion, device: Device, batch: i64) {
-    let mut setup = Setup::new(device, batch);
+    // CUDA steps take milliseconds: a short measurement is plenty there.
+    let secs = if device.is_cuda() { 3 } else { 20 };
+    let variants: &[Variant] = if device.is_cuda() && graphs_enabled() {
+        &[
+            Variant::EAGER,
+            Variant {
+                bf16: true,
+                graph: false,
+            },
+            Variant {
+                bf16: true,
+                graph: true,
+            },
+        ]
+    } else if device.is_cuda() {
+        &[
+            Variant::EAGER,
+            Variant {
+                bf16: true,
+                graph: false,
+            },
+        ]
+    } else {
+        &[Variant::EAGER]
+    };
     let mut group = c.benchmark_group("train_step");
     group
         .sample_size(10)
-        .measurement_time(Duration::from_secs(20));
-    group.bench_function(format!("tiny_llama/{device:?}/b{batch}x{SEQ}"), |b| {
-        b.iter_custom(|iters| timed(device, iters, || setup.step()))
-    });
+        .measurement_time(Duration::from_secs(secs));
+    for &variant in variants {
+        let mut setup = Setup::new(device, batch, variant).expect("setup");
+        group.bench_function(
+            format!("tiny_llama/{device:?}/b{batch}x{SEQ}/{}", variant.name()),
+            |b| b.iter_custom(|iters| timed(device, iters, || setup.step())),
+        );
+    }
     group.finish();
+    let setup = Setup::new(device, batch, Variant::EAGER).expect("setup");
     let mut group = c.benchmark_group("forward");
     group
         .sample_size(10)
-        .measurement_time(Duration::from_secs(10));
+        .measurement_time(Duration::from_secs(secs.min(10)));
     group.bench_function(format!("tiny_llama/{device:?}/b{batch}x{SEQ}"), |b| {
         b.iter_custom(|iters| timed(device, iters, || setup.forward()))
     });
@@ -85,8 +158,8 @@ fn bench_device(c: &mut Criterion, device: Device, batch: i64) {
 }
 
 /// Median seconds per titan step over `steps` steps after 2 warm-up steps.
-fn titan_step_s(device: Device, batch: i64, steps: usize) -> f64 {
-    let mut setup = Setup::new(device, batch);
+fn titan_step_s(device: Device, batch: i64, steps: usize, variant: Variant) -> titan::Result<f64> {
+    let mut setup = Setup::new(device, batch, variant)?;
     for _ in 0..2 {
         setup.step();
     }
@@ -94,11 +167,18 @@ fn titan_step_s(device: Device, batch: i64, steps: usize) -> f64 {
         .map(|_| timed(device, 1, || setup.step()).as_secs_f64())
         .collect();
     times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    Ok(times[times.len() / 2])
 }
 
-/// PyTorch eager's median seconds per step, from the baseline script, or why it did not run.
-fn pytorch_step_s(device: Device, batch: i64, steps: usize) -> Result<f64, String> {
+/// PyTorch's median seconds per step from the baseline script (`mode` eager or compile), or why
+/// it did not run.
+fn pytorch_step_s(
+    device: Device,
+    batch: i64,
+    steps: usize,
+    bf16: bool,
+    mode: &str,
+) -> Result<f64, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("target/bench-baseline");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -123,6 +203,8 @@ fn pytorch_step_s(device: Device, batch: i64, steps: usize) -> Result<f64, Strin
             steps.to_string(),
             device_arg,
             titan::tch::get_num_threads().to_string(),
+            if bf16 { "bf16" } else { "fp32" }.to_string(),
+            mode.to_string(),
         ])
         .env("PYTHONPATH", pythonpath)
         .output()
@@ -141,31 +223,136 @@ fn pytorch_step_s(device: Device, batch: i64, steps: usize) -> Result<f64, Strin
         .ok_or_else(|| format!("no step_s in {line}"))
 }
 
+/// `TITAN_BENCH_GRAPH=0` leaves the CUDA graph variants out.
+fn graphs_enabled() -> bool {
+    std::env::var("TITAN_BENCH_GRAPH").map_or(true, |v| v != "0")
+}
+
+/// Weights after 3 warm-up steps and `replays` replays of a captured step, against the same
+/// number of eager steps from the same start: the largest difference (fp32).
+fn graph_vs_eager(device: Device, batch: i64, replays: usize) -> titan::Result<f64> {
+    let mut graphed = Setup::new(
+        device,
+        batch,
+        Variant {
+            bf16: false,
+            graph: true,
+        },
+    )?;
+    let mut eager = Setup::new(device, batch, Variant::EAGER)?;
+    for _ in 0..replays {
+        graphed.step();
+    }
+    for _ in 0..3 + replays {
+        eager.step();
+    }
+    let mut worst = 0f64;
+    for ((_, g), (_, e)) in graphed
+        .model
+        .parameters()
+        .named()
+        .iter()
+        .zip(eager.model.parameters().named())
+    {
+        worst = worst.max(g.f_sub(&e)?.f_abs()?.f_max()?.f_double_value(&[])?);
+    }
+    Ok(worst)
+}
+
+fn ms(result: &Result<f64, String>) -> String {
+    match result {
+        Ok(s) => format!("{:.2} ms", s * 1e3),
+        Err(_) => "not run".into(),
+    }
+}
+
+fn ratio(a: &Result<f64, String>, b: &Result<f64, String>) -> String {
+    match (a, b) {
+        (Ok(a), Ok(b)) => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    }
+}
+
+/// Times titan and PyTorch on the same work in this run and prints a Markdown table: per
+/// precision, titan eager and (CUDA) as a CUDA graph, PyTorch eager and (CUDA) `torch.compile`,
+/// and titan's step time over PyTorch's (below 1: titan is faster).
 fn compare(device: Device, batch: i64) {
-    let steps = if device.is_cuda() { 50 } else { 5 };
-    let titan = titan_step_s(device, batch, steps);
-    let label = format!(
-        "tiny_llama {device:?} {batch}x{SEQ}, {} threads",
+    let cuda = device.is_cuda();
+    let steps = if cuda { 50 } else { 5 };
+    if cuda && graphs_enabled() {
+        match graph_vs_eager(device, batch, 5) {
+            Ok(diff) => eprintln!(
+                "baseline: CUDA graph check: weights after 8 steps, graphed vs eager, max |Δ| {diff:.2e}"
+            ),
+            Err(e) => eprintln!("baseline: CUDA graph check failed: {e}"),
+        }
+    }
+    eprintln!(
+        "baseline: tiny_llama {device:?} {batch}x{SEQ}, {} threads, {steps} timed steps (median)",
         titan::tch::get_num_threads()
     );
-    match pytorch_step_s(device, batch, steps) {
-        Ok(torch) => eprintln!(
-            "baseline: {label}: titan {:.1} ms/step, PyTorch eager {:.1} ms/step, titan/PyTorch {:.2}x",
-            titan * 1e3,
-            torch * 1e3,
-            titan / torch
-        ),
-        Err(why) => eprintln!(
-            "baseline: {label}: titan {:.1} ms/step; PyTorch eager not run: {why}",
-            titan * 1e3
-        ),
+    eprintln!(
+        "| precision | titan eager | titan CUDA graph | PyTorch eager | torch.compile | titan eager / PyTorch eager | best titan / PyTorch eager | best titan / torch.compile |"
+    );
+    eprintln!("|---|---|---|---|---|---|---|---|");
+    let precisions: &[bool] = if cuda { &[false, true] } else { &[false] };
+    let not = |why: &str| Err::<f64, String>(why.to_string());
+    for &bf16 in precisions {
+        let titan = |graph| {
+            titan_step_s(device, batch, steps, Variant { bf16, graph }).map_err(|e| e.to_string())
+        };
+        let eager = titan(false);
+        let graph = if !cuda {
+            not("CPU")
+        } else if graphs_enabled() {
+            titan(true)
+        } else {
+            not("TITAN_BENCH_GRAPH=0")
+        };
+        let torch = pytorch_step_s(device, batch, steps, bf16, "eager");
+        let compiled = if cuda {
+            pytorch_step_s(device, batch, steps, bf16, "compile")
+        } else {
+            not("CPU")
+        };
+        for (what, result) in [
+            ("titan eager", &eager),
+            ("titan graph", &graph),
+            ("PyTorch eager", &torch),
+            ("torch.compile", &compiled),
+        ] {
+            match result {
+                Err(why) if why != "CPU" => eprintln!("baseline: {what} not run: {why}"),
+                _ => {}
+            }
+        }
+        let best = match (&eager, &graph) {
+            (Ok(e), Ok(g)) => Ok(e.min(*g)),
+            (Ok(e), Err(_)) => Ok(*e),
+            (Err(e), _) => Err(e.clone()),
+        };
+        eprintln!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            if bf16 { "bf16" } else { "fp32" },
+            ms(&eager),
+            ms(&graph),
+            ms(&torch),
+            ms(&compiled),
+            ratio(&eager, &torch),
+            ratio(&best, &torch),
+            ratio(&best, &compiled)
+        );
     }
 }
 
 fn train_step(c: &mut Criterion) {
-    bench_device(c, Device::Cpu, 8);
-    compare(Device::Cpu, 8);
-    if titan::tch::Cuda::is_available() {
+    // TITAN_BENCH_DEVICES=cuda skips the CPU half (on a GPU machine whose time is counted).
+    let devices = std::env::var("TITAN_BENCH_DEVICES").unwrap_or_else(|_| "cpu,cuda".into());
+    if devices.contains("cpu") {
+        bench_device(c, Device::Cpu, 8);
+        compare(Device::Cpu, 8);
+    }
+    if devices.contains("cuda") && titan::tch::Cuda::is_available() {
         bench_device(c, Device::Cuda(0), 32);
         compare(Device::Cuda(0), 32);
     }

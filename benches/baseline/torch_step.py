@@ -1,9 +1,12 @@
-"""PyTorch eager baseline of titan's `train_step` bench: Hugging Face `LlamaForCausalLM` with
-the same config (read from the JSON titan writes, Hugging Face field names), fused SDPA
-attention, the same batch of random ids, AdamW(lr 1e-3, betas (0.9, 0.95), weight decay 0.1)
-and the same thread count; forward + backward + optimizer step, timed per step.
+"""PyTorch baseline of titan's `train_step` bench: Hugging Face `LlamaForCausalLM` with the
+same config (read from the JSON titan writes, Hugging Face field names), fused SDPA attention,
+the same batch of random ids, AdamW(lr 1e-3, betas (0.9, 0.95), weight decay 0.1; PyTorch's
+default implementation for the device) and the same thread count; forward + backward +
+optimizer step, timed per step.
 
-Usage: torch_step.py CONFIG_JSON BATCH SEQ STEPS DEVICE THREADS
+Usage: torch_step.py CONFIG_JSON BATCH SEQ STEPS DEVICE THREADS [fp32|bf16] [eager|compile]
+bf16 is autocast to bfloat16 over f32 weights (what titan's bf16 does); compile wraps the model
+in torch.compile (the optimizer stays eager).
 Prints one JSON line: {"step_s": median seconds per step, "threads": ..., "torch": version}.
 """
 
@@ -18,6 +21,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 def main():
     path, batch, seq, steps, device, threads = sys.argv[1:7]
+    precision = sys.argv[7] if len(sys.argv) > 7 else "fp32"
+    mode = sys.argv[8] if len(sys.argv) > 8 else "eager"
     batch, seq, steps, threads = int(batch), int(seq), int(steps), int(threads)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -26,11 +31,14 @@ def main():
     model = LlamaForCausalLM(config).to(device)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    forward = torch.compile(model) if mode == "compile" else model
     ids = torch.randint(config.vocab_size, (batch, seq), device=device)
+    device_type = device.split(":")[0]
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = model(input_ids=ids, labels=ids).loss
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = forward(input_ids=ids, labels=ids).loss
         loss.backward()
         opt.step()
 
@@ -38,7 +46,7 @@ def main():
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    for _ in range(2):
+    for _ in range(3 if mode == "compile" else 2):
         step()
     times = []
     for _ in range(steps):
