@@ -103,6 +103,13 @@ int titan_reset_peak_memory(int8_t device_type, int8_t index, char* err, size_t 
   });
 }
 
+// Returns the allocator's cached, unused blocks to the device.
+int titan_empty_cache(int8_t device_type, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] {
+    c10::getDeviceAllocator(static_cast<c10::DeviceType>(device_type))->emptyCache();
+  });
+}
+
 // Whether this build holds the CUDA graph functions below.
 bool titan_has_cuda_graphs() {
 #ifdef TITAN_CUDA

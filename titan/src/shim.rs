@@ -50,6 +50,7 @@ unsafe extern "C" {
     ) -> i32;
     fn titan_reset_peak_memory(device_type: i8, index: i8, err: *mut c_char, err_len: usize)
     -> i32;
+    fn titan_empty_cache(device_type: i8, err: *mut c_char, err_len: usize) -> i32;
     fn titan_has_cuda_graphs() -> bool;
 }
 
@@ -243,6 +244,17 @@ pub fn reset_peak_memory(device: Device) -> Result<()> {
     call("CUDA memory statistics", |err, len| {
         // SAFETY: plain values in, error buffer out.
         unsafe { titan_reset_peak_memory(CUDA, index as i8, err, len) }
+    })
+}
+
+/// Returns the CUDA caching allocator's cached, unused blocks to the device (nothing on CPU).
+pub fn empty_cache(device: Device) -> Result<()> {
+    if !device.is_cuda() {
+        return Ok(());
+    }
+    call("CUDA empty cache", |err, len| {
+        // SAFETY: plain value in, error buffer out.
+        unsafe { titan_empty_cache(CUDA, err, len) }
     })
 }
 

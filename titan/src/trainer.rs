@@ -218,6 +218,9 @@ impl Trainer {
                         device_step(&mut parts, &cfg, true, &mut window, &mut info)?
                     } else {
                         if outputs.is_none() {
+                            // The warm-up's blocks, cached on its side stream, are free now:
+                            // give them back rather than hold them beside the graph's pool.
+                            shim::empty_cache(parts.device)?;
                             let captured = graph.capture(|| {
                                 device_step(&mut parts, &cfg, true, &mut window, &mut info)
                             })?;

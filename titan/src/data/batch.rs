@@ -48,6 +48,22 @@ pub trait Batch {
     }
 }
 
+/// `src` on `device` without making the host wait for the device: on CUDA through pinned
+/// memory and an asynchronous copy (libtorch's pinned-memory cache keeps the block until the
+/// copy has run), so the loop stages the next batch while the replayed step still runs;
+/// elsewhere an ordinary copy. (Eager steps keep plain copies: on an H200 the pinned path made
+/// them slower, 20–23 ms against 14–17 ms.)
+pub fn upload(src: &Tensor, device: Device) -> Result<Tensor> {
+    if src.device() == device {
+        return Ok(src.shallow_clone());
+    }
+    if device.is_cuda() && src.device() == Device::Cpu {
+        let pinned = src.f_pin_memory(device)?;
+        return Ok(pinned.f_to_device_(device, pinned.kind(), true, false)?);
+    }
+    Ok(src.f_to(device)?)
+}
+
 /// A causal-LM batch in Hugging Face's convention (`input_ids`, unshifted `labels`).
 #[derive(Debug)]
 pub struct HfBatch {

@@ -17,7 +17,7 @@ mod source;
 mod stories;
 mod text;
 
-pub use batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TokenIds};
+pub use batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TokenIds, upload};
 pub use collate::{
     Collator, Convention, HfConvention, Layout, Pending, Rows, TitanBatch, TitanConvention,
 };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, Tensor};
 
-use crate::data::{Batch, Dataloader};
+use crate::data::{Batch, Dataloader, upload};
 use crate::loss::Loss;
 use crate::lr::LrScheduler;
 use crate::model::Model;
@@ -216,7 +216,7 @@ where
                             src.size()
                         )));
                     }
-                    dst.shallow_clone().f_copy_(src)?;
+                    dst.shallow_clone().f_copy_(&upload(src, self.device)?)?;
                 }
                 true
             }
