@@ -126,8 +126,10 @@ pub struct Collator<D, T> {
     pad: u32,
 }
 
-/// Documents pulled per tokenization call at least, so the tokenizer's threads have work.
-const MIN_DOCS_PER_ENCODE: usize = 16;
+/// Documents pulled per tokenization call at least, so each of the tokenizer's threads gets
+/// several: 128 rather than 16, with `encode_batch_fast`, took tokenize+pack from 1.6M to
+/// 2.2M tokens/s on 16 cores (an H200 machine) and from 0.64M to 0.85M on 2.
+const MIN_DOCS_PER_ENCODE: usize = 128;
 
 impl<D: Dataset, T: Tokenizer> Collator<D, T> {
     /// A collator of `batch_size` rows of `seq_len` tokens. The tokenizer needs an EOS id, and
