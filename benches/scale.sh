@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How step time and memory grow with sequence length (tiny_llama, 4,096 tokens per step) and
 # with model size (tiny vs ~115M parameters at 8 x 512): each point is its own tiny_llama
-# process (peak memory is per process), 4 steps, the last 3 timed. Prints a Markdown table.
+# process (peak memory is per process), 4 eager steps, the last 3 timed. Prints a Markdown table.
 # Usage: bash benches/scale.sh [cpu|cuda]   (build first: cargo build --release)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,7 +17,7 @@ point() { # name seq batch extra-args...
     "$bin" --device "$device" --steps 4 --log-every 1 --eval-every 0 --samples 0 \
         --batch-size "$batch" --output-dir "$dir" \
         --set "training.seq_len=$seq" --set "bpe.max_len=$seq" --set "dataset.tokenizer_sample=2000" \
-        --set "training.eval_batches=1" "$@" > "$dir.log" 2>&1 || { echo "| $name | $seq | failed: see $dir.log |"; return; }
+        --set "training.eval_batches=1" --set training.cuda_graph=false "$@" > "$dir.log" 2>&1 || { echo "| $name | $seq | failed: see $dir.log |"; return; }
     python3 - "$dir/metrics.jsonl" "$name" "$seq" "$batch" <<'PY'
 import json, sys
 path, name, seq, batch = sys.argv[1:]
