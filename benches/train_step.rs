@@ -223,9 +223,9 @@ fn pytorch_step_s(
         .ok_or_else(|| format!("no step_s in {line}"))
 }
 
-/// `TITAN_BENCH_GRAPH=0` leaves the CUDA graph variants out.
+/// CUDA graph variants run where this build can capture them, unless `TITAN_BENCH_GRAPH=0`.
 fn graphs_enabled() -> bool {
-    std::env::var("TITAN_BENCH_GRAPH").map_or(true, |v| v != "0")
+    titan::shim::has_cuda_graphs() && std::env::var("TITAN_BENCH_GRAPH").map_or(true, |v| v != "0")
 }
 
 /// Weights after 3 warm-up steps and `replays` replays of a captured step, against the same

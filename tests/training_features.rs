@@ -20,6 +20,10 @@ use titan::{
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn small_llama() -> Result<Llama> {
+    small_llama_on(Device::Cpu)
+}
+
+fn small_llama_on(device: Device) -> Result<Llama> {
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     titan::device::seed_everything(0);
     Ok(Llama::new(
@@ -33,7 +37,7 @@ fn small_llama() -> Result<Llama> {
             max_position_embeddings: 32,
             ..LlamaConfig::tiny()
         },
-        Device::Cpu,
+        device,
     )?)
 }
 
@@ -181,7 +185,9 @@ fn weights(vs: &nn::VarStore) -> (Tensor, Tensor) {
 
 /// titan's optimizer (`make`) and libtorch's own C++ one (`reference`) take 4 steps from the
 /// same weights and gradients, weight decay off for `b` in both; the weights agree.
+/// The rate changes every step, through `set_lr` and libtorch's `set_learning_rate`.
 fn check_against_libtorch(
+    base_lr: f64,
     make: &dyn Fn(titan::Parameters<'_>) -> titan::Result<Box<dyn Optimizer>>,
     reference: &dyn Fn() -> Result<titan::tch::COptimizer>,
 ) -> Result<()> {
@@ -197,6 +203,9 @@ fn check_against_libtorch(
         lib.set_weight_decay_group(titan::optim::NO_DECAY_GROUP, 0.0)?;
     }
     for step in 1..=4 {
+        let lr = base_lr * [1.0, 0.5, 2.0, 0.25][step as usize - 1];
+        opt.set_lr(lr);
+        lib.set_learning_rate(lr)?;
         step_with(&ours, step, &mut || Ok(opt.step()?))?;
         step_with(&theirs, step, &mut || Ok(lib.step()?))?;
         let ((w, b), (rw, rb)) = (weights(&ours), weights(&theirs));
@@ -217,11 +226,15 @@ fn fused_adamw_and_sgd_match_libtorchs_own_optimizers() -> Result<()> {
         weight_decay: 0.3,
         ..AdamWConfig::default()
     };
-    check_against_libtorch(&|p| Ok(Box::new(AdamW::new(p, adamw.clone())?)), &|| {
-        Ok(titan::tch::COptimizer::adamw(
-            0.01, 0.9, 0.95, 0.3, 1e-8, false,
-        )?)
-    })?;
+    check_against_libtorch(
+        0.01,
+        &|p| Ok(Box::new(AdamW::new(p, adamw.clone())?)),
+        &|| {
+            Ok(titan::tch::COptimizer::adamw(
+                0.01, 0.9, 0.95, 0.3, 1e-8, false,
+            )?)
+        },
+    )?;
     for (momentum, dampening, nesterov) in [(0.9, 0.1, false), (0.9, 0.0, true), (0.0, 0.0, false)]
     {
         let sgd = SgdConfig {
@@ -231,7 +244,7 @@ fn fused_adamw_and_sgd_match_libtorchs_own_optimizers() -> Result<()> {
             weight_decay: 0.2,
             nesterov,
         };
-        check_against_libtorch(&|p| Ok(Box::new(Sgd::new(p, sgd.clone())?)), &|| {
+        check_against_libtorch(0.05, &|p| Ok(Box::new(Sgd::new(p, sgd.clone())?)), &|| {
             Ok(titan::tch::COptimizer::sgd(
                 0.05, momentum, dampening, 0.2, nesterov,
             )?)
@@ -490,40 +503,55 @@ impl Loss<HfLabels> for NanFrom {
     }
 }
 
-fn run_until_nan(at: usize, accum: usize) -> Result<(String, String)> {
-    let model = small_llama()?;
-    let dims = titan::ParallelDims::new(&titan::LocalEnv::single(), Device::Cpu)?;
+/// Trains `model` under `loss` on a small packed token stream with AdamW and the default
+/// warmup, staged or eager; returns the run's outcome and its `metrics.jsonl`.
+fn small_run<L: Loss<HfLabels>>(
+    model: &Llama,
+    loss: &L,
+    config: titan::TrainerConfig,
+    staged: bool,
+) -> Result<(titan::Result<titan::trainer::Summary>, String)> {
+    let dims = titan::ParallelDims::new(&titan::LocalEnv::single(), model.device())?;
     let tokens: Vec<u32> = (0..4096).map(|i| (i * 7 % 50) as u32).collect();
     let mut train = titan::data::PackedLoader::new(&dims, tokens, 16, 2, 0, true)?;
     let mut opt = AdamW::new(model.parameters(), AdamWConfig::default())?;
     let mut sched = titan::Warmup::new(&opt, titan::WarmupConfig::default())?;
     let dir = tempfile::tempdir()?;
     let metrics = dir.path().join("metrics.jsonl");
-    let mut trainer = titan::Trainer::new(titan::TrainerConfig {
-        steps: 10,
-        log_every: 5,
-        grad_accum_steps: accum,
-        ..titan::TrainerConfig::default()
-    })
-    .quiet()
-    .with_sink(titan::metrics::JsonlSink::create(&metrics)?);
+    let mut trainer = titan::Trainer::new(config)
+        .quiet()
+        .with_sink(titan::metrics::JsonlSink::create(&metrics)?);
+    if staged {
+        trainer = trainer.with_staged_batches();
+    }
+    let outcome = trainer.fit(
+        model,
+        &mut train,
+        None::<&mut titan::data::PackedLoader>,
+        loss,
+        &mut opt,
+        &mut sched,
+    );
+    drop(trainer);
+    Ok((outcome, std::fs::read_to_string(&metrics)?))
+}
+
+fn run_until_nan(at: usize, accum: usize) -> Result<(String, String)> {
     let loss = NanFrom {
         calls: std::cell::Cell::new(0),
         at,
     };
-    let err = trainer
-        .fit(
-            &model,
-            &mut train,
-            None::<&mut titan::data::PackedLoader>,
-            &loss,
-            &mut opt,
-            &mut sched,
-        )
+    let config = titan::TrainerConfig {
+        steps: 10,
+        log_every: 5,
+        grad_accum_steps: accum,
+        ..titan::TrainerConfig::default()
+    };
+    let (outcome, metrics) = small_run(&small_llama()?, &loss, config, false)?;
+    let err = outcome
         .expect_err("a NaN loss must stop the run")
         .to_string();
-    drop(trainer);
-    Ok((err, std::fs::read_to_string(&metrics)?))
+    Ok((err, metrics))
 }
 
 #[test]
@@ -577,50 +605,40 @@ fn activation_checkpointing_gives_the_same_loss_and_gradients() -> Result<()> {
     Ok(())
 }
 
-/// Weights and per-step losses after 6 steps of 2 micro-batches, eager or staged.
-fn six_steps(staged: bool) -> Result<(Vec<Tensor>, String)> {
-    let model = small_llama()?;
-    let dims = titan::ParallelDims::new(&titan::LocalEnv::single(), Device::Cpu)?;
-    let tokens: Vec<u32> = (0..4096).map(|i| (i * 7 % 50) as u32).collect();
-    let mut train = titan::data::PackedLoader::new(&dims, tokens, 16, 2, 0, true)?;
-    let mut opt = AdamW::new(model.parameters(), AdamWConfig::default())?;
-    let mut sched = titan::Warmup::new(&opt, titan::WarmupConfig::default())?;
-    let dir = tempfile::tempdir()?;
-    let metrics = dir.path().join("metrics.jsonl");
-    let mut trainer = titan::Trainer::new(titan::TrainerConfig {
-        steps: 6,
+/// Weights and per-step losses after `steps` steps of 2 micro-batches on `device`, eager,
+/// staged, or (on CUDA, with `graph`) as a replayed CUDA graph.
+fn run_steps(
+    device: Device,
+    steps: u64,
+    staged: bool,
+    graph: bool,
+) -> Result<(Vec<Tensor>, String)> {
+    let model = small_llama_on(device)?;
+    let config = titan::TrainerConfig {
+        steps,
         log_every: 1,
         grad_accum_steps: 2,
+        cuda_graph: graph,
         ..titan::TrainerConfig::default()
-    })
-    .quiet()
-    .with_sink(titan::metrics::JsonlSink::create(&metrics)?);
-    if staged {
-        trainer = trainer.with_staged_batches();
-    }
-    trainer.fit(
-        &model,
-        &mut train,
-        None::<&mut titan::data::PackedLoader>,
-        &CausalLmLoss,
-        &mut opt,
-        &mut sched,
-    )?;
-    drop(trainer);
-    let losses: Vec<String> = std::fs::read_to_string(&metrics)?
+    };
+    let (outcome, metrics) = small_run(&model, &CausalLmLoss, config, staged)?;
+    outcome?;
+    let losses: Vec<String> = metrics
         .lines()
         .map(|l| Ok(serde_json::from_str::<serde_json::Value>(l)?["loss"].to_string()))
         .collect::<Result<_>>()?;
-    Ok((grads_free_weights(&model), losses.join(" ")))
-}
-
-fn grads_free_weights(model: &Llama) -> Vec<Tensor> {
-    model
+    let weights = model
         .parameters()
         .named()
         .iter()
-        .map(|(_, p)| p.detach().copy())
-        .collect()
+        .map(|(_, p)| p.detach().to(Device::Cpu))
+        .collect();
+    Ok((weights, losses.join(" ")))
+}
+
+/// Weights and per-step losses after 6 steps of 2 micro-batches on the CPU, eager or staged.
+fn six_steps(staged: bool) -> Result<(Vec<Tensor>, String)> {
+    run_steps(Device::Cpu, 6, staged, false)
 }
 
 #[test]
@@ -634,5 +652,32 @@ fn staged_batches_train_exactly_like_eager_ones() -> Result<()> {
     for (a, b) in eager.iter().zip(&staged) {
         assert_eq!(max_diff(a, b)?, 0.0);
     }
+    Ok(())
+}
+
+#[test]
+fn cuda_graph_steps_train_like_eager_ones() -> Result<()> {
+    if !titan::tch::Cuda::is_available() || !titan::shim::has_cuda_graphs() {
+        eprintln!("no CUDA device, or a build without CUDA's headers: nothing to check");
+        return Ok(());
+    }
+    // 3 eager warm-up steps, 1 captured, 4 replays; the warmup schedule changes the rate every
+    // step, so a rate baked into the capture would show.
+    let (eager, eager_losses) = run_steps(Device::Cuda(0), 8, false, false)?;
+    let (graph, graph_losses) = run_steps(Device::Cuda(0), 8, false, true)?;
+    let parse = |s: &str| -> Vec<f64> { s.split(' ').filter_map(|v| v.parse().ok()).collect() };
+    let (a, b) = (parse(&eager_losses), parse(&graph_losses));
+    assert_eq!(a.len(), 8, "{eager_losses}");
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-4, "{eager_losses} vs {graph_losses}");
+    }
+    for (x, y) in eager.iter().zip(&graph) {
+        assert!(max_diff(x, y)? < 1e-4);
+    }
+    let initial = run_steps(Device::Cuda(0), 0, false, false)?.0;
+    assert!(
+        max_diff(&initial[0], &graph[0])? > 1e-4,
+        "the graph trained nothing"
+    );
     Ok(())
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=TITAN_CUDA_INCLUDE");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rustc-check-cfg=cfg(titan_cuda)");
     let is_titan = std::env::var("CARGO_PKG_NAME").as_deref() == Ok("titan");
@@ -44,7 +46,14 @@ fn shim(libtorch: &Path, lib: &Path) {
         .std("c++17")
         .file("csrc/shim.cpp")
         .include(&include)
-        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        // As torch-sys builds its own bindings: the new C++ ABI unless told otherwise.
+        .define(
+            "_GLIBCXX_USE_CXX11_ABI",
+            std::env::var("LIBTORCH_CXX11_ABI")
+                .ok()
+                .filter(|v| v == "0")
+                .map_or("1", |_| "0"),
+        )
         // libtorch's headers are noisy; the shim's own code is small and reviewed.
         .flag_if_supported("-w");
     let cuda = cuda_include(libtorch).filter(|_| lib.join("libc10_cuda.so").exists());

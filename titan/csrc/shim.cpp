@@ -9,6 +9,7 @@
 
 #ifdef TITAN_CUDA
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
@@ -120,52 +121,133 @@ bool titan_has_cuda_graphs() {
 }
 
 #ifdef TITAN_CUDA
-// A CUDA graph and the side stream it is captured on.
-struct TitanGraph {
-  at::cuda::CUDAGraph graph;
-  std::optional<c10::cuda::CUDAStream> previous;
+// A CUDA graph for one device, the side stream it is warmed up and captured on, the private
+// memory pool it captures into, and what `begin_side` replaced (device and stream).
+// libtorch's graph, with whether its capture ended (its `capture_ended_`) made readable.
+struct Graph : at::cuda::CUDAGraph {
+  bool ended() const { return capture_ended_; }
 };
 
-TitanGraph* titan_graph_new(char* err, size_t err_len) {
+struct TitanGraph {
+  Graph graph;
+  c10::DeviceIndex device = 0;
+  std::optional<c10::cuda::CUDAStream> side;
+  std::optional<c10::cuda::CUDAStream> previous;
+  c10::DeviceIndex previous_device = -1;
+  at::cuda::MempoolId_t pool{0, 0};
+  bool capturing = false;
+};
+
+namespace {
+
+// Makes `device` current for one call and restores the previous one after it.
+struct DeviceScope {
+  c10::DeviceIndex previous;
+  explicit DeviceScope(c10::DeviceIndex device) : previous(c10::cuda::current_device()) {
+    if (previous != device) c10::cuda::set_device(device);
+  }
+  ~DeviceScope() {
+    try {
+      if (c10::cuda::current_device() != previous) c10::cuda::set_device(previous);
+    } catch (...) {
+    }
+  }
+};
+
+// Ends a capture that failed or was abandoned, so the stream leaves capture mode. When libtorch
+// could not end it (an invalidated capture), the allocator still routes the stream's
+// allocations into the graph's pool: stop that and free the pool.
+void abandon_capture(TitanGraph* graph) {
+  if (!graph->capturing) return;
+  graph->capturing = false;
+  try {
+    graph->graph.capture_end();
+  } catch (...) {
+  }
+  if (!graph->graph.ended()) {
+    c10::cuda::CUDACachingAllocator::endAllocateToPool(graph->device, graph->pool);
+    c10::cuda::CUDACachingAllocator::releasePool(graph->device, graph->pool);
+  }
+}
+
+}  // namespace
+
+TitanGraph* titan_graph_new(int8_t device, char* err, size_t err_len) {
   TitanGraph* graph = nullptr;
-  guarded(err, err_len, [&] { graph = new TitanGraph(); });
+  guarded(err, err_len, [&] {
+    DeviceScope scope(device);
+    graph = new TitanGraph();
+    graph->device = device;
+  });
   return graph;
 }
 
-void titan_graph_free(TitanGraph* graph) { delete graph; }
+void titan_graph_free(TitanGraph* graph) {
+  if (graph == nullptr) return;
+  try {
+    DeviceScope scope(graph->device);
+    abandon_capture(graph);
+  } catch (...) {
+  }
+  delete graph;
+}
 
-// Makes a side stream current on `device` (graphs are not captured on the default stream),
-// waiting for the work queued so far; work queued until `titan_graph_end_side` runs there.
-int titan_graph_begin_side(TitanGraph* graph, int8_t device, char* err, size_t err_len) {
+// Makes the graph's device and its side stream current (graphs are not captured on the
+// default stream), after the work queued so far; work queued until `titan_graph_end_side`
+// runs there.
+int titan_graph_begin_side(TitanGraph* graph, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
+    graph->previous_device = c10::cuda::current_device();
+    if (graph->previous_device != graph->device) c10::cuda::set_device(graph->device);
     c10::cuda::device_synchronize();
-    graph->previous = c10::cuda::getCurrentCUDAStream(device);
-    c10::cuda::setCurrentCUDAStream(c10::cuda::getStreamFromPool(false, device));
+    if (!graph->side) graph->side = c10::cuda::getStreamFromPool(false, graph->device);
+    graph->previous = c10::cuda::getCurrentCUDAStream(graph->device);
+    c10::cuda::setCurrentCUDAStream(*graph->side);
   });
 }
 
-// Waits for the side stream and makes the previous stream current again.
+// Ends a capture left open (the work between failed), waits for the side stream and makes the
+// previous stream and device current again.
 int titan_graph_end_side(TitanGraph* graph, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
+    abandon_capture(graph);
     c10::cuda::device_synchronize();
     if (graph->previous) c10::cuda::setCurrentCUDAStream(*graph->previous);
     graph->previous.reset();
+    if (graph->previous_device >= 0 && graph->previous_device != graph->device)
+      c10::cuda::set_device(graph->previous_device);
   });
 }
 
-// Starts capturing on the current (side) stream, into the graph's private memory pool.
+// Starts capturing on the side stream, into a private memory pool.
 int titan_graph_capture_begin(TitanGraph* graph, char* err, size_t err_len) {
-  return guarded(err, err_len, [&] { graph->graph.capture_begin(); });
+  return guarded(err, err_len, [&] {
+    graph->pool = at::cuda::graph_pool_handle();
+    graph->graph.capture_begin(graph->pool);
+    graph->capturing = true;
+  });
 }
 
-// Ends the capture and instantiates the graph.
+// Ends the capture and instantiates the graph; on failure the capture is abandoned cleanly.
 int titan_graph_capture_end(TitanGraph* graph, char* err, size_t err_len) {
-  return guarded(err, err_len, [&] { graph->graph.capture_end(); });
+  graph->capturing = false;
+  int rc = guarded(err, err_len, [&] { graph->graph.capture_end(); });
+  if (rc != 0 && !graph->graph.ended()) {
+    try {
+      c10::cuda::CUDACachingAllocator::endAllocateToPool(graph->device, graph->pool);
+      c10::cuda::CUDACachingAllocator::releasePool(graph->device, graph->pool);
+    } catch (...) {
+    }
+  }
+  return rc;
 }
 
-// Launches the captured work on the current stream.
+// Launches the captured work on the graph's device, on that device's current stream.
 int titan_graph_replay(TitanGraph* graph, char* err, size_t err_len) {
-  return guarded(err, err_len, [&] { graph->graph.replay(); });
+  return guarded(err, err_len, [&] {
+    DeviceScope scope(graph->device);
+    graph->graph.replay();
+  });
 }
 #endif
 

@@ -54,7 +54,8 @@ unsafe extern "C" {
     fn titan_has_cuda_graphs() -> bool;
 }
 
-/// Runs one shim call with an error buffer and turns a failure into [`Error::Torch`]-like text.
+/// Runs one shim call with an error buffer and turns a failure into [`Error::Torch`] with
+/// libtorch's message, prefixed by `what`.
 fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> i32) -> Result<()> {
     let mut err = [0 as c_char; ERR_LEN];
     if f(err.as_mut_ptr(), ERR_LEN) == 0 {
@@ -62,7 +63,23 @@ fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> i32) -> Result<()> {
     }
     // SAFETY: the shim always NUL-terminates `err` within ERR_LEN when it reports a failure.
     let message = unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy();
-    Err(Error::Training(format!("{what}: {message}")))
+    Err(Error::Torch(tch::TchError::Torch(format!(
+        "{what}: {message}"
+    ))))
+}
+
+/// The CUDA device index of `device`, as c10 takes it.
+fn cuda_index(device: Device) -> Result<Option<i8>> {
+    match device {
+        Device::Cuda(i) => i8::try_from(i).map(Some).map_err(|_| {
+            Error::config(
+                "device",
+                format!("cuda:{i}"),
+                "CUDA device indices end at 127",
+            )
+        }),
+        _ => Ok(None),
+    }
 }
 
 /// The raw `at::Tensor*` handles of `tensors`, borrowed for one call.
@@ -220,13 +237,13 @@ const CUDA: i8 = 1;
 
 /// The CUDA caching allocator's statistics for `device`; `None` on CPU.
 pub fn device_memory(device: Device) -> Result<Option<DeviceMemory>> {
-    let Device::Cuda(index) = device else {
+    let Some(index) = cuda_index(device)? else {
         return Ok(None);
     };
     let mut out = [0i64; 4];
     call("CUDA memory statistics", |err, len| {
         // SAFETY: `out` has the four slots the shim writes.
-        unsafe { titan_device_memory(CUDA, index as i8, out.as_mut_ptr(), err, len) }
+        unsafe { titan_device_memory(CUDA, index, out.as_mut_ptr(), err, len) }
     })?;
     Ok(Some(DeviceMemory {
         allocated: out[0],
@@ -238,12 +255,12 @@ pub fn device_memory(device: Device) -> Result<Option<DeviceMemory>> {
 
 /// Resets the peaks [`device_memory`] reports for `device` (nothing on CPU).
 pub fn reset_peak_memory(device: Device) -> Result<()> {
-    let Device::Cuda(index) = device else {
+    let Some(index) = cuda_index(device)? else {
         return Ok(());
     };
     call("CUDA memory statistics", |err, len| {
         // SAFETY: plain values in, error buffer out.
-        unsafe { titan_reset_peak_memory(CUDA, index as i8, err, len) }
+        unsafe { titan_reset_peak_memory(CUDA, index, err, len) }
     })
 }
 
@@ -269,85 +286,95 @@ pub use graph::CudaGraph;
 #[cfg(titan_cuda)]
 mod graph {
     use std::ffi::{c_char, c_void};
+    use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
     use tch::Device;
 
-    use super::call;
+    use super::{call, cuda_index};
     use crate::{Error, Result};
 
     unsafe extern "C" {
-        fn titan_graph_new(err: *mut c_char, err_len: usize) -> *mut c_void;
+        fn titan_graph_new(device: i8, err: *mut c_char, err_len: usize) -> *mut c_void;
         fn titan_graph_free(graph: *mut c_void);
-        fn titan_graph_begin_side(
-            graph: *mut c_void,
-            device: i8,
-            err: *mut c_char,
-            err_len: usize,
-        ) -> i32;
+        fn titan_graph_begin_side(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
         fn titan_graph_end_side(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
         fn titan_graph_capture_begin(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
         fn titan_graph_capture_end(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
         fn titan_graph_replay(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
     }
 
-    /// A CUDA graph (libtorch's `at::cuda::CUDAGraph`): work queued between
-    /// [`CudaGraph::capture`]'s start and end is recorded once, with its memory from a private
-    /// pool, and [`CudaGraph::replay`] relaunches all of it in one call. Inputs must be copied
-    /// into the tensors the captured work read.
+    /// Where a graph is in its life.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Phase {
+        Empty,
+        Captured,
+        Failed,
+    }
+
+    /// A CUDA graph (libtorch's `at::cuda::CUDAGraph`) on one device: work queued inside
+    /// [`CudaGraph::capture`] is recorded once, its memory from a private pool, and
+    /// [`CudaGraph::replay`] relaunches all of it in one call. Replays read and write the very
+    /// tensors the capture used (parameters, gradients, optimizer state, input buffers): keep
+    /// them alive, and copy new inputs into them, for as long as the graph is replayed.
     #[derive(Debug)]
     pub struct CudaGraph {
         raw: *mut c_void,
-        device: Device,
-        captured: bool,
+        phase: Phase,
     }
 
     impl CudaGraph {
         /// An empty graph for `device` (a CUDA device).
         pub fn new(device: Device) -> Result<Self> {
-            if !device.is_cuda() {
+            let Some(index) = cuda_index(device)? else {
                 return Err(Error::config(
                     "device",
                     format!("{device:?}"),
                     "CUDA graphs need a CUDA device",
                 ));
-            }
+            };
             let mut raw = std::ptr::null_mut();
             call("CUDA graph", |err, len| {
                 // SAFETY: returns an owned graph or null with the error written.
-                raw = unsafe { titan_graph_new(err, len) };
+                raw = unsafe { titan_graph_new(index, err, len) };
                 i32::from(raw.is_null())
             })?;
             Ok(Self {
                 raw,
-                device,
-                captured: false,
+                phase: Phase::Empty,
             })
         }
 
-        /// Runs `work` on a side stream (warm-up before capture: graphs are never captured on
-        /// the default stream), then waits for it.
+        /// Runs `work` on the graph's side stream (warm-up before capture: graphs are never
+        /// captured on the default stream), then waits for it.
         pub fn on_side_stream<T>(&mut self, work: impl FnOnce() -> Result<T>) -> Result<T> {
             self.side(false, work)
         }
 
-        /// Records `work` (run once on a side stream while capturing) into the graph.
+        /// Records `work` (run once on the side stream while capturing) into the graph. On
+        /// failure the capture is abandoned cleanly and the graph cannot be used again.
         pub fn capture<T>(&mut self, work: impl FnOnce() -> Result<T>) -> Result<T> {
-            if self.captured {
-                return Err(Error::Training(
-                    "this CUDA graph is already captured".into(),
-                ));
+            if self.phase != Phase::Empty {
+                return Err(Error::Training(format!(
+                    "this CUDA graph cannot capture again (it is {:?})",
+                    self.phase
+                )));
             }
-            let out = self.side(true, work)?;
-            self.captured = true;
-            Ok(out)
+            let out = self.side(true, work);
+            self.phase = if out.is_ok() {
+                Phase::Captured
+            } else {
+                Phase::Failed
+            };
+            out
         }
 
-        /// Relaunches the captured work on the current stream.
+        /// Relaunches the captured work on the device's current stream.
         pub fn replay(&mut self) -> Result<()> {
-            if !self.captured {
-                return Err(Error::Training(
-                    "replay of a CUDA graph never captured".into(),
-                ));
+            if self.phase != Phase::Captured {
+                return Err(Error::Training(format!(
+                    "replay of a CUDA graph that holds no capture (it is {:?})",
+                    self.phase
+                )));
             }
             call("CUDA graph replay", |err, len| {
                 // SAFETY: `raw` is a live graph owned by `self`.
@@ -356,14 +383,10 @@ mod graph {
         }
 
         fn side<T>(&mut self, capture: bool, work: impl FnOnce() -> Result<T>) -> Result<T> {
-            let index = match self.device {
-                Device::Cuda(i) => i as i8,
-                _ => 0,
-            };
             let raw = self.raw;
             call("CUDA side stream", |err, len| {
                 // SAFETY: `raw` is a live graph owned by `self`.
-                unsafe { titan_graph_begin_side(raw, index, err, len) }
+                unsafe { titan_graph_begin_side(raw, err, len) }
             })?;
             let begun = if capture {
                 call("CUDA graph capture", |err, len| {
@@ -373,21 +396,25 @@ mod graph {
             } else {
                 Ok(())
             };
-            let capturing = capture && begun.is_ok();
-            let out = begun.and_then(|()| work());
-            let ended = if capturing {
-                call("CUDA graph capture", |err, len| {
+            // A panic inside `work` must still end the capture and restore the stream, or
+            // libtorch would keep capturing into this graph after it is gone.
+            let out = catch_unwind(AssertUnwindSafe(|| begun.and_then(|()| work())));
+            let ended = match (&out, capture) {
+                (Ok(Ok(_)), true) => call("CUDA graph capture", |err, len| {
                     // SAFETY: as above; ends the capture begun above.
                     unsafe { titan_graph_capture_end(raw, err, len) }
-                })
-            } else {
-                Ok(())
+                }),
+                _ => Ok(()),
             };
+            // Ends a capture still open (the work failed), waits, restores stream and device.
             let restored = call("CUDA side stream", |err, len| {
-                // SAFETY: as above; restores the stream saved by begin_side.
+                // SAFETY: as above; restores what begin_side replaced.
                 unsafe { titan_graph_end_side(raw, err, len) }
             });
-            let out = out?;
+            let out = match out {
+                Ok(out) => out?,
+                Err(panic) => resume_unwind(panic),
+            };
             ended?;
             restored?;
             Ok(out)

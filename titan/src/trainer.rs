@@ -210,10 +210,11 @@ impl Trainer {
                     })?,
                 Execution::Graph { graph, outputs } => {
                     if !stage(&mut parts, &cfg, &mut window, &mut info)? {
-                        self.notice(
-                            "this batch type lists no tensors (`Batch::tensors`), so a CUDA \
-                             graph could not see new batches: running eagerly",
-                        );
+                        self.notice(&format!(
+                            "step {step}: a batch no longer fits the captured step's buffers \
+                             (its shapes changed, or its type lists no tensors through \
+                             `Batch::tensors`): eager steps from here"
+                        ));
                         fall_back = true;
                         device_step(&mut parts, &cfg, true, &mut window, &mut info)?
                     } else {
@@ -223,14 +224,27 @@ impl Trainer {
                             shim::empty_cache(parts.device)?;
                             let captured = graph.capture(|| {
                                 device_step(&mut parts, &cfg, true, &mut window, &mut info)
-                            })?;
-                            *outputs = Some(captured);
+                            });
+                            match captured {
+                                Ok(captured) => *outputs = Some(captured),
+                                Err(e) => {
+                                    // Nothing captured ran: run this step's batches eagerly.
+                                    self.notice(&format!(
+                                        "step {step}: capturing the step as a CUDA graph failed \
+                                         ({e}): eager steps from here (`training.cuda_graph = \
+                                         false` skips the attempt)"
+                                    ));
+                                    fall_back = true;
+                                }
+                            }
                         }
-                        graph.replay()?;
-                        let Some((l, n)) = outputs.as_ref() else {
-                            return Err(Error::Training("the CUDA graph kept no outputs".into()));
-                        };
-                        (l.shallow_clone(), n.shallow_clone())
+                        match outputs {
+                            Some((l, n)) if !fall_back => {
+                                graph.replay()?;
+                                (l.shallow_clone(), n.shallow_clone())
+                            }
+                            _ => device_step(&mut parts, &cfg, true, &mut window, &mut info)?,
+                        }
                     }
                 }
             };
@@ -302,26 +316,24 @@ impl Trainer {
 
     /// How this run's steps execute: a CUDA graph where it can be, eager otherwise.
     fn execution<Lab>(&self, parts: &Parts<'_, Lab>, cfg: &TrainerConfig) -> Result<Execution> {
-        if !(cfg.cuda_graph && parts.device.is_cuda()) {
-            return Ok(if self.staged {
-                Execution::Staged
-            } else {
-                Execution::Eager
-            });
+        let eager = if self.staged {
+            Execution::Staged
+        } else {
+            Execution::Eager
+        };
+        if !(cfg.cuda_graph && parts.device.is_cuda()) || cfg.steps <= GRAPH_WARMUP_STEPS {
+            return Ok(eager);
         }
         if !shim::has_cuda_graphs() {
             self.notice("this titan was built without CUDA's headers: no CUDA graph, eager steps");
-            return Ok(Execution::Eager);
+            return Ok(eager);
         }
         if !parts.update.capturable() {
             self.notice(
                 "the optimizer is not capturable (`Optimizer::capturable`): no CUDA graph, \
                  eager steps",
             );
-            return Ok(Execution::Eager);
-        }
-        if cfg.steps <= GRAPH_WARMUP_STEPS {
-            return Ok(Execution::Eager);
+            return Ok(eager);
         }
         Ok(Execution::Graph {
             graph: CudaGraph::new(parts.device)?,

@@ -41,8 +41,9 @@ pub trait Batch {
     where
         Self: Sized;
     /// Every tensor of the batch, in a fixed order, so the next batch can be copied into this
-    /// one's buffers (what a replayed CUDA graph reads). The default, none, makes the trainer
-    /// run such batches eagerly.
+    /// one's buffers (what a replayed CUDA graph reads): they must be the very tensors
+    /// [`Batch::into_parts`] hands out (shared storage), and [`Batch::to_device`] must only move
+    /// them. The default, none, makes the trainer run such batches eagerly.
     fn tensors(&self) -> Vec<&Tensor> {
         Vec::new()
     }
@@ -50,15 +51,15 @@ pub trait Batch {
 
 /// `src` on `device` without making the host wait for the device: on CUDA through pinned
 /// memory and an asynchronous copy (libtorch's pinned-memory cache keeps the block until the
-/// copy has run), so the loop stages the next batch while the replayed step still runs;
-/// elsewhere an ordinary copy. (Eager steps keep plain copies: on an H200 the pinned path made
-/// them slower, 20–23 ms against 14–17 ms.)
+/// copy has run), so the loop prepares the next batch while the previous step still runs;
+/// elsewhere an ordinary copy.
 pub fn upload(src: &Tensor, device: Device) -> Result<Tensor> {
     if src.device() == device {
         return Ok(src.shallow_clone());
     }
     if device.is_cuda() && src.device() == Device::Cpu {
-        let pinned = src.f_pin_memory(device)?;
+        // `_pin_memory` is what `pin_memory(device)` calls, without its deprecation warning.
+        let pinned = src.f_internal_pin_memory(device)?;
         return Ok(pinned.f_to_device_(device, pinned.kind(), true, false)?);
     }
     Ok(src.f_to(device)?)

@@ -199,9 +199,11 @@ where
         let shape = [self.batch_size as i64, self.seq_len as i64];
         let input = Tensor::f_from_slice(&rows.input)?.f_view(shape)?;
         let labels = Tensor::f_from_slice(&rows.labels)?.f_view(shape)?;
+        // Through pinned memory and an asynchronous copy on CUDA: the loop does not wait here
+        // for the step still running on the device.
         Ok(C::batch(
-            input.f_to(self.device)?,
-            labels.f_to(self.device)?,
+            super::upload(&input, self.device)?,
+            super::upload(&labels, self.device)?,
         ))
     }
 

@@ -162,9 +162,9 @@ impl Dataloader for PackedLoader {
                     .map(|&t| i64::from(t)),
             );
         }
-        let input = Tensor::f_from_slice(&ids)?
-            .f_view([self.batch_size as i64, self.seq_len as i64])?
-            .f_to(self.device)?;
+        let input =
+            Tensor::f_from_slice(&ids)?.f_view([self.batch_size as i64, self.seq_len as i64])?;
+        let input = super::upload(&input, self.device)?;
         let labels = input.shallow_clone();
         Ok(HfBatch {
             input_ids: TokenIds(input),

@@ -99,6 +99,7 @@ pub struct Fetched {
 }
 
 /// One micro-batch fetched into a slot's fixed buffers, not yet run.
+#[derive(Debug, Clone, Copy)]
 pub struct Staged {
     /// Input tokens in the batch.
     pub tokens: i64,
@@ -106,8 +107,9 @@ pub struct Staged {
     pub wait: Duration,
     /// The dataloader's epoch after this batch.
     pub epoch: u64,
-    /// Whether the slot's buffers are reused (false: the batch type lists no tensors, so each
-    /// batch replaces the slot and a captured step could not see it).
+    /// Whether the slot still holds its first buffers: false once a batch listed no tensors
+    /// ([`Batch::tensors`]) or changed shape and so replaced them, which a captured step cannot
+    /// see.
     pub reusable: bool,
 }
 
@@ -131,6 +133,8 @@ pub(crate) trait MicroBatches<Lab> {
 
 /// A staged batch: its parts and handles to every tensor it holds (sharing their storage).
 struct Slot<B: Batch> {
+    /// False once a batch had to replace the buffers (or listed no tensors).
+    reusable: bool,
     tensors: Vec<Tensor>,
     input: B::Input,
     labels: B::Labels,
@@ -194,46 +198,38 @@ where
         if self.slots.len() <= slot {
             self.slots.resize_with(slot + 1, || None);
         }
-        let reusable = match &self.slots[slot] {
-            Some(held) if !held.tensors.is_empty() => {
-                let new = batch.tensors();
-                if new.len() != held.tensors.len() {
-                    return Err(Error::Mismatch(format!(
-                        "a staged batch held {} tensors, the next one {}: batches for CUDA graph \
-                         replay must keep one layout (or set `training.cuda_graph = false`)",
-                        held.tensors.len(),
-                        new.len()
-                    )));
-                }
-                let _guard = tch::no_grad_guard();
-                for (i, (dst, src)) in held.tensors.iter().zip(new).enumerate() {
-                    if dst.size() != src.size() {
-                        return Err(Error::Mismatch(format!(
-                            "staged batch tensor {i} has shape {:?}, the next batch's {:?}: \
-                             batches for CUDA graph replay must keep one shape (or set \
-                             `training.cuda_graph = false`)",
-                            dst.size(),
-                            src.size()
-                        )));
-                    }
-                    dst.shallow_clone().f_copy_(&upload(src, self.device)?)?;
-                }
-                true
+        let new = batch.tensors();
+        // The batch fits the slot when it lists as many tensors, of the same shapes and dtypes.
+        let fits = self.slots[slot].as_ref().is_some_and(|held| {
+            !held.tensors.is_empty()
+                && held.tensors.len() == new.len()
+                && held
+                    .tensors
+                    .iter()
+                    .zip(&new)
+                    .all(|(a, b)| a.size() == b.size() && a.kind() == b.kind())
+        });
+        if let (true, Some(held)) = (fits, &self.slots[slot]) {
+            let _guard = tch::no_grad_guard();
+            for (dst, src) in held.tensors.iter().zip(new) {
+                dst.shallow_clone().f_copy_(&upload(src, self.device)?)?;
             }
-            _ => {
-                let batch = batch.to_device(self.device)?;
-                let tensors: Vec<Tensor> =
-                    batch.tensors().iter().map(|t| t.shallow_clone()).collect();
-                let reusable = !tensors.is_empty();
-                let (input, labels) = batch.into_parts();
-                self.slots[slot] = Some(Slot {
-                    tensors,
-                    input,
-                    labels,
-                });
-                reusable
-            }
-        };
+        } else {
+            // A first batch, or one that does not fit: it becomes the slot's buffers, and a
+            // step captured over the old ones cannot see it.
+            drop(new);
+            let batch = batch.to_device(self.device)?;
+            let tensors: Vec<Tensor> = batch.tensors().iter().map(|t| t.shallow_clone()).collect();
+            let (input, labels) = batch.into_parts();
+            let first = self.slots[slot].is_none();
+            self.slots[slot] = Some(Slot {
+                reusable: first && !tensors.is_empty(),
+                tensors,
+                input,
+                labels,
+            });
+        }
+        let reusable = self.slots[slot].as_ref().is_some_and(|held| held.reusable);
         Ok(Staged {
             tokens,
             wait,

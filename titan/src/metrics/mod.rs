@@ -37,7 +37,8 @@ pub struct StepMetrics {
     /// On CUDA, the most device memory libtorch's caching allocator reserved since the
     /// previous log line, GiB (torchtitan's `max_reserved`); `None` on CPU.
     pub max_reserved_gib: Option<f64>,
-    /// On CUDA, the most device memory in live tensors since the previous log line, GiB.
+    /// On CUDA, the most device memory in live tensors since the previous log line, GiB (a
+    /// replayed CUDA graph's own pool is not in it; `max_reserved_gib` counts it).
     pub max_allocated_gib: Option<f64>,
     /// Mean wall-clock seconds per step since the previous log line.
     pub step_time_s: f64,

@@ -162,7 +162,7 @@ impl MetricsSink for TensorBoardSink {
                     values.push(("memory/max_reserved(GiB)", gib));
                 }
                 if let Some(gib) = m.max_allocated_gib {
-                    values.push(("memory/max_active(GiB)", gib));
+                    values.push(("memory/max_allocated(GiB)", gib));
                 }
                 self.scalars(m.step, &values)
             }
@@ -241,7 +241,7 @@ mod tests {
             mfu: Some(12.5),
             max_rss_gib: 1.5,
             max_reserved_gib: Some(3.0),
-            max_allocated_gib: Some(3.0),
+            max_allocated_gib: Some(2.5),
             step_time_s: 0.5,
             data_wait_s: 0.005,
             epoch: 0,
@@ -263,6 +263,7 @@ mod tests {
         assert_eq!(get("loss_metrics/global_avg_loss"), Some((10, 2.5)));
         assert_eq!(get("mfu(%)"), Some((10, 12.5)));
         assert_eq!(get("memory/max_reserved(GiB)"), Some((10, 3.0)));
+        assert_eq!(get("memory/max_allocated(GiB)"), Some((10, 2.5)));
         assert_eq!(get("epoch"), Some((10, 0.0)), "zeros are written too");
         assert_eq!(get("validation_metrics/loss"), Some((10, 2.0)));
 
