@@ -3,7 +3,7 @@
 //! (moments and step counts) held by titan so it saves and restores.
 
 use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::Optimizer;
 use super::params::{self, Param, SavedState};
@@ -82,29 +82,21 @@ impl AdamW {
             ));
         }
         let params = params::collect(&params)?;
-        let mut keys: Vec<(Device, Kind, bool)> = Vec::new();
-        let mut members: Vec<Vec<usize>> = Vec::new();
-        for (i, p) in params.iter().enumerate() {
-            let key = (p.tensor.device(), p.tensor.kind(), p.decay);
-            match keys.iter().position(|k| *k == key) {
-                Some(g) => members[g].push(i),
-                None => {
-                    keys.push(key);
-                    members.push(vec![i]);
-                }
-            }
-        }
         let mut steps: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
-        let mut groups = Vec::with_capacity(keys.len());
-        for ((device, _, decay), members) in keys.into_iter().zip(members) {
-            let opts = (Kind::Float, device);
-            let buffer = Tensor::f_zeros([members.len() as i64], opts)?;
-            for (j, &i) in members.iter().enumerate() {
+        let mut groups = Vec::new();
+        for group in params::fused_groups(&params) {
+            let opts = (Kind::Float, group.device);
+            let buffer = Tensor::f_zeros([group.members.len() as i64], opts)?;
+            for (j, &i) in group.members.iter().enumerate() {
                 steps[i] = Some(buffer.f_select(0, j as i64)?);
             }
             groups.push(Group {
-                members,
-                weight_decay: if decay { config.weight_decay } else { 0.0 },
+                weight_decay: if group.decay {
+                    config.weight_decay
+                } else {
+                    0.0
+                },
+                members: group.members,
                 steps: buffer,
                 lr: Tensor::f_full([], config.lr, opts)?,
             });
@@ -144,34 +136,40 @@ impl Optimizer for AdamW {
         }
         let _guard = tch::no_grad_guard();
         for group in &mut self.groups {
-            let grads: Vec<Tensor> = group
-                .members
-                .iter()
-                .map(|&i| self.params[i].tensor.grad())
-                .collect();
-            // Like PyTorch, parameters without a gradient are left alone.
-            let live: Vec<usize> = (0..grads.len()).filter(|&j| grads[j].defined()).collect();
+            let live = params::live_grads(&self.params, &group.members);
             if live.is_empty() {
                 continue;
             }
-            let _ = group.steps.f_add_scalar_(1.0)?;
             let pick = |list: &'_ [Tensor]| -> Vec<Tensor> {
                 live.iter()
-                    .map(|&j| list[group.members[j]].shallow_clone())
+                    .map(|(j, _)| list[group.members[*j]].shallow_clone())
                     .collect()
             };
             let tensors: Vec<Tensor> = live
                 .iter()
-                .map(|&j| self.params[group.members[j]].tensor.shallow_clone())
+                .map(|(j, _)| self.params[group.members[*j]].tensor.shallow_clone())
                 .collect();
-            let grads: Vec<Tensor> = live.iter().map(|&j| grads[j].shallow_clone()).collect();
+            let grads: Vec<Tensor> = live.iter().map(|(_, g)| g.shallow_clone()).collect();
             let (m, v, s) = (
                 pick(&self.exp_avgs),
                 pick(&self.exp_avg_sqs),
                 pick(&self.steps),
             );
+            // The kernel reads the incremented counts; only the stepped parameters count.
+            let all = live.len() == group.members.len();
+            let count = |by: f64| -> Result<()> {
+                if all {
+                    let _ = group.steps.shallow_clone().f_add_scalar_(by)?;
+                } else {
+                    for step in &s {
+                        let _ = step.shallow_clone().f_add_scalar_(by)?;
+                    }
+                }
+                Ok(())
+            };
+            count(1.0)?;
             let (tr, gr, mr, vr, sr) = (refs(&tensors), refs(&grads), refs(&m), refs(&v), refs(&s));
-            shim::fused_adamw(
+            let stepped = shim::fused_adamw(
                 &AdamWLists {
                     params: &tr,
                     grads: &gr,
@@ -183,21 +181,32 @@ impl Optimizer for AdamW {
                 self.config.betas,
                 group.weight_decay,
                 self.config.eps,
-            )?;
+            );
+            if let Err(e) = stepped {
+                // The kernel failed before touching anything: take the counts back.
+                count(-1.0)?;
+                return Err(e);
+            }
         }
         Ok(())
     }
 
     fn set_lr(&mut self, lr: f64) {
-        if lr == self.lr {
+        if lr == self.lr && self.lr_error.is_none() {
             return;
         }
-        self.lr = lr;
-        for group in &mut self.groups {
-            // Filled on the device, outside any captured step; a failure surfaces at `step`.
-            if let Err(e) = group.lr.f_fill_(lr) {
-                self.lr_error = Some(e.to_string());
+        // Filled on the device, outside any captured step. A failure (only a broken device
+        // does that) surfaces at the next eager `step`; a replayed step then fails too.
+        let filled = self
+            .groups
+            .iter_mut()
+            .try_for_each(|g| g.lr.f_fill_(lr).map(drop));
+        match filled {
+            Ok(()) => {
+                self.lr = lr;
+                self.lr_error = None;
             }
+            Err(e) => self.lr_error = Some(e.to_string()),
         }
     }
 

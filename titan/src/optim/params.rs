@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
 use super::NO_DECAY_GROUP;
 use crate::model::Parameters;
@@ -44,6 +44,50 @@ pub(crate) fn collect(params: &Parameters<'_>) -> Result<Vec<Param>> {
             tensor,
         })
         .collect())
+}
+
+/// Parameters one fused kernel call updates together: one device, one dtype, one weight-decay
+/// setting.
+#[derive(Debug)]
+pub(crate) struct FusedGroup {
+    /// Indices into the parameter list.
+    pub members: Vec<usize>,
+    /// Whether they take weight decay.
+    pub decay: bool,
+    /// Their device.
+    pub device: Device,
+}
+
+/// Splits `params` into [`FusedGroup`]s, in order of first appearance.
+pub(crate) fn fused_groups(params: &[Param]) -> Vec<FusedGroup> {
+    let mut keys: Vec<(Device, Kind, bool)> = Vec::new();
+    let mut groups: Vec<FusedGroup> = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        let key = (p.tensor.device(), p.tensor.kind(), p.decay);
+        match keys.iter().position(|k| *k == key) {
+            Some(g) => groups[g].members.push(i),
+            None => {
+                keys.push(key);
+                groups.push(FusedGroup {
+                    members: vec![i],
+                    decay: p.decay,
+                    device: key.0,
+                });
+            }
+        }
+    }
+    groups
+}
+
+/// The gradients of `group`'s members that have one (like PyTorch, an optimizer leaves a
+/// parameter without a gradient alone), as (member position, gradient).
+pub(crate) fn live_grads(params: &[Param], members: &[usize]) -> Vec<(usize, Tensor)> {
+    members
+        .iter()
+        .enumerate()
+        .map(|(j, &i)| (j, params[i].tensor.grad()))
+        .filter(|(_, g)| g.defined())
+        .collect()
 }
 
 /// Zeroes the gradients of `params` in place (keeping their storage, so a captured step can

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::Optimizer;
-use super::params::{self, Param, SavedState};
+use super::params::{self, FusedGroup, Param, SavedState};
 use crate::model::Parameters;
 use crate::shim::{self, SgdStep};
 use crate::{Error, Result};
@@ -44,6 +44,10 @@ pub struct Sgd {
     params: Vec<Param>,
     /// Momentum buffers (none when momentum is 0).
     buffers: Vec<Tensor>,
+    groups: Vec<FusedGroup>,
+    /// Per group: whether its buffers hold momentum yet (the first step starts them from the
+    /// gradients).
+    started: Vec<bool>,
     steps: u64,
     config: SgdConfig,
     lr: f64,
@@ -79,7 +83,10 @@ impl Sgd {
         } else {
             Vec::new()
         };
+        let groups = params::fused_groups(&params);
         Ok(Self {
+            started: vec![false; groups.len()],
+            groups,
             params,
             buffers,
             steps: 0,
@@ -96,35 +103,37 @@ impl Optimizer for Sgd {
 
     fn step(&mut self) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        let first = self.steps == 0;
-        for decay in [true, false] {
-            let mut tensors = Vec::new();
-            let mut grads = Vec::new();
-            let mut buffers = Vec::new();
-            for (i, p) in self.params.iter().enumerate() {
-                let grad = p.tensor.grad();
-                // Like PyTorch, parameters without a gradient are left alone.
-                if p.decay == decay && grad.defined() {
-                    tensors.push(&p.tensor);
-                    grads.push(grad);
-                    if let Some(buffer) = self.buffers.get(i) {
-                        buffers.push(buffer);
-                    }
-                }
-            }
-            if tensors.is_empty() {
+        for (group, started) in self.groups.iter().zip(&mut self.started) {
+            let live = params::live_grads(&self.params, &group.members);
+            if live.is_empty() {
                 continue;
             }
-            let grads: Vec<&Tensor> = grads.iter().collect();
+            let tensors: Vec<&Tensor> = live
+                .iter()
+                .map(|(j, _)| &self.params[group.members[*j]].tensor)
+                .collect();
+            let grads: Vec<&Tensor> = live.iter().map(|(_, g)| g).collect();
+            let buffers: Vec<&Tensor> = if self.buffers.is_empty() {
+                Vec::new()
+            } else {
+                live.iter()
+                    .map(|(j, _)| &self.buffers[group.members[*j]])
+                    .collect()
+            };
             let step = SgdStep {
                 lr: self.lr,
                 momentum: self.config.momentum,
                 dampening: self.config.dampening,
-                weight_decay: if decay { self.config.weight_decay } else { 0.0 },
+                weight_decay: if group.decay {
+                    self.config.weight_decay
+                } else {
+                    0.0
+                },
                 nesterov: self.config.nesterov,
-                first,
+                first: !*started,
             };
             shim::fused_sgd(&tensors, &grads, &buffers, step)?;
+            *started = true;
         }
         self.steps += 1;
         Ok(())
@@ -161,6 +170,7 @@ impl Optimizer for Sgd {
         }
         saved.finish()?;
         self.steps = steps.f_int64_value(&[0])? as u64;
+        self.started = vec![self.steps > 0; self.groups.len()];
         Ok(())
     }
 }
