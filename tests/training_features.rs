@@ -681,3 +681,63 @@ fn cuda_graph_steps_train_like_eager_ones() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn adamw_leaves_a_parameter_without_gradient_alone_like_libtorch() -> Result<()> {
+    // Step 1 gives only `w` a gradient: `b` must neither move nor count the step (its bias
+    // correction starts at its own first step), as in libtorch's AdamW. Both decay, so they
+    // share one fused group and its step-count buffer.
+    let (w0, b0) = initial();
+    let both_decay = |w: &Tensor, b: &Tensor| {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _ = vs.root().var_copy("w", w);
+        let _ = vs.root().var_copy("b", b);
+        vs
+    };
+    let ours = both_decay(&w0, &b0);
+    let mut opt = AdamW::new(
+        titan::Parameters::new(&ours),
+        AdamWConfig {
+            lr: 0.01,
+            weight_decay: 0.3,
+            ..AdamWConfig::default()
+        },
+    )?;
+    let theirs = both_decay(&w0, &b0);
+    let mut lib = titan::tch::COptimizer::adamw(0.01, 0.9, 0.95, 0.3, 1e-8, false)?;
+    {
+        let vars = theirs.variables();
+        lib.add_parameters(&vars["w"], 0)?;
+        lib.add_parameters(&vars["b"], 0)?;
+    }
+    for step in 1..=3 {
+        let (gw, gb) = grads_for(step);
+        for vs in [&ours, &theirs] {
+            let vars = vs.variables();
+            let (w, b) = (&vars["w"], &vars["b"]);
+            for mut p in [w.shallow_clone(), b.shallow_clone()] {
+                p.zero_grad();
+            }
+            let mut loss = (w * &gw).sum(Kind::Float);
+            if step > 1 {
+                loss += (b * &gb).sum(Kind::Float);
+            }
+            loss.backward();
+        }
+        opt.step()?;
+        lib.step()?;
+        let ((w, b), (rw, rb)) = (weights(&ours), weights(&theirs));
+        assert!(
+            max_diff(&w, &rw)? < 1e-6 && max_diff(&b, &rb)? < 1e-6,
+            "step {step}"
+        );
+        if step == 1 {
+            assert_eq!(max_diff(&b, &b0)?, 0.0, "b moved without a gradient");
+        }
+    }
+    let state: std::collections::HashMap<String, Tensor> =
+        opt.state_tensors()?.into_iter().collect();
+    assert_eq!(state["w.step"].double_value(&[]), 3.0);
+    assert_eq!(state["b.step"].double_value(&[]), 2.0);
+    Ok(())
+}
