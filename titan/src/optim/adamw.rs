@@ -120,9 +120,9 @@ impl AdamW {
     }
 }
 
-/// Borrows every tensor of `list`.
-fn refs(list: &[Tensor]) -> Vec<&Tensor> {
-    list.iter().collect()
+/// The tensors of `list` at `indices`.
+fn pick<'t>(list: &'t [Tensor], indices: &[usize]) -> Vec<&'t Tensor> {
+    indices.iter().map(|&i| &list[i]).collect()
 }
 
 impl Optimizer for AdamW {
@@ -135,25 +135,18 @@ impl Optimizer for AdamW {
             return Err(Error::Training(format!("setting AdamW's rate: {why}")));
         }
         let _guard = tch::no_grad_guard();
-        for group in &mut self.groups {
+        for group in &self.groups {
             let live = params::live_grads(&self.params, &group.members);
             if live.is_empty() {
                 continue;
             }
-            let pick = |list: &'_ [Tensor]| -> Vec<Tensor> {
-                live.iter()
-                    .map(|(j, _)| list[group.members[*j]].shallow_clone())
-                    .collect()
-            };
-            let tensors: Vec<Tensor> = live
-                .iter()
-                .map(|(j, _)| self.params[group.members[*j]].tensor.shallow_clone())
-                .collect();
-            let grads: Vec<Tensor> = live.iter().map(|(_, g)| g.shallow_clone()).collect();
+            let members: Vec<usize> = live.iter().map(|(j, _)| group.members[*j]).collect();
+            let tensors: Vec<&Tensor> = members.iter().map(|&i| &self.params[i].tensor).collect();
+            let grads: Vec<&Tensor> = live.iter().map(|(_, g)| g).collect();
             let (m, v, s) = (
-                pick(&self.exp_avgs),
-                pick(&self.exp_avg_sqs),
-                pick(&self.steps),
+                pick(&self.exp_avgs, &members),
+                pick(&self.exp_avg_sqs, &members),
+                pick(&self.steps, &members),
             );
             // The kernel reads the incremented counts; only the stepped parameters count.
             let all = live.len() == group.members.len();
@@ -162,20 +155,19 @@ impl Optimizer for AdamW {
                     let _ = group.steps.shallow_clone().f_add_scalar_(by)?;
                 } else {
                     for step in &s {
-                        let _ = step.shallow_clone().f_add_scalar_(by)?;
+                        let _ = (*step).shallow_clone().f_add_scalar_(by)?;
                     }
                 }
                 Ok(())
             };
             count(1.0)?;
-            let (tr, gr, mr, vr, sr) = (refs(&tensors), refs(&grads), refs(&m), refs(&v), refs(&s));
             let stepped = shim::fused_adamw(
                 &AdamWLists {
-                    params: &tr,
-                    grads: &gr,
-                    exp_avgs: &mr,
-                    exp_avg_sqs: &vr,
-                    steps: &sr,
+                    params: &tensors,
+                    grads: &grads,
+                    exp_avgs: &m,
+                    exp_avg_sqs: &v,
+                    steps: &s,
                 },
                 &group.lr,
                 self.config.betas,
