@@ -45,11 +45,16 @@ fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
     Ok((a - b).abs().max().double_value(&[]))
 }
 
+/// `tests/fixtures/adafactor.safetensors` (from `make_adafactor_fixture.py`): weights and
+/// gradients of 4 `torch.optim.Adafactor` steps, by name.
+fn adafactor_fixture() -> Result<std::collections::HashMap<String, Tensor>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/adafactor.safetensors");
+    Ok(Tensor::read_safetensors(&path)?.into_iter().collect())
+}
+
 #[test]
 fn adafactor_matches_pytorch() -> Result<()> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/adafactor.safetensors");
-    let fixture: std::collections::HashMap<String, Tensor> =
-        Tensor::read_safetensors(&path)?.into_iter().collect();
+    let fixture = adafactor_fixture()?;
     let get = |name: &str| fixture.get(name).context(name.to_string());
     let vs = nn::VarStore::new(Device::Cpu);
     let w = vs.root().var_copy("w", get("w0")?);
@@ -84,9 +89,7 @@ fn adafactor_matches_pytorch() -> Result<()> {
 
 #[test]
 fn adafactor_state_saves_and_restores_mid_run() -> Result<()> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/adafactor.safetensors");
-    let fixture: std::collections::HashMap<String, Tensor> =
-        Tensor::read_safetensors(&path)?.into_iter().collect();
+    let fixture = adafactor_fixture()?;
     let get = |name: &str| fixture.get(name).context(name.to_string());
     let config = AdafactorConfig {
         weight_decay: 0.05,
