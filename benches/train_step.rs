@@ -2,10 +2,11 @@
 //! the real batch 32 × 512 when a GPU is there (timings synchronize the device; fp32 and bf16,
 //! eager and as one captured CUDA graph); the forward pass alone; and, in the same run,
 //! PyTorch doing the same step on the same libtorch (`benches/baseline/torch_step.py`, Hugging
-//! Face `LlamaForCausalLM`: eager, and `torch.compile` on CUDA), with the ratios.
+//! Face `LlamaForCausalLM`: eager, and `torch.compile` on CUDA; on CPU also with MKL's vendor
+//! check answered as titan answers it, `benches/baseline/mkl_vendor.c`), with the ratios.
 //! The baseline needs `bash benches/baseline/setup.sh` once (transformers into `.bench/site`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -170,14 +171,36 @@ fn titan_step_s(device: Device, batch: i64, steps: usize, variant: Variant) -> t
     Ok(times[times.len() / 2])
 }
 
-/// PyTorch's median seconds per step from the baseline script (`mode` eager or compile), or why
-/// it did not run.
+/// `benches/baseline/mkl_vendor.c` compiled with `cc` into a library for `LD_PRELOAD`.
+fn mkl_vendor_preload() -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("target/bench-baseline");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let lib = dir.join("libmkl_vendor.so");
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&lib)
+        .arg(root.join("benches/baseline/mkl_vendor.c"))
+        .output()
+        .map_err(|e| format!("cc: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cc: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(lib)
+}
+
+/// PyTorch's median seconds per step from the baseline script (`mode` eager or compile), with
+/// `preload` in `LD_PRELOAD` when given, or why it did not run.
 fn pytorch_step_s(
     device: Device,
     batch: i64,
     steps: usize,
     bf16: bool,
     mode: &str,
+    preload: Option<&Path>,
 ) -> Result<f64, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = root.join("target/bench-baseline");
@@ -194,7 +217,11 @@ fn pytorch_step_s(
         root.join(".libtorch/site").display(),
         root.join(".bench/site").display()
     );
-    let out = Command::new("python3")
+    let mut python = Command::new("python3");
+    if let Some(lib) = preload {
+        python.env("LD_PRELOAD", lib);
+    }
+    let out = python
         .arg(root.join("benches/baseline/torch_step.py"))
         .args([
             config.display().to_string(),
@@ -273,7 +300,44 @@ fn ratio(a: &Result<f64, String>, b: &Result<f64, String>) -> String {
     }
 }
 
-/// Times titan and PyTorch on the same work in this run and prints a Markdown table: per
+/// Times titan and PyTorch on the CPU in this run and prints a Markdown table: PyTorch as it
+/// comes, and PyTorch with the same answer to MKL's vendor check that titan gives (which only
+/// changes anything on non-Intel CPUs), with titan's step time over each.
+fn compare_cpu(batch: i64) {
+    let steps = 5;
+    eprintln!(
+        "baseline: tiny_llama Cpu {batch}x{SEQ}, {} threads, {steps} timed steps (median); titan's MKL vendor check off: {}",
+        titan::tch::get_num_threads(),
+        titan::shim::mkl_vendor_check_off()
+    );
+    let titan = titan_step_s(Device::Cpu, batch, steps, Variant::EAGER).map_err(|e| e.to_string());
+    let torch = pytorch_step_s(Device::Cpu, batch, steps, false, "eager", None);
+    let torch_fixed = mkl_vendor_preload()
+        .and_then(|lib| pytorch_step_s(Device::Cpu, batch, steps, false, "eager", Some(&lib)));
+    for (what, result) in [
+        ("titan", &titan),
+        ("PyTorch eager", &torch),
+        ("PyTorch eager, MKL vendor check off", &torch_fixed),
+    ] {
+        if let Err(why) = result {
+            eprintln!("baseline: {what} not run: {why}");
+        }
+    }
+    eprintln!(
+        "| titan | PyTorch eager | PyTorch eager, MKL vendor check off | titan / PyTorch eager | titan / PyTorch, MKL vendor check off |"
+    );
+    eprintln!("|---|---|---|---|---|");
+    eprintln!(
+        "| {} | {} | {} | {} | {} |",
+        ms(&titan),
+        ms(&torch),
+        ms(&torch_fixed),
+        ratio(&titan, &torch),
+        ratio(&titan, &torch_fixed)
+    );
+}
+
+/// Times titan and PyTorch on CUDA in this run and prints a Markdown table: per
 /// precision, titan eager and (CUDA) as a CUDA graph, PyTorch eager and (CUDA) `torch.compile`,
 /// and titan's step time over PyTorch's (below 1: titan is faster).
 fn compare(device: Device, batch: i64) {
@@ -309,9 +373,9 @@ fn compare(device: Device, batch: i64) {
         } else {
             not("TITAN_BENCH_GRAPH=0")
         };
-        let torch = pytorch_step_s(device, batch, steps, bf16, "eager");
+        let torch = pytorch_step_s(device, batch, steps, bf16, "eager", None);
         let compiled = if cuda {
-            pytorch_step_s(device, batch, steps, bf16, "compile")
+            pytorch_step_s(device, batch, steps, bf16, "compile", None)
         } else {
             not("CPU")
         };
@@ -350,7 +414,7 @@ fn train_step(c: &mut Criterion) {
     let devices = std::env::var("TITAN_BENCH_DEVICES").unwrap_or_else(|_| "cpu,cuda".into());
     if devices.contains("cpu") {
         bench_device(c, Device::Cpu, 8);
-        compare(Device::Cpu, 8);
+        compare_cpu(8);
     }
     if devices.contains("cuda") && titan::tch::Cuda::is_available() {
         bench_device(c, Device::Cuda(0), 32);

@@ -2,7 +2,8 @@
 //! whose manifest points here): an rpath to the project-local libtorch so binaries run without
 //! `LD_LIBRARY_PATH`, and `libtorch_cuda.so` kept in `NEEDED` so CUDA works when a GPU is there.
 //! For `titan` itself it also compiles `csrc/shim.cpp`, the few libtorch functions tch does not
-//! expose (fused optimizers, allocator statistics, CUDA graphs), against the same headers.
+//! expose (fused optimizers, allocator statistics, CUDA graphs), and `csrc/fused_cpu.cpp`, fused
+//! CPU kernels for the Llama block, against the same headers.
 //! Link flags live here rather than in `RUSTFLAGS`, which would rebuild all of tch.
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,9 @@ fn main() {
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
+    // The shim's replacement for MKL's vendor check (see csrc/shim.cpp) must be in the
+    // executable's dynamic symbol table to take the place of libtorch_cpu.so's own.
+    println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol=mkl_serv_intel_cpu_true");
     if is_titan {
         shim(&libtorch, &lib);
     }
@@ -39,13 +43,23 @@ fn main() {
 /// PyPI install carries them) and libtorch has its CUDA libraries.
 fn shim(libtorch: &Path, lib: &Path) {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/fused_cpu.cpp");
     let include = libtorch.join("include");
     let mut build = cc::Build::new();
     build
         .cpp(true)
         .std("c++17")
         .file("csrc/shim.cpp")
+        .file("csrc/fused_cpu.cpp")
         .include(&include)
+        // `at::parallel_for` is inline OpenMP: compiled with it, and linked against libtorch's
+        // own libgomp (below), the fused kernels share libtorch's thread pool.
+        .flag("-fopenmp")
+        // As libtorch itself is built: lets the kernels' clamps and selects vectorize (neither
+        // flag changes a result); -O3 vectorizes the loops in every profile.
+        .flag("-fno-math-errno")
+        .flag("-fno-trapping-math")
+        .opt_level(3)
         // As torch-sys builds its own bindings: the new C++ ABI unless told otherwise.
         .define(
             "_GLIBCXX_USE_CXX11_ABI",
@@ -64,6 +78,12 @@ fn shim(libtorch: &Path, lib: &Path) {
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
+    // libtorch's bundled OpenMP runtime, by file name (there is no `libgomp.so` beside it).
+    if lib.join("libgomp.so.1").exists() {
+        println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
+    } else {
+        println!("cargo:rustc-link-lib=dylib=gomp");
+    }
     if cuda.is_some() {
         println!("cargo:rustc-link-lib=dylib=c10_cuda");
         println!("cargo:rustc-link-lib=dylib=torch_cuda");

@@ -1,6 +1,7 @@
 //! titan's C++ shim (`csrc/shim.cpp`, compiled by `build.rs` against libtorch's own headers):
 //! the libtorch functions tch does not expose — fused AdamW and SGD, the device allocator's
-//! memory statistics and CUDA graphs — wrapped so each returns `titan::Result`.
+//! memory statistics and CUDA graphs — and titan's fused CPU kernels (`csrc/fused_cpu.cpp`),
+//! wrapped so each returns `titan::Result`.
 #![allow(unsafe_code)] // The one place titan calls C++; each call states why it is sound.
 
 use std::ffi::{CStr, c_char, c_void};
@@ -52,6 +53,39 @@ unsafe extern "C" {
     -> i32;
     fn titan_empty_cache(device_type: i8, err: *mut c_char, err_len: usize) -> i32;
     fn titan_has_cuda_graphs() -> bool;
+    fn titan_mkl_vendor_check_off() -> i32;
+    fn titan_fused_rms_norm(
+        x: *const c_void,
+        weight: *const c_void,
+        eps: f64,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_fused_rotary(
+        x: *const c_void,
+        cos: *const c_void,
+        sin: *const c_void,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_fused_swiglu(
+        gate: *const c_void,
+        up: *const c_void,
+        out: *mut *mut c_void,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+}
+
+/// Whether MKL picks its CPU kernels by instruction set alone in this process: titan's shim
+/// replaces MKL's Intel-only vendor check, so AMD CPUs get the AVX2 kernels Intel CPUs get
+/// (`TITAN_MKL_VENDOR_CHECK=1` keeps MKL's check). False where the executable does not export
+/// the replacement.
+pub fn mkl_vendor_check_off() -> bool {
+    // SAFETY: takes no arguments; only looks up a symbol and reads an environment variable.
+    unsafe { titan_mkl_vendor_check_off() == 1 }
 }
 
 /// Runs one shim call with an error buffer and turns a failure into [`Error::Torch`] with
@@ -156,6 +190,67 @@ pub fn fused_adamw(
                 len,
             )
         }
+    })
+}
+
+/// Runs a shim call that creates one tensor and takes ownership of it.
+fn new_tensor(
+    what: &str,
+    f: impl FnOnce(*mut *mut c_void, *mut c_char, usize) -> i32,
+) -> Result<Tensor> {
+    let mut out: *mut c_void = std::ptr::null_mut();
+    call(what, |err, len| f(&mut out, err, len))?;
+    if out.is_null() {
+        return Err(Error::Torch(tch::TchError::Torch(format!(
+            "{what}: no tensor returned"
+        ))));
+    }
+    // SAFETY: on success the shim stores a `new at::Tensor`, which the returned `Tensor` now
+    // owns and frees, as tch does with the tensors its own calls return.
+    Ok(unsafe { Tensor::from_ptr(out.cast()) })
+}
+
+/// Fused RMSNorm (`csrc/fused_cpu.cpp`) of an f32 CPU tensor over its last dimension:
+/// `x * rsqrt(mean(x²) + eps) * weight`, differentiable in `x` and `weight`.
+pub fn fused_rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    new_tensor("fused RMSNorm", |out, err, len| {
+        // SAFETY: live `at::Tensor*` handles borrowed for the call; `out` is written on success.
+        unsafe {
+            titan_fused_rms_norm(
+                x.as_ptr().cast(),
+                weight.as_ptr().cast(),
+                eps,
+                out,
+                err,
+                len,
+            )
+        }
+    })
+}
+
+/// Fused rotary embedding (Hugging Face's half rotation) of an f32 CPU `x` (batch, heads, seq,
+/// head_dim) with `cos` and `sin` tables (seq, head_dim); differentiable in `x`.
+pub fn fused_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    new_tensor("fused rotary embedding", |out, err, len| {
+        // SAFETY: live `at::Tensor*` handles borrowed for the call; `out` is written on success.
+        unsafe {
+            titan_fused_rotary(
+                x.as_ptr().cast(),
+                cos.as_ptr().cast(),
+                sin.as_ptr().cast(),
+                out,
+                err,
+                len,
+            )
+        }
+    })
+}
+
+/// Fused SwiGLU gate `silu(gate) * up` of same-shaped f32 CPU tensors, differentiable in both.
+pub fn fused_swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    new_tensor("fused SwiGLU", |out, err, len| {
+        // SAFETY: live `at::Tensor*` handles borrowed for the call; `out` is written on success.
+        unsafe { titan_fused_swiglu(gate.as_ptr().cast(), up.as_ptr().cast(), out, err, len) }
     })
 }
 
@@ -464,5 +559,17 @@ mod graph {
         pub fn replay(&mut self) -> Result<()> {
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The executable exports the shim's answer to MKL's vendor check, so libtorch's MKL
+    /// resolves to it (fails if the `--export-dynamic-symbol` link argument is lost).
+    #[test]
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn mkl_vendor_check_resolves_to_the_shim() {
+        let kept = std::env::var("TITAN_MKL_VENDOR_CHECK").as_deref() == Ok("1");
+        assert_eq!(super::mkl_vendor_check_off(), !kept);
     }
 }

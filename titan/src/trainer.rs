@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::data::{Batch, Dataloader};
 use crate::experiment::{FitsModelInput, Parts, SameLabels, SameOptimizer, wire};
@@ -176,10 +176,21 @@ impl Trainer {
         let cfg = self.config.clone();
         if self.progress {
             let count: i64 = parts.params.iter().map(|(_, p)| p.numel() as i64).sum();
+            let on = match parts.device {
+                Device::Cpu => format!(
+                    "Cpu ({} threads; MKL {})",
+                    tch::get_num_threads(),
+                    if crate::shim::mkl_vendor_check_off() {
+                        "kernels by instruction set"
+                    } else {
+                        "vendor check on"
+                    }
+                ),
+                device => format!("{device:?}"),
+            };
             eprintln!(
-                "training {:.2}M parameters on {:?} for {} steps",
+                "training {:.2}M parameters on {on} for {} steps",
                 count as f64 / 1e6,
-                parts.device,
                 cfg.steps
             );
         }

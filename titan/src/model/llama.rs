@@ -11,6 +11,7 @@ use tch::{Device, Kind, Tensor, nn};
 use super::{Model, Parameters};
 use crate::data::TokenIds;
 use crate::optim::NO_DECAY_GROUP;
+use crate::shim;
 use crate::{Error, Result};
 
 /// The architecture's hyper-parameters, with Hugging Face's `config.json` field names.
@@ -145,6 +146,11 @@ fn normal(stdev: f64) -> nn::Init {
     nn::Init::Randn { mean: 0.0, stdev }
 }
 
+/// Whether titan's fused CPU kernels (`shim::fused_*`) take `xs`: f32 on the CPU, when enabled.
+fn fused_for(xs: &Tensor, fused: bool) -> bool {
+    fused && xs.device() == Device::Cpu && xs.kind() == Kind::Float
+}
+
 /// Root-mean-square normalisation (Zhang & Sennrich 2019), computed in f32.
 #[derive(Debug)]
 struct RmsNorm {
@@ -161,7 +167,10 @@ impl RmsNorm {
         Ok(Self { weight, eps })
     }
 
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor, fused: bool) -> Result<Tensor> {
+        if fused_for(xs, fused) && self.weight.kind() == Kind::Float {
+            return shim::fused_rms_norm(xs, &self.weight, self.eps);
+        }
         let kind = xs.kind();
         let xs32 = xs.f_to_kind(Kind::Float)?;
         let variance = xs32
@@ -202,9 +211,12 @@ impl Rotary {
     }
 
     /// Rotates `xs` of shape (b, heads, t, head_dim) by its positions 0..t.
-    fn apply(&self, xs: &Tensor, seq_len: i64) -> Result<Tensor> {
+    fn apply(&self, xs: &Tensor, seq_len: i64, fused: bool) -> Result<Tensor> {
         let cos = self.cos.f_narrow(0, 0, seq_len)?.f_to_kind(xs.kind())?;
         let sin = self.sin.f_narrow(0, 0, seq_len)?.f_to_kind(xs.kind())?;
+        if fused_for(xs, fused) {
+            return shim::fused_rotary(xs, &cos, &sin);
+        }
         let half = xs.size().last().copied().unwrap_or(0) / 2;
         let x1 = xs.f_narrow(-1, 0, half)?;
         let x2 = xs.f_narrow(-1, half, half)?;
@@ -240,7 +252,7 @@ impl Attention {
         })
     }
 
-    fn forward(&self, xs: &Tensor, rotary: &Rotary) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor, rotary: &Rotary, fused: bool) -> Result<Tensor> {
         let (b, t, c) = xs.size3()?; // (b, t, c)
         let heads = |ys: Tensor, n: i64| -> Result<Tensor> {
             Ok(ys.f_view([b, t, n, self.head_dim])?.f_transpose(1, 2)?) // (b, n, t, hd)
@@ -248,8 +260,8 @@ impl Attention {
         let q = heads(self.q_proj.forward(xs)?, self.num_heads)?;
         let k = heads(self.k_proj.forward(xs)?, self.num_kv_heads)?;
         let v = heads(self.v_proj.forward(xs)?, self.num_kv_heads)?;
-        let q = rotary.apply(&q, t)?;
-        let k = rotary.apply(&k, t)?;
+        let q = rotary.apply(&q, t, fused)?;
+        let k = rotary.apply(&k, t, fused)?;
         let gqa = self.num_kv_heads != self.num_heads;
         let ys = Tensor::f_scaled_dot_product_attention::<Tensor>(
             &q, &k, &v, None, 0.0, true, None, gqa,
@@ -281,10 +293,15 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gate = self.gate_proj.forward(xs)?.f_silu()?;
-        self.down_proj
-            .forward(&gate.f_mul(&self.up_proj.forward(xs)?)?)
+    fn forward(&self, xs: &Tensor, fused: bool) -> Result<Tensor> {
+        let gate = self.gate_proj.forward(xs)?;
+        let up = self.up_proj.forward(xs)?;
+        let hidden = if fused_for(&gate, fused) {
+            shim::fused_swiglu(&gate, &up)?
+        } else {
+            gate.f_silu()?.f_mul(&up)?
+        };
+        self.down_proj.forward(&hidden)
     }
 }
 
@@ -308,14 +325,14 @@ impl Block {
         })
     }
 
-    fn forward(&self, xs: &Tensor, rotary: &Rotary) -> Result<Tensor> {
-        let attn = self
-            .self_attn
-            .forward(&self.input_layernorm.forward(xs)?, rotary)?;
+    fn forward(&self, xs: &Tensor, rotary: &Rotary, fused: bool) -> Result<Tensor> {
+        let attn =
+            self.self_attn
+                .forward(&self.input_layernorm.forward(xs, fused)?, rotary, fused)?;
         let xs = xs.f_add(&attn)?;
         let mlp = self
             .mlp
-            .forward(&self.post_attention_layernorm.forward(&xs)?)?;
+            .forward(&self.post_attention_layernorm.forward(&xs, fused)?, fused)?;
         Ok(xs.f_add(&mlp)?)
     }
 }
@@ -332,6 +349,7 @@ pub struct Llama {
     rotary: Rotary,
     compute: Kind,
     checkpoint: bool,
+    fused: bool,
 }
 
 impl Llama {
@@ -371,6 +389,7 @@ impl Llama {
             rotary,
             compute: Kind::Float,
             checkpoint: false,
+            fused: true,
         })
     }
 
@@ -379,6 +398,15 @@ impl Llama {
     /// memory for one more forward pass of the blocks.
     pub fn with_activation_checkpointing(mut self, on: bool) -> Self {
         self.checkpoint = on;
+        self
+    }
+
+    /// With `on` (the default), f32 work on the CPU runs titan's fused kernels for RMSNorm, the
+    /// rotary embedding and the SwiGLU gate (`csrc/fused_cpu.cpp`: one pass over memory where
+    /// libtorch's composite ops take several); off, or on other devices and precisions, the
+    /// composite ops Hugging Face's model uses.
+    pub fn with_fused_cpu_kernels(mut self, on: bool) -> Self {
+        self.fused = on;
         self
     }
 
@@ -395,7 +423,7 @@ impl Llama {
 
     /// Final norm and output projection.
     fn head(&self, xs: &Tensor) -> Result<Tensor> {
-        let xs = self.norm.forward(xs)?;
+        let xs = self.norm.forward(xs, self.fused)?;
         Ok(xs.f_linear::<Tensor>(&self.lm_head.f_to_kind(xs.kind())?, None)?)
     }
 
@@ -413,7 +441,7 @@ impl Llama {
             let _no_grad = tch::no_grad_guard();
             let mut xs = self.embed(input_ids)?;
             for layer in &self.layers {
-                let next = layer.forward(&xs, &self.rotary)?;
+                let next = layer.forward(&xs, &self.rotary, self.fused)?;
                 inputs.push(xs);
                 xs = next;
             }
@@ -430,7 +458,7 @@ impl Llama {
             } else {
                 inputs[i].f_detach()?.f_requires_grad_(true)?
             };
-            let ys = layer.forward(&xs, &self.rotary)?;
+            let ys = layer.forward(&xs, &self.rotary, self.fused)?;
             // Backward of <ys, grad> is the vector-Jacobian product with the incoming gradient.
             ys.f_mul(&grad)?.f_sum(Kind::Float)?.f_backward()?;
             if i > 0 {
@@ -481,7 +509,7 @@ impl Llama {
         self.check_len(input_ids)?;
         let mut xs = self.embed(input_ids)?;
         for layer in &self.layers {
-            xs = layer.forward(&xs, &self.rotary)?;
+            xs = layer.forward(&xs, &self.rotary, self.fused)?;
         }
         self.head(&xs)
     }
@@ -557,5 +585,160 @@ impl LlamaConfig {
             max_position_embeddings: self.max_position_embeddings.max(tokenizer.max_len() as i64),
             ..self.clone()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
+
+    /// Largest |a - b| relative to the largest |b| (so the scale of the values does not matter).
+    fn rel_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+        let diff = a.f_sub(b)?.f_abs()?.f_max()?.f_double_value(&[])?;
+        let scale = b.f_abs()?.f_max()?.f_double_value(&[])?;
+        Ok(diff / scale.max(1e-12))
+    }
+
+    /// An output and the gradients of `inputs`, back-propagating `probe` from the output.
+    type Traced = (Tensor, Vec<Tensor>);
+
+    fn trace(
+        inputs: &[&Tensor],
+        probe: &Tensor,
+        f: impl Fn(&[Tensor]) -> Result<Tensor>,
+    ) -> Result<Traced> {
+        let leaves = inputs
+            .iter()
+            .map(|t| t.f_detach()?.f_requires_grad_(true))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let out = f(&leaves)?;
+        out.f_mul(probe)?.f_sum(Kind::Float)?.f_backward()?;
+        let grads = leaves
+            .iter()
+            .map(Tensor::f_grad)
+            .collect::<std::result::Result<_, _>>()?;
+        Ok((out.f_detach()?, grads))
+    }
+
+    fn assert_close(what: &str, fused: &Traced, composite: &Traced) -> Result<()> {
+        let d = rel_diff(&fused.0, &composite.0)?;
+        assert!(d < 1e-5, "{what}: output differs by {d:e}");
+        for (i, (f, c)) in fused.1.iter().zip(&composite.1).enumerate() {
+            let d = rel_diff(f, c)?;
+            assert!(d < 1e-5, "{what}: gradient of input {i} differs by {d:e}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_rms_norm_matches_composite() -> Result<()> {
+        tch::manual_seed(1);
+        let weight = Tensor::f_randn([96], CPU)?.f_add_scalar(1.0)?;
+        let xs = Tensor::f_randn([3, 37, 96], CPU)?.f_mul_scalar(3.0)?;
+        let probe = Tensor::f_randn([3, 37, 96], CPU)?;
+        let run = |fused: bool| {
+            trace(&[&xs, &weight], &probe, |t| {
+                let norm = RmsNorm {
+                    weight: t[1].shallow_clone(),
+                    eps: 1e-6,
+                };
+                norm.forward(&t[0], fused)
+            })
+        };
+        assert_close("RMSNorm", &run(true)?, &run(false)?)
+    }
+
+    #[test]
+    fn fused_rotary_matches_composite_on_a_transposed_view() -> Result<()> {
+        tch::manual_seed(2);
+        let cfg = LlamaConfig {
+            hidden_size: 64,
+            num_attention_heads: 2,
+            max_position_embeddings: 40,
+            ..LlamaConfig::tiny()
+        };
+        let rotary = Rotary::new(&cfg, Device::Cpu)?;
+        // As attention makes it: (b, t, heads, hd) transposed to (b, heads, t, hd).
+        let xs = Tensor::f_randn([2, 33, 2, 32], CPU)?.f_transpose(1, 2)?;
+        let probe = Tensor::f_randn([2, 2, 33, 32], CPU)?;
+        let run = |fused: bool| trace(&[&xs], &probe, |t| rotary.apply(&t[0], 33, fused));
+        assert_close("rotary", &run(true)?, &run(false)?)
+    }
+
+    #[test]
+    fn fused_swiglu_matches_composite_over_the_whole_sigmoid_range() -> Result<()> {
+        tch::manual_seed(3);
+        // Gates from -100 to 100 cover both saturated ends of the sigmoid.
+        let gate = Tensor::f_linspace(-100.0, 100.0, 3999, CPU)?.f_view([3, 1, 1333])?;
+        let up = Tensor::f_randn([3, 1, 1333], CPU)?;
+        let probe = Tensor::f_randn([3, 1, 1333], CPU)?;
+        let run = |fused: bool| {
+            trace(&[&gate, &up], &probe, |t| {
+                if fused {
+                    shim::fused_swiglu(&t[0], &t[1])
+                } else {
+                    Ok(t[0].f_silu()?.f_mul(&t[1])?)
+                }
+            })
+        };
+        assert_close("SwiGLU", &run(true)?, &run(false)?)
+    }
+
+    #[test]
+    fn fused_model_matches_composite_model() -> Result<()> {
+        let cfg = LlamaConfig {
+            vocab_size: 50,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            max_position_embeddings: 16,
+            ..LlamaConfig::tiny()
+        };
+        let ids = Tensor::f_randint(50, [2, 16], (Kind::Int64, Device::Cpu))?;
+        // One model for both runs: tests run in parallel, so a second seeded build could differ.
+        let mut model = Some(Llama::new(cfg, Device::Cpu)?);
+        let mut run = |fused: bool| -> Result<Traced> {
+            let m = model
+                .take()
+                .ok_or_else(|| Error::Mismatch("no model".into()))?
+                .with_fused_cpu_kernels(fused);
+            let logits = m.logits(&ids)?;
+            logits
+                .f_logsumexp([-1], false)?
+                .f_mean(Kind::Float)?
+                .f_backward()?;
+            let mut grads = Vec::new();
+            for (_, p) in m.parameters().named() {
+                let mut g = p.f_grad()?;
+                grads.push(g.f_detach_copy()?);
+                let _zeroed = g.f_zero_()?;
+            }
+            model = Some(m);
+            Ok((logits.f_detach()?, grads))
+        };
+        let fused = run(true)?;
+        assert_close("Llama", &fused, &run(false)?)
+    }
+
+    #[test]
+    fn fused_kernels_refuse_what_they_do_not_handle() -> Result<()> {
+        let half = Tensor::f_ones([2, 4], (Kind::Half, Device::Cpu))?;
+        let err = shim::fused_swiglu(&half, &half)
+            .expect_err("f16")
+            .to_string();
+        assert!(err.contains("float32"), "{err}");
+        let x = Tensor::f_ones([2, 4], CPU)?;
+        let err = shim::fused_rotary(&x, &x, &x).expect_err("2-d").to_string();
+        assert!(err.contains("(batch, heads, seq, head_dim)"), "{err}");
+        let w = Tensor::f_ones([3], CPU)?;
+        let err = shim::fused_rms_norm(&x, &w, 1e-6)
+            .expect_err("width")
+            .to_string();
+        assert!(err.contains("3 elements for width 4"), "{err}");
+        Ok(())
     }
 }
