@@ -31,9 +31,14 @@ fn main() {
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
-    // The shim's replacement for MKL's vendor check (see csrc/shim.cpp) must be in the
-    // executable's dynamic symbol table to take the place of libtorch_cpu.so's own.
-    println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol=mkl_serv_intel_cpu_true");
+    // The shim's replacement for MKL's vendor check (see csrc/shim.cpp) must be linked in
+    // (`--undefined`, even where nothing else pulls the shim's object) and in the executable's
+    // dynamic symbol table to take the place of libtorch_cpu.so's own. GNU/ELF linkers only.
+    let target = |key: &str| std::env::var(key).unwrap_or_default();
+    if target("CARGO_CFG_TARGET_OS") == "linux" && target("CARGO_CFG_TARGET_ARCH") == "x86_64" {
+        println!("cargo:rustc-link-arg=-Wl,--undefined=mkl_serv_intel_cpu_true");
+        println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol=mkl_serv_intel_cpu_true");
+    }
     if is_titan {
         shim(&libtorch, &lib);
     }

@@ -45,6 +45,13 @@ int guarded(char* err, size_t err_len, F&& body) {
 // Rows per task: about 32K elements, so small tensors stay on one thread.
 int64_t grain(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(width, 1)); }
 
+// The kernels' backward passes are not themselves differentiable: refuse a double backward
+// (`create_graph`) rather than return gradients without a graph.
+void check_once_differentiable(const char* name) {
+  TORCH_CHECK(!at::GradMode::is_enabled(), name,
+              " is differentiable once: its backward cannot build a graph (create_graph)");
+}
+
 void check_f32_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU, got ", t.device());
   TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32, got ", t.scalar_type());
@@ -94,23 +101,25 @@ struct RmsNorm : torch::autograd::Function<RmsNorm> {
 
   // dx = r * w * dy - x * r^3 / d * sum(dy * w * x);  dw = sum over rows of dy * x * r.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_once_differentiable("fused RMSNorm");
     auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &w = saved[1], &rstd = saved[2];
     auto dy = grads[0].contiguous();
     const int64_t d = x.size(-1);
     const int64_t rows = d == 0 ? 0 : x.numel() / d;
     auto dx = at::empty_like(x);
-    // One partial sum of dw per thread, added up at the end.
+    // One partial sum of dw per thread (in f64: a thread may add thousands of rows), added up
+    // at the end.
     const int64_t threads = at::get_num_threads();
-    auto partial = at::zeros({threads, d}, x.options());
+    auto partial = at::zeros({threads, d}, x.options().dtype(at::kDouble));
     const float* xp = x.const_data_ptr<float>();
     const float* wp = w.const_data_ptr<float>();
     const float* rp = rstd.const_data_ptr<float>();
     const float* gp = dy.const_data_ptr<float>();
     float* dxp = dx.mutable_data_ptr<float>();
-    float* pp = partial.mutable_data_ptr<float>();
+    double* pp = partial.mutable_data_ptr<double>();
     at::parallel_for(0, rows, grain(d), [&](int64_t begin, int64_t end) {
-      float* acc = pp + std::min<int64_t>(at::get_thread_num(), threads - 1) * d;
+      double* acc = pp + std::min<int64_t>(at::get_thread_num(), threads - 1) * d;
       std::vector<float> gw(d);
       for (int64_t r = begin; r < end; ++r) {
         const float* xr = xp + r * d;
@@ -125,7 +134,7 @@ struct RmsNorm : torch::autograd::Function<RmsNorm> {
         }
       }
     });
-    return {dx, partial.sum(0).view_as(w), at::Tensor()};
+    return {dx, partial.sum(0).to(at::kFloat).view_as(w), at::Tensor()};
   }
 };
 
@@ -166,7 +175,8 @@ struct Rotary : torch::autograd::Function<Rotary> {
                             const at::Tensor& sin) {
     TORCH_CHECK(input.dim() == 4, "rotary input must be (batch, heads, seq, head_dim), got ",
                 input.sizes());
-    TORCH_CHECK(input.size(3) % 2 == 0, "rotary head_dim must be even, got ", input.size(3));
+    TORCH_CHECK(input.size(3) > 0 && input.size(3) % 2 == 0,
+                "rotary head_dim must be even and positive, got ", input.size(3));
     auto c = cos.contiguous();
     auto s = sin.contiguous();
     TORCH_CHECK(c.dim() == 2 && c.size(0) == input.size(2) && c.size(1) == input.size(3) &&
@@ -178,6 +188,7 @@ struct Rotary : torch::autograd::Function<Rotary> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_once_differentiable("fused rotary embedding");
     auto saved = ctx->get_saved_variables();
     return {rotate(grads[0].contiguous(), saved[0], saved[1], true), at::Tensor(), at::Tensor()};
   }
@@ -245,6 +256,7 @@ struct SwiGlu : torch::autograd::Function<SwiGlu> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_once_differentiable("fused SwiGLU");
     auto saved = ctx->get_saved_variables();
     const auto &g = saved[0], &u = saved[1];
     auto dh = grads[0].contiguous();

@@ -143,13 +143,15 @@ __attribute__((visibility("default"), used)) int mkl_serv_intel_cpu_true() {
   return answer;
 }
 
-// 1 when MKL's vendor check resolves to the definition above (the executable exports it and
-// MKL dispatches on instruction sets), 0 when it resolves elsewhere or TITAN_MKL_VENDOR_CHECK=1.
+// 1 when libtorch carries MKL's own vendor check (found after the executable) and the global
+// lookup resolves the check to the definition above, so MKL dispatches on instruction sets;
+// 0 without MKL, when the executable does not export it, or with TITAN_MKL_VENDOR_CHECK=1.
 int titan_mkl_vendor_check_off() {
-  auto resolved = dlsym(RTLD_DEFAULT, "mkl_serv_intel_cpu_true");
   const char* keep = std::getenv("TITAN_MKL_VENDOR_CHECK");
-  bool kept = keep != nullptr && std::strcmp(keep, "1") == 0;
-  return resolved == reinterpret_cast<void*>(&mkl_serv_intel_cpu_true) && !kept ? 1 : 0;
+  if (keep != nullptr && std::strcmp(keep, "1") == 0) return 0;
+  if (dlsym(RTLD_NEXT, "mkl_serv_intel_cpu_true") == nullptr) return 0;
+  auto resolved = dlsym(RTLD_DEFAULT, "mkl_serv_intel_cpu_true");
+  return resolved == reinterpret_cast<void*>(&mkl_serv_intel_cpu_true) ? 1 : 0;
 }
 
 #ifdef TITAN_CUDA
