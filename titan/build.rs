@@ -49,6 +49,7 @@ fn main() {
 fn shim(libtorch: &Path, lib: &Path) {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
     println!("cargo:rerun-if-changed=csrc/fused_cpu.cpp");
+    println!("cargo:rerun-if-changed=csrc/guarded.h");
     let include = libtorch.join("include");
     let mut build = cc::Build::new();
     build

@@ -15,32 +15,14 @@
 #include <exception>
 #include <vector>
 
+#include "guarded.h"
+
 namespace {
+
+using titan::guarded;
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-int fail(const char* what, char* err, size_t err_len) {
-  if (err != nullptr && err_len > 0) {
-    std::strncpy(err, what, err_len - 1);
-    err[err_len - 1] = '\0';
-  }
-  return 1;
-}
-
-template <typename F>
-int guarded(char* err, size_t err_len, F&& body) {
-  try {
-    body();
-    return 0;
-  } catch (const c10::Error& e) {
-    return fail(e.what_without_backtrace(), err, err_len);
-  } catch (const std::exception& e) {
-    return fail(e.what(), err, err_len);
-  } catch (...) {
-    return fail("unknown C++ exception", err, err_len);
-  }
-}
 
 // Rows per task: about 32K elements, so small tensors stay on one thread.
 int64_t grain(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(width, 1)); }

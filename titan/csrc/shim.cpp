@@ -23,35 +23,17 @@
 #include <optional>
 #include <vector>
 
+#include "guarded.h"
+
 namespace {
 
-int fail(const char* what, char* err, size_t err_len) {
-  if (err != nullptr && err_len > 0) {
-    std::strncpy(err, what, err_len - 1);
-    err[err_len - 1] = '\0';
-  }
-  return 1;
-}
+using titan::guarded;
 
 std::vector<at::Tensor> list(at::Tensor* const* tensors, size_t n) {
   std::vector<at::Tensor> out;
   out.reserve(n);
   for (size_t i = 0; i < n; ++i) out.push_back(*tensors[i]);
   return out;
-}
-
-template <typename F>
-int guarded(char* err, size_t err_len, F&& body) {
-  try {
-    body();
-    return 0;
-  } catch (const c10::Error& e) {
-    return fail(e.what_without_backtrace(), err, err_len);
-  } catch (const std::exception& e) {
-    return fail(e.what(), err, err_len);
-  } catch (...) {
-    return fail("unknown C++ exception", err, err_len);
-  }
 }
 
 }  // namespace

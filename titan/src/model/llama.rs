@@ -717,6 +717,13 @@ mod tests {
         assert_close("rotary, random tables", &run(true)?, &run(false)?, 1e-4)
     }
 
+    /// SwiGLU traced through the fused kernel and through libtorch's silu and mul.
+    fn swiglu_both(gate: &Tensor, up: &Tensor, probe: &Tensor) -> Result<(Traced, Traced)> {
+        let fused = trace(&[gate, up], probe, |t| shim::fused_swiglu(&t[0], &t[1]))?;
+        let composite = trace(&[gate, up], probe, |t| Ok(t[0].f_silu()?.f_mul(&t[1])?))?;
+        Ok((fused, composite))
+    }
+
     #[test]
     fn fused_swiglu_matches_composite_over_the_whole_sigmoid_range() -> Result<()> {
         tch::manual_seed(3);
@@ -724,16 +731,8 @@ mod tests {
         let gate = Tensor::f_linspace(-100.0, 100.0, 3999, CPU)?.f_view([3, 1, 1333])?;
         let up = Tensor::f_randn([3, 1, 1333], CPU)?;
         let probe = Tensor::f_randn([3, 1, 1333], CPU)?;
-        let run = |fused: bool| {
-            trace(&[&gate, &up], &probe, |t| {
-                if fused {
-                    shim::fused_swiglu(&t[0], &t[1])
-                } else {
-                    Ok(t[0].f_silu()?.f_mul(&t[1])?)
-                }
-            })
-        };
-        assert_close("SwiGLU, saturated", &run(true)?, &run(false)?, 1e-4)
+        let (fused, composite) = swiglu_both(&gate, &up, &probe)?;
+        assert_close("SwiGLU, saturated", &fused, &composite, 1e-4)
     }
 
     #[test]
@@ -747,16 +746,8 @@ mod tests {
             .f_sub_scalar(12.0)?;
         let up = Tensor::f_randn([8, 64, 768], CPU)?;
         let probe = Tensor::f_randn([8, 64, 768], CPU)?;
-        let run = |fused: bool| {
-            trace(&[&gate, &up], &probe, |t| {
-                if fused {
-                    shim::fused_swiglu(&t[0], &t[1])
-                } else {
-                    Ok(t[0].f_silu()?.f_mul(&t[1])?)
-                }
-            })
-        };
-        assert_close("SwiGLU", &run(true)?, &run(false)?, 2e-6)
+        let (fused, composite) = swiglu_both(&gate, &up, &probe)?;
+        assert_close("SwiGLU", &fused, &composite, 2e-6)
     }
 
     #[test]
