@@ -81,8 +81,8 @@ unsafe extern "C" {
 
 /// Whether MKL picks its CPU kernels by instruction set alone in this process: titan's shim
 /// replaces MKL's Intel-only vendor check, so AMD CPUs get the AVX2 kernels Intel CPUs get
-/// (`TITAN_MKL_VENDOR_CHECK=1` keeps MKL's check). False where the executable does not export
-/// the replacement.
+/// (`TITAN_MKL_VENDOR_CHECK=1` keeps MKL's check). False without MKL, where the executable does
+/// not export the replacement, or with `TITAN_MKL_VENDOR_CHECK=1`.
 pub fn mkl_vendor_check_off() -> bool {
     // SAFETY: takes no arguments; only looks up a symbol and reads an environment variable.
     unsafe { titan_mkl_vendor_check_off() == 1 }
