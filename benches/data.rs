@@ -17,6 +17,10 @@ use titan::{
     Model, Optimizer, ParallelDims,
 };
 
+// What the experiment binaries allocate with (`titan::main!`), so both are measured alike.
+#[global_allocator]
+static ALLOCATOR: titan::experiment::MiMalloc = titan::experiment::MiMalloc;
+
 const SEQ: usize = 512;
 const BATCH: usize = 8;
 

@@ -16,6 +16,10 @@ use titan::shim::CudaGraph;
 use titan::tch::{Device, Kind, Tensor};
 use titan::{AdamW, AdamWConfig, CausalLmLoss, Llama, LlamaConfig, Loss, Model, Optimizer};
 
+// What the experiment binaries allocate with (`titan::main!`), so both are measured alike.
+#[global_allocator]
+static ALLOCATOR: titan::experiment::MiMalloc = titan::experiment::MiMalloc;
+
 const SEQ: i64 = 512;
 
 /// How a titan step runs.

@@ -121,10 +121,18 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Declares `main` for an experiment binary: `titan::main!(TinyLlama);`.
+/// The allocator experiment binaries run on ([`main!`] declares it): the tokenizer allocates a
+/// few times per token, and tokenize+pack runs about 20% faster on mimalloc than on glibc's malloc.
+pub use mimalloc::MiMalloc;
+
+/// Declares `main` for an experiment binary, `titan::main!(TinyLlama);`, and makes
+/// [`MiMalloc`] its global allocator (a binary that declares its own writes its own `main`).
 #[macro_export]
 macro_rules! main {
     ($experiment:ty) => {
+        #[global_allocator]
+        static TITAN_ALLOCATOR: $crate::experiment::MiMalloc = $crate::experiment::MiMalloc;
+
         fn main() -> ::std::process::ExitCode {
             $crate::experiment::main::<$experiment>()
         }
