@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use titan::data::{
-    Collator, DataSource, Dataloader, Documents, HfConvention, HfLabels, Layout, Split,
-    StoryConfig, TokenIds, TokenLoader,
+    Collator, DataSource, Dataloader, Dataset, Documents, HfConvention, HfLabels, Layout,
+    MIN_CHUNK_BYTES, MIN_CHUNK_DOCS, Split, StoryConfig, TokenIds, TokenLoader,
 };
 use titan::tch::{Device, Kind, Tensor};
 use titan::{
     AdamW, AdamWConfig, BpeConfig, BpeTokenizer, CausalLmLoss, Llama, LlamaConfig, LocalEnv, Loss,
-    Model, Optimizer, ParallelDims,
+    Model, Optimizer, ParallelDims, Tokenizer,
 };
 
 // What the experiment binaries allocate with (`titan::main!`), so both are measured alike.
@@ -61,6 +61,29 @@ fn tokens_per_s(mut f: impl FnMut(), calls: usize) -> f64 {
         f();
     }
     (calls * BATCH * SEQ) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Tokens per second of the data path without read-ahead, the baseline for `titan::data::ReadAhead`:
+/// chunks of the same size read and then tokenized by turns on one thread (no packing).
+fn read_then_tokenize_tokens_per_s(mut docs: Documents, tok: &BpeTokenizer, batches: usize) -> f64 {
+    let mut chunk = || {
+        let mut texts = Vec::new();
+        let mut bytes = 0;
+        while texts.len() < MIN_CHUNK_DOCS || bytes < MIN_CHUNK_BYTES {
+            let doc = docs.next_document().expect("document");
+            bytes += doc.len();
+            texts.push(doc);
+        }
+        let ids = tok.encode_batch(&texts).expect("encode");
+        ids.iter().map(|ids| ids.len() + 1).sum::<usize>()
+    };
+    chunk();
+    let start = Instant::now();
+    let mut tokens = 0;
+    while tokens < batches * BATCH * SEQ {
+        tokens += chunk();
+    }
+    tokens as f64 / start.elapsed().as_secs_f64()
 }
 
 fn train_step_tokens_per_s() -> f64 {
@@ -110,9 +133,11 @@ fn data(c: &mut Criterion) {
     let mut collator =
         Collator::new(docs(), tok.clone(), Layout::Packed, false, SEQ, BATCH).expect("collator");
     let data = tokens_per_s(|| drop(collator.next_rows().expect("rows")), 100);
+    let serial = read_then_tokenize_tokens_per_s(docs(), &tok, 100);
     let train = train_step_tokens_per_s();
     eprintln!(
-        "data: tokenize+pack {data:.0} tokens/s; tiny_llama train step (CPU, {BATCH}x{SEQ}) {train:.0} tokens/s; ratio {:.1}x",
+        "data: tokenize+pack {data:.0} tokens/s (reading and tokenizing by turns, no read-ahead: {serial:.0}, {:.2}x); tiny_llama train step (CPU, {BATCH}x{SEQ}) {train:.0} tokens/s; ratio {:.1}x",
+        data / serial,
         data / train
     );
 }

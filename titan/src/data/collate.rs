@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use super::read_ahead::ReadAhead;
 use super::{Batch, Dataset, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TokenIds};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -109,12 +110,11 @@ pub struct Rows {
     pub labels: Vec<i64>,
 }
 
-/// Reads documents from a dataset, tokenizes them in parallel a batch's worth at a time, and
-/// lays them into rows.
+/// Reads documents from a dataset (on a thread of its own, [`ReadAhead`]), tokenizes them in
+/// parallel a chunk at a time, and lays them into rows.
 #[derive(Debug)]
-pub struct Collator<D, T> {
-    /// The documents.
-    pub dataset: D,
+pub struct Collator<D: Dataset, T> {
+    docs: ReadAhead<D>,
     /// Tokenized documents not yet laid into rows.
     pub pending: Pending,
     tokenizer: Arc<T>,
@@ -125,11 +125,6 @@ pub struct Collator<D, T> {
     eos: u32,
     pad: u32,
 }
-
-/// Documents pulled per tokenization call at least, so each of the tokenizer's threads gets
-/// several: 128 rather than 16, with `encode_batch_fast`, took tokenize+pack from 1.6M to
-/// 2.2M tokens/s on 16 cores (an H200 machine) and from 0.64M to 0.85M on 2.
-const MIN_DOCS_PER_ENCODE: usize = 128;
 
 impl<D: Dataset, T: Tokenizer> Collator<D, T> {
     /// A collator of `batch_size` rows of `seq_len` tokens. The tokenizer needs an EOS id, and
@@ -161,7 +156,7 @@ impl<D: Dataset, T: Tokenizer> Collator<D, T> {
             }
         };
         Ok(Self {
-            dataset,
+            docs: ReadAhead::new(dataset),
             pending: Pending::new(),
             tokenizer,
             layout,
@@ -178,22 +173,31 @@ impl<D: Dataset, T: Tokenizer> Collator<D, T> {
         self.seq_len + usize::from(self.shifted)
     }
 
-    /// Reads and tokenizes documents until `pending` holds `tokens` tokens and `docs`
+    /// The dataset's position after the documents read so far (tokenized: in `pending` or
+    /// already laid into rows).
+    pub fn dataset_state(&self) -> D::State {
+        self.docs.state()
+    }
+
+    /// The dataset's completed passes after the documents read so far.
+    pub fn epoch(&self) -> u64 {
+        self.docs.epoch()
+    }
+
+    /// Moves to a saved position: the dataset's, and the tokenized documents pending there.
+    pub fn load_state(&mut self, dataset: D::State, pending: Pending) -> Result<()> {
+        self.docs.load_state(dataset)?;
+        self.pending = pending;
+        Ok(())
+    }
+
+    /// Tokenizes chunks of documents until `pending` holds `tokens` tokens and `docs`
     /// documents.
     fn fill(&mut self, tokens: usize, docs: usize) -> Result<()> {
         let mut have_tokens: usize = self.pending.iter().map(Vec::len).sum();
         while have_tokens < tokens || self.pending.len() < docs {
-            // About 2 bytes per token is a safe underestimate for BPE on text.
-            let want_bytes = tokens.saturating_sub(have_tokens) * 2;
-            let mut texts = Vec::new();
-            let mut bytes = 0;
-            while texts.len() < MIN_DOCS_PER_ENCODE.max(docs.saturating_sub(self.pending.len()))
-                || bytes < want_bytes
-            {
-                let doc = self.dataset.next_document()?;
-                bytes += doc.len();
-                texts.push(doc);
-            }
+            // The reader thread reads the next chunks meanwhile.
+            let texts = self.docs.next_chunk()?;
             for mut ids in self.tokenizer.encode_batch(&texts)? {
                 ids.push(self.eos);
                 have_tokens += ids.len();

@@ -154,9 +154,9 @@ fn produce<D: Dataset, T: Tokenizer>(
         let item = collator.next_rows().map(|rows| {
             batches += 1;
             let state = LoaderState {
-                dataset: collator.dataset.state(),
+                dataset: collator.dataset_state(),
                 pending: collator.pending.clone(),
-                epoch: collator.dataset.epoch(),
+                epoch: collator.epoch(),
                 batches,
             };
             (rows, state)
@@ -216,8 +216,7 @@ where
         let Some(collator) = self.idle.as_mut() else {
             return Err(Error::Data("the data worker is gone".into()));
         };
-        collator.dataset.load_state(state.dataset.clone())?;
-        collator.pending = state.pending.clone();
+        collator.load_state(state.dataset.clone(), state.pending.clone())?;
         self.state = state;
         Ok(())
     }
