@@ -1,15 +1,18 @@
-//! The data path on real text (`../shared/data`, skipped with a message when absent): the three
-//! formats read the same documents, ranks split them exactly, a restored loader continues
-//! exactly, and each kind of bad input gives one clear error.
+//! The data path on real text (`../shared/data`, skipped with a message when absent) and on
+//! the built-in stories: the three formats read the same documents, ranks split them exactly,
+//! a restored loader continues exactly, a read error loses nothing, and each kind of bad input
+//! gives one clear error.
 
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
 use titan::data::{
-    DataSource, Dataset, Documents, HfConvention, Layout, Split, TitanConvention, TokenLoader,
-    parquet::write_documents,
+    DataSource, Dataset, Documents, HfConvention, Layout, Split, StoryConfig, TitanConvention,
+    TokenLoader, parquet::write_documents,
 };
 use titan::tch::{Device, Tensor};
 use titan::{
@@ -150,42 +153,191 @@ where
     Ok(out)
 }
 
-fn check_resume<C: titan::data::Convention>(layout: Layout) -> Result<()>
+/// Serves `before` batches, saves the loader's state, serves `after` more; a loader restored
+/// from the saved state must serve those same `after` batches, and a fresh one others.
+fn check_resume<C: titan::data::Convention>(
+    source: &DataSource,
+    layout: Layout,
+    (seq_len, batch): (usize, usize),
+    (before, after): (usize, usize),
+) -> Result<()>
 where
     C::Batch: titan::Batch<Input = titan::data::TokenIds>,
     <C::Batch as titan::Batch>::Labels: AsRef<Tensor>,
 {
-    let Some(txt) = shared_train() else {
-        return Ok(());
-    };
     let dir = tempfile::tempdir()?;
-    let source = DataSource::files(&txt, Split::Train)?;
-    let tok = tokenizer(dir.path(), &source)?;
+    let tok = tokenizer(dir.path(), source)?;
     let dims = dims(1, 2)?;
     let make = || -> Result<TokenLoader<Documents, BpeTokenizer, C>> {
         let docs = Documents::new(&dims, source.clone(), 256, 42)?;
-        Ok(TokenLoader::new(&dims, docs, tok.clone(), layout, 128, 4)?)
+        Ok(TokenLoader::new(
+            &dims,
+            docs,
+            tok.clone(),
+            layout,
+            seq_len,
+            batch,
+        )?)
     };
     let mut run = make()?;
-    serve(&mut run, 13)?;
+    serve(&mut run, before)?;
     let saved = serde_json::to_string(&run.state())?;
-    let expected = serve(&mut run, 20)?;
+    let expected = serve(&mut run, after)?;
 
     let mut resumed = make()?;
     resumed.load_state(serde_json::from_str(&saved)?)?;
-    let got = serve(&mut resumed, 20)?;
-    assert_eq!(got.len(), 20);
+    let got = serve(&mut resumed, after)?;
+    assert_eq!(got.len(), after);
     assert!(got == expected, "the resumed loader served other batches");
     // A fresh loader serves other batches than the resumed one: the state mattered.
     let mut fresh = make()?;
-    assert!(serve(&mut fresh, 20)? != expected);
+    assert!(serve(&mut fresh, after)? != expected);
     Ok(())
 }
 
 #[test]
 fn a_restored_loader_serves_the_next_20_batches_of_the_uninterrupted_run() -> Result<()> {
-    check_resume::<HfConvention>(Layout::Packed)?;
-    check_resume::<TitanConvention>(Layout::Padded)
+    let Some(txt) = shared_train() else {
+        return Ok(());
+    };
+    let source = DataSource::files(&txt, Split::Train)?;
+    check_resume::<HfConvention>(&source, Layout::Packed, (128, 4), (13, 20))?;
+    check_resume::<TitanConvention>(&source, Layout::Padded, (128, 4), (13, 20))
+}
+
+/// The built-in stories (no shared data needed), with batches large enough that the saved
+/// position lies several of the reader's chunks in and the resumed batches span several more.
+#[test]
+fn a_restored_loader_continues_exactly_across_the_readers_chunks() -> Result<()> {
+    let stories = StoryConfig {
+        seed: 3,
+        num_stories: 4_000,
+    };
+    let source = DataSource::stories(stories, Split::Train);
+    check_resume::<HfConvention>(&source, Layout::Packed, (512, 8), (25, 30))?;
+    check_resume::<TitanConvention>(&source, Layout::Padded, (512, 8), (40, 40))
+}
+
+/// Built-in stories whose reading fails once, at document `fail_at`.
+struct FailsOnce {
+    docs: Documents,
+    read: u64,
+    fail_at: Option<u64>,
+}
+
+impl Dataset for FailsOnce {
+    type State = titan::data::DocumentsState;
+    fn next_document(&mut self) -> titan::Result<String> {
+        if self.fail_at == Some(self.read) {
+            self.fail_at = None;
+            return Err(titan::Error::Data("the disk hiccuped".into()));
+        }
+        self.read += 1;
+        self.docs.next_document()
+    }
+    fn state(&self) -> Self::State {
+        self.docs.state()
+    }
+    fn load_state(&mut self, state: Self::State) -> titan::Result<()> {
+        self.docs.load_state(state)
+    }
+    fn epoch(&self) -> u64 {
+        self.docs.epoch()
+    }
+}
+
+/// The BPE tokenizer, whose `encode_batch` fails once, at call `fail_at`.
+#[derive(Clone)]
+struct FlakyTokenizer {
+    inner: BpeTokenizer,
+    calls: Arc<AtomicUsize>,
+    fail_at: Option<usize>,
+}
+
+impl Tokenizer for FlakyTokenizer {
+    fn encode(&self, text: &str) -> titan::Result<Vec<u32>> {
+        self.inner.encode(text)
+    }
+    fn encode_batch(&self, texts: &[String]) -> titan::Result<Vec<Vec<u32>>> {
+        if Some(self.calls.fetch_add(1, Ordering::SeqCst)) == self.fail_at {
+            return Err(titan::Error::Tokenizer("the tokenizer hiccuped".into()));
+        }
+        self.inner.encode_batch(texts)
+    }
+    fn decode(&self, ids: &[u32]) -> titan::Result<String> {
+        self.inner.decode(ids)
+    }
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+    fn max_len(&self) -> usize {
+        self.inner.max_len()
+    }
+    fn eos_id(&self) -> Option<u32> {
+        self.inner.eos_id()
+    }
+    fn pad_id(&self) -> Option<u32> {
+        self.inner.pad_id()
+    }
+}
+
+/// Serves 40 batches through errors (reading fails once at document `read_fails_at`,
+/// tokenizing at call `encode_fails_at`) and checks they are the 40 batches of a run without
+/// errors, with one error on the way.
+fn check_errors_lose_nothing(
+    layout: Layout,
+    read_fails_at: Option<u64>,
+    encode_fails_at: Option<usize>,
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let source = DataSource::stories(StoryConfig::default(), Split::Train);
+    let tok = tokenizer(dir.path(), &source)?;
+    let dims = dims(0, 1)?;
+    let make = |read_fails_at, encode_fails_at| -> Result<TokenLoader<_, _, HfConvention>> {
+        let docs = FailsOnce {
+            docs: Documents::new(&dims, source.clone(), 64, 7)?,
+            read: 0,
+            fail_at: read_fails_at,
+        };
+        let tok = FlakyTokenizer {
+            inner: tok.clone(),
+            calls: Arc::new(AtomicUsize::new(0)),
+            fail_at: encode_fails_at,
+        };
+        Ok(TokenLoader::new(&dims, docs, tok, layout, 512, 8)?)
+    };
+    let expected = serve(&mut make(None, None)?, 40)?;
+    let mut flaky = make(read_fails_at, encode_fails_at)?;
+    let (mut got, mut errors) = (Vec::new(), 0);
+    while got.len() < 40 && errors < 5 {
+        match flaky.next_batch() {
+            Ok(batch) => {
+                let (input, labels) = titan::Batch::into_parts(batch);
+                got.push((ids(&input.0)?, ids(&labels.0)?));
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("hiccuped"), "{e}");
+                errors += 1;
+            }
+        }
+    }
+    assert_eq!(errors, 1);
+    assert!(
+        got == expected,
+        "batches were lost or repeated around the error"
+    );
+    Ok(())
+}
+
+#[test]
+fn after_an_error_the_loader_goes_on_with_the_batches_that_would_have_followed() -> Result<()> {
+    // Document 300 is in the reader's third chunk, well before the last the 40 batches take.
+    check_errors_lose_nothing(Layout::Packed, Some(300), None)?;
+    // The third chunk, read but not tokenized.
+    check_errors_lose_nothing(Layout::Packed, None, Some(2))?;
+    // Padded rows take documents one by one: the error comes in the middle of a batch.
+    check_errors_lose_nothing(Layout::Padded, Some(300), None)?;
+    check_errors_lose_nothing(Layout::Padded, None, Some(2))
 }
 
 fn data_error(result: titan::Result<impl std::fmt::Debug>) -> String {

@@ -16,6 +16,13 @@ mod adafactor;
 #[path = "../experiments/tiny_llama.rs"]
 mod tiny_llama;
 
+// `allocator = none` declares no allocator: tiny_llama's `main!` made mimalloc this binary's
+// already, and a second one would not compile.
+#[allow(dead_code)]
+mod own_allocator {
+    titan::main!(super::tiny_llama::TinyLlama, allocator = none);
+}
+
 #[test]
 fn an_optimizer_written_in_the_experiment_file_trains() {
     custom_optimizer::main();

@@ -174,7 +174,8 @@ impl<D: Dataset, T: Tokenizer> Collator<D, T> {
     }
 
     /// The dataset's position after the documents read so far (tokenized: in `pending` or
-    /// already laid into rows).
+    /// already laid into rows). After an error, restore a saved position ([`Self::load_state`])
+    /// before reading on; [`super::TokenLoader`] does so itself.
     pub fn dataset_state(&self) -> D::State {
         self.docs.state()
     }

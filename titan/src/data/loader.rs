@@ -46,6 +46,8 @@ struct Worker<D: Dataset, T> {
 pub struct TokenLoader<D: Dataset, T, C> {
     worker: Option<Worker<D, T>>,
     idle: Option<Collator<D, T>>,
+    // The worker failed mid-batch: its collator goes back to `state` before it reads again.
+    rewind: bool,
     state: LoaderState<D::State>,
     batch_size: usize,
     seq_len: usize,
@@ -98,6 +100,7 @@ where
         Ok(Self {
             worker: None,
             idle: Some(collator),
+            rewind: false,
             state,
             batch_size,
             seq_len,
@@ -117,11 +120,21 @@ where
         if self.worker.is_some() {
             return Ok(());
         }
-        let Some(collator) = self.idle.take() else {
+        let Some(mut collator) = self.idle.take() else {
             return Err(Error::Data(
                 "the data worker stopped earlier (see the error before this one)".into(),
             ));
         };
+        if self.rewind {
+            // After an error, serve what would have followed the last batch served.
+            if let Err(e) =
+                collator.load_state(self.state.dataset.clone(), self.state.pending.clone())
+            {
+                self.idle = Some(collator);
+                return Err(e);
+            }
+            self.rewind = false;
+        }
         let (tx, rx) = sync_channel(self.prefetch);
         let batches = self.state.batches;
         let handle = std::thread::Builder::new()
@@ -186,11 +199,14 @@ where
         let (rows, state) = match received {
             Ok(Ok(produced)) => produced,
             Ok(Err(e)) => {
-                // The worker stopped after sending its error; keep its collator for a restore.
+                // The worker stopped after sending its error; keep its collator, to be rewound
+                // to the last batch served (or restored).
+                self.rewind = true;
                 self.stop()?;
                 return Err(e);
             }
             Err(_) => {
+                self.rewind = true;
                 self.stop()?;
                 return Err(Error::Data("the data thread stopped".into()));
             }
@@ -217,6 +233,7 @@ where
             return Err(Error::Data("the data worker is gone".into()));
         };
         collator.load_state(state.dataset.clone(), state.pending.clone())?;
+        self.rewind = false;
         self.state = state;
         Ok(())
     }

@@ -28,7 +28,7 @@ pub use documents::{Documents, DocumentsState};
 pub use files::{DataFile, EXTENSIONS, Format, resolve};
 pub use loader::{DEFAULT_PREFETCH, LoaderState, TokenLoader};
 pub use packed::{PackedLoader, PackedState, pack_documents};
-pub use read_ahead::{MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, MIN_CHUNK_DOCS, ReadAhead};
+pub use read_ahead::{MAX_CHUNK_BYTES, MAX_CHUNK_DOCS, MIN_CHUNK_BYTES, MIN_CHUNK_DOCS, ReadAhead};
 pub use source::{DEFAULT_FIELD, DataSource, HOLDOUT_EVERY, Origin, Split};
 pub use stories::{StoryConfig, StoryGenerator};
 pub use text::{DEFAULT_DELIMITER, MAX_DOCUMENT_BYTES};

@@ -7,23 +7,29 @@ use std::thread::JoinHandle;
 use super::Dataset;
 use crate::{Error, Result};
 
-/// Documents a chunk holds at least (it also holds at least [`MIN_CHUNK_BYTES`] of text), so
-/// that each tokenizer call spreads several documents over each of its threads.
+/// Documents a chunk holds at least (unless [`MAX_CHUNK_BYTES`] ends it first), so that each
+/// tokenizer call spreads several documents over each of its threads.
 pub const MIN_CHUNK_DOCS: usize = 128;
 
-/// Bytes of text a chunk holds at least: about 16K tokens of BPE on English text.
+/// Bytes of text a chunk holds at least (unless [`MAX_CHUNK_DOCS`] ends it first): about 16K
+/// tokens of BPE on English text.
 pub const MIN_CHUNK_BYTES: usize = 64 * 1024;
 
-/// Bytes after which a chunk ends however few documents it holds, which bounds the memory of
-/// the chunks read ahead when documents are large.
+/// Bytes of text after which a chunk ends, at the document that reaches them, however few
+/// documents it holds: large documents make chunks of a few.
 pub const MAX_CHUNK_BYTES: usize = 16 << 20;
+
+/// Documents after which a chunk ends however little text it holds (empty documents).
+pub const MAX_CHUNK_DOCS: usize = 16_384;
+
+/// Chunks waiting in the channel. With the one the reader is filling and the one being
+/// tokenized, at most three chunks are in memory (each up to [`MAX_CHUNK_BYTES`] plus one
+/// document, with a copy of the dataset's position).
+const CHUNKS_AHEAD: usize = 1;
 
 /// Why a reader has no dataset left.
 const LOST: &str =
     "the document reader failed earlier (a panic or no thread), and its dataset with it";
-
-/// Chunks read ahead of the one being tokenized.
-const CHUNKS_AHEAD: usize = 2;
 
 /// Documents read in a row, and the dataset's position and epoch after the last of them.
 struct Chunk<S> {
@@ -83,7 +89,8 @@ impl<D: Dataset> ReadAhead<D> {
     }
 
     /// The next chunk, in the dataset's order: at least [`MIN_CHUNK_DOCS`] documents and
-    /// [`MIN_CHUNK_BYTES`] of text, or fewer documents that make [`MAX_CHUNK_BYTES`].
+    /// [`MIN_CHUNK_BYTES`] of text, or fewer that make [`MAX_CHUNK_BYTES`] or
+    /// [`MAX_CHUNK_DOCS`]. After an error, the next chunk starts after the last one taken.
     pub fn next_chunk(&mut self) -> Result<Vec<String>> {
         self.start()?;
         let Reader::Running { rx, .. } = &self.reader else {
@@ -123,6 +130,8 @@ impl<D: Dataset> ReadAhead<D> {
         let Reader::Idle { dataset, rewind } = &mut self.reader else {
             return Err(Error::Data(LOST.into()));
         };
+        // A load that fails halfway leaves the dataset to be rewound before it reads again.
+        *rewind = true;
         dataset.load_state(state.clone())?;
         *rewind = false;
         self.epoch = dataset.epoch();
@@ -162,9 +171,14 @@ impl<D: Dataset> ReadAhead<D> {
         match std::mem::replace(&mut self.reader, Reader::Lost) {
             Reader::Running { rx, handle } => {
                 drop(rx);
-                let dataset = handle
-                    .join()
-                    .map_err(|_| Error::Data("the document reader panicked".into()))?;
+                let dataset = handle.join().map_err(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    Error::Data(format!("the document reader panicked: {message}"))
+                })?;
                 self.reader = Reader::Idle {
                     dataset,
                     rewind: true,
@@ -193,6 +207,7 @@ fn read<D: Dataset>(mut dataset: D, tx: SyncSender<Read<D::State>>) -> D {
         let chunk = loop {
             if (docs.len() >= MIN_CHUNK_DOCS && bytes >= MIN_CHUNK_BYTES)
                 || bytes >= MAX_CHUNK_BYTES
+                || docs.len() >= MAX_CHUNK_DOCS
             {
                 break Ok(Chunk {
                     docs,
@@ -217,13 +232,19 @@ fn read<D: Dataset>(mut dataset: D, tx: SyncSender<Read<D::State>>) -> D {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
     use super::*;
 
-    /// Documents `0, 1, 2, …` padded to `len` bytes; fails at document `fail_at` while `armed`,
+    /// Documents `0, 1, 2, …` padded with zeros to `len` bytes (empty when `len` is 0); 1,000
+    /// to an epoch; `furthest` counts the documents read. Fails once at document `fail_at`,
     /// panics at `panic_at`.
     struct Numbers {
         next: u64,
         len: usize,
+        furthest: Arc<AtomicU64>,
         fail_at: Option<u64>,
         panic_at: Option<u64>,
     }
@@ -233,6 +254,7 @@ mod tests {
             Self {
                 next: 0,
                 len,
+                furthest: Arc::new(AtomicU64::new(0)),
                 fail_at: None,
                 panic_at: None,
             }
@@ -246,8 +268,17 @@ mod tests {
                 self.fail_at = None;
                 return Err(Error::Data(format!("document {} is unreadable", self.next)));
             }
-            assert_ne!(self.panic_at, Some(self.next), "reader bug");
+            assert_ne!(
+                self.panic_at,
+                Some(self.next),
+                "document {} panics",
+                self.next
+            );
             self.next += 1;
+            self.furthest.fetch_max(self.next, Ordering::SeqCst);
+            if self.len == 0 {
+                return Ok(String::new());
+            }
             let n = (self.next - 1).to_string();
             Ok("0".repeat(self.len.saturating_sub(n.len())) + &n)
         }
@@ -267,34 +298,72 @@ mod tests {
         chunk.iter().map(|d| d.parse().expect("a number")).collect()
     }
 
+    /// Waits until the reader thread has read document `n` (it reads ahead on its own).
+    fn wait_until_read(furthest: &AtomicU64, n: u64) {
+        let start = Instant::now();
+        while furthest.load(Ordering::SeqCst) < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the reader never got to {n}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn chunks_are_whole_documents_in_order_and_sized() -> Result<()> {
         // 1 KiB documents: 128 of them make 128 KiB, over the byte minimum.
         let mut docs = ReadAhead::new(Numbers::new(1024));
-        let first = numbers(&docs.next_chunk()?);
-        assert_eq!(first, (0..128).collect::<Vec<_>>());
-        assert_eq!(docs.state(), 128);
+        assert_eq!(numbers(&docs.next_chunk()?), (0..128).collect::<Vec<_>>());
+        assert_eq!(numbers(&docs.next_chunk()?), (128..256).collect::<Vec<_>>());
         // 100-byte documents: the byte minimum decides (64 KiB / 100 B → 656 documents).
         let mut docs = ReadAhead::new(Numbers::new(100));
         let first = docs.next_chunk()?;
         assert_eq!(first.len(), MIN_CHUNK_BYTES.div_ceil(100));
         assert_eq!(numbers(&docs.next_chunk()?)[0], first.len() as u64);
-        // 6 MiB documents: the byte maximum ends a chunk at 3.
+        // 6 MiB documents: the byte maximum ends a chunk at the third.
         let mut docs = ReadAhead::new(Numbers::new(6 << 20));
         assert_eq!(docs.next_chunk()?.len(), 3);
-        assert_eq!(docs.epoch(), 0);
+        // Empty documents: the document maximum ends a chunk.
+        let mut docs = ReadAhead::new(Numbers::new(0));
+        assert_eq!(docs.next_chunk()?.len(), MAX_CHUNK_DOCS);
+        assert_eq!(docs.state(), MAX_CHUNK_DOCS as u64);
+        Ok(())
+    }
+
+    #[test]
+    fn the_position_is_the_last_chunk_taken_not_the_readers() -> Result<()> {
+        let dataset = Numbers::new(1024);
+        let furthest = dataset.furthest.clone();
+        let mut docs = ReadAhead::new(dataset);
+        docs.next_chunk()?;
+        docs.next_chunk()?;
+        // The reader has sent the third chunk and is reading the fourth.
+        wait_until_read(&furthest, 3 * 128 + 1);
+        assert_eq!(docs.state(), 256);
+        // Epochs too: 7 chunks taken is document 896, epoch 0, while the reader is past 1,000.
+        for _ in 0..5 {
+            docs.next_chunk()?;
+        }
+        wait_until_read(&furthest, 1025);
+        assert_eq!((docs.state(), docs.epoch()), (896, 0));
+        docs.next_chunk()?;
+        assert_eq!((docs.state(), docs.epoch()), (1024, 1));
         Ok(())
     }
 
     #[test]
     fn a_restored_position_repeats_nothing_and_skips_nothing() -> Result<()> {
-        let mut docs = ReadAhead::new(Numbers::new(1024));
+        let dataset = Numbers::new(1024);
+        let furthest = dataset.furthest.clone();
+        let mut docs = ReadAhead::new(dataset);
         docs.next_chunk()?;
         docs.next_chunk()?;
         let saved = docs.state();
-        // The reader thread is chunks ahead of `saved` by now.
         let reference: Vec<Vec<String>> =
             (0..3).map(|_| docs.next_chunk()).collect::<Result<_>>()?;
+        // Restored while the reader is a chunk past the last one taken.
+        wait_until_read(&furthest, 6 * 128 + 1);
         docs.load_state(saved)?;
         let again: Vec<Vec<String>> = (0..3).map(|_| docs.next_chunk()).collect::<Result<_>>()?;
         assert_eq!(again, reference);
@@ -330,7 +399,7 @@ mod tests {
         dataset.panic_at = Some(10);
         let mut docs = ReadAhead::new(dataset);
         let err = docs.next_chunk().expect_err("the reader panicked");
-        assert!(err.to_string().contains("panicked"), "{err}");
+        assert!(err.to_string().contains("document 10 panics"), "{err}");
         let err = docs.load_state(0).expect_err("the dataset is gone");
         assert!(err.to_string().contains("failed earlier"), "{err}");
     }
