@@ -71,4 +71,14 @@ impl Error {
             reason: reason.into(),
         }
     }
+
+    /// A data error for a background thread (`what`) that panicked, with the panic's message.
+    pub fn thread_panicked(what: &str, panic: &(dyn std::any::Any + Send)) -> Self {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Error::Data(format!("{what} panicked: {message}"))
+    }
 }

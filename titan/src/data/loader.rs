@@ -151,7 +151,7 @@ where
             drop(rx);
             let collator = handle
                 .join()
-                .map_err(|_| Error::Data("the data thread panicked".into()))?;
+                .map_err(|panic| Error::thread_panicked("the data thread", &*panic))?;
             self.idle = Some(collator);
         }
         Ok(())

@@ -171,14 +171,9 @@ impl<D: Dataset> ReadAhead<D> {
         match std::mem::replace(&mut self.reader, Reader::Lost) {
             Reader::Running { rx, handle } => {
                 drop(rx);
-                let dataset = handle.join().map_err(|panic| {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "no message".into());
-                    Error::Data(format!("the document reader panicked: {message}"))
-                })?;
+                let dataset = handle
+                    .join()
+                    .map_err(|panic| Error::thread_panicked("the document reader", &*panic))?;
                 self.reader = Reader::Idle {
                     dataset,
                     rewind: true,
