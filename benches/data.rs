@@ -117,7 +117,8 @@ fn data(c: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(10));
     let mut collator =
-        Collator::new(docs(), tok.clone(), Layout::Packed, false, SEQ, BATCH).expect("collator");
+        Collator::<_, _, HfConvention>::new(docs(), tok.clone(), Layout::Packed, SEQ, BATCH)
+            .expect("collator");
     group.bench_function("tokenize_pack/b8x512", |b| {
         b.iter(|| collator.next_rows().expect("rows"))
     });
@@ -131,7 +132,8 @@ fn data(c: &mut Criterion) {
 
     // The ratio the data path must keep: ≥ 10× what training consumes, same machine, same run.
     let mut collator =
-        Collator::new(docs(), tok.clone(), Layout::Packed, false, SEQ, BATCH).expect("collator");
+        Collator::<_, _, HfConvention>::new(docs(), tok.clone(), Layout::Packed, SEQ, BATCH)
+            .expect("collator");
     let data = tokens_per_s(|| drop(collator.next_rows().expect("rows")), 100);
     let serial = read_then_tokenize_tokens_per_s(docs(), &tok, 100);
     let train = train_step_tokens_per_s();

@@ -30,12 +30,18 @@ pub struct TinyLlama {
     // Dataloaders take `&dims`, which only the distributed environment can produce.
     #[build(ParallelDims::new(&dist, training.device()?)?)]
     dims: ParallelDims,
-    // `--data` takes a `.txt`, `.jsonl` or `.parquet` file, a directory or a glob of shards.
-    #[build(Corpus::for_run(&training, &dataset)?)]
+    // `--data` takes a `.txt`, `.jsonl` or `.parquet` file, a directory or a glob of shards;
+    // without it, enough built-in stories for the run to see each about once.
+    #[build(Corpus::new(
+        training.data.as_deref(),
+        training.val_data.as_deref(),
+        &dataset,
+        StoryConfig::for_tokens(training.seed, training.tokens()),
+    )?)]
     corpus: Corpus,
     // BPE merges settle long before the corpus ends: a bounded sample keeps start-up short.
     #[build(BpeTokenizer::train_or_load(
-        &BpeConfig { path: training.output_dir("tiny_llama").join(&bpe.path), ..bpe.clone() },
+        &bpe.in_dir(&training.output_dir()),
         corpus.train.sample(dataset.tokenizer_sample)?,
     )?)]
     tokenizer: BpeTokenizer,
@@ -46,17 +52,9 @@ pub struct TinyLlama {
         .with_activation_checkpointing(training.activation_checkpointing))]
     model: Llama,
     // Read, shuffled, tokenized and packed on a background thread, a few batches ahead.
-    #[build({
-        check_fits(&tokenizer, &model, training.seq_len)?;
-        let docs = Documents::new(&dims, corpus.train.clone(), dataset.shuffle_buffer, training.seed)?;
-        TokenLoader::new(&dims, docs, tokenizer.clone(), dataset.layout, training.seq_len, training.batch_size)?
-            .with_prefetch(dataset.prefetch)
-    })]
+    #[build(dataset.train_loader(&dims, &corpus.train, &tokenizer, training.batching())?)]
     train_data: TokenLoader<Documents, BpeTokenizer, HfConvention>,
-    #[build({
-        let docs = Documents::new(&dims, corpus.val.clone(), 0, training.seed)?;
-        TokenLoader::new(&dims, docs, tokenizer.clone(), dataset.layout, training.seq_len, training.batch_size)?
-    })]
+    #[build(dataset.val_loader(&dims, &corpus.val, &tokenizer, training.batching())?)]
     val_data: TokenLoader<Documents, BpeTokenizer, HfConvention>,
     #[build(CausalLmLoss)]
     loss: CausalLmLoss,

@@ -7,7 +7,7 @@ use titan::lr::Decay;
 use titan::tch::Device;
 use titan::{
     AdamW, AdamWConfig, BpeConfig, BpeTokenizer, CausalLmLoss, Llama, LlamaConfig, Model, Trainer,
-    TrainerConfig, Warmup, WarmupConfig,
+    TrainingConfig, Warmup, WarmupConfig,
 };
 use titan::{Dataloader, LocalEnv, ParallelDims};
 
@@ -74,20 +74,20 @@ fn loss_falls_well_below_chance() -> Result<()> {
             decay_ratio: None,
         },
     )?;
-    let mut trainer = Trainer::new(TrainerConfig {
+    let mut trainer = Trainer::new(TrainingConfig {
         steps: 200,
         log_every: 10,
         eval_batches: 2,
-        ..TrainerConfig::default()
+        ..TrainingConfig::default()
     })
     .quiet();
-    let summary = trainer.fit(
-        &model,
-        &mut train,
-        Some(&mut val),
-        &CausalLmLoss,
-        &mut optimizer,
-        &mut scheduler,
+    let summary = trainer.run(
+        titan::experiment::wire(&model)
+            .train_data(&mut train)
+            .loss(&CausalLmLoss)
+            .val_data(&mut val)?
+            .optimizer(&mut optimizer)
+            .lr_scheduler(&mut scheduler),
     )?;
     let chance = (model.vocab_size() as f64).ln();
     let val_loss = summary.val_loss.expect("validator given");

@@ -1,11 +1,16 @@
 //! What the user wrote: the experiment struct, its fields, how each is built and its role.
 //! Each node keeps the user's tokens so errors point at them.
+//!
+//! A field whose attributes are wrong is still kept, with as much of its meaning as can be
+//! recovered (a misspelt `#[biuld]` read as `#[build]`), so one mistake gives one error and not
+//! a second one about what the mistake left out.
 
 use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::{Attribute, Expr, Ident, ItemStruct, Type, Visibility};
+use syn::{Attribute, Expr, Generics, Ident, ItemStruct, Type, Visibility};
 
-use crate::roles::Role;
+use crate::roles::{self, Role};
+use crate::suggest;
 
 /// Collects errors so one pass reports all of them (serde's `Ctxt`).
 #[derive(Default)]
@@ -36,7 +41,7 @@ impl Errors {
 }
 
 /// How a field is constructed.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InitKind {
     /// `#[build(expr)]`: a component.
     Build,
@@ -44,22 +49,54 @@ pub enum InitKind {
     Config,
 }
 
+impl InitKind {
+    fn attribute(self) -> &'static str {
+        match self {
+            InitKind::Build => "build",
+            InitKind::Config => "config",
+        }
+    }
+}
+
+/// The macro's own field attributes, the names a misspelt one is matched against.
+pub const ATTRIBUTES: [&str; 3] = ["build", "config", "role"];
+
+/// Attributes rustc gives a meaning on a field; a rejected field keeps them.
+const RUSTC_ATTRIBUTES: [&str; 9] = [
+    "doc",
+    "cfg",
+    "cfg_attr",
+    "allow",
+    "warn",
+    "deny",
+    "forbid",
+    "expect",
+    "deprecated",
+];
+
 pub struct Field {
     /// Attributes other than ours (docs, lints), kept on the struct.
     pub attrs: Vec<Attribute>,
     pub vis: Visibility,
     pub ident: Ident,
     pub ty: Type,
-    pub kind: InitKind,
+    /// `None` when the field says neither `#[build]` nor `#[config]` (already reported); the
+    /// field is kept so the struct and its role survive and nothing else is reported about it.
+    pub kind: Option<InitKind>,
     pub expr: Expr,
     /// The role and the token that gave it (the field name or the `#[role]` argument).
     pub role: Option<(Role, Span)>,
+    /// Its `#[role(...)]` named no role (already reported): it may have meant any missing one.
+    pub unknown_role: bool,
 }
 
 pub struct Experiment {
     pub attrs: Vec<Attribute>,
     pub vis: Visibility,
     pub ident: Ident,
+    /// Always empty in an experiment that compiles; kept so a rejected generic one is emitted as
+    /// written and its fields' type parameters still resolve.
+    pub generics: Generics,
     pub fields: Vec<Field>,
 }
 
@@ -79,15 +116,30 @@ impl Experiment {
             );
             return None;
         };
-        let fields = named
-            .named
-            .iter()
-            .filter_map(|f| parse_field(f, errors))
-            .collect();
+        let mut fields: Vec<Field> = Vec::new();
+        for f in &named.named {
+            let Some(field) = parse_field(f, errors) else {
+                continue;
+            };
+            // A second field of the same name is left out, so rustc does not report it again
+            // (nor the builder's duplicate setter).
+            if fields.iter().any(|g| g.ident == field.ident) {
+                errors.error(
+                    field.ident.span(),
+                    format!(
+                        "field `{}` is already declared; each component needs a name of its own, so rename or remove this one",
+                        field.ident
+                    ),
+                );
+                continue;
+            }
+            fields.push(field);
+        }
         Some(Experiment {
             attrs: item.attrs.clone(),
             vis: item.vis.clone(),
             ident: item.ident.clone(),
+            generics: item.generics.clone(),
             fields,
         })
     }
@@ -99,71 +151,114 @@ impl Experiment {
     }
 }
 
+/// Names the generated code takes for itself: the builder's `build()` and `__titan_*`.
+pub fn is_reserved(ident: &Ident) -> bool {
+    ident == "build" || ident.to_string().starts_with("__titan")
+}
+
+/// Which of the macro's attributes `attr` is, if any.
+enum Ours {
+    Init(InitKind),
+    Role,
+}
+
+impl Ours {
+    fn from_name(name: &str) -> Option<Ours> {
+        match name {
+            "build" => Some(Ours::Init(InitKind::Build)),
+            "config" => Some(Ours::Init(InitKind::Config)),
+            "role" => Some(Ours::Role),
+            _ => None,
+        }
+    }
+}
+
+/// The attribute `attr` is, or stands for: `#[biuld(...)]` is reported once, with the
+/// suggestion, and then read as `#[build(...)]`. The flag says it was recovered so.
+fn ours(attr: &Attribute, errors: &mut Errors) -> Option<(Ours, bool)> {
+    let name = attr.path().get_ident()?;
+    let written = name.to_string();
+    if let Some(ours) = Ours::from_name(&written) {
+        return Some((ours, false));
+    }
+    if RUSTC_ATTRIBUTES.contains(&written.as_str()) {
+        return None;
+    }
+    let suggestion = suggest::closest(&written, ATTRIBUTES, suggest::tolerance)?;
+    errors.error(
+        name.span(),
+        format!("unknown attribute `{written}`; did you mean `#[{suggestion}]`?"),
+    );
+    Ours::from_name(suggestion).map(|ours| (ours, true))
+}
+
 fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
     let ident = field.ident.clone()?;
-    let mut init: Option<(InitKind, Expr, Span)> = None;
+    let mut init: Option<(InitKind, Expr)> = None;
     let mut explicit_role = None;
+    let mut unknown_role = false;
     let mut attrs = Vec::new();
     for attr in &field.attrs {
-        let path = attr.path();
-        let kind = if path.is_ident("build") {
-            InitKind::Build
-        } else if path.is_ident("config") {
-            InitKind::Config
-        } else if path.is_ident("role") {
-            match attr.parse_args::<Ident>() {
-                Ok(name) => match Role::from_name(&name.to_string()) {
-                    Some(_) if explicit_role.is_some() => {
-                        errors.error(
-                            name.span(),
-                            format!("`{ident}` already has a role; keep one `#[role(...)]`"),
-                        );
-                    }
-                    Some(role) => explicit_role = Some((role, name.span())),
-                    None => {
-                        let names: Vec<&str> = crate::roles::ALL.iter().map(|r| r.name()).collect();
-                        errors.error(
-                            name.span(),
-                            format!("unknown role `{name}`; the roles are: {}", names.join(", ")),
-                        );
-                    }
-                },
-                Err(e) => errors.push(e),
-            }
-            continue;
-        } else {
+        let Some((which, recovered)) = ours(attr, errors) else {
             attrs.push(attr.clone());
             continue;
+        };
+        // A recovered attribute was reported already; its arguments are not reported again.
+        let report = |e: syn::Error, errors: &mut Errors| {
+            if !recovered {
+                errors.push(e);
+            }
+        };
+        let kind = match which {
+            Ours::Init(kind) => kind,
+            Ours::Role => {
+                match attr.parse_args::<Ident>() {
+                    Ok(name) => match Role::from_name(&name.to_string()) {
+                        Some(_) if explicit_role.is_some() => errors.error(
+                            name.span(),
+                            format!("`{ident}` already has a role; keep one `#[role(...)]`"),
+                        ),
+                        Some(role) => explicit_role = Some((role, name.span())),
+                        None => {
+                            unknown_role = true;
+                            errors.error(name.span(), unknown_role_message(&name));
+                        }
+                    },
+                    Err(e) => {
+                        unknown_role = true;
+                        let names: Vec<&str> = roles::ALL.iter().map(|r| r.name()).collect();
+                        let message = format!(
+                            "`#[role(...)]` takes one role name, e.g. `#[role(model)]`; roles: {}",
+                            names.join(", ")
+                        );
+                        report(syn::Error::new(e.span(), message), errors);
+                    }
+                }
+                continue;
+            }
         };
         // A malformed expression is reported once and the field kept, so the struct does not
         // also lose a role because of it.
         let parsed = attr.parse_args::<Expr>().unwrap_or_else(|e| {
-            errors.push(e);
+            report(e, errors);
             Expr::Verbatim(proc_macro2::TokenStream::new())
         });
-        if let Some((_, _, first)) = &init {
-            let mut e = syn::Error::new(
-                attr.span(),
+        match &init {
+            // One error, on the second attribute; the first one stays in force.
+            Some((first, _)) => errors.error(
+                attr.path().span(),
                 format!(
-                    "`{ident}` already says how it is built; keep one `#[build]` or `#[config]`"
+                    "`{ident}` already says how it is built (`#[{}]`); keep one `#[build]` or `#[config]`",
+                    first.attribute()
                 ),
-            );
-            e.combine(syn::Error::new(*first, "first one here"));
-            errors.push(e);
-        } else {
-            init = Some((kind, parsed, attr.span()));
+            ),
+            None => init = Some((kind, parsed)),
         }
     }
-    let Some((kind, expr, _)) = init else {
-        errors.error(
-            ident.span(),
-            format!(
-                "`{ident}` does not say how it is built: add `#[build(expression)]` for a component or `#[config(expression)]` for a settings section"
-            ),
-        );
-        return None;
-    };
-    if ident == "build" || ident.to_string().starts_with("__titan") {
+    if init.is_none() {
+        missing_init(&ident, &mut attrs, errors);
+    }
+    if is_reserved(&ident) {
         errors.error(
             ident.span(),
             format!("`{ident}` is reserved by the generated builder (`build()`, `__titan_*`); rename the field"),
@@ -171,6 +266,10 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
     }
     let role =
         explicit_role.or_else(|| Role::from_name(&ident.to_string()).map(|r| (r, ident.span())));
+    let (kind, expr) = match init {
+        Some((kind, expr)) => (Some(kind), expr),
+        None => (None, Expr::Verbatim(proc_macro2::TokenStream::new())),
+    };
     Some(Field {
         attrs,
         vis: field.vis.clone(),
@@ -179,5 +278,53 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
         kind,
         expr,
         role,
+        unknown_role,
     })
+}
+
+/// Reports a field with neither `#[build]` nor `#[config]`. An attribute the macro does not
+/// know (`#[construct(...)]`) is most likely the intended initializer: the error goes on it,
+/// and it is dropped from the emitted struct so rustc does not report it a second time.
+fn missing_init(ident: &Ident, attrs: &mut Vec<Attribute>, errors: &mut Errors) {
+    let is_rustc = |a: &Attribute| {
+        a.path()
+            .get_ident()
+            .is_some_and(|name| RUSTC_ATTRIBUTES.contains(&name.to_string().as_str()))
+    };
+    let how = "write `#[build(expression)]` for a component or `#[config(expression)]` for a settings section";
+    match attrs.iter().find(|a| !is_rustc(a)) {
+        Some(foreign) => {
+            let path = foreign.path();
+            let name = path
+                .segments
+                .iter()
+                .map(|s| s.ident.to_string())
+                .collect::<Vec<_>>()
+                .join("::");
+            errors.error(
+                path.span(),
+                format!(
+                    "`#[{name}]` is not an attribute of `#[experiment]`, so `{ident}` does not say how it is built: {how}"
+                ),
+            );
+            attrs.retain(is_rustc);
+        }
+        None => errors.error(
+            ident.span(),
+            format!("`{ident}` does not say how it is built: {how}"),
+        ),
+    }
+}
+
+/// "unknown role `modle`; did you mean `model`? roles: …".
+fn unknown_role_message(name: &Ident) -> String {
+    let written = name.to_string();
+    let names: Vec<&str> = roles::ALL.iter().map(|r| r.name()).collect();
+    match suggest::closest(&written, names.iter().copied(), suggest::tolerance) {
+        Some(suggestion) => format!(
+            "unknown role `{written}`; did you mean `{suggestion}`? roles: {}",
+            names.join(", ")
+        ),
+        None => format!("unknown role `{written}`; roles: {}", names.join(", ")),
+    }
 }

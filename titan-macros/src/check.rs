@@ -1,16 +1,21 @@
 //! Checks that need no types: roles present and unique, references that name fields, settings
-//! that depend on settings only, and no dependency cycle. Every problem is reported in one pass.
+//! that depend on settings only, and no dependency cycle. Every problem is reported in one pass,
+//! once: a check does not report what follows from a mistake another check already reported.
 
 use crate::ast::{Errors, Experiment, InitKind};
 use crate::deps::{self, Edge};
 use crate::roles::{REQUIRED, Role};
+use crate::suggest;
 
 /// Validates `exp` and returns its construction order (indices into `exp.fields`).
 pub fn check(exp: &Experiment, errors: &mut Errors) -> Option<Vec<usize>> {
-    roles(exp, errors);
-    typos(exp, errors);
-    let edges = deps::edges(exp);
+    let renamed = roles(exp, errors);
+    typos(exp, &renamed, errors);
+    let mut edges = deps::edges(exp);
     settings_depend_on_settings(exp, &edges, errors);
+    // A settings section that uses a component is reported above; its edge is left out of the
+    // order so the same reference is not reported again as part of a cycle.
+    edges.retain(|e| !settings_use_component(exp, e));
     match deps::order(exp, &edges) {
         Ok(order) => Some(order),
         Err(cycle) => {
@@ -20,7 +25,10 @@ pub fn check(exp: &Experiment, errors: &mut Errors) -> Option<Vec<usize>> {
     }
 }
 
-fn roles(exp: &Experiment, errors: &mut Errors) {
+/// Reports duplicate and misplaced roles and missing required ones. Returns the names of the
+/// roles some field was told to take by renaming it (`modle` → `model`): references to those
+/// names are the user's intent, not typos.
+fn roles(exp: &Experiment, errors: &mut Errors) -> Vec<&'static str> {
     for (i, field) in exp.fields.iter().enumerate() {
         let Some((role, span)) = field.role else {
             continue;
@@ -37,7 +45,11 @@ fn roles(exp: &Experiment, errors: &mut Errors) {
                 ),
             );
         }
-        let is_config = field.kind == InitKind::Config;
+        // A field without an initializer was reported; whether it is a section is unknown.
+        let Some(kind) = field.kind else {
+            continue;
+        };
+        let is_config = kind == InitKind::Config;
         if role == Role::Training && !is_config {
             errors.error(
                 span,
@@ -52,9 +64,36 @@ fn roles(exp: &Experiment, errors: &mut Errors) {
             );
         }
     }
+    // A field whose `#[role]` named no role was reported, and may have meant any missing role.
+    if exp.fields.iter().any(|f| f.unknown_role) {
+        return Vec::new();
+    }
+    let mut renamed = Vec::new();
     for (role, example) in REQUIRED {
-        if exp.role(role).is_none() {
-            errors.error(
+        if exp.role(role).is_some() {
+            continue;
+        }
+        // A field without a role whose name is a misspelt role name: one error, on that name.
+        let misspelt = exp.fields.iter().find(|f| {
+            f.role.is_none()
+                && suggest::closest(&f.ident.to_string(), [role.name()], suggest::tolerance)
+                    .is_some()
+        });
+        match misspelt {
+            Some(field) => {
+                renamed.push(role.name());
+                errors.error(
+                    field.ident.span(),
+                    format!(
+                        "`{}` is not a role, and experiment `{}` has no {role}; did you mean to name this field `{}`? (or mark it `#[role({})]`)",
+                        field.ident,
+                        exp.ident,
+                        role.name(),
+                        role.name()
+                    ),
+                );
+            }
+            None => errors.error(
                 exp.ident.span(),
                 format!(
                     "experiment `{}` has no {role}: add a field `{}` (for example {example}), or mark one with `#[role({})]`",
@@ -62,13 +101,14 @@ fn roles(exp: &Experiment, errors: &mut Errors) {
                     role.name(),
                     role.name()
                 ),
-            );
+            ),
         }
     }
+    renamed
 }
 
 /// An identifier one or two edits away from a field name is almost surely a typo of it.
-fn typos(exp: &Experiment, errors: &mut Errors) {
+fn typos(exp: &Experiment, renamed: &[&str], errors: &mut Errors) {
     let names: Vec<String> = exp.fields.iter().map(|f| f.ident.to_string()).collect();
     for field in &exp.fields {
         let free: Vec<String> = deps::references(&field.expr)
@@ -80,15 +120,15 @@ fn typos(exp: &Experiment, errors: &mut Errors) {
             if !free.contains(&name) {
                 continue; // bound inside the expression (a closure parameter, a `let`)
             }
-            if names.contains(&name) || name.chars().next().is_some_and(char::is_uppercase) {
+            if names.contains(&name)
+                || renamed.contains(&name.as_str())
+                || name.chars().next().is_some_and(char::is_uppercase)
+            {
                 continue;
             }
-            let closest = names
-                .iter()
-                .map(|n| (distance(&name, n), n))
-                .filter(|(d, n)| *d > 0 && *d <= if n.len() >= 4 { 2 } else { 1 })
-                .min();
-            if let Some((_, suggestion)) = closest {
+            let closest =
+                suggest::closest(&name, names.iter().map(String::as_str), suggest::tolerance);
+            if let Some(suggestion) = closest {
                 errors.error(
                     ident.span(),
                     format!(
@@ -101,18 +141,21 @@ fn typos(exp: &Experiment, errors: &mut Errors) {
     }
 }
 
+fn settings_use_component(exp: &Experiment, e: &Edge) -> bool {
+    let (from, to) = (&exp.fields[e.from], &exp.fields[e.to]);
+    from.kind == Some(InitKind::Config) && to.kind == Some(InitKind::Build)
+}
+
 fn settings_depend_on_settings(exp: &Experiment, edges: &[Edge], errors: &mut Errors) {
-    for e in edges {
+    for e in edges.iter().filter(|e| settings_use_component(exp, e)) {
         let (from, to) = (&exp.fields[e.from], &exp.fields[e.to]);
-        if from.kind == InitKind::Config && to.kind == InitKind::Build {
-            errors.error(
-                e.span,
-                format!(
-                    "settings section `{}` cannot use component `{}`: settings are resolved (and printed by --print-config) before any component is built",
-                    from.ident, to.ident
-                ),
-            );
-        }
+        errors.error(
+            e.span,
+            format!(
+                "settings section `{}` cannot use component `{}`: settings are resolved (and printed by --print-config) before any component is built",
+                from.ident, to.ident
+            ),
+        );
     }
 }
 
@@ -135,22 +178,6 @@ fn report_cycle(exp: &Experiment, edges: &[Edge], cycle: &[usize], errors: &mut 
             described.join(", ")
         ),
     );
-}
-
-/// Levenshtein distance.
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
@@ -208,10 +235,140 @@ mod tests {
         assert!(m.iter().any(|s| s.contains("no training dataloader")));
     }
 
+    /// A field list with every required role, for cases that add one mistake to it.
+    macro_rules! experiment {
+        ($($field:tt)*) => {
+            parse_quote! {
+                struct Exp {
+                    $($field)*
+                    #[build(D::new())] train_data: D,
+                    #[build(L)] loss: L,
+                    #[build(O::new(model.parameters()))] optimizer: O,
+                    #[build(S::new(&optimizer))] lr_scheduler: S,
+                }
+            }
+        };
+    }
+
+    fn one(m: &[String], needle: &str) {
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(m[0].contains(needle), "{m:?}");
+    }
+
     #[test]
-    fn distance_counts_edits() {
-        assert_eq!(distance("tokenzier", "tokenizer"), 2);
-        assert_eq!(distance("model", "model"), 0);
-        assert_eq!(distance("modl", "model"), 1);
+    fn a_complete_experiment_has_no_errors() {
+        let m = messages(experiment! { #[build(M::new())] model: M, });
+        assert!(m.is_empty(), "{m:?}");
+    }
+
+    #[test]
+    fn misspelt_build_is_one_error_with_the_suggestion() {
+        let m = messages(experiment! { #[biuld(M::new())] model: M, });
+        one(&m, "unknown attribute `biuld`; did you mean `#[build]`?");
+    }
+
+    #[test]
+    fn misspelt_config_and_role_are_one_error_each() {
+        let m = messages(experiment! {
+            #[confg(C::default())] llama: C,
+            #[build(M::new())] model: M,
+        });
+        one(&m, "unknown attribute `confg`; did you mean `#[config]`?");
+        let m = messages(experiment! { #[rloe(model)] #[build(M::new())] teacher: M, });
+        one(&m, "did you mean `#[role]`?");
+        // Without arguments, the attribute is still the one error.
+        let m = messages(experiment! { #[biuld] model: M, });
+        one(&m, "did you mean `#[build]`?");
+    }
+
+    #[test]
+    fn other_attributes_pass_through() {
+        let item = experiment! {
+            /// The model.
+            #[doc = "more"]
+            #[allow(dead_code)]
+            #[cfg(all())]
+            #[serde(skip)]
+            #[build(M::new())]
+            model: M,
+        };
+        let mut errors = Errors::default();
+        let exp = Experiment::parse(&item, &mut errors).expect("parses");
+        check(&exp, &mut errors);
+        assert!(errors.finish().is_ok());
+        assert_eq!(exp.fields[0].attrs.len(), 5);
+    }
+
+    #[test]
+    fn unknown_role_is_one_error_without_missing_roles() {
+        let m = messages(experiment! { #[role(modle)] #[build(M::new())] teacher: M, });
+        one(
+            &m,
+            "unknown role `modle`; did you mean `model`? roles: training, dist,",
+        );
+        let m = messages(experiment! { #[role("model")] #[build(M::new())] teacher: M, });
+        one(&m, "`#[role(...)]` takes one role name");
+    }
+
+    #[test]
+    fn a_field_without_initializer_keeps_its_role() {
+        let m = messages(experiment! { model: M, });
+        one(&m, "`model` does not say how it is built");
+        // An attribute the macro does not know is taken for the intended initializer.
+        let item = experiment! { #[construct(M::new())] model: M, };
+        let mut errors = Errors::default();
+        let exp = Experiment::parse(&item, &mut errors).expect("parses");
+        check(&exp, &mut errors);
+        let m: Vec<String> = errors
+            .finish()
+            .expect_err("rejected")
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        one(&m, "`#[construct]` is not an attribute of `#[experiment]`");
+        assert!(
+            exp.fields[0].attrs.is_empty(),
+            "dropped, so rustc does not report it too"
+        );
+    }
+
+    #[test]
+    fn build_and_config_on_one_field_is_one_error() {
+        let m = messages(experiment! { #[build(M::new())] #[config(M::new())] model: M, });
+        one(&m, "`model` already says how it is built (`#[build]`)");
+    }
+
+    #[test]
+    fn a_duplicate_field_is_one_error() {
+        let m = messages(experiment! {
+            #[build(M::new())] model: M,
+            #[build(M::new())] model: M,
+        });
+        one(&m, "field `model` is already declared");
+    }
+
+    #[test]
+    fn a_misspelt_role_field_is_one_error_on_its_name() {
+        // `optimizer` uses `model.parameters()`: that is the name the field should have.
+        let m = messages(experiment! { #[build(M::new())] modle: M, });
+        one(&m, "did you mean to name this field `model`?");
+    }
+
+    #[test]
+    fn a_settings_section_using_a_component_is_not_also_a_cycle() {
+        let m = messages(experiment! {
+            #[config(C::new(model.vocab()))] llama: C,
+            #[build(M::new(&llama))] model: M,
+        });
+        one(&m, "settings section `llama` cannot use component `model`");
+    }
+
+    #[test]
+    fn a_reserved_name_is_one_error() {
+        let m = messages(experiment! {
+            #[build(M::new())] model: M,
+            #[build(0)] build: u8,
+        });
+        one(&m, "`build` is reserved");
     }
 }

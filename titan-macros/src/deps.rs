@@ -140,7 +140,7 @@ pub fn order(exp: &Experiment, edges: &[Edge]) -> Result<Vec<usize>, Vec<usize>>
     let rank = |i: usize| {
         let f = &exp.fields[i];
         match (f.kind, f.role.map(|(r, _)| r)) {
-            (InitKind::Config, _) => 0,
+            (Some(InitKind::Config), _) => 0,
             (_, Some(Role::Dist)) => 1,
             _ => 2,
         }

@@ -1,103 +1,17 @@
-//! Code generation: the struct, its `{Experiment}Builder`, and the `Experiment` impl whose
-//! `train` wires the roles through spanned steps (each mismatch is one error at the user's type).
+//! Code generation for a checked experiment: the struct and its builder (`emit.rs`), and the
+//! `Experiment` impl whose `train` wires the roles through spanned steps (each mismatch is one
+//! error at the user's type).
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::ast::{Errors, Experiment, Field, InitKind};
+use crate::ast::{Experiment, Field, InitKind};
+use crate::emit;
 use crate::roles::Role;
-use crate::{check, fallback};
 
-pub fn experiment(args: TokenStream, input: TokenStream) -> TokenStream {
-    let item: syn::ItemStruct = match syn::parse2(input) {
-        Ok(item) => item,
-        Err(e) => return e.to_compile_error(),
-    };
-    let mut errors = Errors::default();
-    if !args.is_empty() {
-        errors.error(args.span(), "`#[experiment]` takes no arguments");
-    }
-    let parsed = Experiment::parse(&item, &mut errors);
-    let order = parsed
-        .as_ref()
-        .and_then(|exp| check::check(exp, &mut errors));
-    match (errors.finish(), parsed, order) {
-        (Ok(()), Some(exp), Some(order)) => generate(&exp, &order),
-        (result, parsed, _) => {
-            let error = result.err().unwrap_or_else(|| {
-                syn::Error::new(Span::call_site(), "experiment could not be expanded")
-            });
-            fallback::generate(parsed.as_ref(), error)
-        }
-    }
-}
-
-/// The struct as written, without titan's field attributes.
-pub fn plain_struct(exp: &Experiment) -> TokenStream {
-    let Experiment {
-        attrs, vis, ident, ..
-    } = exp;
-    let fields = exp.fields.iter().map(|f| {
-        let (attrs, vis, name, ty) = (&f.attrs, &f.vis, &f.ident, &f.ty);
-        quote!(#(#attrs)* #vis #name: #ty)
-    });
-    quote! {
-        #(#attrs)*
-        // Settings sections and helpers are kept for the run even when no method reads them.
-        #[allow(dead_code)]
-        #vis struct #ident { #(#fields,)* }
-    }
-}
-
-/// `{Experiment}Builder` with one `Option` and one setter per field, `build()`, and
-/// `{Experiment}::builder()`.
-pub fn builder(exp: &Experiment) -> TokenStream {
-    let (vis, ident) = (&exp.vis, &exp.ident);
-    let builder = format_ident!("{}Builder", ident);
-    let slots = exp.fields.iter().map(|f| {
-        let (name, ty) = (&f.ident, &f.ty);
-        quote!(#name: ::core::option::Option<#ty>)
-    });
-    let setters = exp.fields.iter().map(|f| {
-        let (name, ty) = (&f.ident, &f.ty);
-        let doc = format!("Uses `value` for `{name}` instead of building it from its expression.");
-        quote! {
-            #[doc = #doc]
-            #vis fn #name(mut self, value: #ty) -> Self {
-                self.#name = ::core::option::Option::Some(value);
-                self
-            }
-        }
-    });
-    let doc = format!(
-        "Builds a [`{ident}`]: every field not set here is built from its expression, in dependency order."
-    );
-    quote! {
-        #[doc = #doc]
-        #[derive(Default)]
-        #[allow(missing_docs)]
-        #vis struct #builder { #(#slots,)* }
-
-        impl #builder {
-            #(#setters)*
-
-            /// Builds the experiment (no command-line overrides).
-            #vis fn build(self) -> ::titan::Result<#ident> {
-                <#ident as ::titan::experiment::Experiment>::build_from(self, &::titan::experiment::Overrides::none())
-            }
-        }
-
-        impl #ident {
-            /// A builder that builds every field from its expression unless replaced.
-            #vis fn builder() -> #builder {
-                ::core::default::Default::default()
-            }
-        }
-    }
-}
-
-fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
+/// The experiment's code; `order` is the construction order `check` found.
+pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
     let ident = &exp.ident;
     let builder_ident = format_ident!("{}Builder", ident);
     let name = snake_case(&ident.to_string());
@@ -109,19 +23,29 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
     let configs: Vec<&Field> = ordered
         .iter()
         .copied()
-        .filter(|f| f.kind == InitKind::Config)
+        .filter(|f| f.kind == Some(InitKind::Config))
         .collect();
     let components: Vec<&Field> = ordered
         .iter()
         .copied()
-        .filter(|f| f.kind == InitKind::Build)
+        .filter(|f| f.kind == Some(InitKind::Build))
         .collect();
 
+    // Every use of a settings section's type goes through `titan::experiment::Section`, spanned
+    // at the user's field type. Each body checks `is_section` first, so a type that is not a
+    // section fails there; later uses are the same obligation at the same span, which rustc
+    // does not report again, and the two bodies' errors are identical, so they print once.
+    let is_section = |f: &Field| {
+        let ty = &f.ty;
+        quote_spanned!(ty.span()=> ::titan::experiment::is_section::<#ty>();)
+    };
+    let check_by_ref = configs.iter().map(|f| is_section(f));
     let config_by_ref = configs.iter().map(|f| {
         let (name, ty) = (&f.ident, &f.ty);
-        let take = quote_spanned!(ty.span()=> __titan_builder.#name.as_ref().map(::core::clone::Clone::clone));
+        let take = quote_spanned!(ty.span()=> __titan_builder.#name.as_ref().map(::titan::experiment::section_clone));
         take_or_build(f, take)
     });
+    let check_by_value = configs.iter().map(|f| is_section(f));
     let config_by_value = configs.iter().map(|f| {
         let name = &f.ident;
         take_or_build(f, quote!(__titan_builder.#name))
@@ -133,33 +57,43 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
     });
     let all_names = exp.fields.iter().map(|f| &f.ident);
 
+    // The `training` section is read in two places; both go through one function, so a section
+    // of another type is one error at the field's type, not one per place.
     let training = exp.role(Role::Training);
-    let seed = match training {
-        Some(f) => {
-            let name = &f.ident;
-            quote!(::titan::experiment::before_components(&#name);)
-        }
-        None => {
-            quote!(::titan::experiment::before_components(&::core::default::Default::default());)
-        }
-    };
-    let training_ref = match training {
+    let (training_of, seed, training_ref) = match training {
         Some(f) => {
             let (name, ty) = (&f.ident, &f.ty);
-            quote_spanned!(ty.span()=> &self.#name)
+            let training_of = quote_spanned! {ty.span()=>
+                impl #ident {
+                    #[doc(hidden)]
+                    fn __titan_training(training: &#ty) -> &::titan::experiment::TrainingConfig {
+                        training
+                    }
+                }
+            };
+            (
+                training_of,
+                quote!(::titan::experiment::before_components(Self::__titan_training(&#name));),
+                quote!(Self::__titan_training(&self.#name)),
+            )
         }
-        None => quote! {{
-            static DEFAULT: ::std::sync::OnceLock<::titan::experiment::TrainingConfig> = ::std::sync::OnceLock::new();
-            DEFAULT.get_or_init(::core::default::Default::default)
-        }},
+        None => (
+            TokenStream::new(),
+            quote!(::titan::experiment::before_components(&::core::default::Default::default());),
+            quote! {{
+                static DEFAULT: ::std::sync::OnceLock<::titan::experiment::TrainingConfig> = ::std::sync::OnceLock::new();
+                DEFAULT.get_or_init(::core::default::Default::default)
+            }},
+        ),
     };
 
     let train = wiring(exp);
-    let plain = plain_struct(exp);
-    let builder = builder(exp);
+    let plain = emit::plain_struct(exp);
+    let builder = emit::builder(exp);
     quote! {
         #plain
         #builder
+        #training_of
 
         impl ::titan::experiment::Experiment for #ident {
             type Builder = #builder_ident;
@@ -170,11 +104,12 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
                 ::core::default::Default::default()
             }
 
-            #[allow(unused_variables, clippy::clone_on_copy, clippy::redundant_closure_call, clippy::needless_question_mark)]
+            #[allow(unused_variables, clippy::redundant_closure_call, clippy::needless_question_mark)]
             fn resolve_config<'o>(
                 __titan_builder: &#builder_ident,
                 __titan_overrides: &'o ::titan::experiment::Overrides,
             ) -> ::titan::Result<::titan::experiment::ConfigSet<'o>> {
+                #(#check_by_ref)*
                 let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides);
                 #(#config_by_ref)*
                 let _ = (#(&#config_names,)*);
@@ -186,6 +121,7 @@ fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
                 __titan_builder: #builder_ident,
                 __titan_overrides: &::titan::experiment::Overrides,
             ) -> ::titan::Result<Self> {
+                #(#check_by_value)*
                 let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides);
                 #(#config_by_value)*
                 __titan_cfg.finish()?;
@@ -224,9 +160,12 @@ fn take_or_build(f: &Field, take: TokenStream) -> TokenStream {
             #field,
         )?
     };
-    let overrides = (f.kind == InitKind::Config).then(|| {
+    let overrides = (f.kind == Some(InitKind::Config)).then(|| {
         let section = name.to_string();
-        quote!(let #name: #ty = __titan_cfg.resolve(#section, #name)?;)
+        // The argument too is at the type's span: a bound's error goes on the argument.
+        let mut value = name.clone();
+        value.set_span(ty.span());
+        quote_spanned!(ty.span()=> let #name: #ty = __titan_cfg.resolve(#section, #value)?;)
     });
     quote! {
         let #name: #ty = match #take {
@@ -253,11 +192,14 @@ fn wiring(exp: &Experiment) -> TokenStream {
     else {
         return quote!(::core::unreachable!());
     };
-    let val = field(Role::ValData).map(|(val, sp)| {
-        quote_spanned!(sp=> let __titan_w = __titan_w.val_data(&mut self.#val, __titan_eval_batches)?;)
-    });
+    let val = field(Role::ValData)
+        .map(|(val, sp)| quote_spanned!(sp=> let __titan_w = __titan_w.val_data(&mut self.#val)?;));
     let samples = field(Role::Tokenizer).map(|(tok, sp)| {
         quote_spanned!(sp=> ::titan::experiment::print_samples(&self.#model, &self.#tok, &__titan_training)?;)
+    });
+    // Before step 1: the tokenizer's ids and the sequence length fit the model.
+    let fits = field(Role::Tokenizer).map(|(tok, sp)| {
+        quote_spanned!(sp=> ::titan::experiment::check_fits(&self.#tok, &self.#model, __titan_training.seq_len)?;)
     });
     let dist = field(Role::Dist).map(|(dist, sp)| {
         quote_spanned!(sp=> ::titan::experiment::is_distributed_environment(&self.#dist);)
@@ -269,8 +211,8 @@ fn wiring(exp: &Experiment) -> TokenStream {
     let w_sched = quote_spanned!(sched_sp=> __titan_w.lr_scheduler(&mut self.#sched));
     quote! {
         let __titan_training = ::titan::experiment::Experiment::training(self).clone();
-        let __titan_eval_batches = __titan_training.eval_batches;
         #dist
+        #fits
         let __titan_summary = {
             let __titan_w = #w_model;
             let __titan_w = #w_train;
@@ -278,24 +220,72 @@ fn wiring(exp: &Experiment) -> TokenStream {
             #val
             let __titan_w = #w_opt;
             let __titan_parts = #w_sched;
-            __titan_parts.fit(trainer)?
+            trainer.run(__titan_parts)?
         };
         #samples
         ::core::result::Result::Ok(__titan_summary)
     }
 }
 
+/// The binary's name: `TinyLlama` → `tiny_llama`, `Llama125m` → `llama_125m` (a word starts
+/// at each capital and at each run of digits).
 fn snake_case(name: &str) -> String {
     let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.extend(c.to_lowercase());
-        } else {
-            out.push(c);
+    let mut prev: Option<char> = None;
+    for c in name.chars() {
+        let starts_word =
+            c.is_uppercase() || (c.is_ascii_digit() && prev.is_some_and(|p| !p.is_ascii_digit()));
+        if starts_word && prev.is_some() {
+            out.push('_');
         }
+        out.extend(c.to_lowercase());
+        prev = Some(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ast::Errors;
+
+    #[test]
+    fn binary_names_are_snake_case_with_digits_as_words() {
+        assert_eq!(snake_case("TinyLlama"), "tiny_llama");
+        assert_eq!(snake_case("Llama125m"), "llama_125m");
+        assert_eq!(snake_case("Gpt2Small"), "gpt_2_small");
+        assert_eq!(snake_case("Exp"), "exp");
+    }
+    use crate::check::check;
+    use syn::parse_quote;
+
+    fn expand(item: syn::ItemStruct) -> String {
+        let mut errors = Errors::default();
+        let exp = Experiment::parse(&item, &mut errors).expect("parses");
+        let order = check(&exp, &mut errors).expect("acyclic");
+        assert!(errors.finish().is_ok());
+        generate(&exp, &order).to_string()
+    }
+
+    #[test]
+    fn settings_sections_are_checked_once_per_body_through_section() {
+        let out = expand(parse_quote! {
+            struct Exp {
+                #[config(TrainingConfig::default())] training: TrainingConfig,
+                #[config(C { v: 1 })] llama: C,
+                #[build(M)] model: M,
+                #[build(D)] train_data: D,
+                #[build(L)] loss: L,
+                #[build(O)] optimizer: O,
+                #[build(S)] lr_scheduler: S,
+            }
+        });
+        // `resolve_config` and `build_from` each check first; every other use is `Section`'s.
+        assert_eq!(out.matches("is_section :: < C >").count(), 2, "{out}");
+        assert_eq!(out.matches("section_clone").count(), 2, "{out}");
+        assert!(!out.contains("Clone :: clone"), "{out}");
+        // The `training` section is read through one function.
+        assert_eq!(out.matches("fn __titan_training").count(), 1, "{out}");
+        assert_eq!(out.matches("Self :: __titan_training").count(), 2, "{out}");
+    }
 }

@@ -1,7 +1,7 @@
 //! titan: LLM pretraining on libtorch, where an experiment is one Rust file and every component
 //! (model, data, optimizer, scheduler, loss, metrics) is injected, never built from a string.
 
-pub mod cli;
+pub mod batch;
 pub mod data;
 pub mod device;
 pub mod dist;
@@ -17,36 +17,42 @@ pub mod shim;
 pub mod tokenizer;
 pub mod trainer;
 
-pub use data::{Batch, Dataloader, Dataset};
+pub use batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TitanBatch, TokenIds};
+pub use data::{Dataloader, Dataset};
 pub use dist::{DistributedEnvironment, LocalEnv};
 pub use error::{Error, Result};
-pub use experiment::{Experiment, TrainingConfig};
+pub use experiment::Experiment;
+pub use experiment::cli;
 pub use loss::{CausalLmLoss, Loss, ShiftedLoss};
 pub use lr::{LrScheduler, Warmup, WarmupConfig};
-pub use model::{Llama, LlamaConfig, Model, Parameters};
+pub use model::{Llama, LlamaConfig, Model, ParamGroup, Parameter, Parameters};
 pub use optim::{Adafactor, AdafactorConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
 pub use parallel_dims::{DataParallel, ParallelDims};
 pub use titan_macros::experiment;
 pub use tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
-pub use trainer::{Trainer, TrainerConfig};
+pub use trainer::{Precision, Trainer, TrainingConfig};
 
 /// What an experiment file needs in scope: the role traits (so `model.parameters()` works),
 /// the common components and the `#[experiment]` attribute.
 pub mod prelude {
+    pub use crate::batch::{Batch, HfBatch, HfLabels, ShiftedLabels, TitanBatch, TokenIds};
     pub use crate::data::{
-        Batch, Corpus, DataSource, Dataloader, Dataset, DatasetConfig, Documents, HfConvention,
-        Layout, PackedLoader, Split, TitanBatch, TitanConvention, TokenLoader, pack_documents,
+        Batching, Corpus, DataSource, Dataloader, Dataset, DatasetConfig, Documents, HfConvention,
+        Layout, PackedLoader, Split, StoryConfig, TitanConvention, TokenLoader, pack_documents,
     };
     pub use crate::dist::{DistributedEnvironment, LocalEnv};
-    pub use crate::experiment::{Experiment, TrainingConfig};
+    pub use crate::experiment::Experiment;
     pub use crate::loss::{CausalLmLoss, Loss, ShiftedLoss};
     pub use crate::lr::{Decay, LrScheduler, Warmup, WarmupConfig};
-    pub use crate::model::{Llama, LlamaConfig, Model, check_fits};
+    pub use crate::model::{
+        Llama, LlamaConfig, Model, ParamGroup, Parameter, Parameters, check_fits,
+    };
     pub use crate::optim::{
         Adafactor, AdafactorConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig,
     };
     pub use crate::parallel_dims::{DataParallel, ParallelDims};
     pub use crate::tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
+    pub use crate::trainer::{Precision, TrainingConfig};
     pub use titan_macros::experiment;
 }
 

@@ -4,7 +4,7 @@
 use tch::{Kind, Reduction, Tensor};
 
 use crate::Result;
-use crate::data::{HfLabels, IGNORE_INDEX, ShiftedLabels};
+use crate::batch::{HfLabels, IGNORE_INDEX, ShiftedLabels};
 
 /// Scores logits against labels of type `Labels`.
 #[diagnostic::on_unimplemented(

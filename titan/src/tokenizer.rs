@@ -55,8 +55,19 @@ pub struct BpeConfig {
     pub max_len: usize,
     /// A pair must occur this often to be merged.
     pub min_frequency: u64,
-    /// Where the trained tokenizer is cached; reused when present.
+    /// Where the trained tokenizer is cached; reused when present. A relative path is
+    /// relative to the run's output directory ([`BpeConfig::in_dir`]).
     pub path: PathBuf,
+}
+
+impl BpeConfig {
+    /// These settings with a relative `path` placed in `dir` (an absolute one stays).
+    pub fn in_dir(&self, dir: &std::path::Path) -> Self {
+        Self {
+            path: dir.join(&self.path),
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for BpeConfig {

@@ -36,7 +36,7 @@ impl Model for Embeddings {
     fn forward(&self, input: &Features) -> titan::Result<Tensor> {
         Ok(input.0.shallow_clone())
     }
-    fn parameters(&self) -> titan::Parameters<'_> {
+    fn parameters(&self) -> titan::Parameters {
         titan::Parameters::new(&self.vs)
     }
     fn device(&self) -> Device {

@@ -32,7 +32,7 @@ pub struct AdafactorExperiment {
     #[build(BpeTokenizer::train(
         &BpeConfig {
             vocab_size: 300, max_len: 64,
-            path: training.output_dir("adafactor").join("tokenizer.json"),
+            path: training.output_dir().join("tokenizer.json"),
             ..BpeConfig::default()
         },
         corpus.train.sample(200)?,
@@ -58,11 +58,10 @@ pub struct AdafactorExperiment {
 
 pub fn main() {
     let dir = std::env::temp_dir().join(format!("titan-ui-adafactor-{}", std::process::id()));
-    let args = TrainArgs {
-        output_dir: Some(dir.clone()),
-        log_every: Some(1),
-        ..TrainArgs::default()
-    };
+    let dir_flag = dir.display().to_string();
+    let args =
+        TrainArgs::try_parse_from(["adafactor", "--output-dir", &dir_flag, "--log-every", "1"])
+            .expect("flags");
     titan::experiment::run::<AdafactorExperiment>(args).expect("trains with Adafactor");
     let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).expect("metrics");
     assert_eq!(metrics.lines().count(), 4, "{metrics}");

@@ -11,7 +11,7 @@ pub struct Sgd {
 }
 
 impl Sgd {
-    fn new(params: titan::Parameters<'_>, lr: f64) -> Self {
+    fn new(params: titan::Parameters, lr: f64) -> Self {
         let params = params.named().into_iter().map(|(_, t)| t).collect();
         Self { params, lr }
     }
@@ -63,10 +63,8 @@ pub struct SgdExperiment {
 
 pub fn main() {
     let dir = std::env::temp_dir().join(format!("titan-ui-sgd-{}", std::process::id()));
-    let args = TrainArgs {
-        output_dir: Some(dir.clone()),
-        ..TrainArgs::default()
-    };
+    let dir_flag = dir.display().to_string();
+    let args = TrainArgs::try_parse_from(["sgd", "--output-dir", &dir_flag]).expect("flags");
     titan::experiment::run::<SgdExperiment>(args).expect("trains with the custom optimizer");
     let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).expect("metrics");
     assert!(metrics.contains("\"step\":3"), "{metrics}");

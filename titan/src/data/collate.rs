@@ -2,13 +2,15 @@
 //! row (the seed's collator), in either label convention.
 
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use super::Dataset;
 use super::read_ahead::ReadAhead;
-use super::{Batch, Dataset, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TokenIds};
+use crate::batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TitanBatch, TokenIds};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -21,39 +23,6 @@ pub enum Layout {
     /// One document per row, padded on the right with PAD (labels −100 there); a document
     /// longer than a row continues on the next rows.
     Padded,
-}
-
-/// A batch in the Titan (torchtitan) convention: inputs and labels already shifted by one.
-#[derive(Debug)]
-pub struct TitanBatch {
-    /// Token ids (b, t).
-    pub inputs: TokenIds,
-    /// Labels (b, t): position `i` holds the token after input position `i`, −100 where ignored.
-    pub labels: ShiftedLabels,
-}
-
-impl Batch for TitanBatch {
-    type Input = TokenIds;
-    type Labels = ShiftedLabels;
-
-    fn into_parts(self) -> (TokenIds, ShiftedLabels) {
-        (self.inputs, self.labels)
-    }
-
-    fn num_tokens(&self) -> i64 {
-        self.inputs.0.numel() as i64
-    }
-
-    fn to_device(self, device: tch::Device) -> Result<Self> {
-        Ok(Self {
-            inputs: TokenIds(self.inputs.0.f_to(device)?),
-            labels: ShiftedLabels(self.labels.0.f_to(device)?),
-        })
-    }
-
-    fn tensors(&self) -> Vec<&Tensor> {
-        vec![&self.inputs.0, &self.labels.0]
-    }
 }
 
 /// A label convention: how long a row's token window is and which batch type carries it.
@@ -112,28 +81,28 @@ pub struct Rows {
 
 /// Reads documents from a dataset (on a thread of its own, [`ReadAhead`]), tokenizes them in
 /// parallel a chunk at a time, and lays them into rows.
+/// `C`, the label convention, decides whether a row's window holds one extra token.
 #[derive(Debug)]
-pub struct Collator<D: Dataset, T> {
+pub struct Collator<D: Dataset, T, C> {
     docs: ReadAhead<D>,
     /// Tokenized documents not yet laid into rows.
     pub pending: Pending,
     tokenizer: Arc<T>,
     layout: Layout,
-    shifted: bool,
+    convention: PhantomData<C>,
     seq_len: usize,
     batch_size: usize,
     eos: u32,
     pad: u32,
 }
 
-impl<D: Dataset, T: Tokenizer> Collator<D, T> {
+impl<D: Dataset, T: Tokenizer, C: Convention> Collator<D, T, C> {
     /// A collator of `batch_size` rows of `seq_len` tokens. The tokenizer needs an EOS id, and
     /// a PAD id for [`Layout::Padded`].
     pub fn new(
         dataset: D,
         tokenizer: Arc<T>,
         layout: Layout,
-        shifted: bool,
         seq_len: usize,
         batch_size: usize,
     ) -> Result<Self> {
@@ -160,7 +129,7 @@ impl<D: Dataset, T: Tokenizer> Collator<D, T> {
             pending: Pending::new(),
             tokenizer,
             layout,
-            shifted,
+            convention: PhantomData,
             seq_len,
             batch_size,
             eos,
@@ -170,7 +139,7 @@ impl<D: Dataset, T: Tokenizer> Collator<D, T> {
 
     /// Tokens a row's window holds: `seq_len`, plus one when labels are shifted.
     fn window(&self) -> usize {
-        self.seq_len + usize::from(self.shifted)
+        self.seq_len + usize::from(C::SHIFTED)
     }
 
     /// The dataset's position after the documents read so far (tokenized: in `pending` or
@@ -246,7 +215,7 @@ impl<D: Dataset, T: Tokenizer> Collator<D, T> {
                         window.extend_from_slice(&front[..w]);
                         // With shifted labels the last token is only a label: it starts the
                         // next row as an input, so no next-token pair is lost.
-                        front.drain(..w - usize::from(self.shifted));
+                        front.drain(..w - usize::from(C::SHIFTED));
                     }
                 }
             }
@@ -258,7 +227,7 @@ impl<D: Dataset, T: Tokenizer> Collator<D, T> {
     /// Appends one row of `seq_len` inputs and labels made from `window` (padded on the right).
     fn lay_row(&self, window: &[u32], input: &mut Vec<i64>, labels: &mut Vec<i64>) {
         let t = self.seq_len;
-        let shift = usize::from(self.shifted);
+        let shift = usize::from(C::SHIFTED);
         for i in 0..t {
             input.push(
                 window
@@ -328,19 +297,19 @@ mod tests {
         }
     }
 
-    fn collator(layout: Layout, shifted: bool) -> Result<Collator<Fixed, Chars>> {
+    fn collator<C: Convention>(layout: Layout) -> Result<Collator<Fixed, Chars, C>> {
         let docs = Fixed(vec!["abc", "defghij"], 0);
-        Collator::new(docs, Arc::new(Chars), layout, shifted, 4, 2)
+        Collator::new(docs, Arc::new(Chars), layout, 4, 2)
     }
 
     #[test]
     fn packed_rows_are_full_and_cross_documents() -> Result<()> {
-        let mut hf = collator(Layout::Packed, false)?;
+        let mut hf = collator::<HfConvention>(Layout::Packed)?;
         let rows = hf.next_rows()?;
         // abc EOS | defg — hij EOS …
         assert_eq!(rows.input, [10, 11, 12, 2, 13, 14, 15, 16]);
         assert_eq!(rows.labels, rows.input);
-        let mut titan = collator(Layout::Packed, true)?;
+        let mut titan = collator::<TitanConvention>(Layout::Packed)?;
         let rows = titan.next_rows()?;
         // torchtitan takes seq_len + 1 tokens per row: abc EOS d | efghi
         assert_eq!(rows.input, [10, 11, 12, 2, 14, 15, 16, 17]);
@@ -350,13 +319,13 @@ mod tests {
 
     #[test]
     fn padded_rows_hold_one_document_and_split_long_ones() -> Result<()> {
-        let mut hf = collator(Layout::Padded, false)?;
+        let mut hf = collator::<HfConvention>(Layout::Padded)?;
         let rows = hf.next_rows()?;
         // abc EOS | defg (continued on the next row: hij EOS)
         assert_eq!(rows.input, [10, 11, 12, 2, 13, 14, 15, 16]);
         let rows = hf.next_rows()?;
         assert_eq!(rows.input, [17, 18, 19, 2, 10, 11, 12, 2]);
-        let mut titan = collator(Layout::Padded, true)?;
+        let mut titan = collator::<TitanConvention>(Layout::Padded)?;
         let rows = titan.next_rows()?;
         // abc EOS + pad; defgh → inputs defg, labels efgh; the next row starts at h.
         assert_eq!(rows.input, [10, 11, 12, 2, 13, 14, 15, 16]);
@@ -373,7 +342,8 @@ mod tests {
     #[test]
     fn padding_has_ignored_labels() -> Result<()> {
         let docs = Fixed(vec!["ab"], 0);
-        let mut c = Collator::new(docs, Arc::new(Chars), Layout::Padded, false, 5, 1)?;
+        let mut c: Collator<_, _, HfConvention> =
+            Collator::new(docs, Arc::new(Chars), Layout::Padded, 5, 1)?;
         let rows = c.next_rows()?;
         assert_eq!(rows.input, [10, 11, 2, 1, 1]);
         assert_eq!(rows.labels, [10, 11, 2, IGNORE_INDEX, IGNORE_INDEX]);

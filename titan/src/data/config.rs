@@ -2,7 +2,25 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{DEFAULT_DELIMITER, DEFAULT_FIELD, DEFAULT_PREFETCH, Layout};
+use super::{
+    Convention, DEFAULT_DELIMITER, DEFAULT_FIELD, DEFAULT_PREFETCH, DataSource, Documents, Layout,
+    TokenLoader,
+};
+use crate::Result;
+use crate::parallel_dims::DataParallel;
+use crate::tokenizer::Tokenizer;
+
+/// What a split's loader makes: batches of `batch_size` rows of `seq_len` tokens, documents
+/// shuffled with `seed` (training only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Rows per batch.
+    pub batch_size: usize,
+    /// Tokens per row.
+    pub seq_len: usize,
+    /// Seed of the training split's shuffle.
+    pub seed: u64,
+}
 
 /// Settings of the data path (the `dataset` section of an experiment).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,5 +50,65 @@ impl Default for DatasetConfig {
             prefetch: DEFAULT_PREFETCH,
             tokenizer_sample: 20_000,
         }
+    }
+}
+
+impl DatasetConfig {
+    /// The training loader over `source`: this rank's documents, shuffled in a buffer of
+    /// `shuffle_buffer`, tokenized and laid out (`layout`) `prefetch` batches ahead on a thread
+    /// of its own.
+    pub fn train_loader<T, C>(
+        &self,
+        dims: &impl DataParallel,
+        source: &DataSource,
+        tokenizer: &T,
+        batching: Batching,
+    ) -> Result<TokenLoader<Documents, T, C>>
+    where
+        T: Tokenizer + Clone + Send + Sync + 'static,
+        C: Convention,
+    {
+        let docs = Documents::new(dims, source.clone(), self.shuffle_buffer, batching.seed)?;
+        Ok(self
+            .loader(dims, docs, tokenizer, batching)?
+            .with_prefetch(self.prefetch))
+    }
+
+    /// The validation loader over `source`: this rank's documents in order, so every
+    /// evaluation scores the same batches.
+    pub fn val_loader<T, C>(
+        &self,
+        dims: &impl DataParallel,
+        source: &DataSource,
+        tokenizer: &T,
+        batching: Batching,
+    ) -> Result<TokenLoader<Documents, T, C>>
+    where
+        T: Tokenizer + Clone + Send + Sync + 'static,
+        C: Convention,
+    {
+        let docs = Documents::new(dims, source.clone(), 0, batching.seed)?;
+        self.loader(dims, docs, tokenizer, batching)
+    }
+
+    fn loader<T, C>(
+        &self,
+        dims: &impl DataParallel,
+        docs: Documents,
+        tokenizer: &T,
+        batching: Batching,
+    ) -> Result<TokenLoader<Documents, T, C>>
+    where
+        T: Tokenizer + Clone + Send + Sync + 'static,
+        C: Convention,
+    {
+        TokenLoader::new(
+            dims,
+            docs,
+            tokenizer.clone(),
+            self.layout,
+            batching.seq_len,
+            batching.batch_size,
+        )
     }
 }

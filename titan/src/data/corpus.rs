@@ -1,5 +1,7 @@
 //! The training and validation sources of a run: a user's data files, or the built-in stories.
 
+use std::path::Path;
+
 use super::{DataSource, DatasetConfig, Split, StoryConfig};
 use crate::Result;
 
@@ -21,15 +23,19 @@ impl Corpus {
         }
     }
 
-    /// The run's sources: `training.data` (a `.txt`, `.jsonl` or `.parquet` file, a directory
-    /// or a glob) with `training.val_data` or, when that is absent, every 20th document held
-    /// out; else enough built-in stories (about 190 tokens each) for the run to see each about
-    /// once, 20,000 at least. Files are read with `dataset`'s field and delimiter.
-    pub fn for_run(training: &crate::TrainingConfig, dataset: &DatasetConfig) -> Result<Self> {
-        let files = |path: &std::path::Path, split| {
+    /// A run's sources: `data` (a `.txt`, `.jsonl` or `.parquet` file, a directory or a glob)
+    /// with `val_data` or, when that is absent, every 20th document held out; without `data`,
+    /// the built-in `stories`. Files are read with `dataset`'s field and delimiter.
+    pub fn new(
+        data: Option<&Path>,
+        val_data: Option<&Path>,
+        dataset: &DatasetConfig,
+        stories: StoryConfig,
+    ) -> Result<Self> {
+        let files = |path: &Path, split| {
             DataSource::files_with(path, split, &dataset.delimiter, &dataset.field)
         };
-        let corpus = match (&training.data, &training.val_data) {
+        let corpus = match (data, val_data) {
             (Some(train), Some(val)) => Self {
                 train: files(train, Split::All)?,
                 val: files(val, Split::All)?,
@@ -42,15 +48,9 @@ impl Corpus {
                 };
                 Self { train, val }
             }
-            (None, _) => {
-                let tokens = training.steps as usize * training.batch_size * training.seq_len;
-                Self::stories(&StoryConfig {
-                    seed: training.seed,
-                    num_stories: (tokens / 190).clamp(20_000, 400_000),
-                })
-            }
+            (None, _) => Self::stories(&stories),
         };
-        eprintln!(
+        tracing::info!(
             "data: train {}; validation {}",
             corpus.train.describe(),
             corpus.val.describe()

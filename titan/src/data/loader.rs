@@ -35,17 +35,17 @@ pub struct LoaderState<S> {
 
 type Produced<S> = Result<(Rows, LoaderState<S>)>;
 
-struct Worker<D: Dataset, T> {
+struct Worker<D: Dataset, T, C> {
     rx: Receiver<Produced<D::State>>,
-    handle: JoinHandle<Collator<D, T>>,
+    handle: JoinHandle<Collator<D, T, C>>,
 }
 
 /// Reads a [`Dataset`], tokenizes and lays out its documents ([`Layout`]) into batches of the
 /// convention `C` ([`super::HfConvention`] or [`super::TitanConvention`]) on a background
 /// thread, `prefetch` batches ahead.
 pub struct TokenLoader<D: Dataset, T, C> {
-    worker: Option<Worker<D, T>>,
-    idle: Option<Collator<D, T>>,
+    worker: Option<Worker<D, T, C>>,
+    idle: Option<Collator<D, T, C>>,
     // The worker failed mid-batch: its collator goes back to `state` before it reads again.
     rewind: bool,
     state: LoaderState<D::State>,
@@ -89,14 +89,7 @@ where
             epoch: dataset.epoch(),
             batches: 0,
         };
-        let collator = Collator::new(
-            dataset,
-            tokenizer.into(),
-            layout,
-            C::SHIFTED,
-            seq_len,
-            batch_size,
-        )?;
+        let collator = Collator::new(dataset, tokenizer.into(), layout, seq_len, batch_size)?;
         Ok(Self {
             worker: None,
             idle: Some(collator),
@@ -158,11 +151,11 @@ where
     }
 }
 
-fn produce<D: Dataset, T: Tokenizer>(
-    mut collator: Collator<D, T>,
+fn produce<D: Dataset, T: Tokenizer, C: Convention>(
+    mut collator: Collator<D, T, C>,
     tx: SyncSender<Produced<D::State>>,
     mut batches: u64,
-) -> Collator<D, T> {
+) -> Collator<D, T, C> {
     loop {
         let item = collator.next_rows().map(|rows| {
             batches += 1;

@@ -2,7 +2,6 @@
 //! as [`Documents`], collated into packed or padded rows of either label convention by a
 //! prefetching [`TokenLoader`], and the `Dataset` and `Dataloader` roles.
 
-mod batch;
 mod collate;
 mod config;
 mod corpus;
@@ -18,11 +17,12 @@ mod source;
 mod stories;
 mod text;
 
-pub use batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TokenIds, upload};
-pub use collate::{
-    Collator, Convention, HfConvention, Layout, Pending, Rows, TitanBatch, TitanConvention,
+// The shared batch vocabulary lives in `crate::batch`; data re-exports it for its users.
+pub use crate::batch::{
+    Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TitanBatch, TokenIds, upload,
 };
-pub use config::DatasetConfig;
+pub use collate::{Collator, Convention, HfConvention, Layout, Pending, Rows, TitanConvention};
+pub use config::{Batching, DatasetConfig};
 pub use corpus::Corpus;
 pub use documents::{Documents, DocumentsState};
 pub use files::{DataFile, EXTENSIONS, Format, resolve};

@@ -7,7 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::{Dataloader, HfBatch, HfLabels, TokenIds};
+use super::Dataloader;
+use crate::batch::{HfBatch, HfLabels, TokenIds};
 use crate::parallel_dims::DataParallel;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};

@@ -1,61 +1,13 @@
 //! Configuration without strings in the code: each `#[config]` field of an experiment is a
-//! serde struct; `--set section.key=value` overrides reach any key, and an unknown key or a bad
-//! value is an error naming the key and listing the valid ones.
+//! serde struct; a TOML file (`--config`, the shape `--print-config` prints) and `--set
+//! section.key=value` overrides reach any key, and an unknown key or a bad value is an error
+//! naming the key (and the file) and listing the valid ones.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::{Overrides, Section};
 use crate::{Error, Result};
-
-/// `--set` overrides, in command-line order.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    entries: Vec<(String, String)>,
-}
-
-impl Overrides {
-    /// No overrides.
-    pub fn none() -> Self {
-        Self::default()
-    }
-
-    /// Parses `key=value` items (`training.steps=100`).
-    pub fn parse<I, S>(items: I) -> Result<Self>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let mut entries = Vec::new();
-        for item in items {
-            let item = item.as_ref();
-            let Some((key, value)) = item.split_once('=') else {
-                return Err(Error::config(
-                    "--set",
-                    item,
-                    "expected `section.key=value`, e.g. `training.steps=100`",
-                ));
-            };
-            entries.push((key.trim().to_string(), value.trim().to_string()));
-        }
-        Ok(Self { entries })
-    }
-
-    /// Adds one override (the standard flags become `training.*` overrides this way).
-    pub fn push(&mut self, key: &str, value: impl std::fmt::Display) {
-        self.entries.push((key.to_string(), value.to_string()));
-    }
-
-    /// Appends `other`'s overrides after these.
-    pub fn extend(&mut self, other: Overrides) {
-        self.entries.extend(other.entries);
-    }
-
-    /// True when there is none.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
 
 /// Resolves the config sections of one experiment in construction order.
 #[derive(Debug)]
@@ -76,14 +28,20 @@ impl<'o> ConfigSet<'o> {
     }
 
     /// Applies the overrides of `section` to `value` and records the result for printing.
-    pub fn resolve<T: Serialize + DeserializeOwned>(
-        &mut self,
-        section: &str,
-        value: T,
-    ) -> Result<T> {
+    pub fn resolve<T: Section>(&mut self, section: &str, value: T) -> Result<T> {
         let mut tree = serde_json::to_value(&value)?;
         let prefix = format!("{section}.");
         let mut touched = false;
+        if let Some(file) = &self.overrides.file
+            && let Some(table) = file.sections.get(section)
+        {
+            let at = format!("{} [{section}]", file.path.display());
+            touched |= merge_file(&mut tree, table, section, &at)?;
+            if touched {
+                serde_json::from_value::<T>(tree.clone())
+                    .map_err(|e| Error::config(section, &at, format!("bad value: {e}")))?;
+            }
+        }
         for (i, (key, raw)) in self.overrides.entries.iter().enumerate() {
             if key == section {
                 return Err(Error::config(
@@ -101,6 +59,18 @@ impl<'o> ConfigSet<'o> {
             touched = true;
             set_path::<T>(&mut tree, section, path, raw)?;
         }
+        for (key, value) in &self.overrides.unset {
+            let Some(path) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let slot = path
+                .split('.')
+                .try_fold(&mut tree, |node, part| node.get_mut(part));
+            if let Some(slot) = slot.filter(|v| v.is_null()) {
+                *slot = value.clone();
+                touched = true;
+            }
+        }
         self.sections.push((section.to_string(), tree.clone()));
         if !touched {
             // Untouched sections skip the JSON round trip, which cannot hold every value (∞).
@@ -109,9 +79,24 @@ impl<'o> ConfigSet<'o> {
         Ok(serde_json::from_value(tree)?)
     }
 
-    /// Fails on overrides that named no section of this experiment.
+    /// Fails on overrides (and file sections) that named no section of this experiment.
     pub fn finish(&self) -> Result<()> {
         let sections: Vec<&str> = self.sections.iter().map(|(s, _)| s.as_str()).collect();
+        if let Some(file) = &self.overrides.file
+            && let Some(unknown) = file
+                .sections
+                .keys()
+                .find(|k| !sections.contains(&k.as_str()))
+        {
+            return Err(Error::config(
+                &file.path.display().to_string(),
+                format!("[{unknown}]"),
+                format!(
+                    "unknown config section `{unknown}`; this experiment's sections are: {}",
+                    sections.join(", ")
+                ),
+            ));
+        }
         for (i, (key, raw)) in self.overrides.entries.iter().enumerate() {
             if !self.used[i] {
                 let section = key.split('.').next().unwrap_or(key);
@@ -160,6 +145,50 @@ fn write_table(out: &mut String, prefix: &str, tree: &Value) {
         let name = format!("{prefix}.{key}");
         out.push_str(&format!("\n[{name}]\n"));
         write_table(out, &name, value);
+    }
+}
+
+/// Writes the file's `table` into `tree` key by key (an unknown key is an error naming it,
+/// `at` and the valid keys); true when a value changed. Keys equal to the experiment's values
+/// leave the section as it was, so a printed configuration read back changes nothing.
+fn merge_file(tree: &mut Value, table: &Value, path: &str, at: &str) -> Result<bool> {
+    let (Value::Object(into), Value::Object(from)) = (tree, table) else {
+        return Err(Error::config(
+            path,
+            table,
+            format!("this key has no sub-keys ({at})"),
+        ));
+    };
+    let mut changed = false;
+    for (key, value) in from {
+        let full = format!("{path}.{key}");
+        let Some(slot) = into.get_mut(key) else {
+            let mut valid: Vec<&str> = into.keys().map(String::as_str).collect();
+            valid.sort_unstable();
+            return Err(Error::config(
+                &full,
+                value,
+                format!(
+                    "unknown key `{key}` in `{path}` ({at}); valid keys: {}",
+                    valid.join(", ")
+                ),
+            ));
+        };
+        if value.is_object() && slot.is_object() {
+            changed |= merge_file(slot, value, &full, at)?;
+        } else if !same_value(slot, value) {
+            *slot = value.clone();
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// Equal as settings: numbers by value (TOML's `1` is JSON's `1.0`), the rest exactly.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        _ => a == b,
     }
 }
 
@@ -231,7 +260,7 @@ fn set_at(tree: &mut Value, parts: &[&str], value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::TrainingConfig;
+    use crate::trainer::TrainingConfig;
 
     #[test]
     fn overrides_reach_keys_and_keep_types() -> Result<()> {
@@ -281,6 +310,62 @@ mod tests {
             .to_string();
         assert!(err.contains("training") && err.contains("many"), "{err}");
         let o = Overrides::parse(["modle.layers=2"])?;
+        let mut set = ConfigSet::new(&o);
+        set.resolve("training", TrainingConfig::default())?;
+        let err = set.finish().expect_err("unknown section").to_string();
+        assert!(err.contains("modle") && err.contains("training"), "{err}");
+        Ok(())
+    }
+
+    fn file_with(text: &str) -> Result<(tempfile::TempDir, Overrides)> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let path = dir.path().join("run.toml");
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        let o = Overrides::from_file(&path)?;
+        Ok((dir, o))
+    }
+
+    #[test]
+    fn a_printed_config_read_back_gives_the_same_settings_and_edits_apply() -> Result<()> {
+        let none = Overrides::none();
+        let mut printed = ConfigSet::new(&none);
+        let start = TrainingConfig {
+            data: Some("a.txt".into()),
+            ..TrainingConfig::default()
+        };
+        printed.resolve("training", start.clone())?;
+        let toml = printed.to_toml();
+        let (_dir, o) = file_with(&toml)?;
+        let mut set = ConfigSet::new(&o);
+        assert_eq!(set.resolve("training", start.clone())?, start);
+        set.finish()?;
+        let edited = toml.replace("steps = 1000", "steps = 12");
+        let (_dir, o) = file_with(&edited)?;
+        let mut o2 = Overrides::parse(["training.log_every=3"])?;
+        o2.file = o.file;
+        let t = ConfigSet::new(&o2).resolve("training", start)?;
+        assert_eq!((t.steps, t.log_every), (12, 3), "file, then --set on top");
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_in_a_file_are_errors_naming_them() -> Result<()> {
+        let (_dir, o) = file_with("[training]\nstepz = 3\n")?;
+        let err = ConfigSet::new(&o)
+            .resolve("training", TrainingConfig::default())
+            .expect_err("unknown key")
+            .to_string();
+        assert!(
+            err.contains("training.stepz") && err.contains("run.toml") && err.contains("steps"),
+            "{err}"
+        );
+        let (_dir, o) = file_with("[training]\nsteps = \"many\"\n")?;
+        let err = ConfigSet::new(&o)
+            .resolve("training", TrainingConfig::default())
+            .expect_err("bad value")
+            .to_string();
+        assert!(err.contains("run.toml") && err.contains("many"), "{err}");
+        let (_dir, o) = file_with("[modle]\nlayers = 2\n")?;
         let mut set = ConfigSet::new(&o);
         set.resolve("training", TrainingConfig::default())?;
         let err = set.finish().expect_err("unknown section").to_string();

@@ -1,30 +1,31 @@
 //! The runtime half of `#[experiment]`: the `Experiment` trait the macro implements, the
-//! wiring chain whose steps carry the compile-time checks, configuration sections with `--set`
-//! overrides, and the `main` every experiment binary runs.
+//! wiring chain whose steps carry the compile-time checks, configuration sections with
+//! `--config` and `--set`, the command line, and the `main` every experiment binary runs. It
+//! drives the trainer; the trainer knows nothing of it.
 
+pub mod cli;
 mod config;
-mod training;
+mod overrides;
+mod section;
 mod wire;
 
-pub use config::{ConfigSet, Overrides};
-pub use training::{Precision, TrainingConfig};
-pub(crate) use wire::evaluate_with;
-pub use wire::{
-    Fetched, FitsModelInput, LabelsLoss, LogitsLoss, Parts, SameLabels, SameOptimizer, Staged,
-    WireData, WireLoss, WireModel, WireOpt, wire,
-};
+pub use config::ConfigSet;
+pub use overrides::Overrides;
+pub use section::{Section, is_section, section_clone};
+pub use wire::{WireData, WireLoss, WireModel, WireOpt, wire};
+// What the generated code names here, whose home is elsewhere.
+pub use crate::model::check_fits;
+pub use crate::trainer::{FitsModelInput, Precision, SameLabels, SameOptimizer, TrainingConfig};
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::Result;
-use crate::cli::TrainArgs;
-use crate::data::TokenIds;
+use crate::batch::TokenIds;
 use crate::metrics::{JsonlSink, TensorBoardSink};
 use crate::model::{GenerateConfig, Model, generate};
 use crate::tokenizer::Tokenizer;
 use crate::trainer::{Summary, Trainer};
+use cli::TrainArgs;
 
 /// An experiment: a struct of components, built in dependency order by its builder.
 /// `#[experiment]` implements it; nothing else needs to.
@@ -53,8 +54,8 @@ pub trait Experiment: Sized {
 /// The trainer of a run: `training`'s loop settings, `metrics.jsonl` and TensorBoard event
 /// files (`tb/`) in the output dir.
 pub fn trainer_for(training: &TrainingConfig, experiment: &str) -> Result<Trainer> {
-    let dir = training.output_dir(experiment);
-    Ok(Trainer::new(training.trainer())
+    let dir = training.clone().for_experiment(experiment).output_dir();
+    Ok(Trainer::new(training.clone())
         .with_sink(JsonlSink::create(dir.join("metrics.jsonl"))?)
         .with_sink(TensorBoardSink::create(dir.join("tb"))?))
 }
@@ -86,7 +87,15 @@ where
 
 /// The `main` of an experiment binary: flags, `--print-config`, build, train.
 pub fn main<E: Experiment>() -> ExitCode {
-    match run::<E>(TrainArgs::parse()) {
+    // The library reports through `tracing` (e.g. where the data comes from); a binary shows
+    // those lines on stderr, bare.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_level(false)
+        .try_init();
+    match run::<E>(TrainArgs::parse(E::NAME)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -97,7 +106,7 @@ pub fn main<E: Experiment>() -> ExitCode {
 
 /// Runs experiment `E` as its binary would with `args`.
 pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
-    let overrides = args.overrides()?;
+    let overrides = args.overrides()?.named(E::NAME);
     let builder = E::builder();
     if args.print_config {
         let config = E::resolve_config(&builder, &overrides)?;

@@ -5,7 +5,7 @@ use tch::{Kind, Tensor};
 
 use super::Model;
 use crate::Result;
-use crate::data::TokenIds;
+use crate::batch::TokenIds;
 
 /// How to sample new tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

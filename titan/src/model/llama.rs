@@ -4,13 +4,15 @@
 //!
 //! Variable names are exactly Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, …), so
 //! a `model.safetensors` from the Hub loads into [`Llama`] and ours loads into transformers.
+//!
+//! One file of about 800 lines on purpose: a model file reads top to bottom (config, then the
+//! private blocks, then the public model and its tests), as candle's and transformers' do.
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
-use super::{Model, Parameters};
-use crate::data::TokenIds;
-use crate::optim::NO_DECAY_GROUP;
+use super::{Model, ParamGroup, Parameters};
+use crate::batch::TokenIds;
 use crate::shim;
 use crate::{Error, Result};
 
@@ -61,6 +63,24 @@ impl LlamaConfig {
             max_position_embeddings: 512,
             rope_theta: 10_000.0,
             rms_norm_eps: 1e-6,
+            tie_word_embeddings: false,
+            initializer_range: 0.02,
+        }
+    }
+
+    /// A ~125M-parameter Llama 3 (GPT-2 small's size): 12 layers of width 768, 12 query and 4
+    /// key/value heads, SwiGLU width 2048, a 32K vocabulary, sequences of 2048, rope θ 500,000.
+    pub fn llama3_125m() -> Self {
+        Self {
+            vocab_size: 32_768,
+            hidden_size: 768,
+            intermediate_size: 2048,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            num_key_value_heads: 4,
+            max_position_embeddings: 2048,
+            rope_theta: 500_000.0,
+            rms_norm_eps: 1e-5,
             tie_word_embeddings: false,
             initializer_range: 0.02,
         }
@@ -160,10 +180,7 @@ struct RmsNorm {
 
 impl RmsNorm {
     fn new(path: nn::Path<'_>, dim: i64, eps: f64) -> Result<Self> {
-        // Norm weights take no weight decay.
-        let weight =
-            path.set_group(NO_DECAY_GROUP)
-                .f_var("weight", &[dim], nn::Init::Const(1.0))?;
+        let weight = path.f_var("weight", &[dim], nn::Init::Const(1.0))?;
         Ok(Self { weight, eps })
     }
 
@@ -364,11 +381,7 @@ impl Llama {
             config.hidden_size,
             config.initializer_range,
         );
-        let embed_tokens = (&model / "embed_tokens").set_group(NO_DECAY_GROUP).f_var(
-            "weight",
-            &[v, h],
-            normal(std),
-        )?;
+        let embed_tokens = (&model / "embed_tokens").f_var("weight", &[v, h], normal(std))?;
         let layers = (0..config.num_hidden_layers)
             .map(|i| Block::new(&model / "layers" / i, &config))
             .collect::<Result<Vec<_>>>()?;
@@ -528,6 +541,16 @@ impl Llama {
     }
 }
 
+/// Llama's parameter groups, by Hugging Face name: norm weights and the token embedding take
+/// no weight decay (as in torchtitan and nanoGPT), the projection matrices and `lm_head` do.
+fn param_group(name: &str) -> ParamGroup {
+    if name.ends_with("norm.weight") || name == "model.embed_tokens.weight" {
+        ParamGroup::NoDecay
+    } else {
+        ParamGroup::Decay
+    }
+}
+
 impl Model for Llama {
     type Input = TokenIds;
 
@@ -547,8 +570,8 @@ impl Model for Llama {
         }
     }
 
-    fn parameters(&self) -> Parameters<'_> {
-        Parameters::new(&self.vs)
+    fn parameters(&self) -> Parameters {
+        Parameters::grouped(&self.vs, param_group)
     }
 
     fn device(&self) -> Device {

@@ -2,11 +2,13 @@
 
 mod generate;
 mod llama;
+mod params;
 
 pub use generate::{GenerateConfig, generate};
 pub use llama::{Llama, LlamaConfig};
+pub use params::{ParamGroup, Parameter, Parameters};
 
-use tch::{Device, Tensor, nn};
+use tch::{Device, Tensor};
 
 use crate::Result;
 
@@ -18,12 +20,13 @@ use crate::Result;
     note = "a model implements `titan::Model`: it maps its `Input` to logits and exposes its parameters"
 )]
 pub trait Model {
-    /// What the model consumes, e.g. [`crate::data::TokenIds`].
+    /// What the model consumes, e.g. [`crate::batch::TokenIds`].
     type Input;
     /// Logits (b, t, vocab) for one input.
     fn forward(&self, input: &Self::Input) -> Result<Tensor>;
-    /// The named, trainable parameters, for optimizers and checkpoints.
-    fn parameters(&self) -> Parameters<'_>;
+    /// The named, trainable parameters with the group of each (which take weight decay), for
+    /// optimizers and checkpoints.
+    fn parameters(&self) -> Parameters;
     /// Where the parameters live.
     fn device(&self) -> Device;
     /// Number of token ids the embedding accepts.
@@ -60,49 +63,6 @@ pub fn forward_then_backward<M: Model + ?Sized>(
     let (sum, count) = loss(&logits)?;
     sum.f_backward()?;
     Ok((sum.f_detach()?, count))
-}
-
-/// A model's named parameters (Hugging Face names), handed to optimizer factories.
-#[derive(Clone, Copy)]
-pub struct Parameters<'a> {
-    vs: &'a nn::VarStore,
-}
-
-impl std::fmt::Debug for Parameters<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parameters")
-            .field("count", &self.vs.len())
-            .finish()
-    }
-}
-
-impl<'a> Parameters<'a> {
-    /// Wraps a variable store.
-    pub fn new(vs: &'a nn::VarStore) -> Self {
-        Self { vs }
-    }
-
-    /// The underlying variable store (what tch's built-in optimizers take).
-    pub fn var_store(&self) -> &'a nn::VarStore {
-        self.vs
-    }
-
-    /// Trainable tensors sorted by name, so iteration order is stable across runs.
-    pub fn named(&self) -> Vec<(String, Tensor)> {
-        let mut named: Vec<_> = self
-            .vs
-            .variables()
-            .into_iter()
-            .filter(|(_, t)| t.requires_grad())
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        named
-    }
-
-    /// Total number of trainable scalars.
-    pub fn count(&self) -> i64 {
-        self.named().iter().map(|(_, t)| t.numel() as i64).sum()
-    }
 }
 
 /// Checks, before step 1, that the tokenizer's ids and the sequence length fit the model;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::Optimizer;
-use super::params::{self, SavedState};
+use super::params::{self, Param, SavedState};
 use crate::model::Parameters;
 use crate::{Error, Result};
 
@@ -25,7 +25,7 @@ pub struct AdafactorConfig {
     pub eps2: f64,
     /// Update clipping threshold `d`: an update's RMS is scaled down to at most this.
     pub d: f64,
-    /// Decoupled weight decay.
+    /// Decoupled weight decay (not applied to the model's no-decay group).
     pub weight_decay: f64,
 }
 
@@ -54,7 +54,7 @@ enum Moments {
 /// Adafactor over a model's parameters.
 #[derive(Debug)]
 pub struct Adafactor {
-    params: Vec<(String, Tensor)>,
+    params: Vec<Param>,
     moments: Vec<Moments>,
     config: AdafactorConfig,
     lr: f64,
@@ -63,8 +63,8 @@ pub struct Adafactor {
 
 impl Adafactor {
     /// Adafactor over `params`; the factored statistics take `rows + columns` numbers per
-    /// matrix.
-    pub fn new(params: Parameters<'_>, config: AdafactorConfig) -> Result<Self> {
+    /// matrix. Parameters of the model's no-decay group take no weight decay.
+    pub fn new(params: Parameters, config: AdafactorConfig) -> Result<Self> {
         if config.beta2_decay >= 0.0 {
             return Err(Error::config(
                 "AdafactorConfig.beta2_decay",
@@ -79,9 +79,9 @@ impl Adafactor {
                 "must be positive",
             ));
         }
-        let params = params.named();
+        let params = params::collect(params);
         let mut moments = Vec::with_capacity(params.len());
-        for (_, p) in &params {
+        for Param { tensor: p, .. } in &params {
             let size = p.size();
             let opts = (Kind::Float, p.device());
             moments.push(if size.len() >= 2 {
@@ -124,6 +124,7 @@ impl Adafactor {
         c: &AdafactorConfig,
         lr: f64,
         t: f64,
+        decay: bool,
     ) -> Result<()> {
         let grad = p.grad();
         if !grad.defined() {
@@ -139,7 +140,7 @@ impl Adafactor {
             .f_div_scalar(numel.sqrt())?
             .f_clamp_min(c.eps2)?
             .f_mul_scalar(rho)?;
-        if c.weight_decay != 0.0 {
+        if decay && c.weight_decay != 0.0 {
             let _ = p.f_mul_scalar_(1.0 - lr * c.weight_decay)?;
         }
         let estimate = match moments {
@@ -174,15 +175,15 @@ impl Adafactor {
 
 impl Optimizer for Adafactor {
     fn zero_grad(&mut self) -> Result<()> {
-        params::zero_grads(self.params.iter().map(|(_, p)| p))
+        params::zero_grads(self.params.iter().map(|p| &p.tensor))
     }
 
     fn step(&mut self) -> Result<()> {
         let _guard = tch::no_grad_guard();
         self.step += 1;
         let t = self.step as f64;
-        for ((_, p), moments) in self.params.iter_mut().zip(&mut self.moments) {
-            Self::update_one(p, moments, &self.config, self.lr, t)?;
+        for (p, moments) in self.params.iter_mut().zip(&mut self.moments) {
+            Self::update_one(&mut p.tensor, moments, &self.config, self.lr, t, p.decay)?;
         }
         Ok(())
     }
@@ -200,7 +201,7 @@ impl Optimizer for Adafactor {
             "step".to_string(),
             Tensor::f_from_slice(&[self.step as i64])?,
         )];
-        for ((name, _), moments) in self.params.iter().zip(&self.moments) {
+        for (Param { name, .. }, moments) in self.params.iter().zip(&self.moments) {
             match moments {
                 Moments::Factored { row, col } => {
                     state.push((format!("{name}.row"), params::to_host(row)?));
@@ -216,7 +217,7 @@ impl Optimizer for Adafactor {
         let mut saved = SavedState::new("Adafactor", state);
         let step = Tensor::f_zeros([1], (Kind::Int64, tch::Device::Cpu))?;
         saved.take("step", &step)?;
-        for ((name, _), moments) in self.params.iter().zip(&self.moments) {
+        for (Param { name, .. }, moments) in self.params.iter().zip(&self.moments) {
             match moments {
                 Moments::Factored { row, col } => {
                     saved.take(&format!("{name}.row"), row)?;

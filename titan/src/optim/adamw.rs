@@ -63,8 +63,8 @@ struct Group {
 
 impl AdamW {
     /// Builds AdamW over `params`; parameters of the model's no-decay group
-    /// ([`super::NO_DECAY_GROUP`]) take no weight decay.
-    pub fn new(params: Parameters<'_>, config: AdamWConfig) -> Result<Self> {
+    /// ([`crate::model::ParamGroup::NoDecay`]) take no weight decay.
+    pub fn new(params: Parameters, config: AdamWConfig) -> Result<Self> {
         let (beta1, beta2) = config.betas;
         for (name, beta) in [
             ("AdamWConfig.betas.0", beta1),
@@ -81,7 +81,7 @@ impl AdamW {
                 "must be positive",
             ));
         }
-        let params = params::collect(&params)?;
+        let params = params::collect(params);
         let mut steps: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
         let mut groups = Vec::new();
         for group in params::fused_groups(&params) {

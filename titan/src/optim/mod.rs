@@ -17,10 +17,6 @@ use tch::Tensor;
 
 use crate::{Error, Result};
 
-/// The parameter group of weights that take no weight decay (norm weights, biases,
-/// embeddings). Models create those variables under `path.set_group(NO_DECAY_GROUP)`.
-pub const NO_DECAY_GROUP: usize = 1;
-
 /// Updates parameters from their gradients.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an optimizer",

@@ -1,49 +1,43 @@
-//! The parameters an optimizer updates, by name, with whether they take weight decay; and the
-//! state helpers every optimizer shares.
+//! The parameters an optimizer updates, by name, with whether their group (as the model
+//! declares it) takes weight decay; and the state helpers every optimizer shares.
 
 use std::collections::HashMap;
 
 use tch::{Device, Kind, Tensor};
 
-use super::NO_DECAY_GROUP;
-use crate::model::Parameters;
+use crate::model::{ParamGroup, Parameters};
 use crate::{Error, Result};
 
-/// One trainable parameter.
+/// One trainable parameter as an optimizer holds it.
 #[derive(Debug)]
 pub(crate) struct Param {
-    /// Its name in the model's variable store.
+    /// Its name in the model.
     pub name: String,
     /// The parameter (shares storage with the model's).
     pub tensor: Tensor,
-    /// False for the no-decay group (norm weights, biases, embeddings).
+    /// False for the model's [`ParamGroup::NoDecay`] group (norm weights, biases, embeddings).
     pub decay: bool,
 }
 
-/// The model's trainable parameters sorted by name (a stable order across runs), each marked
-/// with whether it takes weight decay ([`NO_DECAY_GROUP`] does not).
-pub(crate) fn collect(params: &Parameters<'_>) -> Result<Vec<Param>> {
-    let variables = params
-        .var_store()
-        .variables_
-        .lock()
-        .map_err(|_| Error::Training("the model's variable store is poisoned".into()))?;
-    let no_decay: Vec<*mut std::ffi::c_void> = variables
-        .trainable_variables
-        .iter()
-        .filter(|v| v.group == NO_DECAY_GROUP)
-        .map(|v| v.tensor.data_ptr())
-        .collect();
-    drop(variables);
-    Ok(params
-        .named()
+/// The model's parameters in their (stable, by name) order, each marked with whether its group
+/// takes weight decay.
+pub(crate) fn collect(params: Parameters) -> Vec<Param> {
+    params
         .into_iter()
-        .map(|(name, tensor)| Param {
-            decay: !no_decay.contains(&tensor.data_ptr()),
-            name,
-            tensor,
+        .map(|p| Param {
+            decay: takes_decay(p.group),
+            name: p.name,
+            tensor: p.tensor,
         })
-        .collect())
+        .collect()
+}
+
+/// Whether parameters of `group` take weight decay.
+pub(crate) fn takes_decay(group: ParamGroup) -> bool {
+    match group {
+        ParamGroup::Decay => true,
+        ParamGroup::NoDecay => false,
+    }
 }
 
 /// Parameters one fused kernel call updates together: one device, one dtype, one weight-decay

@@ -55,8 +55,8 @@ pub struct Sgd {
 
 impl Sgd {
     /// Builds SGD over `params`; parameters of the model's no-decay group
-    /// ([`super::NO_DECAY_GROUP`]) take no weight decay.
-    pub fn new(params: Parameters<'_>, config: SgdConfig) -> Result<Self> {
+    /// ([`crate::model::ParamGroup::NoDecay`]) take no weight decay.
+    pub fn new(params: Parameters, config: SgdConfig) -> Result<Self> {
         if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
             return Err(Error::config(
                 "SgdConfig.nesterov",
@@ -74,7 +74,7 @@ impl Sgd {
                 "must not be negative",
             ));
         }
-        let params = params::collect(&params)?;
+        let params = params::collect(params);
         let buffers = if config.momentum > 0.0 {
             params
                 .iter()

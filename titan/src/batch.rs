@@ -1,5 +1,7 @@
-//! What a batch carries. The label convention is a type, so a loss for the other convention
-//! does not compile against it.
+//! The vocabulary data, models and losses share: token ids, both label conventions, the two
+//! batch types and `IGNORE_INDEX`. The label convention is a type, so a loss for the other
+//! convention does not compile against a batch. Data, model and loss import this module, never
+//! each other.
 
 use tch::{Device, Tensor};
 
@@ -25,7 +27,7 @@ pub const IGNORE_INDEX: i64 = -100;
 /// One batch: an input for the model and labels for the loss.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a batch",
-    note = "a batch implements `titan::data::Batch`: it splits into the model's input and the loss's labels"
+    note = "a batch implements `titan::Batch`: it splits into the model's input and the loss's labels"
 )]
 pub trait Batch {
     /// What the model consumes.
@@ -74,29 +76,47 @@ pub struct HfBatch {
     pub labels: HfLabels,
 }
 
-impl Batch for HfBatch {
-    type Input = TokenIds;
-    type Labels = HfLabels;
-
-    fn into_parts(self) -> (TokenIds, HfLabels) {
-        (self.input_ids, self.labels)
-    }
-
-    fn num_tokens(&self) -> i64 {
-        self.input_ids.0.numel() as i64
-    }
-
-    fn to_device(self, device: Device) -> Result<Self> {
-        Ok(Self {
-            input_ids: TokenIds(self.input_ids.0.f_to(device)?),
-            labels: HfLabels(self.labels.0.f_to(device)?),
-        })
-    }
-
-    fn tensors(&self) -> Vec<&Tensor> {
-        vec![&self.input_ids.0, &self.labels.0]
-    }
+/// A batch in the Titan (torchtitan) convention: inputs and labels already shifted by one.
+#[derive(Debug)]
+pub struct TitanBatch {
+    /// Token ids (b, t).
+    pub inputs: TokenIds,
+    /// Labels (b, t): position `i` holds the token after input position `i`, −100 where ignored.
+    pub labels: ShiftedLabels,
 }
+
+/// One `Batch` impl for both conventions: they differ only in the labels' type and the input
+/// field's name.
+macro_rules! token_batch {
+    ($batch:ident, $input:ident, $labels:ident) => {
+        impl Batch for $batch {
+            type Input = TokenIds;
+            type Labels = $labels;
+
+            fn into_parts(self) -> (TokenIds, $labels) {
+                (self.$input, self.labels)
+            }
+
+            fn num_tokens(&self) -> i64 {
+                self.$input.0.numel() as i64
+            }
+
+            fn to_device(self, device: Device) -> Result<Self> {
+                Ok(Self {
+                    $input: TokenIds(self.$input.0.f_to(device)?),
+                    labels: $labels(self.labels.0.f_to(device)?),
+                })
+            }
+
+            fn tensors(&self) -> Vec<&Tensor> {
+                vec![&self.$input.0, &self.labels.0]
+            }
+        }
+    };
+}
+
+token_batch!(HfBatch, input_ids, HfLabels);
+token_batch!(TitanBatch, inputs, ShiftedLabels);
 
 impl AsRef<Tensor> for TokenIds {
     fn as_ref(&self) -> &Tensor {

@@ -1,0 +1,59 @@
+//! Helpers shared by the training integration tests: the lock around libtorch's global
+//! generator, a small seeded Llama, a padded token batch and a tensor difference.
+
+// Each test binary (`optimizers`, `gradients`, `trainer_loop`) uses a part of this module.
+#![allow(dead_code)]
+
+use anyhow::Result;
+use titan::data::{HfLabels, IGNORE_INDEX, TokenIds};
+use titan::tch::{Device, Kind, Tensor};
+use titan::{Llama, LlamaConfig};
+
+/// Tests run on parallel threads and libtorch's generator is global: whoever seeds and draws
+/// holds this lock, so two models built from seed 0 are the same model.
+pub static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A 2-layer Llama (vocab 50, hidden 32) from seed 0 on the CPU.
+pub fn small_llama() -> Result<Llama> {
+    small_llama_on(Device::Cpu)
+}
+
+/// A 2-layer Llama (vocab 50, hidden 32) from seed 0 on `device`.
+pub fn small_llama_on(device: Device) -> Result<Llama> {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    titan::device::seed_everything(0);
+    Ok(Llama::new(
+        LlamaConfig {
+            vocab_size: 50,
+            hidden_size: 32,
+            intermediate_size: 64,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            max_position_embeddings: 32,
+            ..LlamaConfig::tiny()
+        },
+        device,
+    )?)
+}
+
+/// The largest absolute elementwise difference of `a` and `b`.
+pub fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+    Ok((a - b).abs().max().double_value(&[]))
+}
+
+/// `rows` random sequences of `t` token ids (seed 1) and their labels, with padding.
+pub fn batch(rows: i64, t: i64) -> (TokenIds, HfLabels) {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    titan::device::seed_everything(1);
+    let ids = Tensor::randint(50, [rows, t], (Kind::Int64, Device::Cpu));
+    // Row r ends in r % 7 padded positions: micro-batches count different numbers of tokens.
+    let labels = ids.copy();
+    for r in 0..rows {
+        let pads = r % 7;
+        if pads > 0 {
+            let _ = labels.get(r).narrow(0, t - pads, pads).fill_(IGNORE_INDEX);
+        }
+    }
+    (TokenIds(ids), HfLabels(labels))
+}

@@ -1,0 +1,22 @@
+//! The model's field misspelt: one error, on its name, not one for the missing model and one
+//! for each use of `model`.
+// The expressions of a rejected experiment are not compiled, so some imports go unused.
+#![allow(unused_imports)]
+use titan::prelude::*;
+use titan::tch::Device;
+
+#[experiment]
+pub struct Exp {
+    #[build(Llama::new(LlamaConfig::tiny(), Device::Cpu)?)]
+    modle: Llama,
+    #[build(PackedLoader::new(&ParallelDims::new(&LocalEnv::single(), Device::Cpu)?, (0..4096).collect(), 64, 2, 0, true)?)]
+    train_data: PackedLoader,
+    #[build(CausalLmLoss)]
+    loss: CausalLmLoss,
+    #[build(AdamW::new(model.parameters(), AdamWConfig::default())?)]
+    optimizer: AdamW,
+    #[build(Warmup::new(&optimizer, WarmupConfig::default())?)]
+    lr_scheduler: Warmup<AdamW>,
+}
+
+fn main() {}

@@ -1,0 +1,22 @@
+//! A misspelt role: one error naming the closest role, and no second one about the missing model.
+// The expressions of a rejected experiment are not compiled, so some imports go unused.
+#![allow(unused_imports)]
+use titan::prelude::*;
+use titan::tch::Device;
+
+#[experiment]
+pub struct Exp {
+    #[role(modle)]
+    #[build(Llama::new(LlamaConfig::tiny(), Device::Cpu)?)]
+    teacher: Llama,
+    #[build(PackedLoader::new(&ParallelDims::new(&LocalEnv::single(), Device::Cpu)?, (0..4096).collect(), 64, 2, 0, true)?)]
+    train_data: PackedLoader,
+    #[build(CausalLmLoss)]
+    loss: CausalLmLoss,
+    #[build(AdamW::new(teacher.parameters(), AdamWConfig::default())?)]
+    optimizer: AdamW,
+    #[build(Warmup::new(&optimizer, WarmupConfig::default())?)]
+    lr_scheduler: Warmup<AdamW>,
+}
+
+fn main() {}

@@ -1,0 +1,121 @@
+//! Where settings come from besides the experiment's own expressions: a TOML file (`--config`),
+//! `--set` overrides in command-line order, and what the experiment fills in where its
+//! sections leave a key unset.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::trainer::TrainingConfig;
+use crate::{Error, Result};
+
+/// A configuration file's sections (TOML read into JSON values, as sections are resolved).
+#[derive(Debug, Clone)]
+pub(super) struct ConfigFile {
+    pub(super) path: PathBuf,
+    pub(super) sections: serde_json::Map<String, Value>,
+}
+
+/// A configuration file's settings, then `--set` overrides in command-line order, and values
+/// the experiment fills in where its sections leave a key unset.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub(super) file: Option<ConfigFile>,
+    pub(super) entries: Vec<(String, String)>,
+    pub(super) unset: Vec<(String, Value)>,
+}
+
+impl Overrides {
+    /// No overrides.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// No overrides, and what experiment `name` fills in where its settings leave it unset:
+    /// `training.output_dir` is `runs/<name>` (so `--print-config` shows where the run goes).
+    pub fn for_experiment(name: &str) -> Self {
+        Self::none().named(name)
+    }
+
+    /// These overrides, with what experiment `name` fills in where its settings leave a key
+    /// unset ([`Overrides::for_experiment`]).
+    pub fn named(mut self, name: &str) -> Self {
+        let output_dir = TrainingConfig::default().for_experiment(name).output_dir();
+        self.unset.push((
+            "training.output_dir".into(),
+            Value::String(output_dir.display().to_string()),
+        ));
+        self
+    }
+
+    /// The settings of a TOML file of the shape `--print-config` prints: `[section]` tables of
+    /// keys (nested tables for nested keys). Keys it leaves out keep the experiment's values.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            Error::config("--config", path.display(), format!("not valid TOML: {e}"))
+        })?;
+        let mut sections = serde_json::Map::new();
+        for (name, value) in table {
+            let value = serde_json::to_value(&value)?;
+            if !value.is_object() {
+                return Err(Error::config(
+                    &format!("{} (key `{name}`)", path.display()),
+                    value,
+                    "a configuration file holds only `[section]` tables",
+                ));
+            }
+            sections.insert(name, value);
+        }
+        Ok(Self {
+            file: Some(ConfigFile {
+                path: path.to_path_buf(),
+                sections,
+            }),
+            ..Self::default()
+        })
+    }
+
+    /// Parses `key=value` items (`training.steps=100`).
+    pub fn parse<I, S>(items: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut entries = Vec::new();
+        for item in items {
+            let item = item.as_ref();
+            let Some((key, value)) = item.split_once('=') else {
+                return Err(Error::config(
+                    "--set",
+                    item,
+                    "expected `section.key=value`, e.g. `training.steps=100`",
+                ));
+            };
+            entries.push((key.trim().to_string(), value.trim().to_string()));
+        }
+        Ok(Self {
+            entries,
+            ..Self::default()
+        })
+    }
+
+    /// Adds one override (the standard flags become `training.*` overrides this way).
+    pub fn push(&mut self, key: &str, value: impl std::fmt::Display) {
+        self.entries.push((key.to_string(), value.to_string()));
+    }
+
+    /// Appends `other`'s overrides after these (and takes its file, when it has one).
+    pub fn extend(&mut self, other: Overrides) {
+        self.entries.extend(other.entries);
+        self.unset.extend(other.unset);
+        if other.file.is_some() {
+            self.file = other.file;
+        }
+    }
+
+    /// True when there is none (no file, no override).
+    pub fn is_empty(&self) -> bool {
+        self.file.is_none() && self.entries.is_empty()
+    }
+}

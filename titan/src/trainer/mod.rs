@@ -1,0 +1,235 @@
+//! The training loop and everything it runs: it receives built components (as [`Parts`], from
+//! the wiring chain) and runs `dataloader → forward → loss → backward → clip → optimizer →
+//! scheduler → metrics → eval`. It constructs no component and knows nothing of experiments.
+
+mod contracts;
+mod eval;
+mod grads;
+mod nonfinite;
+pub(crate) mod parts;
+mod settings;
+mod step;
+mod window;
+
+pub use contracts::{FitsModelInput, SameLabels, SameOptimizer};
+pub use eval::evaluate;
+pub(crate) use eval::evaluate_with;
+pub use grads::{accumulate_gradients, clip_grad_norm};
+pub use parts::{Fetched, LabelsLoss, LogitsLoss, Parts, Staged};
+pub use settings::{Precision, SHORTHANDS, Shorthand, TrainingConfig};
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tch::Device;
+
+use crate::Result;
+use crate::metrics::{EvalMetrics, MetricsSink, Record, console_line};
+use crate::shim;
+use nonfinite::NonFinite;
+use step::{Executor, StepContext, StepInfo};
+use window::{Flops, Reading, Window};
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Training loss at the last logged step.
+    pub last_loss: f64,
+    /// Final validation loss, if a validator was given.
+    pub val_loss: Option<f64>,
+    /// Steps taken.
+    pub steps: u64,
+    /// Wall-clock time of the loop.
+    pub elapsed: Duration,
+}
+
+/// Runs the loop over injected components; owns only its settings and sinks.
+pub struct Trainer {
+    config: TrainingConfig,
+    sinks: Vec<Box<dyn MetricsSink>>,
+    progress: bool,
+    staged: bool,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("config", &self.config)
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl Trainer {
+    /// A trainer with no sinks; the progress bar shows when stderr is a terminal.
+    pub fn new(config: TrainingConfig) -> Self {
+        Self {
+            config,
+            sinks: Vec::new(),
+            progress: true,
+            staged: false,
+        }
+    }
+
+    /// Runs every step from fixed batch buffers, as CUDA graph replay does, even where no graph
+    /// is captured (CPU): the data path of graph replay, testable without a GPU.
+    pub fn with_staged_batches(mut self) -> Self {
+        self.staged = true;
+        self
+    }
+
+    /// Adds a metrics sink.
+    pub fn with_sink(mut self, sink: impl MetricsSink + 'static) -> Self {
+        self.sinks.push(Box::new(sink));
+        self
+    }
+
+    /// Turns the console progress bar and lines off (tests).
+    pub fn quiet(mut self) -> Self {
+        self.progress = false;
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TrainingConfig {
+        &self.config
+    }
+
+    /// Trains for `steps` steps over wired components (`titan::experiment::wire(&model)
+    /// .train_data(..).loss(..).optimizer(..).lr_scheduler(..)`), evaluating every `eval_every`
+    /// steps and at the end when a validation dataloader was wired.
+    pub fn run<Lab>(&mut self, mut parts: Parts<'_, Lab>) -> Result<Summary> {
+        let cfg = self.config.clone();
+        self.announce(&parts, &cfg);
+        let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops);
+        let mut non_finite = NonFinite::new(parts.device)?;
+        let accum = cfg.grad_accum_steps.max(1) as u64;
+        let bar = self.progress_bar(cfg.steps);
+        let started = Instant::now();
+        let mut window = Window::new();
+        let mut last_loss = f64::NAN;
+        let mut val_loss = None;
+        let progress = self.progress;
+        let notice = move |message: &str| {
+            if progress {
+                eprintln!("note: {message}");
+            }
+        };
+        let mut executor = Executor::choose(&parts, &cfg, self.staged, &notice)?;
+        let mut info = StepInfo::default();
+        for step in 1..=cfg.steps {
+            let lr = parts.update.schedule();
+            let mut cx = StepContext {
+                config: &cfg,
+                window: &mut window,
+                info: &mut info,
+                notice: &notice,
+            };
+            let (step_loss, grad_norm) = executor.step(step, &mut parts, &mut cx)?;
+            non_finite.record(step, &step_loss, &grad_norm)?;
+            window.steps += 1;
+            bar.inc(1);
+
+            if step % cfg.log_every.max(1) == 0 || step == cfg.steps {
+                // The only host syncs of the loop: values are read at log points alone.
+                crate::device::synchronize(parts.device);
+                non_finite.check(accum, info.epoch)?;
+                let loss_value = step_loss.f_double_value(&[])?;
+                let norm_value = grad_norm.f_double_value(&[])?;
+                last_loss = loss_value;
+                let flops = Flops {
+                    per_token: (parts.flops_per_token)(info.seq_len),
+                    peak,
+                };
+                // Peaks since the previous log line, as torchtitan reports them.
+                let memory = shim::device_memory(parts.device)?;
+                shim::reset_peak_memory(parts.device)?;
+                let reading = Reading {
+                    step,
+                    loss: loss_value,
+                    lr,
+                    grad_norm: norm_value,
+                };
+                let metrics = window.finish(reading, info.epoch, flops, memory);
+                self.emit(&bar, &Record::Step(metrics))?;
+                bar.set_message(format!("loss {loss_value:.3}"));
+            }
+            let eval_now = cfg.eval_every > 0 && step % cfg.eval_every == 0;
+            if let Some(validate) = parts
+                .validate
+                .as_mut()
+                .filter(|_| eval_now || step == cfg.steps)
+            {
+                non_finite.check(accum, info.epoch)?;
+                let (value, tokens) = validate(cfg.eval_batches)?;
+                val_loss = Some(value);
+                self.emit(
+                    &bar,
+                    &Record::Eval(EvalMetrics {
+                        step,
+                        val_loss: value,
+                        val_perplexity: value.exp(),
+                        val_tokens: tokens,
+                    }),
+                )?;
+                window.restart();
+            }
+        }
+        bar.finish_and_clear();
+        Ok(Summary {
+            last_loss,
+            val_loss,
+            steps: cfg.steps,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// The run's first line: parameters, device, steps.
+    fn announce<Lab>(&self, parts: &Parts<'_, Lab>, cfg: &TrainingConfig) {
+        if !self.progress {
+            return;
+        }
+        let count: i64 = parts.params.iter().map(|(_, p)| p.numel() as i64).sum();
+        let on = match parts.device {
+            Device::Cpu => format!(
+                "Cpu ({} threads; MKL {})",
+                tch::get_num_threads(),
+                if shim::mkl_vendor_check_off() {
+                    "kernels by instruction set"
+                } else {
+                    "vendor check on"
+                }
+            ),
+            device => format!("{device:?}"),
+        };
+        eprintln!(
+            "training {:.2}M parameters on {on} for {} steps",
+            count as f64 / 1e6,
+            cfg.steps
+        );
+    }
+
+    fn progress_bar(&self, steps: u64) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(steps);
+        let style = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} steps  ETA {eta_precise}  {msg}",
+        );
+        if let Ok(style) = style {
+            bar.set_style(style);
+        }
+        bar
+    }
+
+    fn emit(&mut self, bar: &ProgressBar, record: &Record) -> Result<()> {
+        for sink in &mut self.sinks {
+            sink.record(record)?;
+        }
+        if self.progress {
+            bar.suspend(|| eprintln!("{}", console_line(record)));
+        }
+        Ok(())
+    }
+}

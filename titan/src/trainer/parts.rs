@@ -1,0 +1,270 @@
+//! The components the loop drives, with their types erased once the wiring chain has checked
+//! that they fit: the model's passes, the training data as micro-batches (fetched and run at
+//! once, or staged into fixed buffers for a CUDA graph), the loss, the validator, and the
+//! optimizer with its scheduler.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tch::{Device, Tensor};
+
+use super::contracts::{FitsModelInput, SameOptimizer};
+use crate::batch::{Batch, upload};
+use crate::data::Dataloader;
+use crate::lr::LrScheduler;
+use crate::optim::Optimizer;
+use crate::{Error, Result};
+
+pub(crate) type Forward<'a, I> = Rc<dyn Fn(&I) -> Result<Tensor> + 'a>;
+/// The model's forward and backward passes under a loss of its logits.
+pub(crate) type ForwardBackward<'a, I> =
+    Rc<dyn Fn(&I, &mut LogitsLoss<'_>) -> Result<(Tensor, Tensor)> + 'a>;
+/// Loss sum and count of one batch's logits.
+pub type LogitsLoss<'l> = dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)> + 'l;
+/// Loss sum and count of logits against labels, passed to a micro-batch step.
+pub type LabelsLoss<'l, Lab> = dyn FnMut(&Tensor, &Lab) -> Result<(Tensor, Tensor)> + 'l;
+/// The model's training FLOPs per token at a sequence length.
+pub(crate) type FlopsFn<'a> = Rc<dyn Fn(i64) -> f64 + 'a>;
+pub(crate) type LossFn<'a, Lab> = Rc<ScoreFn<'a, Lab>>;
+/// Loss sum and token count of logits against labels.
+pub(crate) type ScoreFn<'a, Lab> = dyn Fn(&Tensor, &Lab) -> Result<(Tensor, Tensor)> + 'a;
+/// Runs one evaluation over a number of batches: mean loss and tokens counted.
+pub(crate) type Validate<'a> = Option<Box<dyn FnMut(usize) -> Result<(f64, f64)> + 'a>>;
+
+/// One fetched training micro-batch, after its forward and backward passes.
+pub struct Fetched {
+    /// Its loss summed over counted tokens (detached; its gradient is already accumulated).
+    pub sum: Tensor,
+    /// The number of counted tokens.
+    pub count: Tensor,
+    /// Input tokens in the batch.
+    pub tokens: i64,
+    /// Time spent waiting for the dataloader.
+    pub wait: Duration,
+    /// The dataloader's epoch after this batch.
+    pub epoch: u64,
+    /// Sequence length of the batch.
+    pub seq_len: i64,
+}
+
+/// One micro-batch fetched into a slot's fixed buffers, not yet run.
+#[derive(Debug, Clone, Copy)]
+pub struct Staged {
+    /// Input tokens in the batch.
+    pub tokens: i64,
+    /// Time spent waiting for the dataloader.
+    pub wait: Duration,
+    /// The dataloader's epoch after this batch.
+    pub epoch: u64,
+    /// Whether the slot still holds its first buffers: false once a batch listed no tensors
+    /// ([`Batch::tensors`]) or changed shape and so replaced them, which a captured step cannot
+    /// see.
+    pub reusable: bool,
+}
+
+/// The training data with the model's passes, erased: micro-batches fetched and run at once
+/// (eager), or fetched into fixed per-slot buffers and run from there — what a captured CUDA
+/// graph replays, since it reads the same memory every time.
+pub(crate) trait MicroBatches<Lab> {
+    /// Fetches the next micro-batch and runs its forward and backward passes under `loss`.
+    fn next(&mut self, loss: &mut LabelsLoss<'_, Lab>) -> Result<Fetched>;
+    /// Fetches the next micro-batch into slot `slot`, copying it into the buffers the slot's
+    /// first batch created.
+    fn stage(&mut self, slot: usize) -> Result<Staged>;
+    /// Runs the forward and backward passes of the batch in `slot`: loss sum, count and
+    /// sequence length.
+    fn run_staged(
+        &mut self,
+        slot: usize,
+        loss: &mut LabelsLoss<'_, Lab>,
+    ) -> Result<(Tensor, Tensor, i64)>;
+}
+
+/// A staged batch: its parts and handles to every tensor it holds (sharing their storage).
+struct Slot<B: Batch> {
+    /// False once a batch had to replace the buffers (or listed no tensors).
+    reusable: bool,
+    tensors: Vec<Tensor>,
+    input: B::Input,
+    labels: B::Labels,
+}
+
+/// [`MicroBatches`] over a dataloader and the model's forward and backward passes.
+pub(crate) struct TrainData<'a, D: Dataloader, I> {
+    data: &'a mut D,
+    device: Device,
+    forward_backward: ForwardBackward<'a, I>,
+    slots: Vec<Option<Slot<D::Batch>>>,
+}
+
+impl<'a, D: Dataloader, I> TrainData<'a, D, I> {
+    /// `data`'s batches, run through the model's `forward_backward` on `device`.
+    pub(crate) fn new(
+        data: &'a mut D,
+        device: Device,
+        forward_backward: ForwardBackward<'a, I>,
+    ) -> Self {
+        Self {
+            data,
+            device,
+            forward_backward,
+            slots: Vec::new(),
+        }
+    }
+}
+
+impl<D, I> TrainData<'_, D, I>
+where
+    D: Dataloader,
+    <D::Batch as Batch>::Input: FitsModelInput<I>,
+{
+    fn run(
+        &self,
+        input: &<D::Batch as Batch>::Input,
+        labels: &<D::Batch as Batch>::Labels,
+        loss: &mut LabelsLoss<'_, <D::Batch as Batch>::Labels>,
+    ) -> Result<(Tensor, Tensor, i64)> {
+        let mut seq_len = 0;
+        let (sum, count) = (self.forward_backward)(input.as_model_input(), &mut |logits| {
+            seq_len = logits.size().get(1).copied().unwrap_or(0);
+            loss(logits, labels)
+        })?;
+        Ok((sum, count, seq_len))
+    }
+}
+
+impl<D, I> MicroBatches<<D::Batch as Batch>::Labels> for TrainData<'_, D, I>
+where
+    D: Dataloader,
+    <D::Batch as Batch>::Input: FitsModelInput<I>,
+{
+    fn next(&mut self, loss: &mut LabelsLoss<'_, <D::Batch as Batch>::Labels>) -> Result<Fetched> {
+        let started = Instant::now();
+        let batch = self.data.next_batch()?.to_device(self.device)?;
+        let wait = started.elapsed();
+        let tokens = batch.num_tokens();
+        let (input, labels) = batch.into_parts();
+        let (sum, count, seq_len) = self.run(&input, &labels, loss)?;
+        Ok(Fetched {
+            sum,
+            count,
+            tokens,
+            wait,
+            epoch: self.data.epoch(),
+            seq_len,
+        })
+    }
+
+    fn stage(&mut self, slot: usize) -> Result<Staged> {
+        let started = Instant::now();
+        let batch = self.data.next_batch()?;
+        let wait = started.elapsed();
+        let tokens = batch.num_tokens();
+        if self.slots.len() <= slot {
+            self.slots.resize_with(slot + 1, || None);
+        }
+        let new = batch.tensors();
+        // The batch fits the slot when it lists as many tensors, of the same shapes and dtypes.
+        let fits = self.slots[slot].as_ref().is_some_and(|held| {
+            !held.tensors.is_empty()
+                && held.tensors.len() == new.len()
+                && held
+                    .tensors
+                    .iter()
+                    .zip(&new)
+                    .all(|(a, b)| a.size() == b.size() && a.kind() == b.kind())
+        });
+        if let (true, Some(held)) = (fits, &self.slots[slot]) {
+            let _guard = tch::no_grad_guard();
+            for (dst, src) in held.tensors.iter().zip(new) {
+                dst.shallow_clone().f_copy_(&upload(src, self.device)?)?;
+            }
+        } else {
+            // A first batch, or one that does not fit: it becomes the slot's buffers, and a
+            // step captured over the old ones cannot see it.
+            drop(new);
+            let batch = batch.to_device(self.device)?;
+            let tensors: Vec<Tensor> = batch.tensors().iter().map(|t| t.shallow_clone()).collect();
+            let (input, labels) = batch.into_parts();
+            let first = self.slots[slot].is_none();
+            self.slots[slot] = Some(Slot {
+                reusable: first && !tensors.is_empty(),
+                tensors,
+                input,
+                labels,
+            });
+        }
+        let reusable = self.slots[slot].as_ref().is_some_and(|held| held.reusable);
+        Ok(Staged {
+            tokens,
+            wait,
+            epoch: self.data.epoch(),
+            reusable,
+        })
+    }
+
+    fn run_staged(
+        &mut self,
+        slot: usize,
+        loss: &mut LabelsLoss<'_, <D::Batch as Batch>::Labels>,
+    ) -> Result<(Tensor, Tensor, i64)> {
+        let held = self
+            .slots
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| {
+                Error::Training(format!(
+                    "micro-batch slot {slot} was run before any batch was staged"
+                ))
+            })?;
+        self.run(&held.input, &held.labels, loss)
+    }
+}
+
+/// Everything the loop needs, with the component types erased.
+pub struct Parts<'a, Lab> {
+    pub(crate) device: Device,
+    pub(crate) params: Vec<(String, Tensor)>,
+    pub(crate) flops_per_token: FlopsFn<'a>,
+    pub(crate) data: Box<dyn MicroBatches<Lab> + 'a>,
+    pub(crate) loss: LossFn<'a, Lab>,
+    pub(crate) validate: Validate<'a>,
+    pub(crate) update: Box<dyn Update + 'a>,
+}
+
+/// Optimizer and scheduler, erased.
+pub(crate) trait Update {
+    fn schedule(&mut self) -> f64;
+    fn zero_grad(&mut self) -> Result<()>;
+    fn step(&mut self) -> Result<()>;
+    fn capturable(&self) -> bool;
+}
+
+/// An optimizer and the scheduler that drives it, as one [`Update`].
+pub(crate) struct OptSched<'a, O, S> {
+    pub(crate) optimizer: &'a mut O,
+    pub(crate) scheduler: &'a mut S,
+}
+
+impl<O, S> Update for OptSched<'_, O, S>
+where
+    O: Optimizer,
+    S: LrScheduler,
+    S::Optimizer: SameOptimizer<O>,
+{
+    fn schedule(&mut self) -> f64 {
+        self.scheduler
+            .step(<S::Optimizer as SameOptimizer<O>>::as_scheduled(
+                self.optimizer,
+            ))
+    }
+    fn zero_grad(&mut self) -> Result<()> {
+        self.optimizer.zero_grad()
+    }
+    fn step(&mut self) -> Result<()> {
+        self.optimizer.step()
+    }
+    fn capturable(&self) -> bool {
+        self.optimizer.capturable()
+    }
+}

@@ -1,0 +1,250 @@
+//! `TrainingConfig`: the run's settings, defined once: the loop's (steps, cadence, clipping,
+//! accumulation, CUDA graphs) and the run's (batch, data paths, device, output). An
+//! experiment's `training` section is this struct, and [`SHORTHANDS`] lists the keys the
+//! standard flags (`--steps`, `--batch-size`, `--data`…) write to.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use crate::Result;
+use crate::data::Batching;
+
+/// Precision of the forward and backward passes; parameters stay f32 (master weights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// bf16 on CUDA, f32 on CPU.
+    Auto,
+    /// bf16 compute with f32 master weights.
+    Bf16,
+    /// f32 throughout.
+    Fp32,
+}
+
+/// Run-level settings: length, batch, data paths, device, cadence of logs and evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// Seed of data order, initialisation and sampling.
+    pub seed: u64,
+    /// `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// `auto` (bf16 on CUDA, f32 on CPU), `bf16` or `fp32`.
+    pub precision: Precision,
+    /// Recompute each transformer block in backward instead of keeping its activations.
+    pub activation_checkpointing: bool,
+    /// Training text; unset: the experiment's built-in data.
+    pub data: Option<PathBuf>,
+    /// Validation text; unset: a held-apart slice of the training source.
+    pub val_data: Option<PathBuf>,
+    /// Where metrics and outputs go; unset: `runs/<experiment>`, filled in by the experiment.
+    pub output_dir: Option<PathBuf>,
+    /// Log every this many steps.
+    pub log_every: u64,
+    /// Evaluate every this many steps (0: at the end only).
+    pub eval_every: u64,
+    /// Validation batches per evaluation.
+    pub eval_batches: usize,
+    /// Clip the global gradient norm to this (0: off).
+    pub max_grad_norm: f64,
+    /// Micro-batches of `batch_size` per optimizer step, gradients weighted by token count.
+    pub grad_accum_steps: usize,
+    /// Peak FLOP/s of one device, for MFU; unset: known GPUs' bf16 peak, none on CPU.
+    pub peak_flops: Option<f64>,
+    /// On CUDA, capture the whole step once as a CUDA graph and replay it (when the optimizer
+    /// is capturable and batches keep one shape); false: eager steps.
+    pub cuda_graph: bool,
+    /// Continuations of `prompt` printed at the end.
+    pub samples: usize,
+    /// Prompt of the end-of-run samples.
+    pub prompt: String,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 8,
+            seq_len: 512,
+            seed: 0,
+            device: "auto".into(),
+            precision: Precision::Auto,
+            activation_checkpointing: false,
+            data: None,
+            val_data: None,
+            output_dir: None,
+            log_every: 10,
+            eval_every: 0,
+            eval_batches: 8,
+            max_grad_norm: 1.0,
+            grad_accum_steps: 1,
+            peak_flops: None,
+            cuda_graph: true,
+            samples: 3,
+            prompt: "Once upon a time".into(),
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// The Tiny Titan recipe (6,500 steps of 32 × 512) when libtorch sees a GPU; on CPU a run
+    /// of 250 steps of 8 × 512 that finishes in minutes.
+    pub fn tiny_titan() -> Self {
+        let gpu = tch::Cuda::is_available();
+        Self {
+            steps: if gpu { 6500 } else { 250 },
+            batch_size: if gpu { 32 } else { 8 },
+            ..Self::default()
+        }
+    }
+
+    /// Tokens the run trains on: steps × batch × sequence × micro-batches.
+    pub fn tokens(&self) -> usize {
+        self.steps as usize * self.batch_size * self.seq_len * self.grad_accum_steps.max(1)
+    }
+
+    /// The batches a loader makes for this run: `batch_size` rows of `seq_len`, seeded by
+    /// `seed`.
+    pub fn batching(&self) -> Batching {
+        Batching {
+            batch_size: self.batch_size,
+            seq_len: self.seq_len,
+            seed: self.seed,
+        }
+    }
+
+    /// The device named by `device`.
+    pub fn device(&self) -> Result<Device> {
+        crate::device::select(Some(&self.device))
+    }
+
+    /// The kind models compute in: `precision`, with `auto` resolved for `device`.
+    pub fn compute_kind(&self) -> Result<tch::Kind> {
+        Ok(match self.precision {
+            Precision::Bf16 => tch::Kind::BFloat16,
+            Precision::Fp32 => tch::Kind::Float,
+            Precision::Auto if self.device()?.is_cuda() => tch::Kind::BFloat16,
+            Precision::Auto => tch::Kind::Float,
+        })
+    }
+
+    /// This run's settings as experiment `name` runs them: `output_dir` is `runs/<name>`
+    /// unless set (the `#[experiment]` builder does this, so `--print-config` shows it).
+    pub fn for_experiment(mut self, name: &str) -> Self {
+        if self.output_dir.is_none() {
+            self.output_dir = Some(PathBuf::from("runs").join(name));
+        }
+        self
+    }
+
+    /// Where metrics, the tokenizer and outputs go: `output_dir`, which an experiment sets to
+    /// `runs/<its name>` unless given (see [`Self::for_experiment`]); `runs` when unset.
+    pub fn output_dir(&self) -> PathBuf {
+        self.output_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs"))
+    }
+}
+
+/// A command-line flag that is a shorthand for `--set training.KEY=VALUE`: `--steps 100` is
+/// `--set training.steps=100`. The flag is the key with `-` for `_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shorthand {
+    /// The [`TrainingConfig`] key.
+    pub key: &'static str,
+    /// The flag's value is text (a path or a name), never read as a number or `null`.
+    pub text: bool,
+    /// The flag's help line.
+    pub help: &'static str,
+}
+
+impl Shorthand {
+    /// The flag's long name, e.g. `batch-size`.
+    pub fn flag(&self) -> String {
+        self.key.replace('_', "-")
+    }
+}
+
+const fn flag(key: &'static str, text: bool, help: &'static str) -> Shorthand {
+    Shorthand { key, text, help }
+}
+
+/// The standard flags every experiment binary accepts, in `--help` order: each names one
+/// [`TrainingConfig`] key, and takes its type and validity from there.
+pub const SHORTHANDS: &[Shorthand] = &[
+    flag("steps", false, "Optimizer steps to run"),
+    flag(
+        "data",
+        true,
+        "Training data: a `.txt`, `.jsonl` or `.parquet` file, a directory or a glob of them",
+    ),
+    flag(
+        "val_data",
+        true,
+        "Validation data, same forms; default: every 20th training document",
+    ),
+    flag(
+        "output_dir",
+        true,
+        "Where metrics, the tokenizer and outputs go; default `runs/<experiment>`",
+    ),
+    flag(
+        "seed",
+        false,
+        "Seed of data order, initialisation and sampling",
+    ),
+    flag("device", true, "`cpu`, `cuda`, `cuda:N` or `auto`"),
+    flag("batch_size", false, "Sequences per step"),
+    flag("log_every", false, "Log every this many steps"),
+    flag(
+        "eval_every",
+        false,
+        "Evaluate every this many steps, 0 for the end only",
+    ),
+    flag(
+        "samples",
+        false,
+        "Number of prompt continuations printed at the end",
+    ),
+    flag(
+        "grad_accum_steps",
+        false,
+        "Micro-batches per optimizer step, token-weighted",
+    ),
+    flag(
+        "peak_flops",
+        false,
+        "Peak FLOP/s of one device for MFU, e.g. `1e12` on CPU",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shorthand_names_a_training_key_once() -> Result<()> {
+        let tree = serde_json::to_value(TrainingConfig::default())?;
+        let keys: Vec<&str> = SHORTHANDS.iter().map(|s| s.key).collect();
+        for key in &keys {
+            assert!(
+                tree.get(key).is_some(),
+                "`{key}` is not a TrainingConfig key"
+            );
+            assert_eq!(
+                keys.iter().filter(|k| *k == key).count(),
+                1,
+                "`{key}` twice"
+            );
+        }
+        Ok(())
+    }
+}

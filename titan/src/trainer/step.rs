@@ -1,0 +1,191 @@
+//! How a step's device work runs, behind one interface ([`Executor::step`]): eagerly, op by op;
+//! staged (each batch first copied into fixed buffers: the graph's data path, testable on CPU);
+//! or as a CUDA graph captured once after a few eager warm-up steps and replayed, falling back to
+//! staged steps when a batch no longer fits the captured buffers or capture fails.
+
+use tch::Tensor;
+
+use super::grads::{accumulate_gradients, clip_grad_norm};
+use super::parts::Parts;
+use super::settings::TrainingConfig;
+use super::window::Window;
+use crate::Result;
+use crate::shim::{self, CudaGraph};
+
+/// Eager steps before a CUDA graph is captured: lazy initialisation (cuBLAS handles,
+/// allocator pools, the optimizer's state) happens outside the graph.
+pub(crate) const GRAPH_WARMUP_STEPS: u64 = 3;
+
+/// Host-side facts about the latest step's batches.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StepInfo {
+    /// The training dataloader's epoch after the step's last batch.
+    pub epoch: u64,
+    /// Sequence length of the step's batches.
+    pub seq_len: i64,
+}
+
+/// What one step needs besides the parts: the settings, the metrics window it adds to, and
+/// where notices go.
+pub(crate) struct StepContext<'c> {
+    pub config: &'c TrainingConfig,
+    pub window: &'c mut Window,
+    pub info: &'c mut StepInfo,
+    pub notice: &'c dyn Fn(&str),
+}
+
+/// How steps execute.
+pub(crate) enum Executor {
+    /// Fetch, forward, backward and update, launched op by op.
+    Eager,
+    /// As eager, but each batch is first copied into fixed buffers (the graph's data path).
+    Staged,
+    /// Warm-up steps eagerly on a side stream, then one captured step replayed.
+    Graph {
+        graph: CudaGraph,
+        /// The captured step's loss and gradient norm, rewritten by every replay.
+        outputs: Option<(Tensor, Tensor)>,
+    },
+}
+
+impl Executor {
+    /// A CUDA graph where the run can use one, else eager (`staged`: with fixed buffers);
+    /// `notice` says why a graph was not used.
+    pub fn choose<Lab>(
+        parts: &Parts<'_, Lab>,
+        config: &TrainingConfig,
+        staged: bool,
+        notice: &dyn Fn(&str),
+    ) -> Result<Self> {
+        let eager = if staged { Self::Staged } else { Self::Eager };
+        if !(config.cuda_graph && parts.device.is_cuda()) || config.steps <= GRAPH_WARMUP_STEPS {
+            return Ok(eager);
+        }
+        if !shim::has_cuda_graphs() {
+            notice("this titan was built without CUDA's headers: no CUDA graph, eager steps");
+            return Ok(eager);
+        }
+        if !parts.update.capturable() {
+            notice(
+                "the optimizer is not capturable (`Optimizer::capturable`): no CUDA graph, \
+                 eager steps",
+            );
+            return Ok(eager);
+        }
+        Ok(Self::Graph {
+            graph: CudaGraph::new(parts.device)?,
+            outputs: None,
+        })
+    }
+
+    /// Runs step `step` (1-based): the step's mean loss and gradient norm, as device tensors.
+    /// A graph that cannot serve this step turns this executor into [`Executor::Staged`].
+    pub fn step<Lab>(
+        &mut self,
+        step: u64,
+        parts: &mut Parts<'_, Lab>,
+        cx: &mut StepContext<'_>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (result, fall_back) = match self {
+            Self::Eager => (device_step(parts, cx, false)?, false),
+            Self::Staged => {
+                stage(parts, cx)?;
+                (device_step(parts, cx, true)?, false)
+            }
+            Self::Graph { graph, .. } if step <= GRAPH_WARMUP_STEPS => (
+                graph.on_side_stream(|| device_step(parts, cx, false))?,
+                false,
+            ),
+            Self::Graph { graph, outputs } => graph_step(step, graph, outputs, parts, cx)?,
+        };
+        if fall_back {
+            *self = Self::Staged;
+        }
+        Ok(result)
+    }
+}
+
+/// A step after the warm-up: capture on first use, then replay; `true` when the run must go
+/// on with staged steps.
+fn graph_step<Lab>(
+    step: u64,
+    graph: &mut CudaGraph,
+    outputs: &mut Option<(Tensor, Tensor)>,
+    parts: &mut Parts<'_, Lab>,
+    cx: &mut StepContext<'_>,
+) -> Result<((Tensor, Tensor), bool)> {
+    if !stage(parts, cx)? {
+        (cx.notice)(&format!(
+            "step {step}: a batch no longer fits the captured step's buffers (its shapes \
+             changed, or its type lists no tensors through `Batch::tensors`): eager steps from \
+             here"
+        ));
+        return Ok((device_step(parts, cx, true)?, true));
+    }
+    if outputs.is_none() {
+        // The warm-up's blocks, cached on its side stream, are free now: give them back
+        // rather than hold them beside the graph's pool.
+        shim::empty_cache(parts.device)?;
+        match graph.capture(|| device_step(parts, cx, true)) {
+            Ok(captured) => *outputs = Some(captured),
+            Err(e) => {
+                // Nothing captured ran: run this step's batches eagerly.
+                (cx.notice)(&format!(
+                    "step {step}: capturing the step as a CUDA graph failed ({e}): eager steps \
+                     from here (`training.cuda_graph = false` skips the attempt)"
+                ));
+                return Ok((device_step(parts, cx, true)?, true));
+            }
+        }
+    }
+    match outputs {
+        Some((loss, norm)) => {
+            graph.replay()?;
+            Ok(((loss.shallow_clone(), norm.shallow_clone()), false))
+        }
+        None => Ok((device_step(parts, cx, true)?, true)),
+    }
+}
+
+/// Fetches the step's micro-batches into their slots; false when a batch cannot be staged.
+fn stage<Lab>(parts: &mut Parts<'_, Lab>, cx: &mut StepContext<'_>) -> Result<bool> {
+    let mut reusable = true;
+    for slot in 0..cx.config.grad_accum_steps.max(1) {
+        let staged = parts.data.stage(slot)?;
+        cx.window.data_wait += staged.wait;
+        cx.window.tokens += staged.tokens;
+        cx.info.epoch = staged.epoch;
+        reusable &= staged.reusable;
+    }
+    Ok(reusable)
+}
+
+/// One step's device work: zero the gradients, run the micro-batches (fetched now, or
+/// the `staged` ones), clip, update. Returns the step's mean loss and gradient norm (tensors).
+fn device_step<Lab>(
+    parts: &mut Parts<'_, Lab>,
+    cx: &mut StepContext<'_>,
+    staged: bool,
+) -> Result<(Tensor, Tensor)> {
+    parts.update.zero_grad()?;
+    let loss = parts.loss.clone();
+    let data = &mut parts.data;
+    let (window, info) = (&mut *cx.window, &mut *cx.info);
+    let (step_loss, _) = accumulate_gradients(&parts.params, cx.config.grad_accum_steps, |slot| {
+        let mut score = |logits: &Tensor, labels: &Lab| loss(logits, labels);
+        if staged {
+            let (sum, count, seq_len) = data.run_staged(slot, &mut score)?;
+            info.seq_len = seq_len;
+            return Ok((sum, count));
+        }
+        let fetched = data.next(&mut score)?;
+        window.data_wait += fetched.wait;
+        window.tokens += fetched.tokens;
+        info.epoch = fetched.epoch;
+        info.seq_len = fetched.seq_len;
+        Ok((fetched.sum, fetched.count))
+    })?;
+    let grad_norm = clip_grad_norm(&parts.params, cx.config.max_grad_norm)?;
+    parts.update.step()?;
+    Ok((step_loss, grad_norm))
+}
