@@ -2,6 +2,8 @@
 //! file, with no registration anywhere; Adafactor swapped in) and the experiments of
 //! `experiments/` compile with the rest of the tests and train a few steps.
 
+mod common;
+
 #[path = "ui/pass/custom_optimizer.rs"]
 mod custom_optimizer;
 
@@ -38,33 +40,9 @@ fn adafactor_wsd_accumulation_and_titan_batches_by_editing_the_file_alone() {
     adafactor::main();
 }
 
-/// Runs experiment `E` for two steps of one row on the CPU, as its binary would with `flags`
-/// (after the common ones); returns the run's `metrics.jsonl`.
-fn two_steps<E: titan::Experiment>(flags: &[&str]) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().display().to_string();
-    let mut args = vec![
-        "x",
-        "--steps",
-        "2",
-        "--batch-size",
-        "1",
-        "--device",
-        "cpu",
-        "--samples",
-        "0",
-        "--output-dir",
-        &out,
-    ];
-    args.extend_from_slice(flags);
-    let args = titan::cli::TrainArgs::try_parse_from(args).expect("flags");
-    titan::experiment::run::<E>(args).expect("trains");
-    std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("metrics")
-}
-
 #[test]
 fn tiny_llama_builds_and_trains_two_steps() {
-    let metrics = two_steps::<tiny_llama::TinyLlama>(&[
+    let metrics = common::two_steps::<tiny_llama::TinyLlama>(&[
         "--set",
         "llama.num_hidden_layers=1",
         "--set",

@@ -2,40 +2,18 @@
 //! and sequences shrunk (a binary of its own: each experiment's `titan::main!` declares the
 //! global allocator, and a test binary can hold one).
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../experiments/llama_125m.rs"]
 mod llama_125m;
-
-/// Runs experiment `E` for two steps of one row on the CPU, as its binary would with `flags`
-/// (after the common ones); returns the run's `metrics.jsonl`.
-fn two_steps<E: titan::Experiment>(flags: &[&str]) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().display().to_string();
-    let mut args = vec![
-        "x",
-        "--steps",
-        "2",
-        "--batch-size",
-        "1",
-        "--device",
-        "cpu",
-        "--samples",
-        "0",
-        "--output-dir",
-        &out,
-    ];
-    args.extend_from_slice(flags);
-    let args = titan::cli::TrainArgs::try_parse_from(args).expect("flags");
-    titan::experiment::run::<E>(args).expect("trains");
-    std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("metrics")
-}
 
 #[test]
 fn llama_125m_builds_and_trains_two_steps_when_shrunk() {
     use titan::Experiment;
     assert_eq!(llama_125m::Llama125m::NAME, "llama_125m");
     // The recipe as written, with the model and sequences shrunk to fit a test.
-    let metrics = two_steps::<llama_125m::Llama125m>(&[
+    let metrics = common::two_steps::<llama_125m::Llama125m>(&[
         "--set",
         "llama.num_hidden_layers=1",
         "--set",

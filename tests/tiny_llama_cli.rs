@@ -202,3 +202,46 @@ fn bad_flags_are_clear_errors() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_printed_config_read_back_reproduces_the_run_and_set_applies_on_top() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let printed = run(&["--print-config", "--steps", "7", "--set", "adamw.lr=3e-4"])?;
+    ensure!(printed.status.success(), "{printed:?}");
+    let toml = String::from_utf8(printed.stdout)?;
+    // The experiment's name gives the output directory.
+    ensure!(toml.contains("output_dir = \"runs/tiny_llama\""), "{toml}");
+    let file = dir.path().join("run.toml");
+    std::fs::write(&file, &toml)?;
+    let file = file.to_str().context("utf8 path")?;
+    let again = run(&["--config", file, "--print-config"])?;
+    ensure!(again.status.success(), "{again:?}");
+    ensure!(
+        String::from_utf8(again.stdout)? == toml,
+        "the file reproduces the settings"
+    );
+    // Flags and `--set` come after the file.
+    let over = run(&["--config", file, "--steps", "9", "--print-config"])?;
+    let over = String::from_utf8(over.stdout)?;
+    ensure!(
+        over.contains("steps = 9") && over.contains("lr = 0.0003"),
+        "{over}"
+    );
+    // An unknown key in the file is an error naming it and the file.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[adamw]\nlearning_rate = 1e-3\n",
+    )?;
+    let bad = dir.path().join("bad.toml");
+    let out = run(&[
+        "--config",
+        bad.to_str().context("utf8 path")?,
+        "--print-config",
+    ])?;
+    let err = String::from_utf8(out.stderr)?;
+    ensure!(
+        !out.status.success() && err.contains("adamw.learning_rate") && err.contains("bad.toml"),
+        "{err}"
+    );
+    Ok(())
+}

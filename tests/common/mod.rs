@@ -1,7 +1,8 @@
-//! Helpers shared by the training integration tests: the lock around libtorch's global
-//! generator, a small seeded Llama, a padded token batch and a tensor difference.
+//! Helpers shared by the integration tests: the lock around libtorch's global generator, a
+//! small seeded Llama, a padded token batch, a tensor difference, and a short run of an
+//! experiment as its binary would make it.
 
-// Each test binary (`optimizers`, `gradients`, `trainer_loop`) uses a part of this module.
+// Each test binary uses a part of this module.
 #![allow(dead_code)]
 
 use anyhow::Result;
@@ -56,4 +57,28 @@ pub fn batch(rows: i64, t: i64) -> (TokenIds, HfLabels) {
         }
     }
     (TokenIds(ids), HfLabels(labels))
+}
+
+/// Runs experiment `E` for two steps of one row on the CPU, as its binary would with `flags`
+/// (after the common ones); returns the run's `metrics.jsonl`.
+pub fn two_steps<E: titan::Experiment>(flags: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().display().to_string();
+    let mut args = vec![
+        "x",
+        "--steps",
+        "2",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+        "--samples",
+        "0",
+        "--output-dir",
+        &out,
+    ];
+    args.extend_from_slice(flags);
+    let args = titan::cli::TrainArgs::try_parse_from(args).expect("flags");
+    titan::experiment::run::<E>(args).expect("trains");
+    std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("metrics")
 }
