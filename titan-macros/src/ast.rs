@@ -88,6 +88,8 @@ pub struct Field {
     pub role: Option<(Role, Span)>,
     /// Its `#[role(...)]` named no role (already reported): it may have meant any missing one.
     pub unknown_role: bool,
+    /// The role an unknown `#[role(...)]` is closest to, when one is: the role it meant.
+    pub meant_role: Option<Role>,
 }
 
 pub struct Experiment {
@@ -184,7 +186,8 @@ fn ours(attr: &Attribute, errors: &mut Errors) -> Option<(Ours, bool)> {
     if RUSTC_ATTRIBUTES.contains(&written.as_str()) {
         return None;
     }
-    let suggestion = suggest::closest(&written, ATTRIBUTES, suggest::tolerance)?;
+    // One edit at most: `#[builder]` or `#[configure]` of another derive are not ours.
+    let suggestion = suggest::closest(&written, ATTRIBUTES, |_| 1)?;
     errors.error(
         name.span(),
         format!("unknown attribute `{written}`; did you mean `#[{suggestion}]`?"),
@@ -197,6 +200,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
     let mut init: Option<(InitKind, Expr)> = None;
     let mut explicit_role = None;
     let mut unknown_role = false;
+    let mut meant_role = None;
     let mut attrs = Vec::new();
     for attr in &field.attrs {
         let Some((which, recovered)) = ours(attr, errors) else {
@@ -221,6 +225,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
                         Some(role) => explicit_role = Some((role, name.span())),
                         None => {
                             unknown_role = true;
+                            meant_role = closest_role(&name.to_string());
                             errors.error(name.span(), unknown_role_message(&name));
                         }
                     },
@@ -279,7 +284,14 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
         expr,
         role,
         unknown_role,
+        meant_role,
     })
+}
+
+/// The role a misspelt role name is closest to, if any.
+fn closest_role(written: &str) -> Option<Role> {
+    let names = roles::ALL.iter().map(|r| r.name());
+    suggest::closest(written, names, suggest::tolerance).and_then(Role::from_name)
 }
 
 /// Reports a field with neither `#[build]` nor `#[config]`. An attribute the macro does not

@@ -64,13 +64,19 @@ fn roles(exp: &Experiment, errors: &mut Errors) -> Vec<&'static str> {
             );
         }
     }
-    // A field whose `#[role]` named no role was reported, and may have meant any missing role.
-    if exp.fields.iter().any(|f| f.unknown_role) {
+    // A field whose `#[role]` named no role was reported: it stands for the role it is closest
+    // to, and when it is close to none it may have meant any missing role.
+    if exp
+        .fields
+        .iter()
+        .any(|f| f.unknown_role && f.meant_role.is_none())
+    {
         return Vec::new();
     }
+    let meant: Vec<Role> = exp.fields.iter().filter_map(|f| f.meant_role).collect();
     let mut renamed = Vec::new();
     for (role, example) in REQUIRED {
-        if exp.role(role).is_some() {
+        if exp.role(role).is_some() || meant.contains(&role) {
             continue;
         }
         // A field without a role whose name is a misspelt role name: one error, on that name.
@@ -308,6 +314,20 @@ mod tests {
         );
         let m = messages(experiment! { #[role("model")] #[build(M::new())] teacher: M, });
         one(&m, "`#[role(...)]` takes one role name");
+        // A misspelt role stands for the role it is closest to; others still missing are
+        // reported in the same pass.
+        let item: syn::ItemStruct = parse_quote! {
+            struct Exp {
+                #[role(modle)] #[build(M::new())] teacher: M,
+                #[build(D::new())] train_data: D,
+                #[build(O::new(teacher.parameters()))] optimizer: O,
+                #[build(S::new(&optimizer))] lr_scheduler: S,
+            }
+        };
+        let m = messages(item);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m[0].contains("unknown role `modle`"), "{m:?}");
+        assert!(m[1].contains("no loss"), "{m:?}");
     }
 
     #[test]

@@ -87,6 +87,13 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
         ),
     };
 
+    // The training section takes what the experiment fills in where it is unset (its output
+    // directory), whatever the field is called.
+    let with_training = training.map(|f| {
+        let section = f.ident.to_string();
+        quote!(.with_training(#section))
+    });
+
     let train = wiring(exp);
     let plain = emit::plain_struct(exp);
     let builder = emit::builder(exp);
@@ -110,7 +117,7 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
                 __titan_overrides: &'o ::titan::experiment::Overrides,
             ) -> ::titan::Result<::titan::experiment::ConfigSet<'o>> {
                 #(#check_by_ref)*
-                let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides);
+                let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides)#with_training;
                 #(#config_by_ref)*
                 let _ = (#(&#config_names,)*);
                 ::core::result::Result::Ok(__titan_cfg)
@@ -122,7 +129,7 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
                 __titan_overrides: &::titan::experiment::Overrides,
             ) -> ::titan::Result<Self> {
                 #(#check_by_value)*
-                let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides);
+                let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides)#with_training;
                 #(#config_by_value)*
                 __titan_cfg.finish()?;
                 #seed
@@ -197,8 +204,10 @@ fn wiring(exp: &Experiment) -> TokenStream {
     let samples = field(Role::Tokenizer).map(|(tok, sp)| {
         quote_spanned!(sp=> ::titan::experiment::print_samples(&self.#model, &self.#tok, &__titan_training)?;)
     });
-    // Before step 1: the tokenizer's ids and the sequence length fit the model.
-    let fits = field(Role::Tokenizer).map(|(tok, sp)| {
+    // Before step 1: the tokenizer's ids and the run's sequence length fit the model (only
+    // with a `training` section: without one, no `seq_len` sizes the batches).
+    let with_training = exp.role(Role::Training).is_some();
+    let fits = field(Role::Tokenizer).filter(|_| with_training).map(|(tok, sp)| {
         quote_spanned!(sp=> ::titan::experiment::check_fits(&self.#tok, &self.#model, __titan_training.seq_len)?;)
     });
     let dist = field(Role::Dist).map(|(dist, sp)| {

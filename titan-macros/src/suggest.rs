@@ -73,6 +73,9 @@ mod tests {
         let ours = ["build", "config", "role"];
         assert_eq!(closest("biuld", ours, tolerance), Some("build"));
         assert_eq!(closest("cofnig", ours, tolerance), Some("config"));
+        // Attributes take one edit at most, so another derive's helpers stay theirs.
+        assert_eq!(closest("confg", ours, |_| 1), Some("config"));
+        assert_eq!(closest("builder", ours, |_| 1), None);
         assert_eq!(closest("rloe", ours, tolerance), Some("role"));
         assert_eq!(closest("build", ours, tolerance), None);
         // Attributes of rustc and of common derives are far from ours.

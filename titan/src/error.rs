@@ -26,6 +26,9 @@ pub enum Error {
         /// Why it is rejected.
         reason: String,
     },
+    /// The command line is not valid (an unknown flag, a flag without its value…).
+    #[error("{0}")]
+    Usage(String),
     /// Two components disagree (tokenizer vocab vs model vocab, seq_len vs max positions…).
     #[error("{0}")]
     Mismatch(String),
@@ -35,6 +38,9 @@ pub enum Error {
     /// Input data is unusable (empty, not UTF-8, too short…).
     #[error("data: {0}")]
     Data(String),
+    /// A checkpoint is missing, incomplete, corrupt or from another run.
+    #[error("checkpoint {0}")]
+    Checkpoint(String),
     /// Training diverged or produced a non-finite value.
     #[error("training: {0}")]
     Training(String),

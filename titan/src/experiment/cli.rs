@@ -41,7 +41,10 @@ impl TrainArgs {
     {
         let matches = command("experiment")
             .try_get_matches_from(args)
-            .map_err(|e| Error::config("command line", "", e.to_string().trim_end()))?;
+            .map_err(|e| {
+                let text = e.to_string();
+                Error::Usage(text.trim_start_matches("error: ").trim_end().to_string())
+            })?;
         Ok(Self::from_matches(&matches))
     }
 

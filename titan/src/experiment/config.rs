@@ -15,6 +15,7 @@ pub struct ConfigSet<'o> {
     overrides: &'o Overrides,
     used: Vec<bool>,
     sections: Vec<(String, Value)>,
+    training: Option<&'static str>,
 }
 
 impl<'o> ConfigSet<'o> {
@@ -24,7 +25,15 @@ impl<'o> ConfigSet<'o> {
             overrides,
             used: vec![false; overrides.entries.len()],
             sections: Vec::new(),
+            training: None,
         }
+    }
+
+    /// Names the experiment's `training` section (`#[experiment]` does), which takes what the
+    /// experiment fills in where it is unset ([`Overrides::named`]).
+    pub fn with_training(mut self, section: &'static str) -> Self {
+        self.training = Some(section);
+        self
     }
 
     /// Applies the overrides of `section` to `value` and records the result for printing.
@@ -35,11 +44,11 @@ impl<'o> ConfigSet<'o> {
         if let Some(file) = &self.overrides.file
             && let Some(table) = file.sections.get(section)
         {
-            let at = format!("{} [{section}]", file.path.display());
-            touched |= merge_file(&mut tree, table, section, &at)?;
-            if touched {
-                serde_json::from_value::<T>(tree.clone())
-                    .map_err(|e| Error::config(section, &at, format!("bad value: {e}")))?;
+            let at = file.path.display().to_string();
+            let mut leaves = Vec::new();
+            leaves_of(table, &mut Vec::new(), &mut leaves);
+            for (path, value) in leaves {
+                touched |= set_value::<T>(&mut tree, section, &path, value, &at)?;
             }
         }
         for (i, (key, raw)) in self.overrides.entries.iter().enumerate() {
@@ -59,16 +68,12 @@ impl<'o> ConfigSet<'o> {
             touched = true;
             set_path::<T>(&mut tree, section, path, raw)?;
         }
-        for (key, value) in &self.overrides.unset {
-            let Some(path) = key.strip_prefix(&prefix) else {
-                continue;
-            };
-            let slot = path
-                .split('.')
-                .try_fold(&mut tree, |node, part| node.get_mut(part));
-            if let Some(slot) = slot.filter(|v| v.is_null()) {
-                *slot = value.clone();
-                touched = true;
+        if self.training == Some(section) {
+            for (key, value) in &self.overrides.training_fill {
+                if let Some(slot) = tree.get_mut(key).filter(|v| v.is_null()) {
+                    *slot = value.clone();
+                    touched = true;
+                }
             }
         }
         self.sections.push((section.to_string(), tree.clone()));
@@ -148,46 +153,90 @@ fn write_table(out: &mut String, prefix: &str, tree: &Value) {
     }
 }
 
-/// Writes the file's `table` into `tree` key by key (an unknown key is an error naming it,
-/// `at` and the valid keys); true when a value changed. Keys equal to the experiment's values
-/// leave the section as it was, so a printed configuration read back changes nothing.
-fn merge_file(tree: &mut Value, table: &Value, path: &str, at: &str) -> Result<bool> {
-    let (Value::Object(into), Value::Object(from)) = (tree, table) else {
-        return Err(Error::config(
-            path,
-            table,
-            format!("this key has no sub-keys ({at})"),
-        ));
-    };
-    let mut changed = false;
-    for (key, value) in from {
-        let full = format!("{path}.{key}");
-        let Some(slot) = into.get_mut(key) else {
-            let mut valid: Vec<&str> = into.keys().map(String::as_str).collect();
+/// The leaves of a file's table: (key path, value); an empty table is none (no change).
+fn leaves_of<'v>(
+    table: &'v Value,
+    path: &mut Vec<&'v str>,
+    out: &mut Vec<(Vec<&'v str>, &'v Value)>,
+) {
+    match table {
+        Value::Object(map) => {
+            for (key, value) in map {
+                path.push(key);
+                leaves_of(value, path, out);
+                path.pop();
+            }
+        }
+        leaf => out.push((path.clone(), leaf)),
+    }
+}
+
+/// Sets one key of a file (`at`) in `section`'s tree, checking that the key exists (else an
+/// error naming it and the valid keys) and that the section still deserializes with the value
+/// (else an error naming the key and the value); true when the value changed. A value equal to
+/// the experiment's leaves the section as it was, so a printed configuration read back changes
+/// nothing.
+fn set_value<T: DeserializeOwned>(
+    tree: &mut Value,
+    section: &str,
+    path: &[&str],
+    value: &Value,
+    at: &str,
+) -> Result<bool> {
+    let full = path
+        .iter()
+        .fold(section.to_string(), |a, p| format!("{a}.{p}"));
+    let mut node = &mut *tree;
+    for (depth, part) in path.iter().enumerate() {
+        let here = path[..depth]
+            .iter()
+            .fold(section.to_string(), |a, p| format!("{a}.{p}"));
+        let Value::Object(map) = node else {
+            return Err(Error::config(
+                &full,
+                value,
+                format!("`{here}` has no sub-keys (in {at})"),
+            ));
+        };
+        if !map.contains_key(*part) {
+            let mut valid: Vec<&str> = map.keys().map(String::as_str).collect();
             valid.sort_unstable();
             return Err(Error::config(
                 &full,
                 value,
                 format!(
-                    "unknown key `{key}` in `{path}` ({at}); valid keys: {}",
+                    "unknown key `{part}` in `{here}` (in {at}); valid keys: {}",
                     valid.join(", ")
                 ),
             ));
-        };
-        if value.is_object() && slot.is_object() {
-            changed |= merge_file(slot, value, &full, at)?;
-        } else if !same_value(slot, value) {
-            *slot = value.clone();
-            changed = true;
         }
+        let Some(next) = map.get_mut(*part) else {
+            return Err(Error::config(&full, value, "unknown key"));
+        };
+        node = next;
     }
-    Ok(changed)
+    if same_value(node, value) {
+        return Ok(false);
+    }
+    let previous = std::mem::replace(node, value.clone());
+    if let Err(e) = serde_json::from_value::<T>(tree.clone()) {
+        set_at(tree, path, previous);
+        return Err(Error::config(
+            &full,
+            value,
+            format!("bad value (in {at}): {e}"),
+        ));
+    }
+    Ok(true)
 }
 
-/// Equal as settings: numbers by value (TOML's `1` is JSON's `1.0`), the rest exactly.
+/// Equal as settings: integers exactly, a float and a number by value (TOML's `1` for an f64
+/// key is JSON's `1.0`), the rest exactly.
 fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            x.as_f64() == y.as_f64()
+        }
         _ => a == b,
     }
 }
@@ -359,17 +408,69 @@ mod tests {
             err.contains("training.stepz") && err.contains("run.toml") && err.contains("steps"),
             "{err}"
         );
-        let (_dir, o) = file_with("[training]\nsteps = \"many\"\n")?;
+        let (_dir, o) = file_with("[training]\nlog_every = 5\nsteps = \"many\"\n")?;
         let err = ConfigSet::new(&o)
             .resolve("training", TrainingConfig::default())
             .expect_err("bad value")
             .to_string();
-        assert!(err.contains("run.toml") && err.contains("many"), "{err}");
+        assert!(
+            err.contains("`training.steps`") && err.contains("run.toml") && err.contains("many"),
+            "{err}"
+        );
         let (_dir, o) = file_with("[modle]\nlayers = 2\n")?;
         let mut set = ConfigSet::new(&o);
         set.resolve("training", TrainingConfig::default())?;
         let err = set.finish().expect_err("unknown section").to_string();
         assert!(err.contains("modle") && err.contains("training"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn options_printed_as_unset_read_back_as_unset_and_empty_tables_change_nothing() -> Result<()> {
+        let start = TrainingConfig {
+            data: Some("a.txt".into()),
+            ..TrainingConfig::default()
+        };
+        let cleared = Overrides::parse(["training.data=null"])?;
+        let mut printed = ConfigSet::new(&cleared);
+        assert_eq!(printed.resolve("training", start.clone())?.data, None);
+        let toml = printed.to_toml();
+        assert!(toml.contains("# data = (unset)"), "{toml}");
+        let (_dir, o) = file_with(&toml)?;
+        assert_eq!(
+            ConfigSet::new(&o).resolve("training", start.clone())?.data,
+            None
+        );
+        let (_dir, o) = file_with("[training]\n")?;
+        assert_eq!(
+            ConfigSet::new(&o).resolve("training", start.clone())?,
+            start
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn integers_compare_exactly_and_floats_by_value() {
+        let big = serde_json::json!(9_007_199_254_740_993u64); // 2^53 + 1
+        let near = serde_json::json!(9_007_199_254_740_992u64);
+        assert!(!same_value(&big, &near));
+        assert!(same_value(&serde_json::json!(1.0), &serde_json::json!(1)));
+    }
+
+    #[test]
+    fn the_training_section_takes_the_experiments_output_dir_whatever_its_name() -> Result<()> {
+        let o = Overrides::for_experiment("my_run");
+        let mut set = ConfigSet::new(&o).with_training("run");
+        let t = set.resolve("run", TrainingConfig::default())?;
+        assert_eq!(t.output_dir(), std::path::PathBuf::from("runs/my_run"));
+        let given = TrainingConfig {
+            output_dir: Some("elsewhere".into()),
+            ..TrainingConfig::default()
+        };
+        let t = ConfigSet::new(&o)
+            .with_training("run")
+            .resolve("run", given)?;
+        assert_eq!(t.output_dir(), std::path::PathBuf::from("elsewhere"));
         Ok(())
     }
 }

@@ -22,7 +22,8 @@ pub(super) struct ConfigFile {
 pub struct Overrides {
     pub(super) file: Option<ConfigFile>,
     pub(super) entries: Vec<(String, String)>,
-    pub(super) unset: Vec<(String, Value)>,
+    /// Keys of the `training` section the experiment fills in where they are unset.
+    pub(super) training_fill: Vec<(String, Value)>,
 }
 
 impl Overrides {
@@ -31,8 +32,8 @@ impl Overrides {
         Self::default()
     }
 
-    /// No overrides, and what experiment `name` fills in where its settings leave it unset:
-    /// `training.output_dir` is `runs/<name>` (so `--print-config` shows where the run goes).
+    /// No overrides, and what experiment `name` fills in where its training section leaves it
+    /// unset: `output_dir` is `runs/<name>` (so `--print-config` shows where the run goes).
     pub fn for_experiment(name: &str) -> Self {
         Self::none().named(name)
     }
@@ -41,15 +42,16 @@ impl Overrides {
     /// unset ([`Overrides::for_experiment`]).
     pub fn named(mut self, name: &str) -> Self {
         let output_dir = TrainingConfig::default().for_experiment(name).output_dir();
-        self.unset.push((
-            "training.output_dir".into(),
+        self.training_fill.push((
+            "output_dir".into(),
             Value::String(output_dir.display().to_string()),
         ));
         self
     }
 
     /// The settings of a TOML file of the shape `--print-config` prints: `[section]` tables of
-    /// keys (nested tables for nested keys). Keys it leaves out keep the experiment's values.
+    /// keys (nested tables for nested keys), and `# key = (unset)` lines for options set to
+    /// none. Keys it leaves out keep the experiment's values.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let table: toml::Table = toml::from_str(&text).map_err(|e| {
@@ -66,6 +68,9 @@ impl Overrides {
                 ));
             }
             sections.insert(name, value);
+        }
+        for (path, key) in unset_lines(&text) {
+            insert_null(&mut sections, &path, key);
         }
         Ok(Self {
             file: Some(ConfigFile {
@@ -108,7 +113,7 @@ impl Overrides {
     /// Appends `other`'s overrides after these (and takes its file, when it has one).
     pub fn extend(&mut self, other: Overrides) {
         self.entries.extend(other.entries);
-        self.unset.extend(other.unset);
+        self.training_fill.extend(other.training_fill);
         if other.file.is_some() {
             self.file = other.file;
         }
@@ -117,5 +122,43 @@ impl Overrides {
     /// True when there is none (no file, no override).
     pub fn is_empty(&self) -> bool {
         self.file.is_none() && self.entries.is_empty()
+    }
+}
+
+/// The `# key = (unset)` lines `--print-config` writes for options that are none, as (table
+/// path, key): TOML has no null, so they are comments that this reader understands.
+fn unset_lines(text: &str) -> Vec<(Vec<String>, String)> {
+    let mut table: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = header.split('.').map(|p| p.trim().to_string()).collect();
+        } else if let Some(key) = line
+            .strip_prefix('#')
+            .and_then(|l| l.trim().strip_suffix("= (unset)"))
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && !k.contains(' ') && !table.is_empty())
+        {
+            out.push((table.clone(), key.to_string()));
+        }
+    }
+    out
+}
+
+/// Sets `key` to null in the table at `path` (created where missing; a path through a value
+/// that is not a table is left alone, and the key check reports it).
+fn insert_null(map: &mut serde_json::Map<String, Value>, path: &[String], key: String) {
+    match path.split_first() {
+        None => {
+            map.insert(key, Value::Null);
+        }
+        Some((first, rest)) => {
+            let entry = map
+                .entry(first.clone())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Value::Object(inner) = entry {
+                insert_null(inner, rest, key);
+            }
+        }
     }
 }

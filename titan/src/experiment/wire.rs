@@ -15,8 +15,9 @@ use crate::lr::LrScheduler;
 use crate::model::Model;
 use crate::optim::Optimizer;
 use crate::trainer::parts::{
-    FlopsFn, Forward, ForwardBackward, LossFn, MicroBatches, OptSched, TrainData, Validate,
+    FlopsFn, Forward, ForwardBackward, LossFn, MicroBatches, TrainData, Validate,
 };
+use crate::trainer::update::OptSched;
 use crate::trainer::{FitsModelInput, Parts, SameLabels, SameOptimizer, evaluate_with};
 
 /// Step 1: the model.

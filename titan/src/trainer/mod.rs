@@ -9,6 +9,7 @@ mod nonfinite;
 pub(crate) mod parts;
 mod settings;
 mod step;
+pub(crate) mod update;
 mod window;
 
 pub use contracts::{FitsModelInput, SameLabels, SameOptimizer};

@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, Tensor};
 
-use super::contracts::{FitsModelInput, SameOptimizer};
+use super::contracts::FitsModelInput;
+use super::update::Update;
 use crate::batch::{Batch, upload};
 use crate::data::Dataloader;
-use crate::lr::LrScheduler;
-use crate::optim::Optimizer;
 use crate::{Error, Result};
 
 pub(crate) type Forward<'a, I> = Rc<dyn Fn(&I) -> Result<Tensor> + 'a>;
@@ -230,41 +229,4 @@ pub struct Parts<'a, Lab> {
     pub(crate) loss: LossFn<'a, Lab>,
     pub(crate) validate: Validate<'a>,
     pub(crate) update: Box<dyn Update + 'a>,
-}
-
-/// Optimizer and scheduler, erased.
-pub(crate) trait Update {
-    fn schedule(&mut self) -> f64;
-    fn zero_grad(&mut self) -> Result<()>;
-    fn step(&mut self) -> Result<()>;
-    fn capturable(&self) -> bool;
-}
-
-/// An optimizer and the scheduler that drives it, as one [`Update`].
-pub(crate) struct OptSched<'a, O, S> {
-    pub(crate) optimizer: &'a mut O,
-    pub(crate) scheduler: &'a mut S,
-}
-
-impl<O, S> Update for OptSched<'_, O, S>
-where
-    O: Optimizer,
-    S: LrScheduler,
-    S::Optimizer: SameOptimizer<O>,
-{
-    fn schedule(&mut self) -> f64 {
-        self.scheduler
-            .step(<S::Optimizer as SameOptimizer<O>>::as_scheduled(
-                self.optimizer,
-            ))
-    }
-    fn zero_grad(&mut self) -> Result<()> {
-        self.optimizer.zero_grad()
-    }
-    fn step(&mut self) -> Result<()> {
-        self.optimizer.step()
-    }
-    fn capturable(&self) -> bool {
-        self.optimizer.capturable()
-    }
 }

@@ -108,7 +108,9 @@ impl TrainingConfig {
 
     /// Tokens the run trains on: steps × batch × sequence × micro-batches.
     pub fn tokens(&self) -> usize {
-        self.steps as usize * self.batch_size * self.seq_len * self.grad_accum_steps.max(1)
+        [self.batch_size, self.seq_len, self.grad_accum_steps.max(1)]
+            .into_iter()
+            .fold(self.steps as usize, usize::saturating_mul)
     }
 
     /// The batches a loader makes for this run: `batch_size` rows of `seq_len`, seeded by

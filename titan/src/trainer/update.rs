@@ -1,0 +1,43 @@
+//! The optimizer and its LR scheduler as the loop drives them: one erased [`Update`].
+
+use super::contracts::SameOptimizer;
+use crate::Result;
+use crate::lr::LrScheduler;
+use crate::optim::Optimizer;
+
+/// Optimizer and scheduler, erased.
+pub(crate) trait Update {
+    fn schedule(&mut self) -> f64;
+    fn zero_grad(&mut self) -> Result<()>;
+    fn step(&mut self) -> Result<()>;
+    fn capturable(&self) -> bool;
+}
+
+/// An optimizer and the scheduler that drives it, as one [`Update`].
+pub(crate) struct OptSched<'a, O, S> {
+    pub(crate) optimizer: &'a mut O,
+    pub(crate) scheduler: &'a mut S,
+}
+
+impl<O, S> Update for OptSched<'_, O, S>
+where
+    O: Optimizer,
+    S: LrScheduler,
+    S::Optimizer: SameOptimizer<O>,
+{
+    fn schedule(&mut self) -> f64 {
+        self.scheduler
+            .step(<S::Optimizer as SameOptimizer<O>>::as_scheduled(
+                self.optimizer,
+            ))
+    }
+    fn zero_grad(&mut self) -> Result<()> {
+        self.optimizer.zero_grad()
+    }
+    fn step(&mut self) -> Result<()> {
+        self.optimizer.step()
+    }
+    fn capturable(&self) -> bool {
+        self.optimizer.capturable()
+    }
+}
