@@ -2,6 +2,7 @@
 //! (model, data, optimizer, scheduler, loss, metrics) is injected, never built from a string.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod dist;

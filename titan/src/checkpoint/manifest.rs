@@ -1,0 +1,98 @@
+//! What a checkpoint directory holds: the titan and format versions that wrote it, the
+//! experiment and step, and every file with its size and CRC-32C, written last so that its
+//! presence means the rest is complete.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::bad;
+use crate::{Error, Result};
+
+/// The checkpoint format this titan writes and reads; a manifest with a larger one comes from
+/// a newer titan.
+pub const FORMAT: u32 = 1;
+
+/// The manifest's file name inside a checkpoint directory.
+pub(super) const MANIFEST: &str = "manifest.json";
+
+/// One file of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Its name inside the checkpoint directory.
+    pub name: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// CRC-32C of its contents.
+    pub crc32c: u32,
+}
+
+/// A checkpoint's description, `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The checkpoint format ([`FORMAT`] when this titan wrote it).
+    pub format: u32,
+    /// The titan version that wrote it.
+    pub titan_version: String,
+    /// The experiment whose run it is (its binary's name).
+    pub experiment: String,
+    /// Optimizer steps taken when it was written.
+    pub step: u64,
+    /// Every other file of the directory, sorted by name.
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    /// Reads `dir`'s manifest, refusing one from a newer titan or another experiment.
+    pub fn read(dir: &Path, experiment: &str) -> Result<Self> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                bad(
+                    dir,
+                    format!("no {MANIFEST}: not a complete titan checkpoint"),
+                )
+            } else {
+                Error::io(&path, e)
+            }
+        })?;
+        // The format first, so a newer titan's manifest is refused as such, whatever else
+        // changed in it.
+        let format = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("format").and_then(serde_json::Value::as_u64));
+        match format {
+            Some(f) if f > u64::from(FORMAT) => {
+                return Err(bad(
+                    dir,
+                    format!(
+                        "written in checkpoint format {f} by a newer titan; this titan ({}) reads \
+                         format {FORMAT} and older",
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                ));
+            }
+            None => return Err(bad(dir, format!("{MANIFEST} has no checkpoint format"))),
+            Some(_) => {}
+        }
+        let manifest: Self = serde_json::from_str(&text)
+            .map_err(|e| bad(dir, format!("{MANIFEST} is not a titan manifest: {e}")))?;
+        if manifest.experiment != experiment {
+            return Err(bad(
+                dir,
+                format!(
+                    "a checkpoint of experiment `{}`, not `{experiment}`; use another \
+                     --output-dir for this experiment",
+                    manifest.experiment
+                ),
+            ));
+        }
+        Ok(manifest)
+    }
+
+    /// The entry for file `name`.
+    pub fn file(&self, name: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.name == name)
+    }
+}

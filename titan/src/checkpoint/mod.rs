@@ -1,0 +1,17 @@
+//! Checkpoints: a run's state in `DIR/checkpoints/step-N/`, each directory written whole or not
+//! at all ([`CheckpointStore`]) and described by a manifest that lists every file with its size
+//! and checksum ([`Manifest`]), so a truncated or corrupt checkpoint is refused by name instead
+//! of loaded.
+
+mod manifest;
+mod store;
+
+pub use manifest::{FORMAT, FileEntry, Manifest};
+pub use store::{Checkpoint, CheckpointStore};
+
+use crate::Error;
+
+/// An error about the checkpoint at `dir`, saying what is wrong with it.
+fn bad(dir: &std::path::Path, reason: impl std::fmt::Display) -> Error {
+    Error::Checkpoint(format!("{}: {reason}", dir.display()))
+}

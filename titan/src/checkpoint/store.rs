@@ -1,0 +1,447 @@
+//! The checkpoint directories of one run, `DIR/checkpoints/step-N/`. A checkpoint is written
+//! into `.step-N.partial/`, each file and the manifest fsynced, then renamed into place and the
+//! parent directory fsynced: a crash at any moment leaves either the new checkpoint complete or
+//! nothing of it but a partial directory, which loading ignores and the next save removes.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::bad;
+use super::manifest::{FORMAT, FileEntry, MANIFEST, Manifest};
+use crate::{Error, Result};
+
+/// Where a run keeps its checkpoints, and how many.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+    experiment: String,
+    keep: usize,
+}
+
+/// One complete checkpoint: its directory and manifest.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+const PARTIAL: &str = ".partial";
+
+fn step_dir_name(step: u64) -> String {
+    format!("step-{step}")
+}
+
+/// The step of a complete checkpoint directory's name (`step-N`).
+fn parse_step(name: &str) -> Option<u64> {
+    name.strip_prefix("step-")?.parse().ok()
+}
+
+impl CheckpointStore {
+    /// The checkpoints of experiment `experiment` in `output_dir/checkpoints`, keeping the last
+    /// `keep` (at least 1).
+    pub fn new(output_dir: &Path, experiment: &str, keep: usize) -> Result<Self> {
+        if keep == 0 {
+            return Err(Error::config(
+                "keep_checkpoints",
+                keep,
+                "must be at least 1 (the checkpoint just written is kept)",
+            ));
+        }
+        Ok(Self {
+            dir: output_dir.join("checkpoints"),
+            experiment: experiment.to_string(),
+            keep,
+        })
+    }
+
+    /// `DIR/checkpoints`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The steps of the complete checkpoint directories, in increasing order.
+    pub fn steps(&self) -> Result<Vec<u64>> {
+        let mut steps: Vec<u64> = self
+            .entries()?
+            .iter()
+            .filter_map(|name| parse_step(name))
+            .collect();
+        steps.sort_unstable();
+        Ok(steps)
+    }
+
+    /// Directories a writer left half-written (it crashed or was killed), which the next save
+    /// removes.
+    pub fn leftovers(&self) -> Result<Vec<PathBuf>> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter(|name| name.starts_with('.') && name.ends_with(PARTIAL))
+            .map(|name| self.dir.join(name))
+            .collect())
+    }
+
+    /// The latest complete checkpoint, if any (half-written directories are skipped with a
+    /// warning).
+    pub fn latest(&self) -> Result<Option<Checkpoint>> {
+        for left in self.leftovers()? {
+            tracing::warn!(
+                "ignoring {}: a checkpoint whose writing did not finish (the next save removes it)",
+                left.display()
+            );
+        }
+        match self.steps()?.last() {
+            Some(&step) => Ok(Some(Checkpoint::open(
+                &self.dir.join(step_dir_name(step)),
+                &self.experiment,
+            )?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes step `step`'s checkpoint: `write` puts its files into the directory it is given
+    /// (flat, no sub-directories); the store fsyncs them, adds the manifest, renames the
+    /// directory into place and drops checkpoints beyond the last `keep`. Nothing is written
+    /// over: a checkpoint of this step already there is an error.
+    pub fn save(&self, step: u64, write: impl FnOnce(&Path) -> Result<()>) -> Result<Checkpoint> {
+        let done = self.dir.join(step_dir_name(step));
+        if done.exists() {
+            return Err(bad(&done, "a checkpoint of this step is already there"));
+        }
+        fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        for left in self.leftovers()? {
+            tracing::warn!(
+                "removing {}, a checkpoint left half-written",
+                left.display()
+            );
+            fs::remove_dir_all(&left).map_err(|e| Error::io(&left, e))?;
+        }
+        let partial = self.dir.join(format!(".{}{PARTIAL}", step_dir_name(step)));
+        fs::create_dir(&partial).map_err(|e| Error::io(&partial, e))?;
+        let written = write(&partial).and_then(|()| self.seal(&partial, step));
+        let manifest = match written {
+            Ok(manifest) => manifest,
+            Err(e) => {
+                // What was written is of no use; the previous checkpoints are untouched.
+                let _ = fs::remove_dir_all(&partial);
+                return Err(e);
+            }
+        };
+        fs::rename(&partial, &done).map_err(|e| Error::io(&done, e))?;
+        sync_dir(&self.dir)?;
+        self.retire()?;
+        Ok(Checkpoint {
+            dir: done,
+            manifest,
+        })
+    }
+
+    /// Fsyncs every file of `dir`, then writes and fsyncs its manifest and the directory.
+    fn seal(&self, dir: &Path, step: u64) -> Result<Manifest> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
+            let name = file_name(&path)?;
+            if !path.is_file() || name == MANIFEST {
+                return Err(bad(
+                    dir,
+                    format!("`{name}`: a checkpoint holds plain files other than {MANIFEST}"),
+                ));
+            }
+            let (bytes, crc32c) = checksum(&path)?;
+            File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&path, e))?;
+            files.push(FileEntry {
+                name,
+                bytes,
+                crc32c,
+            });
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let manifest = Manifest {
+            format: FORMAT,
+            titan_version: env!("CARGO_PKG_VERSION").to_string(),
+            experiment: self.experiment.clone(),
+            step,
+            files,
+        };
+        let path = dir.join(MANIFEST);
+        let mut file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        file.write_all(serde_json::to_string_pretty(&manifest)?.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(&path, e))?;
+        sync_dir(dir)?;
+        Ok(manifest)
+    }
+
+    /// Removes the oldest checkpoints beyond the last `keep`.
+    fn retire(&self) -> Result<()> {
+        let steps = self.steps()?;
+        let excess = steps.len().saturating_sub(self.keep);
+        for step in &steps[..excess] {
+            let dir = self.dir.join(step_dir_name(*step));
+            fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Names in `DIR/checkpoints` (none when it does not exist yet).
+    fn entries(&self) -> Result<Vec<String>> {
+        let read = match fs::read_dir(&self.dir) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&self.dir, e)),
+        };
+        read.map(|entry| file_name(&entry.map_err(|e| Error::io(&self.dir, e))?.path()))
+            .collect()
+    }
+}
+
+impl Checkpoint {
+    /// The checkpoint in `dir`, for experiment `experiment`: its manifest read and checked
+    /// (files are checked as they are read, or all at once by [`Checkpoint::verify`]).
+    pub fn open(dir: &Path, experiment: &str) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(bad(dir, "no checkpoint here (no such directory)"));
+        }
+        let manifest = Manifest::read(dir, experiment)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The step it was written at.
+    pub fn step(&self) -> u64 {
+        self.manifest.step
+    }
+
+    /// Its manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Checks every file's size and checksum against the manifest.
+    pub fn verify(&self) -> Result<()> {
+        for entry in &self.manifest.files {
+            self.check(entry)?;
+        }
+        Ok(())
+    }
+
+    /// The path of file `name`, after checking its size and checksum.
+    pub fn file(&self, name: &str) -> Result<PathBuf> {
+        let entry = self
+            .manifest
+            .file(name)
+            .ok_or_else(|| bad(&self.dir, format!("the manifest lists no `{name}`")))?;
+        self.check(entry)
+    }
+
+    /// The contents of file `name`, checked.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.file(name)?;
+        fs::read(&path).map_err(|e| Error::io(&path, e))
+    }
+
+    fn check(&self, entry: &FileEntry) -> Result<PathBuf> {
+        let path = self.dir.join(&entry.name);
+        if !path.is_file() {
+            return Err(bad(
+                &self.dir,
+                format!("`{}` is missing (the manifest lists it)", entry.name),
+            ));
+        }
+        let (bytes, crc32c) = checksum(&path)?;
+        if bytes != entry.bytes {
+            return Err(bad(
+                &self.dir,
+                format!(
+                    "`{}` has {bytes} bytes, the manifest says {}: truncated or replaced",
+                    entry.name, entry.bytes
+                ),
+            ));
+        }
+        if crc32c != entry.crc32c {
+            return Err(bad(
+                &self.dir,
+                format!(
+                    "`{}` does not match its checksum (CRC-32C {crc32c:08x}, the manifest says \
+                     {:08x}): the file is corrupt",
+                    entry.name, entry.crc32c
+                ),
+            ));
+        }
+        Ok(path)
+    }
+}
+
+/// Size and CRC-32C of a file, read in blocks.
+fn checksum(path: &Path) -> Result<(u64, u32)> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut bytes, mut crc) = (0u64, 0u32);
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok((bytes, crc));
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        bytes += n as u64;
+    }
+}
+
+/// Makes a directory's entries (a rename, a new file) durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+fn file_name(path: &Path) -> Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| bad(path, "a name that is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(keep: usize) -> Result<(tempfile::TempDir, CheckpointStore)> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = CheckpointStore::new(dir.path(), "exp", keep)?;
+        Ok((dir, store))
+    }
+
+    fn two_files(step: u64) -> impl FnOnce(&Path) -> Result<()> {
+        move |dir| {
+            fs::write(dir.join("model.safetensors"), vec![step as u8; 1000])
+                .map_err(|e| Error::io(dir, e))?;
+            fs::write(dir.join("train_state.json"), format!("{{\"step\":{step}}}"))
+                .map_err(|e| Error::io(dir, e))
+        }
+    }
+
+    #[test]
+    fn saves_whole_checkpoints_and_keeps_the_last_k() -> Result<()> {
+        let (_tmp, store) = store(2)?;
+        assert!(store.latest()?.is_none());
+        for step in [10, 20, 30] {
+            let saved = store.save(step, two_files(step))?;
+            assert_eq!(saved.step(), step);
+        }
+        assert_eq!(store.steps()?, [20, 30]);
+        let latest = store.latest()?.expect("a checkpoint");
+        latest.verify()?;
+        assert_eq!(latest.step(), 30);
+        let names: Vec<&str> = latest
+            .manifest()
+            .files
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(names, ["model.safetensors", "train_state.json"]);
+        assert_eq!(latest.read("model.safetensors")?, vec![30u8; 1000]);
+        assert_eq!(latest.manifest().titan_version, env!("CARGO_PKG_VERSION"));
+        let err = store
+            .save(30, two_files(30))
+            .expect_err("no overwrite")
+            .to_string();
+        assert!(err.contains("step-30") && err.contains("already"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_writer_stopped_midway_leaves_the_previous_checkpoint_and_is_cleaned_up() -> Result<()> {
+        let (_tmp, store) = store(3)?;
+        store.save(1, two_files(1))?;
+        // A writer that fails between two files: nothing of step 2 stays.
+        let err = store.save(2, |dir| {
+            fs::write(dir.join("model.safetensors"), b"half").map_err(|e| Error::io(dir, e))?;
+            Err(Error::Data("disk full".into()))
+        });
+        assert!(err.is_err());
+        assert_eq!(store.steps()?, [1]);
+        assert!(store.leftovers()?.is_empty());
+        // A writer killed midway (kill -9) leaves its partial directory behind: loading skips
+        // it, the next save removes it.
+        let killed = store.dir().join(".step-2.partial");
+        fs::create_dir(&killed).map_err(|e| Error::io(&killed, e))?;
+        fs::write(killed.join("model.safetensors"), b"half").map_err(|e| Error::io(&killed, e))?;
+        assert_eq!(store.latest()?.map(|c| c.step()), Some(1));
+        store.save(2, two_files(2))?;
+        assert!(store.leftovers()?.is_empty(), "the next save cleans up");
+        assert_eq!(store.steps()?, [1, 2]);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_checkpoints_give_one_clear_error_each() -> Result<()> {
+        let (tmp, store) = store(5)?;
+        let saved = store.save(7, two_files(7))?;
+        let dir = saved.dir().to_path_buf();
+        let io = |e| Error::io(&dir, e);
+
+        let err = Checkpoint::open(&tmp.path().join("nowhere"), "exp").expect_err("missing");
+        assert!(err.to_string().contains("no such directory"), "{err}");
+
+        let err = Checkpoint::open(&dir, "other").expect_err("other experiment");
+        assert!(
+            err.to_string().contains("`exp`") && err.to_string().contains("`other`"),
+            "{err}"
+        );
+
+        // Corrupt: same size, one byte changed.
+        let model = dir.join("model.safetensors");
+        let mut bytes = fs::read(&model).map_err(io)?;
+        bytes[500] ^= 1;
+        fs::write(&model, &bytes).map_err(io)?;
+        let err = Checkpoint::open(&dir, "exp")?
+            .verify()
+            .expect_err("corrupt")
+            .to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains("checksum"),
+            "{err}"
+        );
+        // Truncated.
+        fs::write(&model, &bytes[..100]).map_err(io)?;
+        let err = Checkpoint::open(&dir, "exp")?.read("model.safetensors");
+        let err = err.expect_err("truncated").to_string();
+        assert!(err.contains("100 bytes") && err.contains("1000"), "{err}");
+        // Missing file.
+        fs::remove_file(&model).map_err(io)?;
+        let err = Checkpoint::open(&dir, "exp")?
+            .verify()
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            err.contains("model.safetensors") && err.contains("missing"),
+            "{err}"
+        );
+
+        // A manifest from a newer titan.
+        let manifest = dir.join(MANIFEST);
+        let text = fs::read_to_string(&manifest).map_err(io)?;
+        let newer = text.replacen("\"format\": 1", "\"format\": 99", 1);
+        assert_ne!(newer, text);
+        fs::write(&manifest, newer).map_err(io)?;
+        let err = Checkpoint::open(&dir, "exp")
+            .expect_err("newer")
+            .to_string();
+        assert!(
+            err.contains("format 99") && err.contains("newer titan"),
+            "{err}"
+        );
+        Ok(())
+    }
+}
