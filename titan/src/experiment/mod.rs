@@ -21,10 +21,11 @@ use std::process::ExitCode;
 
 use crate::Result;
 use crate::batch::TokenIds;
+use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::metrics::{JsonlSink, TensorBoardSink};
 use crate::model::{GenerateConfig, Model, generate};
 use crate::tokenizer::Tokenizer;
-use crate::trainer::{Summary, Trainer};
+use crate::trainer::{Checkpointing, Summary, Trainer};
 use cli::TrainArgs;
 
 /// An experiment: a struct of components, built in dependency order by its builder.
@@ -51,13 +52,71 @@ pub trait Experiment: Sized {
     fn train(&mut self, trainer: &mut Trainer) -> Result<Summary>;
 }
 
-/// The trainer of a run: `training`'s loop settings, `metrics.jsonl` and TensorBoard event
+/// The trainer of a new run: `training`'s loop settings, `metrics.jsonl` and TensorBoard event
 /// files (`tb/`) in the output dir.
 pub fn trainer_for(training: &TrainingConfig, experiment: &str) -> Result<Trainer> {
+    sinks(Trainer::new(training.clone()), training, experiment, false)
+}
+
+/// `trainer` with the run's metrics sinks: `metrics.jsonl` (added to when `resumed`) and a new
+/// TensorBoard event file in `tb/` (TensorBoard reads them all).
+fn sinks(
+    trainer: Trainer,
+    training: &TrainingConfig,
+    experiment: &str,
+    resumed: bool,
+) -> Result<Trainer> {
     let dir = training.clone().for_experiment(experiment).output_dir();
-    Ok(Trainer::new(training.clone())
-        .with_sink(JsonlSink::create(dir.join("metrics.jsonl"))?)
+    let metrics = dir.join("metrics.jsonl");
+    let jsonl = if resumed {
+        JsonlSink::append(metrics)?
+    } else {
+        JsonlSink::create(metrics)?
+    };
+    Ok(trainer
+        .with_sink(jsonl)
         .with_sink(TensorBoardSink::create(dir.join("tb"))?))
+}
+
+/// The trainer of experiment `name`'s run: checkpoints every `training.checkpoint_every` steps
+/// (each with the resolved configuration, `config_toml`), resuming from `training.resume_from`
+/// or the output directory's latest checkpoint; `None` when that checkpoint already holds the
+/// run's last step.
+fn trainer_for_run(
+    training: &TrainingConfig,
+    name: &str,
+    config_toml: String,
+) -> Result<Option<Trainer>> {
+    let dir = training.clone().for_experiment(name).output_dir();
+    let store = CheckpointStore::new(&dir, name, training.keep_checkpoints)?;
+    let resume = match &training.resume_from {
+        Some(path) => Some(Checkpoint::open(path, name)?),
+        None => store.latest()?,
+    };
+    if let Some(done) = resume.as_ref().filter(|c| c.step() >= training.steps) {
+        eprintln!(
+            "the run is complete: {} holds step {} of {} (raise --steps to train further, or              use another --output-dir for a new run)",
+            done.dir().display(),
+            done.step(),
+            training.steps
+        );
+        return Ok(None);
+    }
+    let mut trainer = sinks(
+        Trainer::new(training.clone()),
+        training,
+        name,
+        resume.is_some(),
+    )?;
+    if training.checkpoint_every > 0 {
+        let extra = vec![("config.toml".to_string(), config_toml.into_bytes())];
+        trainer =
+            trainer.with_checkpoints(Checkpointing::new(store, training.checkpoint_every, extra)?);
+    }
+    if let Some(checkpoint) = resume {
+        trainer = trainer.resume_from(checkpoint);
+    }
+    Ok(Some(trainer))
 }
 
 /// Seeds libtorch before any component is built, so initialisation repeats.
@@ -115,8 +174,13 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
         println!("# construction order: {}", E::ORDER.join(" -> "));
         return Ok(());
     }
+    let config = E::resolve_config(&builder, &overrides)?;
+    config.finish()?;
+    let config_toml = config.to_toml();
     let mut experiment = E::build_from(builder, &overrides)?;
-    let mut trainer = trainer_for(experiment.training(), E::NAME)?;
+    let Some(mut trainer) = trainer_for_run(experiment.training(), E::NAME, config_toml)? else {
+        return Ok(());
+    };
     let summary = experiment.train(&mut trainer)?;
     eprintln!(
         "done: {} steps in {:.1}s, last loss {:.4}, val loss {}",

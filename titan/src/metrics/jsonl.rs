@@ -16,11 +16,26 @@ pub struct JsonlSink {
 impl JsonlSink {
     /// Creates (truncates) `path`, creating its directory.
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
+        Self::open(path.as_ref(), false)
+    }
+
+    /// Opens `path` to add to what it holds (a resumed run), creating it when absent.
+    pub fn append(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open(path.as_ref(), true)
+    }
+
+    fn open(path: &Path, append: bool) -> Result<Self> {
+        let path = path.to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
         Ok(Self {
             path,
             file: std::io::BufWriter::new(file),

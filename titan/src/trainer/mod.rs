@@ -2,6 +2,7 @@
 //! the wiring chain) and runs `dataloader → forward → loss → backward → clip → optimizer →
 //! scheduler → metrics → eval`. It constructs no component and knows nothing of experiments.
 
+mod checkpointing;
 mod contracts;
 mod eval;
 mod grads;
@@ -12,6 +13,7 @@ mod step;
 pub(crate) mod update;
 mod window;
 
+pub use checkpointing::Checkpointing;
 pub use contracts::{FitsModelInput, SameLabels, SameOptimizer};
 pub use eval::evaluate;
 pub(crate) use eval::evaluate_with;
@@ -25,6 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tch::Device;
 
 use crate::Result;
+use crate::checkpoint::Checkpoint;
 use crate::metrics::{EvalMetrics, MetricsSink, Record, console_line};
 use crate::shim;
 use nonfinite::NonFinite;
@@ -50,6 +53,8 @@ pub struct Trainer {
     sinks: Vec<Box<dyn MetricsSink>>,
     progress: bool,
     staged: bool,
+    checkpoints: Option<Checkpointing>,
+    resume: Option<Checkpoint>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -69,7 +74,22 @@ impl Trainer {
             sinks: Vec::new(),
             progress: true,
             staged: false,
+            checkpoints: None,
+            resume: None,
         }
+    }
+
+    /// Saves checkpoints as `checkpoints` says (every N steps and at the end).
+    pub fn with_checkpoints(mut self, checkpoints: Checkpointing) -> Self {
+        self.checkpoints = Some(checkpoints);
+        self
+    }
+
+    /// Starts the run from `checkpoint`: weights, optimizer, scheduler and the training
+    /// dataloader's position, then the steps after its step.
+    pub fn resume_from(mut self, checkpoint: Checkpoint) -> Self {
+        self.resume = Some(checkpoint);
+        self
     }
 
     /// Runs every step from fixed batch buffers, as CUDA graph replay does, even where no graph
@@ -101,11 +121,17 @@ impl Trainer {
     /// steps and at the end when a validation dataloader was wired.
     pub fn run<Lab>(&mut self, mut parts: Parts<'_, Lab>) -> Result<Summary> {
         let cfg = self.config.clone();
-        self.announce(&parts, &cfg);
+        let resumed = match &self.resume {
+            Some(checkpoint) => Some((checkpointing::restore(checkpoint, &mut parts)?, checkpoint)),
+            None => None,
+        };
+        let start = resumed.map_or(0, |(step, _)| step);
+        self.announce(&parts, &cfg, resumed.map(|(step, c)| (step, c.dir())));
         let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops);
         let mut non_finite = NonFinite::new(parts.device)?;
         let accum = cfg.grad_accum_steps.max(1) as u64;
         let bar = self.progress_bar(cfg.steps);
+        bar.set_position(start);
         let started = Instant::now();
         let mut window = Window::new();
         let mut last_loss = f64::NAN;
@@ -118,7 +144,7 @@ impl Trainer {
         };
         let mut executor = Executor::choose(&parts, &cfg, self.staged, &notice)?;
         let mut info = StepInfo::default();
-        for step in 1..=cfg.steps {
+        for step in start + 1..=cfg.steps {
             let lr = parts.update.schedule();
             let mut cx = StepContext {
                 config: &cfg,
@@ -175,6 +201,20 @@ impl Trainer {
                 )?;
                 window.restart();
             }
+            if let Some(checkpoints) = self.checkpoints.as_ref().filter(|c| c.due(step, cfg.steps))
+            {
+                // Never a checkpoint of non-finite weights.
+                crate::device::synchronize(parts.device);
+                non_finite.check(accum, info.epoch)?;
+                let started = Instant::now();
+                let saved = checkpoints.save(step, &parts)?;
+                if self.progress {
+                    let secs = started.elapsed().as_secs_f64();
+                    bar.suspend(|| eprintln!("checkpoint: {} ({secs:.2}s)", saved.dir().display()));
+                }
+                // The save is not a step: the next log line's rates leave it out.
+                window.restart();
+            }
         }
         bar.finish_and_clear();
         Ok(Summary {
@@ -185,8 +225,13 @@ impl Trainer {
         })
     }
 
-    /// The run's first line: parameters, device, steps.
-    fn announce<Lab>(&self, parts: &Parts<'_, Lab>, cfg: &TrainingConfig) {
+    /// The run's first line: parameters, device, steps, and the checkpoint it resumes from.
+    fn announce<Lab>(
+        &self,
+        parts: &Parts<'_, Lab>,
+        cfg: &TrainingConfig,
+        resumed: Option<(u64, &std::path::Path)>,
+    ) {
         if !self.progress {
             return;
         }
@@ -203,8 +248,11 @@ impl Trainer {
             ),
             device => format!("{device:?}"),
         };
+        let from = resumed.map_or_else(String::new, |(step, dir)| {
+            format!(", resuming after step {step} ({})", dir.display())
+        });
         eprintln!(
-            "training {:.2}M parameters on {on} for {} steps",
+            "training {:.2}M parameters on {on} for {} steps{from}",
             count as f64 / 1e6,
             cfg.steps
         );

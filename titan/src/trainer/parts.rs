@@ -77,6 +77,12 @@ pub(crate) trait MicroBatches<Lab> {
         slot: usize,
         loss: &mut LabelsLoss<'_, Lab>,
     ) -> Result<(Tensor, Tensor, i64)>;
+    /// The dataloader's position after the batches served so far, for a checkpoint.
+    fn state(&self) -> Result<serde_json::Value>;
+    /// Moves the dataloader to a position [`MicroBatches::state`] gave.
+    fn load_state(&mut self, state: serde_json::Value) -> Result<()>;
+    /// The dataloader's completed passes.
+    fn epoch(&self) -> u64;
 }
 
 /// A staged batch: its parts and handles to every tensor it holds (sharing their storage).
@@ -217,6 +223,18 @@ where
                 ))
             })?;
         self.run(&held.input, &held.labels, loss)
+    }
+
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::to_value(self.data.state())?)
+    }
+
+    fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
+        self.data.load_state(serde_json::from_value(state)?)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.data.epoch()
     }
 }
 
