@@ -245,3 +245,68 @@ fn a_printed_config_read_back_reproduces_the_run_and_set_applies_on_top() -> Res
     );
     Ok(())
 }
+
+#[test]
+fn a_run_killed_mid_way_resumes_from_its_checkpoint_when_rerun() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    let out_flag = out.to_str().context("utf8 path")?.to_string();
+    let args = [
+        "--steps",
+        "40",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+        "--samples",
+        "0",
+        "--checkpoint-every",
+        "2",
+        "--keep-checkpoints",
+        "3",
+        "--output-dir",
+        &out_flag,
+        "--set",
+        "llama.num_hidden_layers=1",
+        "--set",
+        "training.seq_len=64",
+        "--set",
+        "dataset.tokenizer_sample=300",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tiny_llama"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Kill it (SIGKILL) once its first checkpoint is there, while it trains on.
+    let first = out.join("checkpoints/step-2/manifest.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !first.exists() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint within 2 minutes"
+        );
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill()?;
+    child.wait()?;
+    let rerun = run(&args)?;
+    let err = String::from_utf8(rerun.stderr)?;
+    ensure!(rerun.status.success(), "{err}");
+    ensure!(err.contains("resuming after step"), "{err}");
+    let steps: Vec<u64> = records(&out)?
+        .iter()
+        .filter(|r| r.get("loss").is_some())
+        .filter_map(|r| r["step"].as_u64())
+        .collect();
+    ensure!(steps.last() == Some(&40), "{steps:?}");
+    ensure!(out.join("checkpoints/step-40/manifest.json").is_file());
+    ensure!(
+        std::fs::read_dir(out.join("checkpoints"))?.count() <= 3,
+        "keeps the last 3"
+    );
+    Ok(())
+}
