@@ -210,6 +210,10 @@ fn wiring(exp: &Experiment) -> TokenStream {
     let fits = field(Role::Tokenizer).filter(|_| with_training).map(|(tok, sp)| {
         quote_spanned!(sp=> ::titan::experiment::check_fits(&self.#tok, &self.#model, __titan_training.seq_len)?;)
     });
+    // After the run: the model and tokenizer in Hugging Face's form, in `output_dir/hf`.
+    let export = field(Role::Tokenizer).filter(|_| with_training).map(|(tok, sp)| {
+        quote_spanned!(sp=> ::titan::experiment::export_hf(&self.#model, &self.#tok, &__titan_training)?;)
+    });
     let dist = field(Role::Dist).map(|(dist, sp)| {
         quote_spanned!(sp=> ::titan::experiment::is_distributed_environment(&self.#dist);)
     });
@@ -231,6 +235,7 @@ fn wiring(exp: &Experiment) -> TokenStream {
             let __titan_parts = #w_sched;
             trainer.run(__titan_parts)?
         };
+        #export
         #samples
         ::core::result::Result::Ok(__titan_summary)
     }

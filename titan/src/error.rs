@@ -38,6 +38,9 @@ pub enum Error {
     /// Input data is unusable (empty, not UTF-8, too short…).
     #[error("data: {0}")]
     Data(String),
+    /// A component cannot do what was asked of it (e.g. a model with no Hugging Face form).
+    #[error("{0}")]
+    Unsupported(String),
     /// A checkpoint is missing, incomplete, corrupt or from another run.
     #[error("checkpoint {0}")]
     Checkpoint(String),

@@ -34,6 +34,20 @@ pub trait Tokenizer {
     fn eos_id(&self) -> Option<u32>;
     /// Padding id.
     fn pad_id(&self) -> Option<u32>;
+    /// Beginning-of-sequence id, when the tokenizer adds one.
+    fn bos_id(&self) -> Option<u32> {
+        None
+    }
+    /// Writes the tokenizer into `dir` as `transformers.AutoTokenizer` loads it
+    /// (`tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`). The default is an
+    /// error: a tokenizer without a Hugging Face form says so.
+    fn save_hf(&self, dir: &Path) -> Result<()> {
+        let _ = dir;
+        Err(Error::Unsupported(format!(
+            "{} has no Hugging Face form",
+            std::any::type_name::<Self>()
+        )))
+    }
 }
 
 /// Beginning-of-sequence token, id 0.
@@ -244,6 +258,34 @@ impl Tokenizer for BpeTokenizer {
     fn pad_id(&self) -> Option<u32> {
         self.pad
     }
+
+    fn bos_id(&self) -> Option<u32> {
+        self.inner.token_to_id(BOS)
+    }
+
+    fn save_hf(&self, dir: &Path) -> Result<()> {
+        self.save(&dir.join("tokenizer.json"))?;
+        let specials = serde_json::json!({
+            "bos_token": BOS,
+            "eos_token": EOS,
+            "pad_token": PAD,
+            "unk_token": UNK,
+        });
+        let mut config = specials.clone();
+        if let Some(map) = config.as_object_mut() {
+            map.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
+            map.insert("model_max_length".into(), self.max_len.into());
+            map.insert("clean_up_tokenization_spaces".into(), false.into());
+        }
+        write_json(&dir.join("tokenizer_config.json"), &config)?;
+        write_json(&dir.join("special_tokens_map.json"), &specials)
+    }
+}
+
+/// Writes `value` as pretty JSON to `path`.
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

@@ -3,9 +3,11 @@
 //! and checksum ([`Manifest`]), so a truncated or corrupt checkpoint is refused by name instead
 //! of loaded.
 
+mod hf;
 mod manifest;
 mod store;
 
+pub use hf::export_hf;
 pub use manifest::{FORMAT, FileEntry, Manifest};
 pub use store::{Checkpoint, CheckpointStore};
 

@@ -124,6 +124,27 @@ pub fn before_components(training: &TrainingConfig) {
     crate::device::seed_everything(training.seed);
 }
 
+/// Writes the trained model and its tokenizer to `output_dir/hf` for `transformers`; a model
+/// or tokenizer without a Hugging Face form is noted, not an error.
+pub fn export_hf<M, T>(model: &M, tokenizer: &T, training: &TrainingConfig) -> Result<()>
+where
+    M: Model,
+    T: Tokenizer,
+{
+    let dir = training.output_dir().join("hf");
+    match crate::checkpoint::export_hf(model, tokenizer, &dir) {
+        Ok(()) => {
+            eprintln!("hugging face: {}", dir.display());
+            Ok(())
+        }
+        Err(crate::Error::Unsupported(why)) => {
+            eprintln!("note: no Hugging Face export: {why}");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Prints `training.samples` continuations of `training.prompt`.
 pub fn print_samples<M, T>(model: &M, tokenizer: &T, training: &TrainingConfig) -> Result<()>
 where

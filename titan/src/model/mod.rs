@@ -44,12 +44,33 @@ pub trait Model {
     ) -> Result<(Tensor, Tensor)> {
         forward_then_backward(self, input, loss)
     }
+    /// Writes the model into `dir` as `transformers.AutoModelForCausalLM` loads it
+    /// (`config.json`, `model.safetensors`, `generation_config.json`), with the tokenizer's
+    /// special ids. The default is an error: a model without a Hugging Face form says so.
+    fn save_hf(&self, dir: &std::path::Path, tokens: &SpecialTokens) -> Result<()> {
+        let _ = (dir, tokens);
+        Err(crate::Error::Unsupported(format!(
+            "{} has no Hugging Face form",
+            std::any::type_name::<Self>()
+        )))
+    }
     /// Training FLOPs (forward and backward) per token at `seq_len`, for tflops and MFU;
     /// by default `6 · parameters`, models with attention add its cost.
     fn flops_per_token(&self, seq_len: i64) -> f64 {
         let _ = seq_len;
         6.0 * self.parameters().count() as f64
     }
+}
+
+/// The tokenizer's special ids, which a model's Hugging Face config names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpecialTokens {
+    /// Beginning of sequence.
+    pub bos: Option<u32>,
+    /// End of sequence.
+    pub eos: Option<u32>,
+    /// Padding.
+    pub pad: Option<u32>,
 }
 
 /// The plain training pass: `forward`, the loss, and `backward` of the loss sum, keeping every

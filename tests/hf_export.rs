@@ -1,0 +1,106 @@
+//! A titan model and tokenizer exported to Hugging Face's form load in `transformers`
+//! (`AutoModelForCausalLM`, `AutoTokenizer`): the same ids for the same text, logits within
+//! 1e-4 (f32), and `generate` runs. Needs Python with torch (`.libtorch/site`) and transformers
+//! (`bash benches/baseline/setup.sh` puts it in `.bench/site`); skipped with a message when
+//! they are absent, unless `TITAN_REQUIRE_TRANSFORMERS=1` (CI) makes that a failure.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use titan::tch::{Device, Kind, Tensor};
+use titan::{BpeConfig, BpeTokenizer, Llama, LlamaConfig, Model, TokenIds, Tokenizer};
+
+const TEXT: &str = "Once upon a time, a little cat sat in the warm sun.";
+
+fn python(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+    let path = format!(
+        "{}:{}",
+        root.join(".libtorch/site").display(),
+        root.join(".bench/site").display()
+    );
+    cmd.env("PYTHONPATH", path);
+    cmd
+}
+
+#[test]
+fn transformers_loads_the_export_with_the_same_ids_and_logits() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let probe = python(root)
+        .args(["-c", "import torch, transformers"])
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        let why = "Python with torch and transformers is not here (run `bash \
+                   benches/baseline/setup.sh`)";
+        ensure!(
+            std::env::var("TITAN_REQUIRE_TRANSFORMERS").as_deref() != Ok("1"),
+            "{why}"
+        );
+        eprintln!("skipped: {why}");
+        return Ok(());
+    }
+
+    let dir = tempfile::tempdir()?;
+    let corpus: Vec<String> = (0..200)
+        .map(|i| format!("Once upon a time, cat number {i} sat in the warm sun and purred."))
+        .collect();
+    let tokenizer = BpeTokenizer::train(
+        &BpeConfig {
+            vocab_size: 300,
+            max_len: 64,
+            ..BpeConfig::default()
+        },
+        corpus.iter(),
+    )?;
+    titan::device::seed_everything(0);
+    let config = LlamaConfig {
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        ..LlamaConfig::tiny()
+    }
+    .with_tokenizer(&tokenizer);
+    let model = Llama::new(config, Device::Cpu)?;
+    let export = dir.path().join("hf");
+    titan::checkpoint::export_hf(&model, &tokenizer, &export)?;
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        ensure!(export.join(file).is_file(), "{file} missing");
+    }
+
+    let ids: Vec<i64> = tokenizer.encode(TEXT)?.into_iter().map(i64::from).collect();
+    let input = Tensor::from_slice(&ids).unsqueeze(0);
+    let logits = titan::tch::no_grad(|| model.forward(&TokenIds(input.shallow_clone())))?;
+    let expect = dir.path().join("expect.safetensors");
+    Tensor::write_safetensors(
+        &[
+            ("ids", Tensor::from_slice(&ids)),
+            ("logits", logits.squeeze_dim(0).to_kind(Kind::Float)),
+        ],
+        &expect,
+    )?;
+    let out = python(root)
+        .arg(root.join("tests/fixtures/check_hf_export.py"))
+        .arg(&export)
+        .arg(&expect)
+        .arg(TEXT)
+        .output()
+        .context("running python3")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    ensure!(
+        out.status.success(),
+        "transformers disagrees with titan: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
