@@ -1,7 +1,8 @@
 //! Checkpoints through an experiment binary's `run`: a run resumed from its step-N checkpoint
 //! logs, bit for bit, the losses and gradient norms of the run that went on (packed and padded
 //! layouts, with gradient accumulation); a run whose checkpoints reach its last step is
-//! complete; a checkpoint that does not fit the model is refused naming the weight.
+//! complete; a checkpoint that does not fit the run (model, data) is refused naming the setting,
+//! and one whose weights do not fit the model naming the weight.
 
 use std::path::Path;
 
@@ -116,19 +117,89 @@ fn a_complete_run_does_nothing_and_a_misfit_checkpoint_is_refused() -> Result<()
         all.iter().map(|s| s.0).collect::<Vec<_>>() == [1, 2, 3, 4, 5, 6, 7, 8],
         "{all:?}"
     );
-    // A wider model does not fit the checkpoint: refused, naming a weight and both shapes.
+    // A wider model, or other data, does not fit the checkpoint: refused before anything is
+    // loaded, naming the setting and both values.
     let err = run_for(10, dir.path(), &["--set", "llama.intermediate_size=1024"])
         .expect_err("a misfit checkpoint")
         .to_string();
     ensure!(
-        err.contains("mlp")
-            && err.contains("1024")
-            && err.contains("768")
+        err.contains("`llama.intermediate_size` is 768 there and 1024 here")
             && err.contains("--output-dir"),
         "{err}"
     );
+    let other = dir.path().join("other.txt");
+    std::fs::write(&other, "A fox ran.\n<|endoftext|>\nA hen sat.\n".repeat(50))?;
+    let other = other.to_str().context("utf8 path")?;
+    let err = run_for(10, dir.path(), &["--data", other])
+        .expect_err("other data")
+        .to_string();
+    ensure!(err.contains("`training.data` is unset there"), "{err}");
     // Nothing of the old run was touched.
     ensure!(dir.path().join("checkpoints/step-8").is_dir());
     ensure!(steps(dir.path())?.len() == 8);
+    Ok(())
+}
+
+#[test]
+fn weights_of_another_shape_are_refused_naming_the_weight() -> Result<()> {
+    use titan::checkpoint::{Checkpoint, CheckpointStore};
+    use titan::experiment::wire;
+    use titan::tch::Device;
+    use titan::trainer::Checkpointing;
+    use titan::{AdamW, AdamWConfig, CausalLmLoss, Llama, LlamaConfig, Model, Trainer};
+
+    let dir = tempfile::tempdir()?;
+    let model = |hidden: i64| {
+        Llama::new(
+            LlamaConfig {
+                vocab_size: 50,
+                hidden_size: hidden,
+                intermediate_size: 64,
+                num_hidden_layers: 1,
+                num_attention_heads: 4,
+                num_key_value_heads: 2,
+                max_position_embeddings: 32,
+                ..LlamaConfig::tiny()
+            },
+            Device::Cpu,
+        )
+    };
+    // Trains `m` with `trainer` (the trainer alone: its checkpoints hold no configuration).
+    let train = |m: &Llama, mut trainer: Trainer| -> titan::Result<()> {
+        let dims = titan::ParallelDims::new(&titan::LocalEnv::single(), Device::Cpu)?;
+        let tokens: Vec<u32> = (0..2048).map(|i| (i * 7 % 50) as u32).collect();
+        let mut data = titan::data::PackedLoader::new(&dims, tokens, 16, 2, 0, true)?;
+        let mut opt = AdamW::new(m.parameters(), AdamWConfig::default())?;
+        let mut sched = titan::Warmup::new(&opt, titan::WarmupConfig::default())?;
+        trainer.run(
+            wire(m)
+                .train_data(&mut data)
+                .loss(&CausalLmLoss)
+                .optimizer(&mut opt)
+                .lr_scheduler(&mut sched),
+        )?;
+        Ok(())
+    };
+    let settings = titan::TrainingConfig {
+        steps: 2,
+        ..titan::TrainingConfig::default()
+    };
+    let store = CheckpointStore::new(dir.path(), "shapes", 1)?;
+    let saving = Trainer::new(settings.clone())
+        .quiet()
+        .with_checkpoints(Checkpointing::new(store, 2, Vec::new())?);
+    train(&model(32)?, saving)?;
+    let checkpoint = Checkpoint::open(&dir.path().join("checkpoints/step-2"), "shapes")?;
+    let wider = Trainer::new(titan::TrainingConfig {
+        steps: 4,
+        ..settings
+    })
+    .quiet()
+    .resume_from(checkpoint);
+    let err = train(&model(48)?, wider).expect_err("misfit").to_string();
+    ensure!(
+        err.contains("weight `lm_head.weight` has shape [50, 32] there and [50, 48] in the model"),
+        "{err}"
+    );
     Ok(())
 }

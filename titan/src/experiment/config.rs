@@ -118,6 +118,16 @@ impl<'o> ConfigSet<'o> {
         Ok(())
     }
 
+    /// The resolved configuration as one JSON object of sections.
+    pub fn tree(&self) -> Value {
+        Value::Object(self.sections.iter().cloned().collect())
+    }
+
+    /// The name of the experiment's `training` section, when it has one.
+    pub fn training_section(&self) -> Option<&'static str> {
+        self.training
+    }
+
     /// The resolved configuration as TOML, one table per section (unset options as comments).
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
@@ -232,7 +242,7 @@ fn set_value<T: DeserializeOwned>(
 
 /// Equal as settings: integers exactly, a float and a number by value (TOML's `1` for an f64
 /// key is JSON's `1.0`), the rest exactly.
-fn same_value(a: &Value, b: &Value) -> bool {
+pub(super) fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
             x.as_f64() == y.as_f64()

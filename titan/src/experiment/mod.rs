@@ -6,6 +6,7 @@
 pub mod cli;
 mod config;
 mod overrides;
+mod resume;
 mod section;
 mod wire;
 
@@ -79,13 +80,13 @@ fn sinks(
 }
 
 /// The trainer of experiment `name`'s run: checkpoints every `training.checkpoint_every` steps
-/// (each with the resolved configuration, `config_toml`), resuming from `training.resume_from`
-/// or the output directory's latest checkpoint; `None` when that checkpoint already holds the
-/// run's last step.
+/// (each with the resolved configuration, `config`), resuming from `training.resume_from` or
+/// the output directory's latest checkpoint when its configuration fits; `None` when that
+/// checkpoint already holds the run's last step.
 fn trainer_for_run(
     training: &TrainingConfig,
     name: &str,
-    config_toml: String,
+    config: &ConfigSet<'_>,
 ) -> Result<Option<Trainer>> {
     let dir = training.clone().for_experiment(name).output_dir();
     let store = CheckpointStore::new(&dir, name, training.keep_checkpoints)?;
@@ -93,6 +94,9 @@ fn trainer_for_run(
         Some(path) => Some(Checkpoint::open(path, name)?),
         None => store.latest()?,
     };
+    if let Some(checkpoint) = &resume {
+        resume::check_config_fits(checkpoint, config)?;
+    }
     if let Some(done) = resume.as_ref().filter(|c| c.step() >= training.steps) {
         eprintln!(
             "the run is complete: {} holds step {} of {} (raise --steps to train further, or              use another --output-dir for a new run)",
@@ -109,7 +113,10 @@ fn trainer_for_run(
         resume.is_some(),
     )?;
     if training.checkpoint_every > 0 {
-        let extra = vec![("config.toml".to_string(), config_toml.into_bytes())];
+        let extra = vec![(
+            resume::CONFIG_FILE.to_string(),
+            config.to_toml().into_bytes(),
+        )];
         trainer =
             trainer.with_checkpoints(Checkpointing::new(store, training.checkpoint_every, extra)?);
     }
@@ -197,9 +204,8 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     }
     let config = E::resolve_config(&builder, &overrides)?;
     config.finish()?;
-    let config_toml = config.to_toml();
     let mut experiment = E::build_from(builder, &overrides)?;
-    let Some(mut trainer) = trainer_for_run(experiment.training(), E::NAME, config_toml)? else {
+    let Some(mut trainer) = trainer_for_run(experiment.training(), E::NAME, &config)? else {
         return Ok(());
     };
     let summary = experiment.train(&mut trainer)?;
