@@ -6,6 +6,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
@@ -33,12 +36,31 @@ struct TrainState {
 }
 
 /// When and where a run saves checkpoints, and the files each one carries besides the run's
-/// state.
-#[derive(Debug, Clone)]
+/// state. The state is copied to the host at the step boundary and written on a thread of its
+/// own while training goes on; one write runs at a time.
+#[derive(Debug)]
 pub struct Checkpointing {
     store: CheckpointStore,
     every: u64,
-    extra: Vec<(String, Vec<u8>)>,
+    extra: Arc<Vec<(String, Vec<u8>)>>,
+    writing: Option<Writing>,
+}
+
+/// A checkpoint being written in the background.
+#[derive(Debug)]
+struct Writing {
+    step: u64,
+    copied: Duration,
+    handle: JoinHandle<Result<(Checkpoint, Duration)>>,
+}
+
+/// A checkpoint written: where, and how long the copy (blocking the loop) and the write (in
+/// the background) took.
+#[derive(Debug)]
+pub(crate) struct Saved {
+    pub checkpoint: Checkpoint,
+    pub copied: Duration,
+    pub written: Duration,
 }
 
 impl Checkpointing {
@@ -55,7 +77,8 @@ impl Checkpointing {
         Ok(Self {
             store,
             every,
-            extra,
+            extra: Arc::new(extra),
+            writing: None,
         })
     }
 
@@ -64,15 +87,23 @@ impl Checkpointing {
         step.is_multiple_of(self.every) || step == steps
     }
 
-    /// Writes step `step`'s checkpoint of `parts`: everything is copied to the host here, at
-    /// the step boundary, then written whole or not at all.
-    pub(crate) fn save<Lab>(&self, step: u64, parts: &Parts<'_, Lab>) -> Result<Checkpoint> {
+    /// Starts step `step`'s checkpoint of `parts`: everything is copied to the host now, at the
+    /// step boundary, and written (whole or not at all) on a thread of its own. Returns the
+    /// previous checkpoint, which it waits for first.
+    pub(crate) fn save<Lab>(&mut self, step: u64, parts: &Parts<'_, Lab>) -> Result<Option<Saved>> {
+        let previous = self.finish()?;
+        let started = Instant::now();
         let weights = parts
             .params
             .iter()
-            .map(|(name, p)| Ok((name.clone(), p.f_detach()?.f_to(Device::Cpu)?)))
+            .map(|(name, p)| Ok((name.clone(), host_copy(p)?)))
             .collect::<Result<Vec<_>>>()?;
-        let optimizer = parts.update.optimizer_state()?;
+        let optimizer = parts
+            .update
+            .optimizer_state()?
+            .into_iter()
+            .map(|(name, t)| Ok((name, host_copy(&t)?)))
+            .collect::<Result<Vec<_>>>()?;
         let state = TrainState {
             step,
             scheduler_steps: parts.update.scheduler_steps(),
@@ -80,16 +111,60 @@ impl Checkpointing {
             train_data: parts.data.state()?,
         };
         let state = serde_json::to_vec_pretty(&state)?;
-        self.store.save(step, |dir| {
-            Tensor::write_safetensors(&weights, dir.join(MODEL))?;
-            Tensor::write_safetensors(&optimizer, dir.join(OPTIMIZER))?;
-            write(dir, TRAIN_STATE, &state)?;
-            for (name, bytes) in &self.extra {
-                write(dir, name, bytes)?;
-            }
-            Ok(())
-        })
+        let copied = started.elapsed();
+        let (store, extra) = (self.store.clone(), Arc::clone(&self.extra));
+        let handle = std::thread::Builder::new()
+            .name("titan-checkpoint".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let checkpoint = store.save(step, |dir| {
+                    Tensor::write_safetensors(&weights, dir.join(MODEL))?;
+                    Tensor::write_safetensors(&optimizer, dir.join(OPTIMIZER))?;
+                    write(dir, TRAIN_STATE, &state)?;
+                    for (name, bytes) in extra.iter() {
+                        write(dir, name, bytes)?;
+                    }
+                    Ok(())
+                })?;
+                Ok((checkpoint, started.elapsed()))
+            })
+            .map_err(|e| Error::io("the checkpoint thread", e))?;
+        self.writing = Some(Writing {
+            step,
+            copied,
+            handle,
+        });
+        Ok(previous)
     }
+
+    /// Waits for the checkpoint being written, if any: its error, or where it went.
+    pub(crate) fn finish(&mut self) -> Result<Option<Saved>> {
+        let Some(writing) = self.writing.take() else {
+            return Ok(None);
+        };
+        let (checkpoint, written) = writing.handle.join().map_err(|panic| {
+            Error::thread_panicked(&format!("writing checkpoint {}", writing.step), &*panic)
+        })??;
+        Ok(Some(Saved {
+            checkpoint,
+            copied: writing.copied,
+            written,
+        }))
+    }
+}
+
+impl Drop for Checkpointing {
+    /// A run that stops on an error still lets the checkpoint being written finish (whole).
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// A copy of `t` on the host that training cannot change any more (on CPU `to` would share
+/// the storage).
+fn host_copy(t: &Tensor) -> Result<Tensor> {
+    Ok(t.f_detach()?
+        .f_to_device_(Device::Cpu, t.kind(), false, true)?)
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {

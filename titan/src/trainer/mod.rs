@@ -201,20 +201,19 @@ impl Trainer {
                 )?;
                 window.restart();
             }
-            if let Some(checkpoints) = self.checkpoints.as_ref().filter(|c| c.due(step, cfg.steps))
+            if let Some(checkpoints) = self.checkpoints.as_mut().filter(|c| c.due(step, cfg.steps))
             {
                 // Never a checkpoint of non-finite weights.
                 crate::device::synchronize(parts.device);
                 non_finite.check(accum, info.epoch)?;
-                let started = Instant::now();
-                let saved = checkpoints.save(step, &parts)?;
-                if self.progress {
-                    let secs = started.elapsed().as_secs_f64();
-                    bar.suspend(|| eprintln!("checkpoint: {} ({secs:.2}s)", saved.dir().display()));
-                }
-                // The save is not a step: the next log line's rates leave it out.
+                let previous = checkpoints.save(step, &parts)?;
+                report(self.progress, &bar, previous);
+                // The copy is not a step: the next log line's rates leave it out.
                 window.restart();
             }
+        }
+        if let Some(checkpoints) = self.checkpoints.as_mut() {
+            report(self.progress, &bar, checkpoints.finish()?);
         }
         bar.finish_and_clear();
         Ok(Summary {
@@ -280,5 +279,19 @@ impl Trainer {
             bar.suspend(|| eprintln!("{}", console_line(record)));
         }
         Ok(())
+    }
+}
+
+/// Says where a checkpoint went and what it cost.
+fn report(progress: bool, bar: &ProgressBar, saved: Option<checkpointing::Saved>) {
+    if let Some(saved) = saved.filter(|_| progress) {
+        bar.suspend(|| {
+            eprintln!(
+                "checkpoint: {} (copied in {:.2}s, then written in {:.2}s beside training)",
+                saved.checkpoint.dir().display(),
+                saved.copied.as_secs_f64(),
+                saved.written.as_secs_f64()
+            )
+        });
     }
 }
