@@ -2,6 +2,8 @@
 // Tensors cross as `at::Tensor*` (what tch's `C_tensor` is). Every function returns 0 on
 // success, or 1 with libtorch's message copied into `err` (never throws into Rust).
 
+#include <ATen/Context.h>
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/_fused_adamw.h>
 #include <ATen/ops/_fused_sgd.h>
@@ -20,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -93,6 +96,29 @@ int titan_reset_peak_memory(int8_t device_type, int8_t index, char* err, size_t 
 int titan_empty_cache(int8_t device_type, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
     c10::getDeviceAllocator(static_cast<c10::DeviceType>(device_type))->emptyCache();
+  });
+}
+
+// The state of the default random generator of a device (c10 device type and index; CUDA's
+// through libtorch's hooks, so no CUDA header is needed here): a new byte tensor in *out.
+int titan_rng_state(int8_t device_type, int8_t index, at::Tensor** out, char* err,
+                    size_t err_len) {
+  return guarded(err, err_len, [&] {
+    auto device = c10::Device(static_cast<c10::DeviceType>(device_type), index);
+    at::Generator gen = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    *out = new at::Tensor(gen.get_state());
+  });
+}
+
+// Sets the default random generator of a device to a state `titan_rng_state` gave.
+int titan_set_rng_state(int8_t device_type, int8_t index, const at::Tensor* state, char* err,
+                        size_t err_len) {
+  return guarded(err, err_len, [&] {
+    auto device = c10::Device(static_cast<c10::DeviceType>(device_type), index);
+    at::Generator gen = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(*state);
   });
 }
 

@@ -4,10 +4,10 @@
 //! wrapped so each returns `titan::Result`.
 //!
 //! One file per thing bound: `optim.rs` (fused optimizer steps), `kernels.rs` (fused CPU
-//! kernels), `memory.rs` (the CUDA caching allocator), `graph.rs` (CUDA graphs) and `mkl.rs`
-//! (MKL's vendor check). This file holds the one error convention they share: a shim call
-//! returns 0, or 1 with libtorch's message in a buffer (`csrc/guarded.h`), turned into
-//! [`Error::Torch`] by `call`.
+//! kernels), `memory.rs` (the CUDA caching allocator), `graph.rs` (CUDA graphs), `rng.rs` (the
+//! random generators' state) and `mkl.rs` (MKL's vendor check). This file holds the one error
+//! convention they share: a shim call returns 0, or 1 with libtorch's message in a buffer
+//! (`csrc/guarded.h`), turned into [`Error::Torch`] by `call`.
 #![allow(unsafe_code)] // The one place titan calls C++; each call states why it is sound.
 
 mod graph;
@@ -15,12 +15,14 @@ mod kernels;
 mod memory;
 mod mkl;
 mod optim;
+mod rng;
 
 pub use graph::{CudaGraph, has_cuda_graphs};
 pub use kernels::{fused_rms_norm, fused_rotary, fused_swiglu};
 pub use memory::{DeviceMemory, device_memory, empty_cache, reset_peak_memory};
 pub use mkl::mkl_vendor_check_off;
 pub use optim::{AdamWLists, SgdStep, fused_adamw, fused_sgd};
+pub use rng::{rng_state, set_rng_state};
 
 use std::ffi::{CStr, c_char};
 

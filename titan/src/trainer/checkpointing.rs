@@ -1,6 +1,7 @@
 //! A run's state in and out of a checkpoint: the model's weights (`model.safetensors`, Hugging
-//! Face names), the optimizer's state (`optimizer.safetensors`), and the step, the scheduler's
-//! step count and the training dataloader's position (`train_state.json`), plus whatever files
+//! Face names), the optimizer's state (`optimizer.safetensors`), the random generators
+//! (`rng.safetensors`: the CPU's, and the CUDA device's), and the step, the scheduler's step
+//! count and the training dataloader's position (`train_state.json`), plus whatever files
 //! the caller adds (the resolved configuration). Restoring checks every file's checksum and every
 //! weight's name and shape before it copies any; any error stops the run before its first step.
 
@@ -20,6 +21,7 @@ use crate::{Error, Result};
 const MODEL: &str = "model.safetensors";
 const OPTIMIZER: &str = "optimizer.safetensors";
 const TRAIN_STATE: &str = "train_state.json";
+const RNG: &str = "rng.safetensors";
 
 /// The loop's own state in a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +113,7 @@ impl Checkpointing {
             train_data: parts.data.state()?,
         };
         let state = serde_json::to_vec_pretty(&state)?;
+        let rng = rng_states(parts.device)?;
         let copied = started.elapsed();
         let (store, extra) = (self.store.clone(), Arc::clone(&self.extra));
         let handle = std::thread::Builder::new()
@@ -120,6 +123,7 @@ impl Checkpointing {
                 let checkpoint = store.save(step, |dir| {
                     Tensor::write_safetensors(&weights, dir.join(MODEL))?;
                     Tensor::write_safetensors(&optimizer, dir.join(OPTIMIZER))?;
+                    Tensor::write_safetensors(&rng, dir.join(RNG))?;
                     write(dir, TRAIN_STATE, &state)?;
                     for (name, bytes) in extra.iter() {
                         write(dir, name, bytes)?;
@@ -158,6 +162,15 @@ impl Drop for Checkpointing {
     fn drop(&mut self) {
         let _ = self.finish();
     }
+}
+
+/// The default random generators the run draws from: the CPU's, and its CUDA device's.
+fn rng_states(device: Device) -> Result<Vec<(String, Tensor)>> {
+    let mut states = vec![("cpu".to_string(), crate::shim::rng_state(Device::Cpu)?)];
+    if device.is_cuda() {
+        states.push(("cuda".to_string(), crate::shim::rng_state(device)?));
+    }
+    Ok(states)
 }
 
 /// A copy of `t` on the host that training cannot change any more (on CPU `to` would share
@@ -213,6 +226,16 @@ pub(crate) fn restore<Lab>(checkpoint: &Checkpoint, parts: &mut Parts<'_, Lab>) 
     parts.update.load_optimizer_state(optimizer)?;
     parts.data.load_state(state.train_data)?;
     parts.update.set_scheduler_steps(state.scheduler_steps);
+    if checkpoint.manifest().file(RNG).is_some() {
+        for (name, rng) in Tensor::read_safetensors(checkpoint.file(RNG)?)? {
+            match name.as_str() {
+                "cpu" => crate::shim::set_rng_state(Device::Cpu, &rng)?,
+                "cuda" if parts.device.is_cuda() => crate::shim::set_rng_state(parts.device, &rng)?,
+                // A checkpoint of a CUDA run resumed on the CPU: its CUDA draws are not replayed.
+                _ => {}
+            }
+        }
+    }
     let _guard = tch::no_grad_guard();
     for (mut p, w) in copies {
         p.f_copy_(&w)?;
