@@ -99,7 +99,8 @@ fn trainer_for_run(
     }
     if let Some(done) = resume.as_ref().filter(|c| c.step() >= training.steps) {
         eprintln!(
-            "the run is complete: {} holds step {} of {} (raise --steps to train further, or              use another --output-dir for a new run)",
+            "the run is complete: {} holds step {} of {} (raise --steps to train further, or use \
+             another --output-dir for a new run)",
             done.dir().display(),
             done.step(),
             training.steps
