@@ -134,6 +134,16 @@ fn a_complete_run_does_nothing_and_a_misfit_checkpoint_is_refused() -> Result<()
         .expect_err("other data")
         .to_string();
     ensure!(err.contains("`training.data` is unset there"), "{err}");
+    // Resuming behind the directory's latest checkpoint would mix two runs: refused.
+    let older = dir.path().join("checkpoints/step-6");
+    let older = older.to_str().context("utf8 path")?;
+    let err = run_for(10, dir.path(), &["--resume-from", older])
+        .expect_err("behind the latest")
+        .to_string();
+    ensure!(
+        err.contains("behind the latest checkpoint") && err.contains("step 8"),
+        "{err}"
+    );
     // Nothing of the old run was touched.
     ensure!(dir.path().join("checkpoints/step-8").is_dir());
     ensure!(steps(dir.path())?.len() == 8);

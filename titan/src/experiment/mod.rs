@@ -89,13 +89,34 @@ fn trainer_for_run(
     config: &ConfigSet<'_>,
 ) -> Result<Option<Trainer>> {
     let dir = training.clone().for_experiment(name).output_dir();
-    let store = CheckpointStore::new(&dir, name, training.keep_checkpoints)?;
+    let checkpointing = training.checkpoint_every > 0;
+    // Without checkpoints of its own a run resumes only when told where from.
+    let keep = if checkpointing {
+        training.keep_checkpoints
+    } else {
+        training.keep_checkpoints.max(1)
+    };
+    let store = CheckpointStore::new(&dir, name, keep)?;
     let resume = match &training.resume_from {
         Some(path) => Some(Checkpoint::open(path, name)?),
-        None => store.latest()?,
+        None if checkpointing => store.latest()?,
+        None => None,
     };
     if let Some(checkpoint) = &resume {
         resume::check_config_fits(checkpoint, config)?;
+        // Resuming behind this directory's own latest checkpoint would write a second history
+        // over the first one's checkpoints.
+        if let Some(&latest) = store.steps()?.last()
+            && checkpointing
+            && latest > checkpoint.step()
+        {
+            return Err(crate::Error::Checkpoint(format!(
+                "{} is at step {}, behind the latest checkpoint of {} (step {latest}): resuming                  there would mix two runs; resume into another --output-dir",
+                checkpoint.dir().display(),
+                checkpoint.step(),
+                store.dir().display()
+            )));
+        }
     }
     if let Some(done) = resume.as_ref().filter(|c| c.step() >= training.steps) {
         eprintln!(
@@ -113,7 +134,7 @@ fn trainer_for_run(
         name,
         resume.is_some(),
     )?;
-    if training.checkpoint_every > 0 {
+    if checkpointing {
         let extra = vec![(
             resume::CONFIG_FILE.to_string(),
             config.to_toml().into_bytes(),

@@ -25,10 +25,13 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
     "peak_flops",
     "samples",
     "prompt",
+    "val_data",
+    "activation_checkpointing",
 ];
 
-/// Keys of any section a resumed run may change: a schedule's length follows `training.steps`.
-const ANY_MAY_CHANGE: &[&str] = &["total_steps", "warmup_steps"];
+/// Keys of any section a resumed run may change: a schedule's length follows `training.steps`,
+/// and how far the loader reads ahead changes no batch.
+const ANY_MAY_CHANGE: &[&str] = &["total_steps", "warmup_steps", "prefetch"];
 
 /// The checkpoint's configuration file.
 pub(crate) const CONFIG_FILE: &str = "config.toml";

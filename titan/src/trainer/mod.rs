@@ -142,7 +142,7 @@ impl Trainer {
                 eprintln!("note: {message}");
             }
         };
-        let mut executor = Executor::choose(&parts, &cfg, self.staged, &notice)?;
+        let mut executor = Executor::choose(&parts, &cfg, start, self.staged, &notice)?;
         let mut info = StepInfo::default();
         for step in start + 1..=cfg.steps {
             let lr = parts.update.schedule();

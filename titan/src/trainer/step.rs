@@ -43,22 +43,26 @@ pub(crate) enum Executor {
     /// Warm-up steps eagerly on a side stream, then one captured step replayed.
     Graph {
         graph: CudaGraph,
+        /// The last warm-up step (the run's first steps, counted from where it starts).
+        warm_until: u64,
         /// The captured step's loss and gradient norm, rewritten by every replay.
         outputs: Option<(Tensor, Tensor)>,
     },
 }
 
 impl Executor {
-    /// A CUDA graph where the run can use one, else eager (`staged`: with fixed buffers);
-    /// `notice` says why a graph was not used.
+    /// A CUDA graph where the run (its steps after `start`) can use one, else eager (`staged`:
+    /// with fixed buffers); `notice` says why a graph was not used.
     pub fn choose<Lab>(
         parts: &Parts<'_, Lab>,
         config: &TrainingConfig,
+        start: u64,
         staged: bool,
         notice: &dyn Fn(&str),
     ) -> Result<Self> {
         let eager = if staged { Self::Staged } else { Self::Eager };
-        if !(config.cuda_graph && parts.device.is_cuda()) || config.steps <= GRAPH_WARMUP_STEPS {
+        let warm_until = start + GRAPH_WARMUP_STEPS;
+        if !(config.cuda_graph && parts.device.is_cuda()) || config.steps <= warm_until {
             return Ok(eager);
         }
         if !shim::has_cuda_graphs() {
@@ -74,6 +78,7 @@ impl Executor {
         }
         Ok(Self::Graph {
             graph: CudaGraph::new(parts.device)?,
+            warm_until,
             outputs: None,
         })
     }
@@ -92,11 +97,13 @@ impl Executor {
                 stage(parts, cx)?;
                 (device_step(parts, cx, true)?, false)
             }
-            Self::Graph { graph, .. } if step <= GRAPH_WARMUP_STEPS => (
+            Self::Graph {
+                graph, warm_until, ..
+            } if step <= *warm_until => (
                 graph.on_side_stream(|| device_step(parts, cx, false))?,
                 false,
             ),
-            Self::Graph { graph, outputs } => graph_step(step, graph, outputs, parts, cx)?,
+            Self::Graph { graph, outputs, .. } => graph_step(step, graph, outputs, parts, cx)?,
         };
         if fall_back {
             *self = Self::Staged;
