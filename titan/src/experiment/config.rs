@@ -196,35 +196,7 @@ fn set_value<T: DeserializeOwned>(
     let full = path
         .iter()
         .fold(section.to_string(), |a, p| format!("{a}.{p}"));
-    let mut node = &mut *tree;
-    for (depth, part) in path.iter().enumerate() {
-        let here = path[..depth]
-            .iter()
-            .fold(section.to_string(), |a, p| format!("{a}.{p}"));
-        let Value::Object(map) = node else {
-            return Err(Error::config(
-                &full,
-                value,
-                format!("`{here}` has no sub-keys (in {at})"),
-            ));
-        };
-        if !map.contains_key(*part) {
-            let mut valid: Vec<&str> = map.keys().map(String::as_str).collect();
-            valid.sort_unstable();
-            return Err(Error::config(
-                &full,
-                value,
-                format!(
-                    "unknown key `{part}` in `{here}` (in {at}); valid keys: {}",
-                    valid.join(", ")
-                ),
-            ));
-        }
-        let Some(next) = map.get_mut(*part) else {
-            return Err(Error::config(&full, value, "unknown key"));
-        };
-        node = next;
-    }
+    let node = slot(tree, section, path, &full, value, &format!(" (in {at})"))?;
     if same_value(node, value) {
         return Ok(false);
     }
@@ -251,6 +223,48 @@ pub(super) fn same_value(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// The value at `path` in `section`'s tree, for setting key `full` to `value` (from `--set`,
+/// or a file named in `origin`): an unknown key is an error naming it and the valid keys.
+fn slot<'t>(
+    tree: &'t mut Value,
+    section: &str,
+    path: &[&str],
+    full: &str,
+    value: &dyn std::fmt::Display,
+    origin: &str,
+) -> Result<&'t mut Value> {
+    let mut node = tree;
+    for (depth, part) in path.iter().enumerate() {
+        let here = path[..depth]
+            .iter()
+            .fold(section.to_string(), |a, p| format!("{a}.{p}"));
+        let Value::Object(map) = node else {
+            return Err(Error::config(
+                full,
+                value,
+                format!("`{here}` has no sub-keys{origin}"),
+            ));
+        };
+        if !map.contains_key(*part) {
+            let mut valid: Vec<&str> = map.keys().map(String::as_str).collect();
+            valid.sort_unstable();
+            return Err(Error::config(
+                full,
+                value,
+                format!(
+                    "unknown key `{part}` in `{here}`{origin}; valid keys: {}",
+                    valid.join(", ")
+                ),
+            ));
+        }
+        let Some(next) = map.get_mut(*part) else {
+            return Err(Error::config(full, value, "unknown key"));
+        };
+        node = next;
+    }
+    Ok(node)
+}
+
 fn set_path<T: DeserializeOwned>(
     tree: &mut Value,
     section: &str,
@@ -259,34 +273,9 @@ fn set_path<T: DeserializeOwned>(
 ) -> Result<()> {
     let full = format!("{section}.{path}");
     let parts: Vec<&str> = path.split('.').collect();
-    let mut node = &mut *tree;
-    for (depth, part) in parts.iter().enumerate() {
-        let Value::Object(map) = node else {
-            return Err(Error::config(&full, raw, "this key has no sub-keys"));
-        };
-        if !map.contains_key(*part) {
-            let mut valid: Vec<&str> = map.keys().map(String::as_str).collect();
-            valid.sort_unstable();
-            let at = parts[..depth]
-                .iter()
-                .fold(section.to_string(), |a, p| format!("{a}.{p}"));
-            return Err(Error::config(
-                &full,
-                raw,
-                format!(
-                    "unknown key `{part}` in `{at}`; valid keys: {}",
-                    valid.join(", ")
-                ),
-            ));
-        }
-        let Some(next) = map.get_mut(*part) else {
-            return Err(Error::config(&full, raw, "unknown key"));
-        };
-        node = next;
-    }
+    let previous = slot(tree, section, &parts, &full, &raw, "")?.clone();
     // A literal (`100`, `1e-3`, `true`, `[0.9, 0.95]`, `"x"`) when the section accepts it;
     // otherwise the text as a string, so paths and names need no quotes.
-    let previous = node.clone();
     let candidates = match serde_json::from_str::<Value>(raw) {
         Ok(v) if !v.is_string() => vec![v, Value::String(raw.to_string())],
         Ok(v) => vec![v],
