@@ -4,10 +4,12 @@
 //! complete; a checkpoint that does not fit the run (model, data) is refused naming the setting,
 //! and one whose weights do not fit the model naming the weight.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 use serde_json::Value;
+use titan::tch::Tensor;
 
 #[allow(dead_code)]
 #[path = "../experiments/tiny_llama.rs"]
@@ -150,66 +152,225 @@ fn a_complete_run_does_nothing_and_a_misfit_checkpoint_is_refused() -> Result<()
     Ok(())
 }
 
+/// The tensors of the safetensors file `path`, by name.
+fn tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    Ok(Tensor::read_safetensors(path)
+        .with_context(|| path.display().to_string())?
+        .into_iter()
+        .collect())
+}
+
+/// Whether two sets of named tensors are equal, name for name and bit for bit.
+fn same_tensors(a: &BTreeMap<String, Tensor>, b: &BTreeMap<String, Tensor>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((na, ta), (nb, tb))| na == nb && ta.equal(tb))
+}
+
+#[test]
+fn export_hf_writes_any_checkpoint_and_init_from_hf_starts_a_run_from_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let a = dir.path().join("a");
+    run(&a, &[])?;
+    let path = |p: &Path| p.to_str().map(str::to_string).context("utf8 path");
+    let step = |n: u64| a.join(format!("checkpoints/step-{n}/model.safetensors"));
+    // The output directory's latest checkpoint, as the run's own end-of-run export has it.
+    let six = a.join("six");
+    run(&a, &["--export-hf", &path(&six)?])?;
+    let exported = tensors(&six.join("model.safetensors"))?;
+    ensure!(same_tensors(&exported, &tensors(&step(6))?));
+    ensure!(same_tensors(
+        &exported,
+        &tensors(&a.join("hf/model.safetensors"))?
+    ));
+    for file in ["config.json", "generation_config.json", "tokenizer.json"] {
+        ensure!(six.join(file).is_file(), "{file} is missing");
+    }
+    // Any checkpoint, named with --resume-from.
+    let three = a.join("three");
+    let from = path(&a.join("checkpoints/step-3"))?;
+    run(&a, &["--resume-from", &from, "--export-hf", &path(&three)?])?;
+    let early = tensors(&three.join("model.safetensors"))?;
+    ensure!(same_tensors(&early, &tensors(&step(3))?));
+    ensure!(!same_tensors(&early, &exported));
+    // A directory without checkpoints has nothing to export.
+    let empty = dir.path().join("empty");
+    let err = run(&empty, &["--export-hf", &path(&dir.path().join("x"))?])
+        .expect_err("no checkpoint")
+        .to_string();
+    ensure!(err.contains("holds no checkpoint to export"), "{err}");
+    ensure!(!dir.path().join("x").exists());
+
+    // A new run from the export: with a learning rate of 0 its weights stay the export's.
+    let b = dir.path().join("b");
+    let init = path(&a.join("hf"))?;
+    run_for(3, &b, &["--init-from-hf", &init, "--set", "adamw.lr=0"])?;
+    ensure!(same_tensors(
+        &tensors(&b.join("checkpoints/step-3/model.safetensors"))?,
+        &exported
+    ));
+    // A model that does not fit the directory's config is refused naming the field.
+    let c = dir.path().join("c");
+    let err = run_for(
+        3,
+        &c,
+        &[
+            "--init-from-hf",
+            &init,
+            "--set",
+            "llama.num_hidden_layers=2",
+        ],
+    )
+    .expect_err("a misfit")
+    .to_string();
+    ensure!(
+        err.contains("`num_hidden_layers` is 1 there and 2"),
+        "{err}"
+    );
+    ensure!(!c.join("checkpoints").exists());
+    Ok(())
+}
+
+/// A one-block Llama of width `hidden` over 50 token ids.
+fn small_llama(hidden: i64) -> titan::Result<titan::Llama> {
+    titan::Llama::new(
+        titan::LlamaConfig {
+            vocab_size: 50,
+            hidden_size: hidden,
+            intermediate_size: 64,
+            num_hidden_layers: 1,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            max_position_embeddings: 32,
+            ..titan::LlamaConfig::tiny()
+        },
+        titan::tch::Device::Cpu,
+    )
+}
+
+/// Trains `model` under `loss` with `trainer` (the trainer alone: its checkpoints hold no
+/// configuration) on a repeating token stream with AdamW and the default warmup; the last
+/// logged loss.
+fn train_small<L>(
+    model: &mut titan::Llama,
+    loss: &mut L,
+    trainer: &mut titan::Trainer,
+) -> titan::Result<f64>
+where
+    L: titan::Loss<titan::HfLabels> + titan::Stateful,
+{
+    use titan::Model;
+    let dims = titan::ParallelDims::new(&titan::LocalEnv::single(), titan::tch::Device::Cpu)?;
+    let tokens: Vec<u32> = (0..2048).map(|i| (i * 7 % 50) as u32).collect();
+    let mut data = titan::data::PackedLoader::new(&dims, tokens, 16, 2, 0, true)?;
+    let mut opt = titan::AdamW::new(model.parameters(), titan::AdamWConfig::default())?;
+    let mut sched = titan::Warmup::new(&opt, titan::WarmupConfig::default())?;
+    let summary = trainer.run(
+        titan::experiment::wire(model)
+            .train_data(&mut data)
+            .loss(loss)
+            .optimizer(&mut opt)
+            .lr_scheduler(&mut sched),
+    )?;
+    Ok(summary.last_loss)
+}
+
 #[test]
 fn weights_of_another_shape_are_refused_naming_the_weight() -> Result<()> {
     use titan::checkpoint::{Checkpoint, CheckpointStore};
-    use titan::experiment::wire;
-    use titan::tch::Device;
     use titan::trainer::Checkpointing;
-    use titan::{AdamW, AdamWConfig, CausalLmLoss, Llama, LlamaConfig, Model, Trainer};
+    use titan::{CausalLmLoss, Trainer};
 
     let dir = tempfile::tempdir()?;
-    let model = |hidden: i64| {
-        Llama::new(
-            LlamaConfig {
-                vocab_size: 50,
-                hidden_size: hidden,
-                intermediate_size: 64,
-                num_hidden_layers: 1,
-                num_attention_heads: 4,
-                num_key_value_heads: 2,
-                max_position_embeddings: 32,
-                ..LlamaConfig::tiny()
-            },
-            Device::Cpu,
-        )
-    };
-    // Trains `m` with `trainer` (the trainer alone: its checkpoints hold no configuration).
-    let train = |m: &Llama, mut trainer: Trainer| -> titan::Result<()> {
-        let dims = titan::ParallelDims::new(&titan::LocalEnv::single(), Device::Cpu)?;
-        let tokens: Vec<u32> = (0..2048).map(|i| (i * 7 % 50) as u32).collect();
-        let mut data = titan::data::PackedLoader::new(&dims, tokens, 16, 2, 0, true)?;
-        let mut opt = AdamW::new(m.parameters(), AdamWConfig::default())?;
-        let mut sched = titan::Warmup::new(&opt, titan::WarmupConfig::default())?;
-        trainer.run(
-            wire(m)
-                .train_data(&mut data)
-                .loss(&CausalLmLoss)
-                .optimizer(&mut opt)
-                .lr_scheduler(&mut sched),
-        )?;
-        Ok(())
-    };
     let settings = titan::TrainingConfig {
         steps: 2,
         ..titan::TrainingConfig::default()
     };
     let store = CheckpointStore::new(dir.path(), "shapes", 1)?;
-    let saving = Trainer::new(settings.clone())
+    let mut saving = Trainer::new(settings.clone())
         .quiet()
         .with_checkpoints(Checkpointing::new(store, 2, Vec::new())?);
-    train(&model(32)?, saving)?;
+    train_small(&mut small_llama(32)?, &mut CausalLmLoss, &mut saving)?;
     let checkpoint = Checkpoint::open(&dir.path().join("checkpoints/step-2"), "shapes")?;
-    let wider = Trainer::new(titan::TrainingConfig {
+    let mut wider = Trainer::new(titan::TrainingConfig {
         steps: 4,
         ..settings
     })
     .quiet()
     .resume_from(checkpoint);
-    let err = train(&model(48)?, wider).expect_err("misfit").to_string();
+    let err = train_small(&mut small_llama(48)?, &mut CausalLmLoss, &mut wider)
+        .expect_err("misfit")
+        .to_string();
     ensure!(
         err.contains("weight `lm_head.weight` has shape [50, 32] there and [50, 48] in the model"),
         "{err}"
+    );
+    Ok(())
+}
+
+/// A loss whose weight grows with the batches it has scored: its count is state that a
+/// resumed run must get back.
+struct Ramp {
+    calls: std::cell::Cell<u64>,
+}
+
+impl titan::Stateful for Ramp {
+    fn state_dict(&self) -> titan::Result<titan::StateDict> {
+        titan::StateDict::of_value(&self.calls.get())
+    }
+    fn load_state_dict(&mut self, state: titan::StateDict) -> titan::Result<()> {
+        self.calls.set(state.value_as("Ramp")?);
+        Ok(())
+    }
+}
+
+impl titan::Loss<titan::HfLabels> for Ramp {
+    fn loss_sum(
+        &self,
+        logits: &Tensor,
+        labels: &titan::HfLabels,
+    ) -> titan::Result<(Tensor, Tensor)> {
+        self.calls.set(self.calls.get() + 1);
+        let (sum, count) = titan::CausalLmLoss.loss_sum(logits, labels)?;
+        Ok((sum * (1.0 + self.calls.get() as f64 / 4.0), count))
+    }
+}
+
+#[test]
+fn a_stateful_component_s_state_is_saved_and_restored() -> Result<()> {
+    use titan::Trainer;
+    use titan::checkpoint::{Checkpoint, CheckpointStore};
+    use titan::trainer::Checkpointing;
+
+    let dir = tempfile::tempdir()?;
+    // A fresh model (seed 0) and a fresh `Ramp`: the last step's loss.
+    let train = |trainer: &mut Trainer| -> titan::Result<f64> {
+        titan::device::seed_everything(0);
+        let mut loss = Ramp {
+            calls: std::cell::Cell::new(0),
+        };
+        train_small(&mut small_llama(32)?, &mut loss, trainer)
+    };
+    let settings = titan::TrainingConfig {
+        steps: 4,
+        log_every: 1,
+        ..titan::TrainingConfig::default()
+    };
+    let store = CheckpointStore::new(dir.path(), "ramp", 2)?;
+    let mut straight = Trainer::new(settings.clone())
+        .quiet()
+        .with_checkpoints(Checkpointing::new(store, 2, Vec::new())?);
+    let last = train(&mut straight)?;
+    let checkpoint = Checkpoint::open(&dir.path().join("checkpoints/step-2"), "ramp")?;
+    let state: Value = serde_json::from_slice(&checkpoint.read("train_state.json")?)?;
+    ensure!(state["components"]["loss"] == 2, "{state}");
+    ensure!(state["components"]["lr_scheduler"]["steps"] == 2, "{state}");
+    let mut resumed = Trainer::new(settings).quiet().resume_from(checkpoint);
+    let again = train(&mut resumed)?;
+    ensure!(
+        last.to_bits() == again.to_bits(),
+        "step 4's loss: {last} straight, {again} resumed"
     );
     Ok(())
 }

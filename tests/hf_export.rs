@@ -1,6 +1,7 @@
 //! A titan model and tokenizer exported to Hugging Face's form load in `transformers`
 //! (`AutoModelForCausalLM`, `AutoTokenizer`): the same ids for the same text, logits within
-//! 1e-4 (f32), and `generate` runs. Needs Python with torch (`.libtorch/site`) and transformers
+//! 1e-4 (f32), and `generate` runs; and a model `transformers` saved loads into titan's Llama
+//! (`Model::load_hf`, what `--init-from-hf` runs) with the same logits. Needs Python with torch (`.libtorch/site`) and transformers
 //! (`bash benches/baseline/setup.sh` puts it in `.bench/site`); skipped with a message when
 //! they are absent, unless `TITAN_REQUIRE_TRANSFORMERS=1` (CI) makes that a failure.
 
@@ -24,20 +25,29 @@ fn python(root: &Path) -> Command {
     cmd
 }
 
-#[test]
-fn transformers_loads_the_export_with_the_same_ids_and_logits() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+/// Whether Python with torch and transformers is here; when not, says the test is skipped, or
+/// fails under `TITAN_REQUIRE_TRANSFORMERS=1`.
+fn have_transformers(root: &Path) -> Result<bool> {
     let probe = python(root)
         .args(["-c", "import torch, transformers"])
         .output();
-    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
-        let why = "Python with torch and transformers is not here (run `bash \
-                   benches/baseline/setup.sh`)";
-        ensure!(
-            std::env::var("TITAN_REQUIRE_TRANSFORMERS").as_deref() != Ok("1"),
-            "{why}"
-        );
-        eprintln!("skipped: {why}");
+    if probe.as_ref().is_ok_and(|o| o.status.success()) {
+        return Ok(true);
+    }
+    let why = "Python with torch and transformers is not here (run `bash \
+               benches/baseline/setup.sh`)";
+    ensure!(
+        std::env::var("TITAN_REQUIRE_TRANSFORMERS").as_deref() != Ok("1"),
+        "{why}"
+    );
+    eprintln!("skipped: {why}");
+    Ok(false)
+}
+
+#[test]
+fn transformers_loads_the_export_with_the_same_ids_and_logits() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !have_transformers(root)? {
         return Ok(());
     }
 
@@ -101,6 +111,64 @@ fn transformers_loads_the_export_with_the_same_ids_and_logits() -> Result<()> {
         out.status.success(),
         "transformers disagrees with titan: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_model_transformers_saved_loads_with_the_same_logits() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !have_transformers(root)? {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let hub = dir.path().join("hub");
+    let expect = dir.path().join("expect.safetensors");
+    let out = python(root)
+        .arg(root.join("tests/fixtures/make_hf_llama.py"))
+        .arg(&hub)
+        .arg(&expect)
+        .output()
+        .context("running python3")?;
+    ensure!(
+        out.status.success(),
+        "make_hf_llama.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = LlamaConfig {
+        vocab_size: 300,
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 64,
+        ..LlamaConfig::tiny()
+    };
+    let mut model = Llama::new(config.clone(), Device::Cpu)?;
+    model.load_hf(&hub)?;
+    let expect: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(&expect)?.into_iter().collect();
+    let ids = expect["ids"].unsqueeze(0);
+    let logits = titan::tch::no_grad(|| model.forward(&TokenIds(ids)))?.squeeze_dim(0);
+    let diff = (logits - &expect["logits"]).abs().max().double_value(&[]);
+    println!("max abs diff of the logits: {diff:e}");
+    ensure!(
+        diff <= 1e-4,
+        "titan's logits differ from transformers' by {diff}"
+    );
+    // A model of another shape is refused, naming the field.
+    let mut deeper = Llama::new(
+        LlamaConfig {
+            num_hidden_layers: 3,
+            ..config
+        },
+        Device::Cpu,
+    )?;
+    let err = deeper.load_hf(&hub).expect_err("a misfit").to_string();
+    ensure!(
+        err.contains("`num_hidden_layers` is 2 there and 3"),
+        "{err}"
     );
     Ok(())
 }

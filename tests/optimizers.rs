@@ -12,8 +12,12 @@ use common::{RNG, batch, max_diff, small_llama};
 use titan::tch::{Device, Kind, Tensor, nn};
 use titan::{
     Adafactor, AdafactorConfig, AdamW, AdamWConfig, CausalLmLoss, Loss, Model, Optimizer,
-    ParamGroup, Sgd, SgdConfig,
+    ParamGroup, Sgd, SgdConfig, Stateful,
 };
+
+/// An optimizer with its checkpoint state, behind one pointer.
+trait StatefulOptimizer: Optimizer + Stateful {}
+impl<T: Optimizer + Stateful> StatefulOptimizer for T {}
 
 /// `tests/fixtures/adafactor.safetensors` (from `make_adafactor_fixture.py`): weights and
 /// gradients of 4 `torch.optim.Adafactor` steps, by name.
@@ -169,7 +173,7 @@ fn weights(vs: &nn::VarStore) -> (Tensor, Tensor) {
 /// The rate changes every step, through `set_lr` and libtorch's `set_learning_rate`.
 fn check_against_libtorch(
     base_lr: f64,
-    make: &dyn Fn(titan::Parameters) -> titan::Result<Box<dyn Optimizer>>,
+    make: &dyn Fn(titan::Parameters) -> titan::Result<Box<dyn StatefulOptimizer>>,
     reference: &dyn Fn() -> Result<titan::tch::COptimizer>,
 ) -> Result<()> {
     let (w0, b0) = initial();
@@ -238,7 +242,7 @@ fn fused_adamw_and_sgd_match_libtorchs_own_optimizers() -> Result<()> {
 /// 4 steps in one run equal 2 steps, a save, a new optimizer over step 2's weights, a restore
 /// and 2 more; a state for other shapes fails naming the key and changes nothing.
 fn check_resume(
-    make: &dyn Fn(titan::Parameters) -> titan::Result<Box<dyn Optimizer>>,
+    make: &dyn Fn(titan::Parameters) -> titan::Result<Box<dyn StatefulOptimizer>>,
 ) -> Result<()> {
     let (w0, b0) = initial();
     let straight = two_params(&w0, &b0);
@@ -266,12 +270,12 @@ fn check_resume(
 
     let other = two_params(&Tensor::zeros([3, 3], (Kind::Float, Device::Cpu)), &b0);
     let mut wrong = make(decay_w_not_b(&other))?;
-    let before = wrong.state_tensors()?;
+    let before = wrong.state_dict()?.tensors;
     let err = titan::optim::load_state(wrong.as_mut(), &saved)
         .expect_err("shape")
         .to_string();
     assert!(err.contains("`w.") && err.contains("shape"), "{err}");
-    for ((name, a), (_, b)) in before.iter().zip(wrong.state_tensors()?) {
+    for ((name, a), (_, b)) in before.iter().zip(wrong.state_dict()?.tensors) {
         assert_eq!(max_diff(a, &b)?, 0.0, "{name} changed by a failed restore");
     }
     Ok(())
@@ -444,7 +448,7 @@ fn adamw_leaves_a_parameter_without_gradient_alone_like_libtorch() -> Result<()>
         }
     }
     let state: std::collections::HashMap<String, Tensor> =
-        opt.state_tensors()?.into_iter().collect();
+        opt.state_dict()?.tensors.into_iter().collect();
     assert_eq!(state["w.step"].double_value(&[]), 3.0);
     assert_eq!(state["b.step"].double_value(&[]), 2.0);
     Ok(())

@@ -16,6 +16,17 @@ struct NanFrom {
     at: usize,
 }
 
+/// Its call count decides when the NaNs start, so a checkpoint keeps it.
+impl titan::Stateful for NanFrom {
+    fn state_dict(&self) -> titan::Result<titan::checkpoint::StateDict> {
+        titan::checkpoint::StateDict::of_value(&self.calls.get())
+    }
+    fn load_state_dict(&mut self, state: titan::checkpoint::StateDict) -> titan::Result<()> {
+        self.calls.set(state.value_as("NanFrom")?);
+        Ok(())
+    }
+}
+
 impl Loss<HfLabels> for NanFrom {
     fn loss_sum(&self, logits: &Tensor, labels: &HfLabels) -> titan::Result<(Tensor, Tensor)> {
         let (sum, count) = CausalLmLoss.loss_sum(logits, labels)?;
@@ -31,9 +42,9 @@ impl Loss<HfLabels> for NanFrom {
 
 /// Trains `model` under `loss` on a small packed token stream with AdamW and the default
 /// warmup, staged or eager; returns the run's outcome and its `metrics.jsonl`.
-fn small_run<L: Loss<HfLabels>>(
-    model: &Llama,
-    loss: &L,
+fn small_run<L: Loss<HfLabels> + titan::Stateful>(
+    model: &mut Llama,
+    loss: &mut L,
     config: titan::TrainingConfig,
     staged: bool,
 ) -> Result<(titan::Result<titan::trainer::Summary>, String)> {
@@ -62,7 +73,7 @@ fn small_run<L: Loss<HfLabels>>(
 }
 
 fn run_until_nan(at: usize, accum: usize) -> Result<(String, String)> {
-    let loss = NanFrom {
+    let mut loss = NanFrom {
         calls: std::cell::Cell::new(0),
         at,
     };
@@ -72,7 +83,7 @@ fn run_until_nan(at: usize, accum: usize) -> Result<(String, String)> {
         grad_accum_steps: accum,
         ..titan::TrainingConfig::default()
     };
-    let (outcome, metrics) = small_run(&small_llama()?, &loss, config, false)?;
+    let (outcome, metrics) = small_run(&mut small_llama()?, &mut loss, config, false)?;
     let err = outcome
         .expect_err("a NaN loss must stop the run")
         .to_string();
@@ -107,7 +118,7 @@ fn run_steps(
     staged: bool,
     graph: bool,
 ) -> Result<(Vec<Tensor>, String)> {
-    let model = small_llama_on(device)?;
+    let mut model = small_llama_on(device)?;
     let config = titan::TrainingConfig {
         steps,
         log_every: 1,
@@ -115,7 +126,7 @@ fn run_steps(
         cuda_graph: graph,
         ..titan::TrainingConfig::default()
     };
-    let (outcome, metrics) = small_run(&model, &CausalLmLoss, config, staged)?;
+    let (outcome, metrics) = small_run(&mut model, &mut CausalLmLoss, config, staged)?;
     outcome?;
     let losses: Vec<String> = metrics
         .lines()

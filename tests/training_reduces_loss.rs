@@ -37,7 +37,7 @@ fn loss_falls_well_below_chance() -> Result<()> {
         ..LlamaConfig::tiny()
     }
     .with_tokenizer(&tokenizer);
-    let model = Llama::new(config, Device::Cpu)?;
+    let mut model = Llama::new(config, Device::Cpu)?;
     let dims = ParallelDims::new(&LocalEnv::single(), Device::Cpu)?;
     // Streamed, tokenized and packed on the loader's thread; validation in order.
     let mut train: TokenLoader<_, _, HfConvention> = TokenLoader::new(
@@ -82,9 +82,9 @@ fn loss_falls_well_below_chance() -> Result<()> {
     })
     .quiet();
     let summary = trainer.run(
-        titan::experiment::wire(&model)
+        titan::experiment::wire(&mut model)
             .train_data(&mut train)
-            .loss(&CausalLmLoss)
+            .loss(&mut CausalLmLoss)
             .val_data(&mut val)?
             .optimizer(&mut optimizer)
             .lr_scheduler(&mut scheduler),

@@ -95,6 +95,7 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
     });
 
     let train = wiring(exp);
+    let export = export_checkpoint(exp, &name);
     let plain = emit::plain_struct(exp);
     let builder = emit::builder(exp);
     quote! {
@@ -147,7 +148,34 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
             ) -> ::titan::Result<::titan::trainer::Summary> {
                 #train
             }
+
+            fn export_hf(
+                &mut self,
+                checkpoint: &::titan::checkpoint::Checkpoint,
+                dir: &::std::path::Path,
+            ) -> ::titan::Result<()> {
+                #export
+            }
         }
+    }
+}
+
+/// The body of `export_hf`: a checkpoint's model with the tokenizer, or the error that there
+/// is no tokenizer to export with.
+fn export_checkpoint(exp: &Experiment, name: &str) -> TokenStream {
+    match (exp.role(Role::Model), exp.role(Role::Tokenizer)) {
+        (Some(model), Some(tok)) => {
+            let (model, tok_ident) = (&model.ident, &tok.ident);
+            quote_spanned! {tok.ty.span()=>
+                ::titan::experiment::export_checkpoint(&mut self.#model, &self.#tok_ident, checkpoint, dir)
+            }
+        }
+        _ => quote! {
+            let _ = (checkpoint, dir);
+            ::core::result::Result::Err(::titan::Error::Unsupported(::std::format!(
+                "experiment `{}` has no tokenizer, which the Hugging Face export needs", #name
+            )))
+        },
     }
 }
 
@@ -214,18 +242,21 @@ fn wiring(exp: &Experiment) -> TokenStream {
     let export = field(Role::Tokenizer).filter(|_| with_training).map(|(tok, sp)| {
         quote_spanned!(sp=> ::titan::experiment::export_hf(&self.#model, &self.#tok, &__titan_training)?;)
     });
+    // A new run may start from a Hugging Face directory's weights.
+    let init = quote_spanned!(model_sp=> ::titan::experiment::init_from_hf(&mut self.#model, &__titan_training, trainer.resumes())?;);
     let dist = field(Role::Dist).map(|(dist, sp)| {
         quote_spanned!(sp=> ::titan::experiment::is_distributed_environment(&self.#dist);)
     });
-    let w_model = quote_spanned!(model_sp=> ::titan::experiment::wire(&self.#model));
+    let w_model = quote_spanned!(model_sp=> ::titan::experiment::wire(&mut self.#model));
     let w_train = quote_spanned!(train_sp=> __titan_w.train_data(&mut self.#train));
-    let w_loss = quote_spanned!(loss_sp=> __titan_w.loss(&self.#loss));
+    let w_loss = quote_spanned!(loss_sp=> __titan_w.loss(&mut self.#loss));
     let w_opt = quote_spanned!(opt_sp=> __titan_w.optimizer(&mut self.#opt));
     let w_sched = quote_spanned!(sched_sp=> __titan_w.lr_scheduler(&mut self.#sched));
     quote! {
         let __titan_training = ::titan::experiment::Experiment::training(self).clone();
         #dist
         #fits
+        #init
         let __titan_summary = {
             let __titan_w = #w_model;
             let __titan_w = #w_train;

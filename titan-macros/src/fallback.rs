@@ -50,6 +50,9 @@ pub fn generate(item: &ItemStruct, parsed: Option<&Experiment>, error: syn::Erro
             fn train(&mut self, _: &mut ::titan::trainer::Trainer) -> ::titan::Result<::titan::trainer::Summary> {
                 #unreachable
             }
+            fn export_hf(&mut self, _: &::titan::checkpoint::Checkpoint, _: &::std::path::Path) -> ::titan::Result<()> {
+                #unreachable
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod tokenizer;
 pub mod trainer;
 
 pub use batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TitanBatch, TokenIds};
+pub use checkpoint::{StateDict, Stateful, Stateless};
 pub use data::{Dataloader, Dataset};
 pub use dist::{DistributedEnvironment, LocalEnv};
 pub use error::{Error, Result};
@@ -33,10 +34,11 @@ pub use titan_macros::experiment;
 pub use tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
 pub use trainer::{Precision, Trainer, TrainingConfig};
 
-/// What an experiment file needs in scope: the role traits (so `model.parameters()` works),
-/// the common components and the `#[experiment]` attribute.
+/// What an experiment file needs in scope: the role traits (so `model.parameters()` works), the
+/// checkpoint-state traits, the common components and the `#[experiment]` attribute.
 pub mod prelude {
     pub use crate::batch::{Batch, HfBatch, HfLabels, ShiftedLabels, TitanBatch, TokenIds};
+    pub use crate::checkpoint::{StateDict, Stateful, Stateless};
     pub use crate::data::{
         Batching, Corpus, DataSource, Dataloader, Dataset, DatasetConfig, Documents, HfConvention,
         Layout, PackedLoader, Split, StoryConfig, TitanConvention, TokenLoader, pack_documents,

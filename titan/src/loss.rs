@@ -5,6 +5,7 @@ use tch::{Kind, Reduction, Tensor};
 
 use crate::Result;
 use crate::batch::{HfLabels, IGNORE_INDEX, ShiftedLabels};
+use crate::checkpoint::Stateless;
 
 /// Scores logits against labels of type `Labels`.
 #[diagnostic::on_unimplemented(
@@ -34,6 +35,8 @@ pub fn mean_loss(sum: &Tensor, count: &Tensor) -> Result<Tensor> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CausalLmLoss;
 
+impl Stateless for CausalLmLoss {}
+
 impl Loss<HfLabels> for CausalLmLoss {
     fn loss_sum(&self, logits: &Tensor, labels: &HfLabels) -> Result<(Tensor, Tensor)> {
         let (b, t, v) = logits.size3()?;
@@ -50,6 +53,8 @@ impl Loss<HfLabels> for CausalLmLoss {
 /// against `labels[i]` directly; −100 is ignored.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ShiftedLoss;
+
+impl Stateless for ShiftedLoss {}
 
 impl Loss<ShiftedLabels> for ShiftedLoss {
     fn loss_sum(&self, logits: &Tensor, labels: &ShiftedLabels) -> Result<(Tensor, Tensor)> {

@@ -6,10 +6,12 @@ use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{StateDict, Stateful};
 use crate::optim::Optimizer;
 use crate::{Error, Result};
 
-/// Sets the optimizer's learning rate each step; its state saves and restores.
+/// Sets the optimizer's learning rate each step; its state (e.g. the steps taken) saves and
+/// restores through [`Stateful`], which the experiment's scheduler must implement.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an LR scheduler",
     label = "an LR scheduler goes here",
@@ -22,10 +24,6 @@ pub trait LrScheduler {
     fn step(&mut self, optimizer: &mut Self::Optimizer) -> f64;
     /// The rate applied by the last call to `step` (the warmup's first rate before any).
     fn last_lr(&self) -> f64;
-    /// Steps taken so far (saved in checkpoints).
-    fn steps_done(&self) -> u64;
-    /// Restores the step count from a checkpoint.
-    fn set_steps_done(&mut self, steps: u64);
 }
 
 /// What follows the warmup.
@@ -159,14 +157,25 @@ impl<O: Optimizer> LrScheduler for Warmup<O> {
     fn last_lr(&self) -> f64 {
         self.last
     }
+}
 
-    fn steps_done(&self) -> u64 {
-        self.steps
+/// The steps taken; the settings come from the run's configuration.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WarmupState {
+    steps: u64,
+}
+
+impl<O: Optimizer> Stateful for Warmup<O> {
+    fn state_dict(&self) -> Result<StateDict> {
+        StateDict::of_value(&WarmupState { steps: self.steps })
     }
 
-    fn set_steps_done(&mut self, steps: u64) {
+    fn load_state_dict(&mut self, state: StateDict) -> Result<()> {
+        let WarmupState { steps } = state.value_as("the Warmup LR scheduler")?;
         self.steps = steps;
         self.last = self.lr_at(steps.saturating_sub(1));
+        Ok(())
     }
 }
 
@@ -259,7 +268,7 @@ mod tests {
             a.step(&mut opt);
         }
         let mut b = Warmup::new(&opt, WarmupConfig::default())?;
-        b.set_steps_done(a.steps_done());
+        b.load_state_dict(a.state_dict()?)?;
         assert_eq!(a.last_lr(), b.last_lr());
         assert_eq!(a.step(&mut opt), b.step(&mut opt));
         Ok(())

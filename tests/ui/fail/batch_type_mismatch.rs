@@ -31,6 +31,8 @@ impl Embeddings {
     }
 }
 
+impl Stateless for Embeddings {}
+
 impl Model for Embeddings {
     type Input = Features;
     fn forward(&self, input: &Features) -> titan::Result<Tensor> {

@@ -29,6 +29,8 @@ impl Sgd {
     }
 }
 
+impl Stateless for Sgd {}
+
 impl Optimizer for Sgd {
     fn zero_grad(&mut self) -> titan::Result<()> {
         Ok(())

@@ -17,6 +17,9 @@ impl Sgd {
     }
 }
 
+/// Plain SGD keeps nothing between steps: the scheduler sets its rate every step.
+impl Stateless for Sgd {}
+
 impl Optimizer for Sgd {
     fn zero_grad(&mut self) -> titan::Result<()> {
         for p in &mut self.params {

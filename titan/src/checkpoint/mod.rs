@@ -1,15 +1,20 @@
 //! Checkpoints: a run's state in `DIR/checkpoints/step-N/`, each directory written whole or not
 //! at all ([`CheckpointStore`]) and described by a manifest that lists every file with its size
 //! and checksum ([`Manifest`]), so a truncated or corrupt checkpoint is refused by name instead
-//! of loaded.
+//! of loaded. What goes in is every role's [`Stateful`] state, the model's weights and the
+//! dataloader's position.
 
 mod hf;
 mod manifest;
+mod state;
 mod store;
+mod weights;
 
 pub use hf::export_hf;
 pub use manifest::{FORMAT, FileEntry, Manifest};
+pub use state::{StateDict, Stateful, Stateless};
 pub use store::{Checkpoint, CheckpointStore};
+pub use weights::{load_weights, read_weights};
 
 use crate::Error;
 

@@ -109,7 +109,13 @@ impl CheckpointStore {
         if done.exists() {
             return Err(bad(&done, "a checkpoint of this step is already there"));
         }
-        fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        if !self.dir.is_dir() {
+            fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+            // The new `checkpoints/` itself survives a crash.
+            if let Some(parent) = self.dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
         for left in self.leftovers()? {
             tracing::warn!(
                 "removing {}, a checkpoint left half-written",
@@ -299,7 +305,7 @@ fn checksum(path: &Path) -> Result<(u64, u32)> {
 }
 
 /// Makes a directory's entries (a rename, a new file) durable.
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))

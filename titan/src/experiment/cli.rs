@@ -24,6 +24,9 @@ pub struct TrainArgs {
     /// `--print-config`: print the resolved configuration and the construction order, then
     /// exit.
     pub print_config: bool,
+    /// `--export-hf PATH`: write the model of a checkpoint (`--resume-from`, or the output
+    /// directory's latest) to PATH in Hugging Face's form, then exit.
+    pub export_hf: Option<PathBuf>,
 }
 
 impl TrainArgs {
@@ -64,6 +67,7 @@ impl TrainArgs {
                 .unwrap_or_default(),
             config: matches.get_one::<PathBuf>("config").cloned(),
             print_config: matches.get_flag("print_config"),
+            export_hf: matches.get_one::<PathBuf>("export_hf").cloned(),
         }
     }
 
@@ -113,6 +117,16 @@ fn command(name: &'static str) -> Command {
                 .value_name("KEY=VALUE")
                 .action(ArgAction::Append)
                 .help("Override any config key: `--set llama.num_hidden_layers=8` (repeatable)"),
+        )
+        .arg(
+            Arg::new("export_hf")
+                .long("export-hf")
+                .value_name("PATH")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help(
+                    "Write the model of a checkpoint (--resume-from, or the output directory's \
+                     latest) to PATH in Hugging Face's form, then exit",
+                ),
         )
         .arg(
             Arg::new("print_config")

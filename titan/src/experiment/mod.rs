@@ -5,12 +5,14 @@
 
 pub mod cli;
 mod config;
+mod hf;
 mod overrides;
 mod resume;
 mod section;
 mod wire;
 
 pub use config::ConfigSet;
+pub use hf::{export_checkpoint, export_hf, init_from_hf};
 pub use overrides::Overrides;
 pub use section::{Section, is_section, section_clone};
 pub use wire::{WireData, WireLoss, WireModel, WireOpt, wire};
@@ -51,6 +53,9 @@ pub trait Experiment: Sized {
     fn training(&self) -> &TrainingConfig;
     /// Trains with `trainer`, then prints samples when the experiment has a tokenizer.
     fn train(&mut self, trainer: &mut Trainer) -> Result<Summary>;
+    /// Writes `checkpoint`'s model with the experiment's tokenizer to `dir` in Hugging Face's
+    /// form; an error for an experiment without a tokenizer.
+    fn export_hf(&mut self, checkpoint: &Checkpoint, dir: &std::path::Path) -> Result<()>;
 }
 
 /// The trainer of a new run: `training`'s loop settings, `metrics.jsonl` and TensorBoard event
@@ -79,15 +84,19 @@ fn sinks(
         .with_sink(TensorBoardSink::create(dir.join("tb"))?))
 }
 
+/// What a run's command does in its output directory.
+enum Plan {
+    /// Train (from the start, or resuming).
+    Train(Box<Trainer>),
+    /// Nothing: this checkpoint already holds the run's last step.
+    Complete(Checkpoint),
+}
+
 /// The trainer of experiment `name`'s run: checkpoints every `training.checkpoint_every` steps
 /// (each with the resolved configuration, `config`), resuming from `training.resume_from` or
-/// the output directory's latest checkpoint when its configuration fits; `None` when that
-/// checkpoint already holds the run's last step.
-fn trainer_for_run(
-    training: &TrainingConfig,
-    name: &str,
-    config: &ConfigSet<'_>,
-) -> Result<Option<Trainer>> {
+/// the output directory's latest checkpoint when its configuration fits; nothing to train when
+/// that checkpoint already holds the run's last step.
+fn plan_run(training: &TrainingConfig, name: &str, config: &ConfigSet<'_>) -> Result<Plan> {
     let dir = training.clone().for_experiment(name).output_dir();
     let checkpointing = training.checkpoint_every > 0;
     // Without checkpoints of its own a run resumes only when told where from.
@@ -126,7 +135,7 @@ fn trainer_for_run(
             done.step(),
             training.steps
         );
-        return Ok(None);
+        return Ok(Plan::Complete(done.clone()));
     }
     let mut trainer = sinks(
         Trainer::new(training.clone()),
@@ -145,33 +154,37 @@ fn trainer_for_run(
     if let Some(checkpoint) = resume {
         trainer = trainer.resume_from(checkpoint);
     }
-    Ok(Some(trainer))
+    Ok(Plan::Train(Box::new(trainer)))
+}
+
+/// The checkpoint `--export-hf` writes: `training.resume_from`, or the output directory's
+/// latest, whose configuration must fit the run's.
+fn checkpoint_to_export(
+    training: &TrainingConfig,
+    name: &str,
+    config: &ConfigSet<'_>,
+) -> Result<Checkpoint> {
+    let checkpoint = match &training.resume_from {
+        Some(path) => Checkpoint::open(path, name)?,
+        None => {
+            let dir = training.clone().for_experiment(name).output_dir();
+            let store = CheckpointStore::new(&dir, name, training.keep_checkpoints.max(1))?;
+            store.latest()?.ok_or_else(|| {
+                crate::Error::Checkpoint(format!(
+                    "{} holds no checkpoint to export: train with --checkpoint-every N first, or \
+                     name one with --resume-from",
+                    store.dir().display()
+                ))
+            })?
+        }
+    };
+    resume::check_config_fits(&checkpoint, config)?;
+    Ok(checkpoint)
 }
 
 /// Seeds libtorch before any component is built, so initialisation repeats.
 pub fn before_components(training: &TrainingConfig) {
     crate::device::seed_everything(training.seed);
-}
-
-/// Writes the trained model and its tokenizer to `output_dir/hf` for `transformers`; a model
-/// or tokenizer without a Hugging Face form is noted, not an error.
-pub fn export_hf<M, T>(model: &M, tokenizer: &T, training: &TrainingConfig) -> Result<()>
-where
-    M: Model,
-    T: Tokenizer,
-{
-    let dir = training.output_dir().join("hf");
-    match crate::checkpoint::export_hf(model, tokenizer, &dir) {
-        Ok(()) => {
-            eprintln!("hugging face: {}", dir.display());
-            Ok(())
-        }
-        Err(crate::Error::Unsupported(why)) => {
-            eprintln!("note: no Hugging Face export: {why}");
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Prints `training.samples` continuations of `training.prompt`.
@@ -227,8 +240,20 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     let config = E::resolve_config(&builder, &overrides)?;
     config.finish()?;
     let mut experiment = E::build_from(builder, &overrides)?;
-    let Some(mut trainer) = trainer_for_run(experiment.training(), E::NAME, &config)? else {
+    let training = experiment.training().clone();
+    if let Some(to) = &args.export_hf {
+        let checkpoint = checkpoint_to_export(&training, E::NAME, &config)?;
+        experiment.export_hf(&checkpoint, to)?;
+        eprintln!(
+            "hugging face: {} (the model of {})",
+            to.display(),
+            checkpoint.dir().display()
+        );
         return Ok(());
+    }
+    let mut trainer = match plan_run(&training, E::NAME, &config)? {
+        Plan::Train(trainer) => *trainer,
+        Plan::Complete(done) => return export_if_missing(&mut experiment, &training, &done),
     };
     let summary = experiment.train(&mut trainer)?;
     eprintln!(
@@ -241,6 +266,35 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
             .map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"))
     );
     Ok(())
+}
+
+/// A complete run whose end was never exported (it was stopped between its last checkpoint
+/// and the export) gets its `hf/` from that checkpoint.
+fn export_if_missing<E: Experiment>(
+    experiment: &mut E,
+    training: &TrainingConfig,
+    done: &Checkpoint,
+) -> Result<()> {
+    let hf = training
+        .clone()
+        .for_experiment(E::NAME)
+        .output_dir()
+        .join("hf");
+    if hf.exists() {
+        return Ok(());
+    }
+    match experiment.export_hf(done, &hf) {
+        Ok(()) => {
+            eprintln!(
+                "hugging face: {} (the model of {})",
+                hf.display(),
+                done.dir().display()
+            );
+            Ok(())
+        }
+        Err(crate::Error::Unsupported(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The allocator experiment binaries run on ([`crate::main!`] declares it): the tokenizer allocates a

@@ -19,6 +19,7 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
     "checkpoint_every",
     "keep_checkpoints",
     "resume_from",
+    "init_from_hf",
     "output_dir",
     "device",
     "cuda_graph",

@@ -3,19 +3,21 @@
 //! checked into the trainer's [`Parts`], so a failed step leaves error types behind and later
 //! steps stay quiet instead of repeating the error.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use tch::{Device, Tensor};
 
 use crate::Result;
 use crate::batch::Batch;
+use crate::checkpoint::Stateful;
 use crate::data::Dataloader;
 use crate::loss::Loss;
 use crate::lr::LrScheduler;
 use crate::model::Model;
 use crate::optim::Optimizer;
 use crate::trainer::parts::{
-    FlopsFn, Forward, ForwardBackward, LossFn, MicroBatches, TrainData, Validate,
+    FlopsFn, Forward, ForwardBackward, LossFn, MicroBatches, RoleState, Shared, TrainData, Validate,
 };
 use crate::trainer::update::OptSched;
 use crate::trainer::{FitsModelInput, Parts, SameLabels, SameOptimizer, evaluate_with};
@@ -27,16 +29,21 @@ pub struct WireModel<'a, I> {
     forward: Forward<'a, I>,
     forward_backward: ForwardBackward<'a, I>,
     flops_per_token: FlopsFn<'a>,
+    states: Vec<Box<dyn RoleState + 'a>>,
 }
 
-/// Starts the chain with the model.
-pub fn wire<M: Model>(model: &M) -> WireModel<'_, M::Input> {
+/// Starts the chain with the model; what it keeps besides its weights is checkpointed too.
+pub fn wire<M: Model + Stateful>(model: &mut M) -> WireModel<'_, M::Input> {
+    let (device, params) = (model.device(), model.parameters().named());
+    let model = Rc::new(RefCell::new(model));
+    let (m1, m2, m3) = (model.clone(), model.clone(), model.clone());
     WireModel {
-        device: model.device(),
-        params: model.parameters().named(),
-        forward: Rc::new(move |input| model.forward(input)),
-        forward_backward: Rc::new(move |input, loss| model.forward_backward(input, loss)),
-        flops_per_token: Rc::new(move |seq_len| model.flops_per_token(seq_len)),
+        device,
+        params,
+        forward: Rc::new(move |input| m1.borrow().forward(input)),
+        forward_backward: Rc::new(move |input, loss| m2.borrow().forward_backward(input, loss)),
+        flops_per_token: Rc::new(move |seq_len| m3.borrow().flops_per_token(seq_len)),
+        states: vec![Box::new(Shared::new("model", model))],
     }
 }
 
@@ -68,11 +75,15 @@ pub struct WireLoss<'a, I, Lab> {
 }
 
 impl<'a, I: 'a, Lab: 'a> WireData<'a, I, Lab> {
-    /// Adds the loss; it must take the training batches' labels.
-    pub fn loss<L: Loss<Lab>>(self, loss: &'a L) -> WireLoss<'a, I, Lab> {
+    /// Adds the loss; it must take the training batches' labels, and say what it keeps
+    /// between steps.
+    pub fn loss<L: Loss<Lab> + Stateful>(mut self, loss: &'a mut L) -> WireLoss<'a, I, Lab> {
+        let loss = Rc::new(RefCell::new(loss));
+        let scores = loss.clone();
+        self.model.states.push(Box::new(Shared::new("loss", loss)));
         WireLoss {
             data: self,
-            loss: Rc::new(move |logits, labels| loss.loss_sum(logits, labels)),
+            loss: Rc::new(move |logits, labels| scores.borrow().loss_sum(logits, labels)),
             validate: None,
         }
     }
@@ -107,11 +118,15 @@ impl<'a, I: 'a, Lab: 'a> WireLoss<'a, I, Lab> {
     }
 
     /// Adds the optimizer.
-    pub fn optimizer<O: Optimizer>(self, optimizer: &'a mut O) -> WireOpt<'a, Lab, O> {
+    pub fn optimizer<O: Optimizer + Stateful>(self, optimizer: &'a mut O) -> WireOpt<'a, Lab, O> {
+        let optimizer = Rc::new(RefCell::new(optimizer));
+        let mut states = self.data.model.states;
+        states.push(Box::new(Shared::new("optimizer", optimizer.clone())));
         WireOpt {
             device: self.data.model.device,
             params: self.data.model.params,
             flops_per_token: self.data.model.flops_per_token,
+            states,
             data: self.data.data,
             loss: self.loss,
             validate: self.validate,
@@ -125,10 +140,11 @@ pub struct WireOpt<'a, Lab, O> {
     device: Device,
     params: Vec<(String, Tensor)>,
     flops_per_token: FlopsFn<'a>,
+    states: Vec<Box<dyn RoleState + 'a>>,
     data: Box<dyn MicroBatches<Lab> + 'a>,
     loss: LossFn<'a, Lab>,
     validate: Validate<'a>,
-    optimizer: &'a mut O,
+    optimizer: Rc<RefCell<&'a mut O>>,
 }
 
 impl<'a, Lab: 'a, O: 'a> WireOpt<'a, Lab, O> {
@@ -136,13 +152,17 @@ impl<'a, Lab: 'a, O: 'a> WireOpt<'a, Lab, O> {
     pub fn lr_scheduler<S>(self, scheduler: &'a mut S) -> Parts<'a, Lab>
     where
         O: Optimizer,
-        S: LrScheduler,
+        S: LrScheduler + Stateful,
         S::Optimizer: SameOptimizer<O>,
     {
+        let scheduler = Rc::new(RefCell::new(scheduler));
+        let mut states = self.states;
+        states.push(Box::new(Shared::new("lr_scheduler", scheduler.clone())));
         Parts {
             device: self.device,
             params: self.params,
             flops_per_token: self.flops_per_token,
+            states,
             data: self.data,
             loss: self.loss,
             validate: self.validate,

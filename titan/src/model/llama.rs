@@ -8,11 +8,14 @@
 //! One file of about 800 lines on purpose: a model file reads top to bottom (config, then the
 //! private blocks, then the public model and its tests), as candle's and transformers' do.
 
+mod hf;
+
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
 use super::{Model, ParamGroup, Parameters, SpecialTokens};
 use crate::batch::TokenIds;
+use crate::checkpoint::Stateless;
 use crate::shim;
 use crate::{Error, Result};
 
@@ -551,41 +554,18 @@ fn param_group(name: &str) -> ParamGroup {
     }
 }
 
+/// Its weights are its parameters (saved as such); its rotary tables follow from its config.
+impl Stateless for Llama {}
+
 impl Model for Llama {
     type Input = TokenIds;
 
     fn save_hf(&self, dir: &std::path::Path, tokens: &SpecialTokens) -> Result<()> {
-        let mut config = serde_json::to_value(&self.config)?;
-        let generation = serde_json::json!({
-            "bos_token_id": tokens.bos,
-            "eos_token_id": tokens.eos,
-            "pad_token_id": tokens.pad,
-        });
-        if let (Some(map), Some(ids)) = (config.as_object_mut(), generation.as_object()) {
-            map.insert(
-                "architectures".into(),
-                serde_json::json!(["LlamaForCausalLM"]),
-            );
-            map.insert("model_type".into(), "llama".into());
-            map.insert("hidden_act".into(), "silu".into());
-            map.insert("head_dim".into(), self.config.head_dim().into());
-            map.insert("attention_bias".into(), false.into());
-            map.insert("mlp_bias".into(), false.into());
-            map.insert("torch_dtype".into(), "float32".into());
-            map.extend(ids.clone());
-        }
-        crate::tokenizer::write_json(&dir.join("config.json"), &config)?;
-        crate::tokenizer::write_json(&dir.join("generation_config.json"), &generation)?;
-        // Weights as f32 on the host, Hugging Face names (a tied `lm_head` is not stored).
-        let weights = self
-            .parameters()
-            .iter()
-            .map(|p| Ok((p.name.clone(), p.tensor.f_detach()?.f_to(Device::Cpu)?)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::write_safetensors(
-            &weights,
-            dir.join("model.safetensors"),
-        )?)
+        hf::save(self, dir, tokens)
+    }
+
+    fn load_hf(&mut self, dir: &std::path::Path) -> Result<()> {
+        hf::load(self, dir)
     }
 
     fn forward(&self, input: &TokenIds) -> Result<Tensor> {

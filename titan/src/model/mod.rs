@@ -13,7 +13,10 @@ use tch::{Device, Tensor};
 use crate::Result;
 
 /// A trainable model. `Input` is what a batch must carry for it (checked at compile time
-/// against the dataloader's batch by `#[experiment]`).
+/// against the dataloader's batch by `#[experiment]`). Checkpoints save its weights as its
+/// [`Model::parameters`]; whatever else it keeps between steps (buffers such as running
+/// statistics) it saves as [`crate::checkpoint::Stateful`], which an experiment's model
+/// implements (or says [`crate::checkpoint::Stateless`]).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a model",
     label = "a model goes here",
@@ -49,6 +52,16 @@ pub trait Model {
     /// special ids. The default is an error: a model without a Hugging Face form says so.
     fn save_hf(&self, dir: &std::path::Path, tokens: &SpecialTokens) -> Result<()> {
         let _ = (dir, tokens);
+        Err(crate::Error::Unsupported(format!(
+            "{} has no Hugging Face form",
+            std::any::type_name::<Self>()
+        )))
+    }
+    /// Loads the weights of a Hugging Face directory `transformers` wrote (`config.json`,
+    /// `model.safetensors` or its shards), for continued pretraining; a config that does not
+    /// fit this model is an error naming the field. The default is an error, as for `save_hf`.
+    fn load_hf(&mut self, dir: &std::path::Path) -> Result<()> {
+        let _ = dir;
         Err(crate::Error::Unsupported(format!(
             "{} has no Hugging Face form",
             std::any::type_name::<Self>()

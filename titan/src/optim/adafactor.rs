@@ -8,6 +8,7 @@ use tch::{Kind, Tensor};
 
 use super::Optimizer;
 use super::params::{self, Param, SavedState};
+use crate::checkpoint::{StateDict, Stateful};
 use crate::model::Parameters;
 use crate::{Error, Result};
 
@@ -195,8 +196,11 @@ impl Optimizer for Adafactor {
     fn base_lr(&self) -> f64 {
         self.config.lr
     }
+}
 
-    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+/// Its (factored) second moments, by parameter name, and its step count.
+impl Stateful for Adafactor {
+    fn state_dict(&self) -> Result<StateDict> {
         let mut state = vec![(
             "step".to_string(),
             Tensor::f_from_slice(&[self.step as i64])?,
@@ -204,17 +208,17 @@ impl Optimizer for Adafactor {
         for (Param { name, .. }, moments) in self.params.iter().zip(&self.moments) {
             match moments {
                 Moments::Factored { row, col } => {
-                    state.push((format!("{name}.row"), params::to_host(row)?));
-                    state.push((format!("{name}.col"), params::to_host(col)?));
+                    state.push((format!("{name}.row"), row.shallow_clone()));
+                    state.push((format!("{name}.col"), col.shallow_clone()));
                 }
-                Moments::Full(v) => state.push((format!("{name}.v"), params::to_host(v)?)),
+                Moments::Full(v) => state.push((format!("{name}.v"), v.shallow_clone())),
             }
         }
-        Ok(state)
+        Ok(StateDict::of_tensors(state))
     }
 
-    fn load_state_tensors(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
-        let mut saved = SavedState::new("Adafactor", state);
+    fn load_state_dict(&mut self, state: StateDict) -> Result<()> {
+        let mut saved = SavedState::new("Adafactor", state.tensors);
         let step = Tensor::f_zeros([1], (Kind::Int64, tch::Device::Cpu))?;
         saved.take("step", &step)?;
         for (Param { name, .. }, moments) in self.params.iter().zip(&self.moments) {

@@ -7,6 +7,7 @@ use tch::{Kind, Tensor};
 
 use super::Optimizer;
 use super::params::{self, Param, SavedState};
+use crate::checkpoint::{StateDict, Stateful};
 use crate::model::Parameters;
 use crate::shim::{self, AdamWLists};
 use crate::{Error, Result};
@@ -210,25 +211,28 @@ impl Optimizer for AdamW {
         // The rate and step counts are device tensors, and a step never reads them back.
         true
     }
+}
 
-    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+/// Its moments and step counts, by parameter name.
+impl Stateful for AdamW {
+    fn state_dict(&self) -> Result<StateDict> {
         let mut state = Vec::with_capacity(3 * self.params.len());
         for (i, p) in self.params.iter().enumerate() {
             state.push((
                 format!("{}.exp_avg", p.name),
-                params::to_host(&self.exp_avgs[i])?,
+                self.exp_avgs[i].shallow_clone(),
             ));
             state.push((
                 format!("{}.exp_avg_sq", p.name),
-                params::to_host(&self.exp_avg_sqs[i])?,
+                self.exp_avg_sqs[i].shallow_clone(),
             ));
-            state.push((format!("{}.step", p.name), params::to_host(&self.steps[i])?));
+            state.push((format!("{}.step", p.name), self.steps[i].shallow_clone()));
         }
-        Ok(state)
+        Ok(StateDict::of_tensors(state))
     }
 
-    fn load_state_tensors(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
-        let mut saved = SavedState::new("AdamW", state);
+    fn load_state_dict(&mut self, state: StateDict) -> Result<()> {
+        let mut saved = SavedState::new("AdamW", state.tensors);
         for (i, p) in self.params.iter().enumerate() {
             saved.take(&format!("{}.exp_avg", p.name), &self.exp_avgs[i])?;
             saved.take(&format!("{}.exp_avg_sq", p.name), &self.exp_avg_sqs[i])?;

@@ -1,6 +1,6 @@
 //! The `Optimizer` role, built by a factory that receives the model's parameters: AdamW and SGD
 //! through libtorch's fused kernels, and Adafactor written in titan; every one's state saves
-//! and restores.
+//! and restores through [`Stateful`].
 
 mod adafactor;
 mod adamw;
@@ -15,6 +15,7 @@ use std::path::Path;
 
 use tch::Tensor;
 
+use crate::checkpoint::{StateDict, Stateful};
 use crate::{Error, Result};
 
 /// Updates parameters from their gradients.
@@ -38,35 +39,23 @@ pub trait Optimizer {
     fn capturable(&self) -> bool {
         false
     }
-    /// Its state (moments, step count) as named tensors, for checkpoints. The default is an
-    /// error: an optimizer that keeps state it cannot export says so.
-    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        Err(Error::Training(format!(
-            "{} cannot export its state",
-            std::any::type_name::<Self>()
-        )))
-    }
-    /// Restores a state exported by [`Optimizer::state_tensors`]; each tensor must match a
-    /// name and shape of this optimizer's.
-    fn load_state_tensors(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
-        let _ = state;
-        Err(Error::Training(format!(
-            "{} cannot restore its state",
-            std::any::type_name::<Self>()
-        )))
-    }
 }
 
 /// Writes `optimizer`'s state to a safetensors file; the file appears whole or not at all.
-pub fn save_state<O: Optimizer + ?Sized>(optimizer: &O, path: &Path) -> Result<()> {
-    let state = optimizer.state_tensors()?;
+pub fn save_state<O: Stateful + ?Sized>(optimizer: &O, path: &Path) -> Result<()> {
+    let state = optimizer
+        .state_dict()?
+        .tensors
+        .into_iter()
+        .map(|(name, t)| Ok((name, params::to_host(&t)?)))
+        .collect::<Result<Vec<_>>>()?;
     let partial = path.with_extension("partial");
     Tensor::write_safetensors(&state, &partial)?;
     std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
 }
 
 /// Restores `optimizer`'s state from a file written by [`save_state`].
-pub fn load_state<O: Optimizer + ?Sized>(optimizer: &mut O, path: &Path) -> Result<()> {
+pub fn load_state<O: Stateful + ?Sized>(optimizer: &mut O, path: &Path) -> Result<()> {
     if !path.exists() {
         return Err(Error::io(
             path,
@@ -74,5 +63,5 @@ pub fn load_state<O: Optimizer + ?Sized>(optimizer: &mut O, path: &Path) -> Resu
         ));
     }
     let state = Tensor::read_safetensors(path)?;
-    optimizer.load_state_tensors(state)
+    optimizer.load_state_dict(StateDict::of_tensors(state))
 }

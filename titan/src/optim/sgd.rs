@@ -6,6 +6,7 @@ use tch::Tensor;
 
 use super::Optimizer;
 use super::params::{self, FusedGroup, Param, SavedState};
+use crate::checkpoint::{StateDict, Stateful};
 use crate::model::Parameters;
 use crate::shim::{self, SgdStep};
 use crate::{Error, Result};
@@ -146,8 +147,11 @@ impl Optimizer for Sgd {
     fn base_lr(&self) -> f64 {
         self.config.lr
     }
+}
 
-    fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+/// Its momentum buffers, by parameter name, and its step count.
+impl Stateful for Sgd {
+    fn state_dict(&self) -> Result<StateDict> {
         let mut state = vec![(
             "steps".to_string(),
             Tensor::f_from_slice(&[self.steps as i64])?,
@@ -155,14 +159,14 @@ impl Optimizer for Sgd {
         for (p, buffer) in self.params.iter().zip(&self.buffers) {
             state.push((
                 format!("{}.momentum_buffer", p.name),
-                params::to_host(buffer)?,
+                buffer.shallow_clone(),
             ));
         }
-        Ok(state)
+        Ok(StateDict::of_tensors(state))
     }
 
-    fn load_state_tensors(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
-        let mut saved = SavedState::new("SGD", state);
+    fn load_state_dict(&mut self, state: StateDict) -> Result<()> {
+        let mut saved = SavedState::new("SGD", state.tensors);
         let steps = Tensor::f_zeros([1], (tch::Kind::Int64, tch::Device::Cpu))?;
         saved.take("steps", &steps)?;
         for (p, buffer) in self.params.iter().zip(&self.buffers) {

@@ -1,11 +1,13 @@
 //! A run's state in and out of a checkpoint: the model's weights (`model.safetensors`, Hugging
-//! Face names), the optimizer's state (`optimizer.safetensors`), the random generators
-//! (`rng.safetensors`: the CPU's, and the CUDA device's), and the step, the scheduler's step
-//! count and the training dataloader's position (`train_state.json`), plus whatever files
-//! the caller adds (the resolved configuration). Restoring checks every file's checksum and every
-//! weight's name and shape before it copies any; any error stops the run before its first step.
+//! Face names), every role's [`crate::checkpoint::Stateful`] state (its tensors in
+//! `ROLE_state.safetensors`, e.g. the optimizer's moments, and its value in `train_state.json`,
+//! e.g. the scheduler's steps), the random generators (`rng.safetensors`: the CPU's, and the
+//! CUDA device's), and the step and the training dataloader's position (`train_state.json`),
+//! plus whatever files the caller adds (the resolved configuration). Restoring checks every
+//! file's checksum and every weight's name and shape before it copies any; any error stops the
+//! run before its first step.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,11 +17,10 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::parts::Parts;
-use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::checkpoint::{Checkpoint, CheckpointStore, StateDict, load_weights, read_weights};
 use crate::{Error, Result};
 
 const MODEL: &str = "model.safetensors";
-const OPTIMIZER: &str = "optimizer.safetensors";
 const TRAIN_STATE: &str = "train_state.json";
 const RNG: &str = "rng.safetensors";
 
@@ -29,12 +30,17 @@ const RNG: &str = "rng.safetensors";
 struct TrainState {
     /// Optimizer steps taken.
     step: u64,
-    /// Steps the LR scheduler has taken.
-    scheduler_steps: u64,
     /// The training dataloader's completed passes.
     epoch: u64,
     /// The training dataloader's position (its `Dataloader::State`).
     train_data: serde_json::Value,
+    /// Every role's state value (`StateDict::value`), by role.
+    components: BTreeMap<String, serde_json::Value>,
+}
+
+/// The file that holds `role`'s state tensors (written only when it has some).
+fn tensors_file(role: &str) -> String {
+    format!("{role}_state.safetensors")
 }
 
 /// When and where a run saves checkpoints, and the files each one carries besides the run's
@@ -100,17 +106,24 @@ impl Checkpointing {
             .iter()
             .map(|(name, p)| Ok((name.clone(), host_copy(p)?)))
             .collect::<Result<Vec<_>>>()?;
-        let optimizer = parts
-            .update
-            .optimizer_state()?
-            .into_iter()
-            .map(|(name, t)| Ok((name, host_copy(&t)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let mut components = BTreeMap::new();
+        let mut role_tensors = Vec::new();
+        for role in &parts.states {
+            let StateDict { tensors, value } = role.save()?;
+            components.insert(role.role().to_string(), value);
+            if !tensors.is_empty() {
+                let tensors = tensors
+                    .into_iter()
+                    .map(|(name, t)| Ok((name, host_copy(&t)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                role_tensors.push((tensors_file(role.role()), tensors));
+            }
+        }
         let state = TrainState {
             step,
-            scheduler_steps: parts.update.scheduler_steps(),
             epoch: parts.data.epoch(),
             train_data: parts.data.state()?,
+            components,
         };
         let state = serde_json::to_vec_pretty(&state)?;
         let rng = rng_states(parts.device)?;
@@ -122,7 +135,9 @@ impl Checkpointing {
                 let started = Instant::now();
                 let checkpoint = store.save(step, |dir| {
                     Tensor::write_safetensors(&weights, dir.join(MODEL))?;
-                    Tensor::write_safetensors(&optimizer, dir.join(OPTIMIZER))?;
+                    for (file, tensors) in &role_tensors {
+                        Tensor::write_safetensors(tensors, dir.join(file))?;
+                    }
                     Tensor::write_safetensors(&rng, dir.join(RNG))?;
                     write(dir, TRAIN_STATE, &state)?;
                     for (name, bytes) in extra.iter() {
@@ -185,8 +200,9 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
 }
 
-/// Restores `parts` from `checkpoint` and returns its step: every file's checksum, then every
-/// weight's name and shape are checked before anything is copied.
+/// Restores `parts` from `checkpoint` and returns its step: every file's checksum, the train
+/// state and every weight's name and shape are checked before any weight is copied; each
+/// component checks its own state before it changes.
 pub(crate) fn restore<Lab>(checkpoint: &Checkpoint, parts: &mut Parts<'_, Lab>) -> Result<u64> {
     checkpoint.verify()?;
     let misfit = |what: String| {
@@ -195,37 +211,35 @@ pub(crate) fn restore<Lab>(checkpoint: &Checkpoint, parts: &mut Parts<'_, Lab>) 
             checkpoint.dir().display()
         ))
     };
-    let mut saved: HashMap<String, Tensor> = Tensor::read_safetensors(checkpoint.file(MODEL)?)?
-        .into_iter()
-        .collect();
-    let mut copies = Vec::with_capacity(parts.params.len());
-    for (name, p) in &parts.params {
-        let Some(w) = saved.remove(name) else {
-            return Err(misfit(format!(
-                "it has no weight `{name}`, which the model has"
-            )));
+    let mut state: TrainState = serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?)
+        .map_err(|e| misfit(format!("{TRAIN_STATE} is not titan's: {e}")))?;
+    let mut saved_states = Vec::with_capacity(parts.states.len());
+    for role in &parts.states {
+        let name = role.role();
+        let Some(value) = state.components.remove(name) else {
+            return Err(misfit(format!("it holds no state for the run's {name}")));
         };
-        if w.size() != p.size() {
-            return Err(misfit(format!(
-                "weight `{name}` has shape {:?} there and {:?} in the model",
-                w.size(),
-                p.size()
-            )));
-        }
-        copies.push((p.shallow_clone(), w));
+        let file = tensors_file(name);
+        let tensors = match checkpoint.manifest().file(&file) {
+            Some(_) => Tensor::read_safetensors(checkpoint.file(&file)?)?,
+            None => Vec::new(),
+        };
+        saved_states.push(StateDict { tensors, value });
     }
-    if let Some(extra) = saved.keys().min() {
+    if let Some(extra) = state.components.keys().next() {
         return Err(misfit(format!(
-            "it has weight `{extra}`, which the model has not"
+            "it holds state for a role `{extra}`, which this run has not"
         )));
     }
-    let state: TrainState = serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?)
-        .map_err(|e| misfit(format!("{TRAIN_STATE} is not titan's: {e}")))?;
-    let optimizer = Tensor::read_safetensors(checkpoint.file(OPTIMIZER)?)?;
-    // The optimizer and the dataloader check their own state before they change.
-    parts.update.load_optimizer_state(optimizer)?;
+    let saved = read_weights(&[checkpoint.file(MODEL)?])?;
+    load_weights(saved, &parts.params, |_| false, misfit)?;
+    // Each component and the dataloader check their own state before they change.
+    for (role, saved) in parts.states.iter_mut().zip(saved_states) {
+        let name = role.role();
+        role.load(saved)
+            .map_err(|e| misfit(format!("the {name}'s state: {e}")))?;
+    }
     parts.data.load_state(state.train_data)?;
-    parts.update.set_scheduler_steps(state.scheduler_steps);
     if checkpoint.manifest().file(RNG).is_some() {
         for (name, rng) in Tensor::read_safetensors(checkpoint.file(RNG)?)? {
             match name.as_str() {
@@ -235,10 +249,6 @@ pub(crate) fn restore<Lab>(checkpoint: &Checkpoint, parts: &mut Parts<'_, Lab>) 
                 _ => {}
             }
         }
-    }
-    let _guard = tch::no_grad_guard();
-    for (mut p, w) in copies {
-        p.f_copy_(&w)?;
     }
     Ok(state.step)
 }

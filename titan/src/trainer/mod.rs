@@ -92,6 +92,11 @@ impl Trainer {
         self
     }
 
+    /// Whether the run starts from a checkpoint.
+    pub fn resumes(&self) -> bool {
+        self.resume.is_some()
+    }
+
     /// Runs every step from fixed batch buffers, as CUDA graph replay does, even where no graph
     /// is captured (CPU): the data path of graph replay, testable without a GPU.
     pub fn with_staged_batches(mut self) -> Self {
@@ -116,7 +121,7 @@ impl Trainer {
         &self.config
     }
 
-    /// Trains for `steps` steps over wired components (`titan::experiment::wire(&model)
+    /// Trains for `steps` steps over wired components (`titan::experiment::wire(&mut model)
     /// .train_data(..).loss(..).optimizer(..).lr_scheduler(..)`), evaluating every `eval_every`
     /// steps and at the end when a validation dataloader was wired.
     pub fn run<Lab>(&mut self, mut parts: Parts<'_, Lab>) -> Result<Summary> {

@@ -3,6 +3,7 @@
 //! once, or staged into fixed buffers for a CUDA graph), the loss, the validator, and the
 //! optimizer with its scheduler.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use tch::{Device, Tensor};
 use super::contracts::FitsModelInput;
 use super::update::Update;
 use crate::batch::{Batch, upload};
+use crate::checkpoint::{StateDict, Stateful};
 use crate::data::Dataloader;
 use crate::{Error, Result};
 
@@ -238,11 +240,49 @@ where
     }
 }
 
+/// A role's [`Stateful`] state, erased: the role's name in checkpoints, and its state out
+/// and in.
+pub(crate) trait RoleState {
+    /// The role (`model`, `loss`, `optimizer`, `lr_scheduler`).
+    fn role(&self) -> &'static str;
+    /// Its state now.
+    fn save(&self) -> Result<StateDict>;
+    /// Restores a saved state.
+    fn load(&mut self, state: StateDict) -> Result<()>;
+}
+
+/// A component the loop shares between its passes and its checkpoint state.
+pub(crate) struct Shared<'a, T> {
+    role: &'static str,
+    component: Rc<RefCell<&'a mut T>>,
+}
+
+impl<'a, T> Shared<'a, T> {
+    /// `component`'s state under `role`.
+    pub(crate) fn new(role: &'static str, component: Rc<RefCell<&'a mut T>>) -> Self {
+        Self { role, component }
+    }
+}
+
+impl<T: Stateful> RoleState for Shared<'_, T> {
+    fn role(&self) -> &'static str {
+        self.role
+    }
+    fn save(&self) -> Result<StateDict> {
+        self.component.borrow().state_dict()
+    }
+    fn load(&mut self, state: StateDict) -> Result<()> {
+        self.component.borrow_mut().load_state_dict(state)
+    }
+}
+
 /// Everything the loop needs, with the component types erased.
 pub struct Parts<'a, Lab> {
     pub(crate) device: Device,
     pub(crate) params: Vec<(String, Tensor)>,
     pub(crate) flops_per_token: FlopsFn<'a>,
+    /// Every role's checkpoint state besides the weights and the training data's position.
+    pub(crate) states: Vec<Box<dyn RoleState + 'a>>,
     pub(crate) data: Box<dyn MicroBatches<Lab> + 'a>,
     pub(crate) loss: LossFn<'a, Lab>,
     pub(crate) validate: Validate<'a>,

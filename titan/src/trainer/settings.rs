@@ -69,6 +69,9 @@ pub struct TrainingConfig {
     pub keep_checkpoints: usize,
     /// Resume from this checkpoint directory instead of the output directory's latest.
     pub resume_from: Option<PathBuf>,
+    /// Start a new run from the weights of this Hugging Face directory (`config.json`,
+    /// `model.safetensors`) instead of a random initialisation; a resumed run ignores it.
+    pub init_from_hf: Option<PathBuf>,
     /// Continuations of `prompt` printed at the end.
     pub samples: usize,
     /// Prompt of the end-of-run samples.
@@ -98,6 +101,7 @@ impl Default for TrainingConfig {
             checkpoint_every: 0,
             keep_checkpoints: 2,
             resume_from: None,
+            init_from_hf: None,
             samples: 3,
             prompt: "Once upon a time".into(),
         }
@@ -252,6 +256,11 @@ pub const SHORTHANDS: &[Shorthand] = &[
         "resume_from",
         true,
         "Resume from this checkpoint directory; default: the output directory's latest",
+    ),
+    flag(
+        "init_from_hf",
+        true,
+        "Start a new run from the weights of this Hugging Face Llama directory",
     ),
 ];
 

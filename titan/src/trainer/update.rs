@@ -1,6 +1,8 @@
-//! The optimizer and its LR scheduler as the loop drives them: one erased [`Update`].
+//! The optimizer and its LR scheduler as the loop drives them: one erased [`Update`]. Their
+//! checkpoint state goes through the parts' role states, which share them.
 
-use tch::Tensor;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use super::contracts::SameOptimizer;
 use crate::Result;
@@ -13,20 +15,12 @@ pub(crate) trait Update {
     fn zero_grad(&mut self) -> Result<()>;
     fn step(&mut self) -> Result<()>;
     fn capturable(&self) -> bool;
-    /// The optimizer's state tensors, for a checkpoint.
-    fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>>;
-    /// Restores the optimizer's state from a checkpoint.
-    fn load_optimizer_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()>;
-    /// Steps the scheduler has taken.
-    fn scheduler_steps(&self) -> u64;
-    /// Restores the scheduler's step count.
-    fn set_scheduler_steps(&mut self, steps: u64);
 }
 
 /// An optimizer and the scheduler that drives it, as one [`Update`].
 pub(crate) struct OptSched<'a, O, S> {
-    pub(crate) optimizer: &'a mut O,
-    pub(crate) scheduler: &'a mut S,
+    pub(crate) optimizer: Rc<RefCell<&'a mut O>>,
+    pub(crate) scheduler: Rc<RefCell<&'a mut S>>,
 }
 
 impl<O, S> Update for OptSched<'_, O, S>
@@ -36,30 +30,20 @@ where
     S::Optimizer: SameOptimizer<O>,
 {
     fn schedule(&mut self) -> f64 {
+        let mut optimizer = self.optimizer.borrow_mut();
         self.scheduler
+            .borrow_mut()
             .step(<S::Optimizer as SameOptimizer<O>>::as_scheduled(
-                self.optimizer,
+                &mut **optimizer,
             ))
     }
     fn zero_grad(&mut self) -> Result<()> {
-        self.optimizer.zero_grad()
+        self.optimizer.borrow_mut().zero_grad()
     }
     fn step(&mut self) -> Result<()> {
-        self.optimizer.step()
+        self.optimizer.borrow_mut().step()
     }
     fn capturable(&self) -> bool {
-        self.optimizer.capturable()
-    }
-    fn optimizer_state(&self) -> Result<Vec<(String, Tensor)>> {
-        self.optimizer.state_tensors()
-    }
-    fn load_optimizer_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
-        self.optimizer.load_state_tensors(state)
-    }
-    fn scheduler_steps(&self) -> u64 {
-        self.scheduler.steps_done()
-    }
-    fn set_scheduler_steps(&mut self, steps: u64) {
-        self.scheduler.set_steps_done(steps);
+        self.optimizer.borrow().capturable()
     }
 }

@@ -1,0 +1,78 @@
+//! The Hugging Face ends of a run, as the generated code and the binary call them: the export
+//! at the end of a run, `--export-hf PATH` from a checkpoint, and `--init-from-hf PATH` before
+//! a new run's first step.
+
+use std::path::Path;
+
+use crate::checkpoint::{Checkpoint, load_weights, read_weights};
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+use crate::trainer::TrainingConfig;
+use crate::{Error, Result};
+
+/// The checkpoint file of the model's weights.
+const MODEL: &str = "model.safetensors";
+
+/// Writes the trained model and its tokenizer to `output_dir/hf` for `transformers`; a model
+/// or tokenizer without a Hugging Face form is noted, not an error.
+pub fn export_hf<M, T>(model: &M, tokenizer: &T, training: &TrainingConfig) -> Result<()>
+where
+    M: Model,
+    T: Tokenizer,
+{
+    let dir = training.output_dir().join("hf");
+    match crate::checkpoint::export_hf(model, tokenizer, &dir) {
+        Ok(()) => {
+            eprintln!("hugging face: {}", dir.display());
+            Ok(())
+        }
+        Err(Error::Unsupported(why)) => {
+            eprintln!("note: no Hugging Face export: {why}");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Loads `checkpoint`'s weights into `model` (checksums, names and shapes checked first) and
+/// writes it with `tokenizer` to `dir` in Hugging Face's form.
+pub fn export_checkpoint<M, T>(
+    model: &mut M,
+    tokenizer: &T,
+    checkpoint: &Checkpoint,
+    dir: &Path,
+) -> Result<()>
+where
+    M: Model,
+    T: Tokenizer,
+{
+    checkpoint.verify()?;
+    let saved = read_weights(&[checkpoint.file(MODEL)?])?;
+    load_weights(
+        saved,
+        &model.parameters().named(),
+        |_| false,
+        |what| {
+            Error::Checkpoint(format!(
+                "{} does not fit the experiment's model: {what}",
+                checkpoint.dir().display()
+            ))
+        },
+    )?;
+    crate::checkpoint::export_hf(model, tokenizer, dir)
+}
+
+/// Loads the weights of `training.init_from_hf`, when set, into `model`; a run that resumes
+/// from a checkpoint does not (the checkpoint's weights win).
+pub fn init_from_hf<M: Model>(
+    model: &mut M,
+    training: &TrainingConfig,
+    resumes: bool,
+) -> Result<()> {
+    let Some(dir) = training.init_from_hf.as_deref().filter(|_| !resumes) else {
+        return Ok(());
+    };
+    model.load_hf(dir)?;
+    eprintln!("initialised the model from {}", dir.display());
+    Ok(())
+}
