@@ -10,8 +10,9 @@ use super::bad;
 use crate::{Error, Result};
 
 /// The checkpoint format this titan writes and reads; a manifest with a larger one comes from
-/// a newer titan.
-pub const FORMAT: u32 = 1;
+/// a newer titan. Format 2 keeps each role's state apart (`ROLE_state.safetensors`, and
+/// `components` in `train_state.json`); format 1 had the optimizer's and scheduler's only.
+pub const FORMAT: u32 = 2;
 
 /// The manifest's file name inside a checkpoint directory.
 pub(super) const MANIFEST: &str = "manifest.json";
@@ -68,7 +69,18 @@ impl Manifest {
                     dir,
                     format!(
                         "written in checkpoint format {f} by a newer titan; this titan ({}) reads \
-                         format {FORMAT} and older",
+                         format {FORMAT}",
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                ));
+            }
+            Some(f) if f < u64::from(FORMAT) => {
+                return Err(bad(
+                    dir,
+                    format!(
+                        "written in checkpoint format {f} by an older titan; this titan ({}) reads \
+                         format {FORMAT}: finish that run with the titan that wrote it, or start \
+                         this one in another --output-dir",
                         env!("CARGO_PKG_VERSION")
                     ),
                 ));

@@ -438,7 +438,8 @@ mod tests {
         // A manifest from a newer titan.
         let manifest = dir.join(MANIFEST);
         let text = fs::read_to_string(&manifest).map_err(io)?;
-        let newer = text.replacen("\"format\": 1", "\"format\": 99", 1);
+        let ours = format!("\"format\": {FORMAT}");
+        let newer = text.replacen(&ours, "\"format\": 99", 1);
         assert_ne!(newer, text);
         fs::write(&manifest, newer).map_err(io)?;
         let err = Checkpoint::open(&dir, "exp")
@@ -446,6 +447,15 @@ mod tests {
             .to_string();
         assert!(
             err.contains("format 99") && err.contains("newer titan"),
+            "{err}"
+        );
+        // One from an older titan, whose state this titan does not read.
+        fs::write(&manifest, text.replacen(&ours, "\"format\": 1", 1)).map_err(io)?;
+        let err = Checkpoint::open(&dir, "exp")
+            .expect_err("older")
+            .to_string();
+        assert!(
+            err.contains("format 1") && err.contains("older titan"),
             "{err}"
         );
         Ok(())
