@@ -200,6 +200,22 @@ fn bad_flags_are_clear_errors() -> Result<()> {
         stderr.contains("nope.txt") && stderr.contains("building `corpus`"),
         "{stderr}"
     );
+
+    // A setting out of range stops the run before anything is built or written.
+    let out_dir = dir.path().join("run");
+    let out = run(&[
+        "--output-dir",
+        out_dir.to_str().context("utf8 path")?,
+        "--set",
+        "training.seq_len=1",
+    ])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("training.seq_len") && stderr.contains("at least 2"),
+        "{stderr}"
+    );
+    assert!(!out_dir.exists(), "nothing is written for a bad setting");
     Ok(())
 }
 

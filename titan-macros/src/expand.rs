@@ -73,13 +73,13 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
             };
             (
                 training_of,
-                quote!(::titan::experiment::before_components(Self::__titan_training(&#name));),
+                quote!(::titan::experiment::before_components(Self::__titan_training(&#name))?;),
                 quote!(Self::__titan_training(&self.#name)),
             )
         }
         None => (
             TokenStream::new(),
-            quote!(::titan::experiment::before_components(&::core::default::Default::default());),
+            quote!(::titan::experiment::before_components(&::core::default::Default::default())?;),
             quote! {{
                 static DEFAULT: ::std::sync::OnceLock<::titan::experiment::TrainingConfig> = ::std::sync::OnceLock::new();
                 DEFAULT.get_or_init(::core::default::Default::default)

@@ -69,9 +69,8 @@ impl DatasetConfig {
         C: Convention,
     {
         let docs = Documents::new(dims, source.clone(), self.shuffle_buffer, batching.seed)?;
-        Ok(self
-            .loader(dims, docs, tokenizer, batching)?
-            .with_prefetch(self.prefetch))
+        self.loader(dims, docs, tokenizer, batching)?
+            .with_prefetch(self.prefetch)
     }
 
     /// The validation loader over `source`: this rank's documents in order, so every

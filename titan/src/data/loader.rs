@@ -103,10 +103,18 @@ where
         })
     }
 
-    /// Prepares up to `batches` batches ahead (at least 1).
-    pub fn with_prefetch(mut self, batches: usize) -> Self {
-        self.prefetch = batches.max(1);
-        self
+    /// Prepares up to `batches` batches ahead; 0 is an error (the data thread works one batch
+    /// ahead at least).
+    pub fn with_prefetch(mut self, batches: usize) -> Result<Self> {
+        if batches == 0 {
+            return Err(Error::config(
+                "dataset.prefetch",
+                batches,
+                "must be at least 1 (batches prepared ahead on the data thread)",
+            ));
+        }
+        self.prefetch = batches;
+        Ok(self)
     }
 
     fn start(&mut self) -> Result<()> {

@@ -6,6 +6,7 @@
 pub mod cli;
 mod config;
 mod hf;
+mod output_dir;
 mod overrides;
 mod resume;
 mod section;
@@ -13,6 +14,7 @@ mod wire;
 
 pub use config::ConfigSet;
 pub use hf::{export_checkpoint, export_hf, init_from_hf};
+pub use output_dir::{OutputLock, keep_aside};
 pub use overrides::Overrides;
 pub use section::{Section, is_section, section_clone};
 pub use wire::{WireData, WireLoss, WireModel, WireOpt, wire};
@@ -77,6 +79,17 @@ fn sinks(
     let jsonl = if resumed {
         JsonlSink::append(metrics)?
     } else {
+        // A new run keeps an earlier one's metrics and TensorBoard files, moved aside, so
+        // neither is truncated nor mixed into the new run's curves.
+        for earlier in [metrics.clone(), dir.join("tb")] {
+            if let Some(aside) = keep_aside(&earlier)? {
+                eprintln!(
+                    "note: an earlier run's {} is kept as {}",
+                    earlier.display(),
+                    aside.display()
+                );
+            }
+        }
         JsonlSink::create(metrics)?
     };
     Ok(trainer
@@ -182,9 +195,12 @@ fn checkpoint_to_export(
     Ok(checkpoint)
 }
 
-/// Seeds libtorch before any component is built, so initialisation repeats.
-pub fn before_components(training: &TrainingConfig) {
+/// Before any component is built: checks the run's settings (a bad `seq_len` is found before
+/// the tokenizer trains, not after), then seeds libtorch, so initialisation repeats.
+pub fn before_components(training: &TrainingConfig) -> Result<()> {
+    training.validate()?;
     crate::device::seed_everything(training.seed);
+    Ok(())
 }
 
 /// Prints `training.samples` continuations of `training.prompt`.
@@ -239,6 +255,11 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     }
     let config = E::resolve_config(&builder, &overrides)?;
     config.finish()?;
+    // Settings out of range stop the run before anything is built or written; then the
+    // output directory is this process's until the run ends.
+    let settings = training_of(&config, E::NAME)?;
+    settings.validate()?;
+    let _lock = OutputLock::acquire(&settings.output_dir())?;
     let mut experiment = E::build_from(builder, &overrides)?;
     let training = experiment.training().clone();
     if let Some(to) = &args.export_hf {
@@ -266,6 +287,16 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
             .map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"))
     );
     Ok(())
+}
+
+/// The run's `training` settings as `config` resolved them (the defaults when the experiment
+/// has no `training` section), with its output directory filled in.
+fn training_of(config: &ConfigSet<'_>, name: &str) -> Result<TrainingConfig> {
+    let training = match config.training_section() {
+        Some(section) => serde_json::from_value(config.tree()[section].clone())?,
+        None => TrainingConfig::default(),
+    };
+    Ok(training.for_experiment(name))
 }
 
 /// A complete run whose end was never exported (it was stopped between its last checkpoint

@@ -66,19 +66,19 @@ impl Adafactor {
     /// Adafactor over `params`; the factored statistics take `rows + columns` numbers per
     /// matrix. Parameters of the model's no-decay group take no weight decay.
     pub fn new(params: Parameters, config: AdafactorConfig) -> Result<Self> {
-        if config.beta2_decay >= 0.0 {
+        if config.beta2_decay.is_nan() || config.beta2_decay >= 0.0 {
             return Err(Error::config(
                 "AdafactorConfig.beta2_decay",
                 config.beta2_decay,
                 "must be negative (the averaging must forget)",
             ));
         }
-        if config.lr <= 0.0 || config.d <= 0.0 {
-            return Err(Error::config(
-                "AdafactorConfig.lr and .d",
-                format!("{} and {}", config.lr, config.d),
-                "must be positive",
-            ));
+        params::positive("AdafactorConfig.lr", config.lr)?;
+        params::positive("AdafactorConfig.d", config.d)?;
+        params::positive("AdafactorConfig.eps2", config.eps2)?;
+        params::non_negative("AdafactorConfig.weight_decay", config.weight_decay)?;
+        if let Some(eps1) = config.eps1 {
+            params::positive("AdafactorConfig.eps1", eps1)?;
         }
         let params = params::collect(params);
         let mut moments = Vec::with_capacity(params.len());

@@ -75,13 +75,9 @@ impl AdamW {
                 return Err(Error::config(name, beta, "must be within [0, 1)"));
             }
         }
-        if config.eps <= 0.0 {
-            return Err(Error::config(
-                "AdamWConfig.eps",
-                config.eps,
-                "must be positive",
-            ));
-        }
+        params::positive("AdamWConfig.eps", config.eps)?;
+        params::non_negative("AdamWConfig.lr", config.lr)?;
+        params::non_negative("AdamWConfig.weight_decay", config.weight_decay)?;
         let params = params::collect(params);
         let mut steps: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
         let mut groups = Vec::new();

@@ -149,6 +149,27 @@ impl SavedState {
     }
 }
 
+/// Checks that setting `key` (a learning rate, a weight decay) is finite and not negative;
+/// NaN is refused too, which `value < 0.0` would let through.
+pub(crate) fn non_negative(key: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        return Ok(());
+    }
+    Err(Error::config(
+        key,
+        value,
+        "must be a finite number of at least 0",
+    ))
+}
+
+/// Checks that setting `key` (an epsilon) is finite and above 0.
+pub(crate) fn positive(key: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(());
+    }
+    Err(Error::config(key, value, "must be a finite number above 0"))
+}
+
 /// A detached copy of `t` on the CPU, for a saved state.
 pub(crate) fn to_host(t: &Tensor) -> Result<Tensor> {
     Ok(t.f_detach()?.f_to(tch::Device::Cpu)?)

@@ -68,13 +68,10 @@ impl Sgd {
                 ),
             ));
         }
-        if config.momentum < 0.0 {
-            return Err(Error::config(
-                "SgdConfig.momentum",
-                config.momentum,
-                "must not be negative",
-            ));
-        }
+        params::non_negative("SgdConfig.momentum", config.momentum)?;
+        params::non_negative("SgdConfig.dampening", config.dampening)?;
+        params::non_negative("SgdConfig.lr", config.lr)?;
+        params::non_negative("SgdConfig.weight_decay", config.weight_decay)?;
         let params = params::collect(params);
         let buffers = if config.momentum > 0.0 {
             params

@@ -42,9 +42,16 @@ where
     V::Batch: Batch<Labels = Lab>,
     <V::Batch as Batch>::Input: FitsModelInput<I>,
 {
+    if batches == 0 {
+        return Err(crate::Error::config(
+            "training.eval_batches",
+            batches,
+            "must be at least 1",
+        ));
+    }
     let _guard = tch::no_grad_guard();
     let (mut sum, mut count) = (0.0, 0.0);
-    for _ in 0..batches.max(1) {
+    for _ in 0..batches {
         let (input, labels) = data.next_batch()?.to_device(device)?.into_parts();
         let logits = forward(input.as_model_input())?;
         let (s, c) = loss(&logits, &labels)?;

@@ -18,8 +18,15 @@ pub fn accumulate_gradients<F>(
 where
     F: FnMut(usize) -> Result<(Tensor, Tensor)>,
 {
+    if micro_batches == 0 {
+        return Err(Error::config(
+            "training.grad_accum_steps",
+            micro_batches,
+            "must be at least 1",
+        ));
+    }
     let mut total: Option<(Tensor, Tensor)> = None;
-    for i in 0..micro_batches.max(1) {
+    for i in 0..micro_batches {
         let (sum, count) = micro(i)?;
         let (sum, count) = (sum.f_detach()?, count.f_to_kind(Kind::Float)?);
         total = Some(match total {

@@ -126,6 +126,7 @@ impl Trainer {
     /// steps and at the end when a validation dataloader was wired.
     pub fn run<Lab>(&mut self, mut parts: Parts<'_, Lab>) -> Result<Summary> {
         let cfg = self.config.clone();
+        cfg.validate()?;
         let resumed = match &self.resume {
             Some(checkpoint) => Some((checkpointing::restore(checkpoint, &mut parts)?, checkpoint)),
             None => None,
@@ -134,7 +135,7 @@ impl Trainer {
         self.announce(&parts, &cfg, resumed.map(|(step, c)| (step, c.dir())));
         let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops);
         let mut non_finite = NonFinite::new(parts.device)?;
-        let accum = cfg.grad_accum_steps.max(1) as u64;
+        let accum = cfg.grad_accum_steps as u64;
         let bar = self.progress_bar(cfg.steps);
         bar.set_position(start);
         let started = Instant::now();
@@ -162,7 +163,7 @@ impl Trainer {
             window.steps += 1;
             bar.inc(1);
 
-            if step % cfg.log_every.max(1) == 0 || step == cfg.steps {
+            if step % cfg.log_every == 0 || step == cfg.steps {
                 // The only host syncs of the loop: values are read at log points alone.
                 crate::device::synchronize(parts.device);
                 non_finite.check(accum, info.epoch)?;
@@ -255,8 +256,13 @@ impl Trainer {
         let from = resumed.map_or_else(String::new, |(step, dir)| {
             format!(", resuming after step {step} ({})", dir.display())
         });
+        let clipping = if cfg.max_grad_norm == 0.0 {
+            "; gradient clipping off (max_grad_norm = 0)"
+        } else {
+            ""
+        };
         eprintln!(
-            "training {:.2}M parameters on {on} for {} steps{from}",
+            "training {:.2}M parameters on {on} for {} steps{from}{clipping}",
             count as f64 / 1e6,
             cfg.steps
         );

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
-use crate::Result;
 use crate::data::Batching;
+use crate::{Error, Result};
 
 /// Precision of the forward and backward passes; parameters stay f32 (master weights).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +53,8 @@ pub struct TrainingConfig {
     pub eval_every: u64,
     /// Validation batches per evaluation.
     pub eval_batches: usize,
-    /// Clip the global gradient norm to this (0: off).
+    /// Clip the global gradient norm to this; exactly 0 turns clipping off (said in the run's
+    /// first line). Negative or NaN is an error.
     pub max_grad_norm: f64,
     /// Micro-batches of `batch_size` per optimizer step, gradients weighted by token count.
     pub grad_accum_steps: usize,
@@ -122,9 +123,65 @@ impl TrainingConfig {
         }
     }
 
+    /// Checks every setting that has a valid range, before anything is built: an error names
+    /// the key, the value and the range. Nothing is clamped into range silently.
+    pub fn validate(&self) -> Result<()> {
+        let at_least = |key: &str, value: u64, min: u64, why: &str| {
+            if value >= min {
+                return Ok(());
+            }
+            Err(Error::config(
+                &format!("training.{key}"),
+                value,
+                format!("must be at least {min}{why}"),
+            ))
+        };
+        at_least("steps", self.steps, 1, "")?;
+        at_least("batch_size", self.batch_size as u64, 1, "")?;
+        at_least(
+            "seq_len",
+            self.seq_len as u64,
+            2,
+            " (a causal LM predicts each token from those before it)",
+        )?;
+        at_least("log_every", self.log_every, 1, "")?;
+        at_least(
+            "eval_batches",
+            self.eval_batches as u64,
+            1,
+            "; `eval_every = 0` evaluates only at the end",
+        )?;
+        at_least("grad_accum_steps", self.grad_accum_steps as u64, 1, "")?;
+        if self.checkpoint_every > 0 {
+            at_least(
+                "keep_checkpoints",
+                self.keep_checkpoints as u64,
+                1,
+                " while checkpoints are saved (`checkpoint_every = 0` saves none)",
+            )?;
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
+            return Err(Error::config(
+                "training.max_grad_norm",
+                self.max_grad_norm,
+                "must be a finite number above 0, or exactly 0 to turn clipping off",
+            ));
+        }
+        if let Some(peak) = self.peak_flops
+            && !(peak.is_finite() && peak > 0.0)
+        {
+            return Err(Error::config(
+                "training.peak_flops",
+                peak,
+                "must be a finite number above 0, or unset",
+            ));
+        }
+        Ok(())
+    }
+
     /// Tokens the run trains on: steps × batch × sequence × micro-batches.
     pub fn tokens(&self) -> usize {
-        [self.batch_size, self.seq_len, self.grad_accum_steps.max(1)]
+        [self.batch_size, self.seq_len, self.grad_accum_steps]
             .into_iter()
             .fold(self.steps as usize, usize::saturating_mul)
     }
@@ -267,6 +324,94 @@ pub const SHORTHANDS: &[Shorthand] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_errors_naming_the_key_not_clamps() {
+        assert!(TrainingConfig::default().validate().is_ok());
+        let cases: Vec<(TrainingConfig, &str)> = vec![
+            (
+                TrainingConfig {
+                    steps: 0,
+                    ..TrainingConfig::default()
+                },
+                "training.steps",
+            ),
+            (
+                TrainingConfig {
+                    seq_len: 1,
+                    ..TrainingConfig::default()
+                },
+                "training.seq_len",
+            ),
+            (
+                TrainingConfig {
+                    batch_size: 0,
+                    ..TrainingConfig::default()
+                },
+                "training.batch_size",
+            ),
+            (
+                TrainingConfig {
+                    log_every: 0,
+                    ..TrainingConfig::default()
+                },
+                "training.log_every",
+            ),
+            (
+                TrainingConfig {
+                    eval_batches: 0,
+                    ..TrainingConfig::default()
+                },
+                "training.eval_batches",
+            ),
+            (
+                TrainingConfig {
+                    grad_accum_steps: 0,
+                    ..TrainingConfig::default()
+                },
+                "training.grad_accum_steps",
+            ),
+            (
+                TrainingConfig {
+                    max_grad_norm: -1.0,
+                    ..TrainingConfig::default()
+                },
+                "training.max_grad_norm",
+            ),
+            (
+                TrainingConfig {
+                    max_grad_norm: f64::NAN,
+                    ..TrainingConfig::default()
+                },
+                "training.max_grad_norm",
+            ),
+            (
+                TrainingConfig {
+                    checkpoint_every: 10,
+                    keep_checkpoints: 0,
+                    ..TrainingConfig::default()
+                },
+                "training.keep_checkpoints",
+            ),
+            (
+                TrainingConfig {
+                    peak_flops: Some(0.0),
+                    ..TrainingConfig::default()
+                },
+                "training.peak_flops",
+            ),
+        ];
+        for (config, key) in cases {
+            let err = config.validate().expect_err(key).to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        // Exactly 0 is the documented way to turn clipping off.
+        let off = TrainingConfig {
+            max_grad_norm: 0.0,
+            ..TrainingConfig::default()
+        };
+        assert!(off.validate().is_ok());
+    }
 
     #[test]
     fn every_shorthand_names_a_training_key_once() -> Result<()> {

@@ -157,7 +157,7 @@ fn graph_step<Lab>(
 /// Fetches the step's micro-batches into their slots; false when a batch cannot be staged.
 fn stage<Lab>(parts: &mut Parts<'_, Lab>, cx: &mut StepContext<'_>) -> Result<bool> {
     let mut reusable = true;
-    for slot in 0..cx.config.grad_accum_steps.max(1) {
+    for slot in 0..cx.config.grad_accum_steps {
         let staged = parts.data.stage(slot)?;
         cx.window.data_wait += staged.wait;
         cx.window.tokens += staged.tokens;
