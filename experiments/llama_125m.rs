@@ -47,7 +47,7 @@ pub struct Llama125m {
     corpus: Corpus,
     #[build(BpeTokenizer::train_or_load(
         &bpe.in_dir(&training.output_dir()),
-        corpus.train.sample(dataset.tokenizer_sample)?,
+        corpus.train.sample_of(dataset.tokenizer_sample),
     )?)]
     tokenizer: BpeTokenizer,
     #[build(Llama::new(llama.with_tokenizer(&tokenizer), dims.device())?

@@ -42,7 +42,7 @@ pub struct TinyLlama {
     // BPE merges settle long before the corpus ends: a bounded sample keeps start-up short.
     #[build(BpeTokenizer::train_or_load(
         &bpe.in_dir(&training.output_dir()),
-        corpus.train.sample(dataset.tokenizer_sample)?,
+        corpus.train.sample_of(dataset.tokenizer_sample),
     )?)]
     tokenizer: BpeTokenizer,
     // bf16 compute with f32 master weights on CUDA, f32 on CPU (`training.precision`);

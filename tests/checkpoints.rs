@@ -187,6 +187,13 @@ fn export_hf_writes_any_checkpoint_and_init_from_hf_starts_a_run_from_it() -> Re
     for file in ["config.json", "generation_config.json", "tokenizer.json"] {
         ensure!(six.join(file).is_file(), "{file} is missing");
     }
+    // A run stopped between its last checkpoint and the export gets `hf/` when rerun.
+    std::fs::remove_dir_all(a.join("hf"))?;
+    run(&a, &[])?;
+    ensure!(same_tensors(
+        &exported,
+        &tensors(&a.join("hf/model.safetensors"))?
+    ));
     // Any checkpoint, named with --resume-from.
     let three = a.join("three");
     let from = path(&a.join("checkpoints/step-3"))?;
@@ -371,6 +378,52 @@ fn a_stateful_component_s_state_is_saved_and_restored() -> Result<()> {
     ensure!(
         last.to_bits() == again.to_bits(),
         "step 4's loss: {last} straight, {again} resumed"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_tokenizer_trained_on_other_data_is_refused_not_reused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let write = |name: &str, text: &str| -> Result<String> {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text.repeat(60))?;
+        path.to_str().map(str::to_string).context("utf8 path")
+    };
+    let a = write(
+        "a.txt",
+        "A fox ran far.\n<|endoftext|>\nA hen sat still.\n<|endoftext|>\n",
+    )?;
+    let b = write(
+        "b.txt",
+        "The moon rose.\n<|endoftext|>\nThe sea was calm.\n<|endoftext|>\n",
+    )?;
+    let out = dir.path().join("run");
+    // Without checkpoints nothing else stops a second run in the same directory.
+    let no_checkpoints = ["--set", "training.checkpoint_every=0"];
+    run_for(
+        2,
+        &out,
+        &[&["--data", a.as_str()][..], &no_checkpoints[..]].concat(),
+    )?;
+    ensure!(out.join("tokenizer.fingerprint.json").is_file());
+    run_for(
+        2,
+        &out,
+        &[&["--data", a.as_str()][..], &no_checkpoints[..]].concat(),
+    )?;
+    let err = run_for(
+        2,
+        &out,
+        &[&["--data", b.as_str()][..], &no_checkpoints[..]].concat(),
+    )
+    .expect_err("other data")
+    .to_string();
+    ensure!(
+        err.contains("tokenizer.json was trained on other data or settings")
+            && err.contains("b.txt")
+            && err.contains("--output-dir"),
+        "{err}"
     );
     Ok(())
 }

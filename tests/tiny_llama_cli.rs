@@ -178,21 +178,30 @@ fn default_data_is_the_built_in_story_corpus() -> Result<()> {
 
 #[test]
 fn bad_flags_are_clear_errors() -> Result<()> {
-    let out = run(&["--device", "tpu", "--steps", "1"])?;
+    let dir = tempfile::tempdir()?;
+    let out_dir = dir.path().join("tpu");
+    let out_dir = out_dir.to_str().context("utf8 path")?;
+    let out = run(&["--device", "tpu", "--steps", "1", "--output-dir", out_dir])?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("tpu") && stderr.contains("device"),
         "{stderr}"
     );
+    assert!(
+        !Path::new(out_dir).exists(),
+        "nothing is written for a bad device"
+    );
 
-    let dir = tempfile::tempdir()?;
     let missing = dir.path().join("nope.txt");
+    let missing_out = dir.path().join("missing");
     let out = run(&[
         "--data",
         missing.to_str().context("utf8 path")?,
         "--steps",
         "1",
+        "--output-dir",
+        missing_out.to_str().context("utf8 path")?,
     ])?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -5,6 +5,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod diff;
 pub mod dist;
 mod error;
 pub mod experiment;
@@ -31,7 +32,7 @@ pub use model::{Llama, LlamaConfig, Model, ParamGroup, Parameter, Parameters};
 pub use optim::{Adafactor, AdafactorConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
 pub use parallel_dims::{DataParallel, ParallelDims};
 pub use titan_macros::experiment;
-pub use tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
+pub use tokenizer::{BpeConfig, BpeTokenizer, Tokenizer, TrainingText};
 pub use trainer::{Precision, Trainer, TrainingConfig};
 
 /// What an experiment file needs in scope: the role traits (so `model.parameters()` works), the
@@ -54,7 +55,7 @@ pub mod prelude {
         Adafactor, AdafactorConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig,
     };
     pub use crate::parallel_dims::{DataParallel, ParallelDims};
-    pub use crate::tokenizer::{BpeConfig, BpeTokenizer, Tokenizer};
+    pub use crate::tokenizer::{BpeConfig, BpeTokenizer, Tokenizer, TrainingText};
     pub use crate::trainer::{Precision, TrainingConfig};
     pub use titan_macros::experiment;
 }

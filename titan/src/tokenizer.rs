@@ -26,7 +26,8 @@ pub trait Tokenizer {
     fn encode_batch(&self, texts: &[String]) -> Result<Vec<Vec<u32>>>;
     /// Text of `ids`, special tokens skipped.
     fn decode(&self, ids: &[u32]) -> Result<String>;
-    /// Number of ids the tokenizer can produce (special tokens included).
+    /// One more than the largest id it can produce (special tokens included): the rows an
+    /// embedding needs, even when its ids have gaps.
     fn vocab_size(&self) -> usize;
     /// Longest sequence the tokenizer is meant for; the model's positions follow it.
     fn max_len(&self) -> usize;
@@ -47,6 +48,34 @@ pub trait Tokenizer {
             "{} has no Hugging Face form",
             std::any::type_name::<Self>()
         )))
+    }
+}
+
+/// What a tokenizer is trained on: the documents (read only when it is trained) and what they
+/// are (source, sample size, seed), saved as the tokenizer's fingerprint and compared on reuse.
+pub trait TrainingText {
+    /// What the documents are, as JSON: the same text must give the same value.
+    fn provenance(&self) -> serde_json::Value;
+    /// The documents.
+    fn documents(self) -> Result<Vec<String>>;
+}
+
+/// Documents at hand: their provenance is their count, size and CRC-32C.
+impl TrainingText for Vec<String> {
+    fn provenance(&self) -> serde_json::Value {
+        let crc = self.iter().fold(0u32, |crc, doc| {
+            let crc = crc32c::crc32c_append(crc, &(doc.len() as u64).to_le_bytes());
+            crc32c::crc32c_append(crc, doc.as_bytes())
+        });
+        serde_json::json!({
+            "documents": self.len(),
+            "bytes": self.iter().map(String::len).sum::<usize>(),
+            "crc32c": format!("{crc:08x}"),
+        })
+    }
+
+    fn documents(self) -> Result<Vec<String>> {
+        Ok(self)
     }
 }
 
@@ -102,6 +131,8 @@ pub struct BpeTokenizer {
     max_len: usize,
     eos: Option<u32>,
     pad: Option<u32>,
+    /// One more than the largest id.
+    ids: usize,
 }
 
 fn tok_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
@@ -109,26 +140,69 @@ fn tok_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
 }
 
 impl BpeTokenizer {
-    /// Loads `config.path` when it exists; otherwise trains on `corpus` and saves it there.
-    pub fn train_or_load<I, S>(config: &BpeConfig, corpus: I) -> Result<Self>
-    where
-        I: IntoIterator<Item = S>,
-        I::IntoIter: Send,
-        S: AsRef<str> + Send,
-    {
+    /// Loads `config.path` when it exists; otherwise trains on `text` and saves it there, with
+    /// a fingerprint of what trained it (the settings and `text`'s provenance) beside it
+    /// (`tokenizer.fingerprint.json`). A cached tokenizer whose fingerprint differs from what
+    /// would train it now is an error naming the difference, never a silent reuse; one without
+    /// a fingerprint (a tokenizer of the user's own) is used as it is, with a warning.
+    pub fn train_or_load(config: &BpeConfig, text: impl TrainingText) -> Result<Self> {
+        let fingerprint = serde_json::json!({
+            "vocab_size": config.vocab_size,
+            "min_frequency": config.min_frequency,
+            "trained_on": text.provenance(),
+        });
+        let fingerprint_path = config.path.with_extension("fingerprint.json");
         if config.path.exists() {
             let cached = Self::from_file(&config.path, config.max_len)?;
+            match std::fs::read(&fingerprint_path) {
+                Ok(bytes) => {
+                    let saved: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                        Error::Tokenizer(format!("{}: {e}", fingerprint_path.display()))
+                    })?;
+                    let found = crate::diff::differences(&saved, &fingerprint, &|_| false);
+                    if let Some(first) = found.first() {
+                        return Err(Error::Tokenizer(format!(
+                            "{} was trained on other data or settings: {first}{}; use another \
+                             --output-dir for this run, or delete {} and {} to train a new \
+                             tokenizer (checkpoints made with the old one will not fit)",
+                            config.path.display(),
+                            if found.len() > 1 {
+                                format!(" (and {} more differences)", found.len() - 1)
+                            } else {
+                                String::new()
+                            },
+                            config.path.display(),
+                            fingerprint_path.display()
+                        )));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => tracing::warn!(
+                    "{} has no fingerprint beside it: used as it is, not checked against the \
+                     training data",
+                    config.path.display()
+                ),
+                Err(e) => return Err(Error::io(&fingerprint_path, e)),
+            }
             if cached.vocab_size() > config.vocab_size {
                 return Err(Error::Tokenizer(format!(
-                    "{} has {} ids but BpeConfig.vocab_size is {}; delete the file to train a new one, or raise vocab_size",
+                    "{} has ids up to {} but BpeConfig.vocab_size is {}; delete the file to train a new one, or raise vocab_size",
                     config.path.display(),
-                    cached.vocab_size(),
+                    cached.vocab_size() - 1,
                     config.vocab_size
                 )));
             }
             return Ok(cached);
         }
-        let tokenizer = Self::train(config, corpus)?;
+        let tokenizer = Self::train(config, text.documents()?)?;
+        // The fingerprint first: a crash before the tokenizer is saved leaves no tokenizer, and
+        // the next run trains and writes both again.
+        if let Some(dir) = fingerprint_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        write_json(&fingerprint_path, &fingerprint)?;
         tokenizer.save(&config.path)?;
         Ok(tokenizer)
     }
@@ -192,11 +266,19 @@ impl BpeTokenizer {
     fn from_hf(inner: HfTokenizer, max_len: usize) -> Result<Self> {
         let eos = inner.token_to_id(EOS);
         let pad = inner.token_to_id(PAD);
+        // By the largest id, not the count: a file whose ids have gaps must not index past
+        // the embedding (on CUDA that is a device-side assert that poisons the process).
+        let ids = inner
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |&max| max as usize + 1);
         Ok(Self {
             inner,
             max_len,
             eos,
             pad,
+            ids,
         })
     }
 
@@ -244,7 +326,7 @@ impl Tokenizer for BpeTokenizer {
     }
 
     fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.ids
     }
 
     fn max_len(&self) -> usize {
@@ -325,10 +407,98 @@ mod tests {
         };
         let a = BpeTokenizer::train_or_load(&config, corpus())?;
         assert!(config.path.exists());
-        // A second call must load the cache, not train: an empty corpus would train nothing.
-        let b = BpeTokenizer::train_or_load(&config, Vec::<String>::new())?;
+        let b = BpeTokenizer::train_or_load(&config, corpus())?;
         let text = "a cat named Tom sat";
         assert_eq!(a.encode(text)?, b.encode(text)?);
+        Ok(())
+    }
+
+    /// Reads `text` as what trained a tokenizer, but fails if asked for the documents.
+    struct Described(serde_json::Value);
+
+    impl TrainingText for Described {
+        fn provenance(&self) -> serde_json::Value {
+            self.0.clone()
+        }
+        fn documents(self) -> Result<Vec<String>> {
+            Err(Error::Tokenizer(
+                "the cached tokenizer was retrained".into(),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_tokenizer_trained_on_other_data_or_settings_is_refused_by_name() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let config = BpeConfig {
+            vocab_size: 300,
+            path: dir.path().join("tokenizer.json"),
+            ..BpeConfig::default()
+        };
+        let source = serde_json::json!({"file": "a.txt", "documents": 200});
+        BpeTokenizer::train_or_load(&config, Described(source.clone()))
+            .expect_err("nothing cached: it trains");
+        BpeTokenizer::train_or_load(&config, corpus())?;
+        // Overwrite the fingerprint as if `source` had trained it, then reuse it (no training).
+        let fingerprint = dir.path().join("tokenizer.fingerprint.json");
+        let saved =
+            serde_json::json!({"vocab_size": 300, "min_frequency": 2, "trained_on": source});
+        write_json(&fingerprint, &saved)?;
+        BpeTokenizer::train_or_load(&config, Described(source.clone()))?;
+
+        let other = serde_json::json!({"file": "b.txt", "documents": 200});
+        let err = BpeTokenizer::train_or_load(&config, Described(other))
+            .expect_err("other data")
+            .to_string();
+        assert!(
+            err.contains("`trained_on.file` is \"a.txt\" there and \"b.txt\" here")
+                && err.contains("--output-dir"),
+            "{err}"
+        );
+        let bigger = BpeConfig {
+            vocab_size: 8000,
+            ..config.clone()
+        };
+        let err = BpeTokenizer::train_or_load(&bigger, Described(source.clone()))
+            .expect_err("other settings")
+            .to_string();
+        assert!(
+            err.contains("`vocab_size` is 300 there and 8000 here"),
+            "{err}"
+        );
+        // Without a fingerprint the file is the user's own: used as it is.
+        std::fs::remove_file(&fingerprint).map_err(|e| Error::io(&fingerprint, e))?;
+        BpeTokenizer::train_or_load(&config, Described(source))?;
+        Ok(())
+    }
+
+    #[test]
+    fn ids_with_gaps_count_by_the_largest() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let path = dir.path().join("gaps.json");
+        let trained = BpeTokenizer::train(
+            &BpeConfig {
+                vocab_size: 300,
+                ..BpeConfig::default()
+            },
+            corpus(),
+        )?;
+        trained.save(&path)?;
+        // Move the last merged token far past the others, as a hand-edited file may.
+        let mut json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?,
+        )?;
+        let count = trained.vocab_size();
+        let last = (count - 1) as u64;
+        for (_, id) in json["model"]["vocab"].as_object_mut().into_iter().flatten() {
+            if id.as_u64() == Some(last) {
+                *id = 5000.into();
+            }
+        }
+        write_json(&path, &json)?;
+        let gaps = BpeTokenizer::from_file(&path, 64)?;
+        assert!(count < 5000);
+        assert_eq!(gaps.vocab_size(), 5001, "by the largest id");
         Ok(())
     }
 }

@@ -6,6 +6,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::diff::same_value;
+
 use super::{Overrides, Section};
 use crate::{Error, Result};
 
@@ -210,17 +212,6 @@ fn set_value<T: DeserializeOwned>(
         ));
     }
     Ok(true)
-}
-
-/// Equal as settings: integers exactly, a float and a number by value (TOML's `1` for an f64
-/// key is JSON's `1.0`), the rest exactly.
-pub(super) fn same_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            x.as_f64() == y.as_f64()
-        }
-        _ => a == b,
-    }
 }
 
 /// The value at `path` in `section`'s tree, for setting key `full` to `value` (from `--set`,

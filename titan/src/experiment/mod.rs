@@ -97,19 +97,17 @@ fn sinks(
         .with_sink(TensorBoardSink::create(dir.join("tb"))?))
 }
 
-/// What a run's command does in its output directory.
-enum Plan {
-    /// Train (from the start, or resuming).
-    Train(Box<Trainer>),
-    /// Nothing: this checkpoint already holds the run's last step.
-    Complete(Checkpoint),
+/// Where a run starts in its output directory: the checkpoints it keeps, and the checkpoint it
+/// resumes from (its configuration checked against the run's).
+struct Start {
+    store: CheckpointStore,
+    resume: Option<Checkpoint>,
 }
 
-/// The trainer of experiment `name`'s run: checkpoints every `training.checkpoint_every` steps
-/// (each with the resolved configuration, `config`), resuming from `training.resume_from` or
-/// the output directory's latest checkpoint when its configuration fits; nothing to train when
-/// that checkpoint already holds the run's last step.
-fn plan_run(training: &TrainingConfig, name: &str, config: &ConfigSet<'_>) -> Result<Plan> {
+/// Experiment `name`'s start: it resumes from `training.resume_from`, or, with checkpoints on,
+/// from the output directory's latest checkpoint when its configuration fits. Found before any
+/// component is built, so a misfit is reported before a tokenizer trains or data is read.
+fn find_start(training: &TrainingConfig, name: &str, config: &ConfigSet<'_>) -> Result<Start> {
     let dir = training.clone().for_experiment(name).output_dir();
     let checkpointing = training.checkpoint_every > 0;
     // Without checkpoints of its own a run resumes only when told where from.
@@ -133,41 +131,53 @@ fn plan_run(training: &TrainingConfig, name: &str, config: &ConfigSet<'_>) -> Re
             && latest > checkpoint.step()
         {
             return Err(crate::Error::Checkpoint(format!(
-                "{} is at step {}, behind the latest checkpoint of {} (step {latest}): resuming                  there would mix two runs; resume into another --output-dir",
+                "{} is at step {}, behind the latest checkpoint of {} (step {latest}): resuming \
+                 there would mix two runs; resume into another --output-dir",
                 checkpoint.dir().display(),
                 checkpoint.step(),
                 store.dir().display()
             )));
         }
     }
-    if let Some(done) = resume.as_ref().filter(|c| c.step() >= training.steps) {
-        eprintln!(
-            "the run is complete: {} holds step {} of {} (raise --steps to train further, or use \
-             another --output-dir for a new run)",
-            done.dir().display(),
-            done.step(),
-            training.steps
-        );
-        return Ok(Plan::Complete(done.clone()));
+    Ok(Start { store, resume })
+}
+
+impl Start {
+    /// The checkpoint that already holds the run's last step, if any: nothing to train.
+    fn complete(&self, training: &TrainingConfig) -> Option<&Checkpoint> {
+        self.resume.as_ref().filter(|c| c.step() >= training.steps)
     }
+}
+
+/// The trainer of experiment `name`'s run from `start`: checkpoints every
+/// `training.checkpoint_every` steps, each with the resolved configuration `config`.
+fn trainer_for_run(
+    training: &TrainingConfig,
+    name: &str,
+    config: &ConfigSet<'_>,
+    start: Start,
+) -> Result<Trainer> {
     let mut trainer = sinks(
         Trainer::new(training.clone()),
         training,
         name,
-        resume.is_some(),
+        start.resume.is_some(),
     )?;
-    if checkpointing {
+    if training.checkpoint_every > 0 {
         let extra = vec![(
             resume::CONFIG_FILE.to_string(),
             config.to_toml().into_bytes(),
         )];
-        trainer =
-            trainer.with_checkpoints(Checkpointing::new(store, training.checkpoint_every, extra)?);
+        trainer = trainer.with_checkpoints(Checkpointing::new(
+            start.store,
+            training.checkpoint_every,
+            extra,
+        )?);
     }
-    if let Some(checkpoint) = resume {
+    if let Some(checkpoint) = start.resume {
         trainer = trainer.resume_from(checkpoint);
     }
-    Ok(Plan::Train(Box::new(trainer)))
+    Ok(trainer)
 }
 
 /// The checkpoint `--export-hf` writes: `training.resume_from`, or the output directory's
@@ -260,10 +270,9 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     let settings = training_of(&config, E::NAME)?;
     settings.validate()?;
     let _lock = OutputLock::acquire(&settings.output_dir())?;
-    let mut experiment = E::build_from(builder, &overrides)?;
-    let training = experiment.training().clone();
     if let Some(to) = &args.export_hf {
-        let checkpoint = checkpoint_to_export(&training, E::NAME, &config)?;
+        let checkpoint = checkpoint_to_export(&settings, E::NAME, &config)?;
+        let mut experiment = E::build_from(builder, &overrides)?;
         experiment.export_hf(&checkpoint, to)?;
         eprintln!(
             "hugging face: {} (the model of {})",
@@ -272,10 +281,25 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let mut trainer = match plan_run(&training, E::NAME, &config)? {
-        Plan::Train(trainer) => *trainer,
-        Plan::Complete(done) => return export_if_missing(&mut experiment, &training, &done),
-    };
+    let start = find_start(&settings, E::NAME, &config)?;
+    if let Some(done) = start.complete(&settings) {
+        eprintln!(
+            "the run is complete: {} holds step {} of {} (raise --steps to train further, or use \
+             another --output-dir for a new run)",
+            done.dir().display(),
+            done.step(),
+            settings.steps
+        );
+        // Nothing to build unless its end was never exported.
+        if settings.output_dir().join("hf").exists() {
+            return Ok(());
+        }
+        let mut experiment = E::build_from(builder, &overrides)?;
+        return export_if_missing(&mut experiment, &settings, done);
+    }
+    let mut experiment = E::build_from(builder, &overrides)?;
+    let training = experiment.training().clone();
+    let mut trainer = trainer_for_run(&training, E::NAME, &config, start)?;
     let summary = experiment.train(&mut trainer)?;
     eprintln!(
         "done: {} steps in {:.1}s, last loss {:.4}, val loss {}",

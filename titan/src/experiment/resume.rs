@@ -3,11 +3,9 @@
 //! may change (its length, cadence, output and device). A model of another shape, another
 //! tokenizer or other data is refused by name, before anything is loaded.
 
-use serde_json::Value;
-
 use super::ConfigSet;
-use super::config::same_value;
 use crate::checkpoint::Checkpoint;
+use crate::diff::differences;
 use crate::{Error, Result};
 
 /// Keys of the `training` section a resumed run may change.
@@ -57,54 +55,16 @@ pub(crate) fn check_config_fits(checkpoint: &Checkpoint, run: &ConfigSet<'_>) ->
         ))
     })?;
     let saved = serde_json::to_value(table)?;
-    let mut differences = Vec::new();
-    diff(
-        &saved,
-        &run.tree(),
-        &mut Vec::new(),
-        run.training_section(),
-        &mut differences,
-    );
-    let Some((key, was, is)) = differences.into_iter().next() else {
+    let training = run.training_section();
+    let found = differences(&saved, &run.tree(), &|path| may_change(path, training));
+    let Some(first) = found.first() else {
         return Ok(());
     };
     Err(Error::Checkpoint(format!(
-        "{} does not fit this run: `{key}` is {was} there and {is} here; use another \
-         --output-dir for this run (or --resume-from a checkpoint that fits)",
+        "{} does not fit this run: {first}; use another --output-dir for this run (or \
+         --resume-from a checkpoint that fits)",
         checkpoint.dir().display()
     )))
-}
-
-/// Every leaf where `saved` and `run` differ, as (key, saved value, run value); a key absent
-/// on one side is unset there.
-fn diff(
-    saved: &Value,
-    run: &Value,
-    path: &mut Vec<String>,
-    training: Option<&str>,
-    out: &mut Vec<(String, String, String)>,
-) {
-    if may_change(path, training) {
-        return;
-    }
-    match (saved, run) {
-        (Value::Object(a), Value::Object(b)) => {
-            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            for key in keys {
-                path.push(key.clone());
-                let (x, y) = (
-                    a.get(key).unwrap_or(&Value::Null),
-                    b.get(key).unwrap_or(&Value::Null),
-                );
-                diff(x, y, path, training, out);
-                path.pop();
-            }
-        }
-        (a, b) if same_value(a, b) => {}
-        (a, b) => out.push((path.join("."), shown(a), shown(b))),
-    }
 }
 
 fn may_change(path: &[String], training: Option<&str>) -> bool {
@@ -117,16 +77,10 @@ fn may_change(path: &[String], training: Option<&str>) -> bool {
     }
 }
 
-fn shown(v: &Value) -> String {
-    match v {
-        Value::Null => "unset".into(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn only_the_keys_that_must_stay_count() {
@@ -138,17 +92,20 @@ mod tests {
         let mut run = saved.clone();
         run["training"]["steps"] = 8.into();
         run["schedule"]["total_steps"] = 8.into();
-        let mut out = Vec::new();
-        diff(&saved, &run, &mut Vec::new(), Some("training"), &mut out);
+        let skip = |path: &[String]| may_change(path, Some("training"));
+        let out = differences(&saved, &run, &skip);
         assert!(out.is_empty(), "{out:?}");
         run["llama"]["hidden_size"] = 512.into();
         run["training"]["data"] = Value::Null;
-        diff(&saved, &run, &mut Vec::new(), Some("training"), &mut out);
+        let out: Vec<String> = differences(&saved, &run, &skip)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             out,
             [
-                ("llama.hidden_size".into(), "256".into(), "512".into()),
-                ("training.data".into(), "\"a.txt\"".into(), "unset".into()),
+                "`llama.hidden_size` is 256 there and 512 here",
+                "`training.data` is \"a.txt\" there and unset here",
             ]
         );
     }

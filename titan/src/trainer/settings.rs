@@ -167,6 +167,8 @@ impl TrainingConfig {
                 "must be a finite number above 0, or exactly 0 to turn clipping off",
             ));
         }
+        // The device and precision name something this machine has.
+        self.compute_kind()?;
         if let Some(peak) = self.peak_flops
             && !(peak.is_finite() && peak > 0.0)
         {

@@ -10,6 +10,7 @@ use tch::{Device, Tensor};
 
 use super::{Llama, LlamaConfig};
 use crate::checkpoint::{load_weights, read_weights};
+use crate::diff::same_value;
 use crate::model::{Model, SpecialTokens};
 use crate::{Error, Result};
 
@@ -99,7 +100,7 @@ fn check_config(theirs: &Value, ours: &LlamaConfig) -> std::result::Result<(), S
     ];
     for (key, want) in fixed {
         if let Some(got) = field(key)
-            && !same(got, &want)
+            && !same_value(got, &want)
         {
             return Err(format!("`{key}` is {got} there and {want} here"));
         }
@@ -133,7 +134,7 @@ fn check_config(theirs: &Value, ours: &LlamaConfig) -> std::result::Result<(), S
         let Some(got) = field(key).or(default) else {
             return Err(format!("`{key}` is missing there"));
         };
-        if !same(got, &ours[key]) {
+        if !same_value(got, &ours[key]) {
             return Err(format!(
                 "`{key}` is {got} there and {} in the experiment's model",
                 ours[key]
@@ -141,14 +142,6 @@ fn check_config(theirs: &Value, ours: &LlamaConfig) -> std::result::Result<(), S
         }
     }
     Ok(())
-}
-
-/// Equal as JSON values, numbers by value (`10000` and `10000.0` are the same).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
 }
 
 /// The weight files of `dir`: `model.safetensors`, or the shards its index lists.
