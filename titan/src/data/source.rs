@@ -68,7 +68,8 @@ pub const DEFAULT_FIELD: &str = "text";
 
 impl DataSource {
     /// The data files `spec` names (a file, a directory or a glob; see [`resolve`]), checked
-    /// now: each opens, and each JSONL or Parquet file has the `text` field or column.
+    /// now: each opens and its first record reads (JSONL and Parquet files have the `text`
+    /// field or column).
     pub fn files(spec: &Path, split: Split) -> Result<Self> {
         Self::files_with(spec, split, DEFAULT_DELIMITER, DEFAULT_FIELD)
     }
@@ -83,11 +84,9 @@ impl DataSource {
         };
         if let Origin::Files(files) = &source.origin {
             for file in files {
-                let mut reader = source.open(file, 0, 0)?;
-                if file.format == Format::Jsonl {
-                    // The field check needs a line; an empty file is reported when read.
-                    reader.next_document()?;
-                }
+                // Its first record is read now (UTF-8, the JSONL field, the Parquet column), so
+                // a bad file stops the run before step 1; an empty one is reported when read.
+                source.open(file, 0, 0)?.next_document()?;
             }
         }
         Ok(source)

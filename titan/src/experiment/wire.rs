@@ -91,7 +91,8 @@ impl<'a, I: 'a, Lab: 'a> WireData<'a, I, Lab> {
 
 impl<'a, I: 'a, Lab: 'a> WireLoss<'a, I, Lab> {
     /// Adds a validation dataloader: the batches it yields first are the fixed validation set
-    /// (the trainer scores `training.eval_batches` of them). Its batches must fit the model and
+    /// (the trainer scores `training.eval_batches` of them). Its first batch is read here, so
+    /// validation data with no documents is an error before step 1. Its batches must fit the model and
     /// carry the training labels' type.
     pub fn val_data<V>(mut self, data: &'a mut V) -> Result<Self>
     where
@@ -100,6 +101,14 @@ impl<'a, I: 'a, Lab: 'a> WireLoss<'a, I, Lab> {
         <V::Batch as Batch>::Labels: SameLabels<Lab>,
     {
         let start = serde_json::to_value(data.state())?;
+        // The first validation batch is read now, so a split with no documents (for this rank)
+        // stops the run before step 1, not at its first evaluation.
+        data.next_batch().map_err(|e| {
+            crate::Error::Data(format!(
+                "the validation data has no batch to score (checked before step 1): {e}"
+            ))
+        })?;
+        data.load_state(serde_json::from_value(start.clone())?)?;
         let (forward, loss) = (self.data.model.forward.clone(), self.loss.clone());
         let device = self.data.model.device;
         self.validate = Some(Box::new(move |batches| {

@@ -1,0 +1,88 @@
+//! Mistakes found before step 1, not after the user has waited for the run: validation data
+//! with no documents (a tiny corpus, an empty `--val-data`), a data file whose first record
+//! does not read, settings out of range.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+
+#[allow(dead_code)]
+#[path = "../experiments/tiny_llama.rs"]
+mod tiny_llama;
+
+/// tiny_llama shrunk for a test, 3 steps in `dir`, with `extra` flags.
+fn run(dir: &Path, extra: &[&str]) -> titan::Result<()> {
+    let out = dir.display().to_string();
+    let mut args = vec![
+        "tiny_llama",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--samples",
+        "0",
+        "--output-dir",
+        &out,
+        "--set",
+        "llama.num_hidden_layers=1",
+        "--set",
+        "training.seq_len=64",
+        "--set",
+        "dataset.tokenizer_sample=300",
+    ];
+    args.extend_from_slice(extra);
+    titan::experiment::run::<tiny_llama::TinyLlama>(titan::cli::TrainArgs::try_parse_from(args)?)
+}
+
+/// Whether `dir`'s metrics hold any step: a run that failed before step 1 has none.
+fn trained(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("metrics.jsonl")).is_ok_and(|m| m.contains("\"step\""))
+}
+
+#[test]
+fn validation_data_without_documents_stops_the_run_before_step_1() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Three documents: every 20th is held out for validation, so there is none.
+    let small = dir.path().join("small.txt");
+    std::fs::write(
+        &small,
+        "A fox ran.\n<|endoftext|>\nA hen sat.\n<|endoftext|>\nA cat slept.\n",
+    )?;
+    let small = small.to_str().context("utf8 path")?;
+    let out = dir.path().join("split");
+    let err = run(&out, &["--data", small])
+        .expect_err("no validation documents")
+        .to_string();
+    ensure!(
+        err.contains("validation data has no batch") && err.contains("every 20th document"),
+        "{err}"
+    );
+    ensure!(!trained(&out));
+
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "")?;
+    let empty = empty.to_str().context("utf8 path")?;
+    let out = dir.path().join("empty");
+    let err = run(&out, &["--data", small, "--val-data", empty])
+        .expect_err("an empty --val-data")
+        .to_string();
+    ensure!(
+        err.contains("empty.txt") && err.contains("no documents"),
+        "{err}"
+    );
+    ensure!(!trained(&out));
+    Ok(())
+}
+
+#[test]
+fn a_file_whose_first_record_does_not_read_is_refused_when_named() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("latin1.txt");
+    std::fs::write(&bad, b"Caf\xe9 au lait.\n<|endoftext|>\nMore.\n")?;
+    let source = titan::data::DataSource::files(&bad, titan::data::Split::Train);
+    let err = source.expect_err("not UTF-8").to_string();
+    ensure!(err.contains("latin1.txt"), "{err}");
+    Ok(())
+}
