@@ -14,6 +14,8 @@ use titan::{AdamW, AdamWConfig, CausalLmLoss, Llama, Loss, Model};
 struct NanFrom {
     calls: std::cell::Cell<usize>,
     at: usize,
+    /// The first call that is finite again.
+    until: usize,
 }
 
 /// Its call count decides when the NaNs start, so a checkpoint keeps it.
@@ -31,7 +33,7 @@ impl Loss<HfLabels> for NanFrom {
     fn loss_sum(&self, logits: &Tensor, labels: &HfLabels) -> titan::Result<(Tensor, Tensor)> {
         let (sum, count) = CausalLmLoss.loss_sum(logits, labels)?;
         self.calls.set(self.calls.get() + 1);
-        let sum = if self.calls.get() >= self.at {
+        let sum = if (self.at..self.until).contains(&self.calls.get()) {
             sum * f64::NAN
         } else {
             sum
@@ -76,11 +78,14 @@ fn run_until_nan(at: usize, accum: usize) -> Result<(String, String)> {
     let mut loss = NanFrom {
         calls: std::cell::Cell::new(0),
         at,
+        until: usize::MAX,
     };
     let config = titan::TrainingConfig {
         steps: 10,
         log_every: 5,
         grad_accum_steps: accum,
+        // Stop at the first non-finite step.
+        max_skipped_steps: 0,
         ..titan::TrainingConfig::default()
     };
     let (outcome, metrics) = small_run(&mut small_llama()?, &mut loss, config, false)?;
@@ -106,6 +111,63 @@ fn a_nan_loss_stops_the_run_naming_the_step_and_batches() -> Result<()> {
     assert!(
         metrics.contains("\"step\":5") && !metrics.contains("\"loss\":null"),
         "{metrics}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_non_finite_step_is_skipped_on_the_device_and_the_run_goes_on() -> Result<()> {
+    // One NaN batch (the 3rd): AdamW skips step 3, the weights stay finite, the run ends.
+    let mut model = small_llama()?;
+    let mut loss = NanFrom {
+        calls: std::cell::Cell::new(0),
+        at: 3,
+        until: 4,
+    };
+    let config = titan::TrainingConfig {
+        steps: 6,
+        log_every: 1,
+        ..titan::TrainingConfig::default()
+    };
+    let (outcome, metrics) = small_run(&mut model, &mut loss, config, false)?;
+    outcome?;
+    let lines: Vec<&str> = metrics.lines().collect();
+    assert_eq!(lines.len(), 6, "{metrics}");
+    assert!(
+        lines[2].contains("\"loss\":\"NaN\""),
+        "reported as NaN, not null: {}",
+        lines[2]
+    );
+    assert!(lines[5].contains("\"skipped_steps\":1"), "{}", lines[5]);
+    for (name, p) in model.parameters().named() {
+        let finite = p.isfinite().all().int64_value(&[]) == 1;
+        assert!(finite, "{name} took the NaN step");
+    }
+
+    // NaN from the 3rd batch on: more than 2 skipped in a row stops the run.
+    let mut loss = NanFrom {
+        calls: std::cell::Cell::new(0),
+        at: 3,
+        until: usize::MAX,
+    };
+    let config = titan::TrainingConfig {
+        steps: 10,
+        log_every: 1,
+        max_skipped_steps: 2,
+        ..titan::TrainingConfig::default()
+    };
+    let (outcome, metrics) = small_run(&mut small_llama()?, &mut loss, config, false)?;
+    let err = outcome.expect_err("too many in a row").to_string();
+    assert!(
+        err.contains("step 3 (training batch 3 ")
+            && err.contains("3 steps in a row")
+            && err.contains("max_skipped_steps = 2"),
+        "{err}"
+    );
+    assert_eq!(
+        metrics.lines().count(),
+        4,
+        "steps 1 to 4 are logged: {metrics}"
     );
     Ok(())
 }

@@ -45,15 +45,19 @@ extern "C" {
 
 // libtorch's fused AdamW (`torch._fused_adamw_`) over n parameters of one device and dtype;
 // `lr` is a one-element float tensor on their device, so a captured step reads the current rate.
+// With `found_inf` (a float scalar on their device, may be null) set to 1 the kernel leaves
+// parameters and moments as they are, decided on the device.
 int titan_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads,
                       at::Tensor* const* exp_avgs, at::Tensor* const* exp_avg_sqs,
                       at::Tensor* const* steps, size_t n, const at::Tensor* lr, double beta1,
-                      double beta2, double weight_decay, double eps, char* err,
-                      size_t err_len) {
+                      double beta2, double weight_decay, double eps, const at::Tensor* found_inf,
+                      char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
+    std::optional<at::Tensor> inf;
+    if (found_inf != nullptr) inf = *found_inf;
     at::_fused_adamw_(list(params, n), list(grads, n), list(exp_avgs, n), list(exp_avg_sqs, n),
                       {}, list(steps, n), *lr, beta1, beta2, weight_decay, eps,
-                      /*amsgrad=*/false, /*maximize=*/false);
+                      /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, inf);
   });
 }
 

@@ -18,6 +18,7 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
     "keep_checkpoints",
     "resume_from",
     "init_from_hf",
+    "max_skipped_steps",
     "output_dir",
     "device",
     "cuda_graph",

@@ -77,6 +77,7 @@ mod tests {
             step_time_s: 0.5,
             data_wait_s: 0.0,
             epoch: 0,
+            skipped_steps: 0,
         }))?;
         sink.record(&Record::Eval(EvalMetrics {
             step: 1,

@@ -20,10 +20,12 @@ pub struct StepMetrics {
     /// 1-based step number.
     pub step: u64,
     /// Training loss of this step.
+    #[serde(serialize_with = "number_or_name")]
     pub loss: f64,
     /// Learning rate used by this step.
     pub lr: f64,
     /// Global gradient norm before clipping.
+    #[serde(serialize_with = "number_or_name")]
     pub grad_norm: f64,
     /// Tokens per second per device since the previous log line.
     pub tps: f64,
@@ -46,6 +48,9 @@ pub struct StepMetrics {
     pub data_wait_s: f64,
     /// Completed passes over the training data.
     pub epoch: u64,
+    /// Steps so far whose loss or gradient norm was NaN or infinite, each skipped by the
+    /// optimizer (`training.max_skipped_steps` in a row stop the run).
+    pub skipped_steps: u64,
 }
 
 /// One evaluation on the validation data.
@@ -54,8 +59,10 @@ pub struct EvalMetrics {
     /// Training step after which it ran.
     pub step: u64,
     /// Mean loss per validation token.
+    #[serde(serialize_with = "number_or_name")]
     pub val_loss: f64,
     /// `exp(val_loss)`.
+    #[serde(serialize_with = "number_or_name")]
     pub val_perplexity: f64,
     /// Tokens evaluated.
     pub val_tokens: f64,
@@ -103,5 +110,15 @@ pub fn console_line(record: &Record) -> String {
             "eval after step {:>6}  val_loss {:.4}  val_ppl {:.2}  ({} tokens)",
             m.step, m.val_loss, m.val_perplexity, m.val_tokens
         ),
+    }
+}
+
+/// A float as JSON: a number when finite, else its name (`"NaN"`, `"inf"`, `"-inf"`): JSON
+/// has no NaN, and serde would write `null`, which reads as "not measured".
+fn number_or_name<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.is_finite() {
+        serializer.serialize_f64(*value)
+    } else {
+        serializer.serialize_str(&value.to_string())
     }
 }

@@ -117,17 +117,10 @@ impl AdamW {
     }
 }
 
-/// The tensors of `list` at `indices`.
-fn pick<'t>(list: &'t [Tensor], indices: &[usize]) -> Vec<&'t Tensor> {
-    indices.iter().map(|&i| &list[i]).collect()
-}
-
-impl Optimizer for AdamW {
-    fn zero_grad(&mut self) -> Result<()> {
-        params::zero_grads(self.params.iter().map(|p| &p.tensor))
-    }
-
-    fn step(&mut self) -> Result<()> {
+impl AdamW {
+    /// One update; with `found_inf` set (on the device) the kernel changes nothing and the
+    /// step counts stay, so a skipped step leaves no trace.
+    fn update(&mut self, found_inf: Option<&Tensor>) -> Result<()> {
         if let Some(why) = self.lr_error.take() {
             return Err(Error::Training(format!("setting AdamW's rate: {why}")));
         }
@@ -145,15 +138,24 @@ impl Optimizer for AdamW {
                 pick(&self.exp_avg_sqs, &members),
                 pick(&self.steps, &members),
             );
-            // The kernel reads the incremented counts; only the stepped parameters count.
+            // The kernel reads the incremented counts; only the stepped parameters count, and
+            // a skipped step (`found_inf` 1) counts 1 - 1 = 0.
             let all = live.len() == group.members.len();
-            let count = |by: f64| -> Result<()> {
-                if all {
-                    let _ = group.steps.shallow_clone().f_add_scalar_(by)?;
+            // 1 for a step taken, 1 - found_inf for one the device may skip.
+            let taken = found_inf
+                .map(|inf| inf.f_neg()?.f_add_scalar(1.0))
+                .transpose()?;
+            let count = |sign: f64| -> Result<()> {
+                let targets: Vec<Tensor> = if all {
+                    vec![group.steps.shallow_clone()]
                 } else {
-                    for step in &s {
-                        let _ = (*step).shallow_clone().f_add_scalar_(by)?;
-                    }
+                    s.iter().map(|step| (*step).shallow_clone()).collect()
+                };
+                for mut t in targets {
+                    let _ = match &taken {
+                        None => t.f_add_scalar_(sign)?,
+                        Some(taken) => t.f_add_(&taken.f_mul_scalar(sign)?)?,
+                    };
                 }
                 Ok(())
             };
@@ -170,6 +172,7 @@ impl Optimizer for AdamW {
                 self.config.betas,
                 group.weight_decay,
                 self.config.eps,
+                found_inf,
             );
             if let Err(e) = stepped {
                 // The kernel failed before touching anything: take the counts back.
@@ -178,6 +181,26 @@ impl Optimizer for AdamW {
             }
         }
         Ok(())
+    }
+}
+
+/// The tensors of `list` at `indices`.
+fn pick<'t>(list: &'t [Tensor], indices: &[usize]) -> Vec<&'t Tensor> {
+    indices.iter().map(|&i| &list[i]).collect()
+}
+
+impl Optimizer for AdamW {
+    fn zero_grad(&mut self) -> Result<()> {
+        params::zero_grads(self.params.iter().map(|p| &p.tensor))
+    }
+
+    fn step(&mut self) -> Result<()> {
+        self.update(None)
+    }
+
+    fn step_unless(&mut self, found_inf: &Tensor) -> Result<bool> {
+        self.update(Some(found_inf))?;
+        Ok(true)
     }
 
     fn set_lr(&mut self, lr: f64) {

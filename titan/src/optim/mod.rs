@@ -39,6 +39,16 @@ pub trait Optimizer {
     fn capturable(&self) -> bool {
         false
     }
+    /// Applies one update unless `found_inf` (a float scalar on the parameters' device: 1 when
+    /// this step's loss or gradients are NaN or infinite, else 0) is set, deciding on the
+    /// device with no host sync: a skipped step changes no weight and no state. Returns
+    /// whether it can skip; the default cannot: it applies [`Optimizer::step`] and returns
+    /// false, and the trainer then stops the run at its next log point instead.
+    fn step_unless(&mut self, found_inf: &Tensor) -> Result<bool> {
+        let _ = found_inf;
+        self.step()?;
+        Ok(false)
+    }
 }
 
 /// Writes `optimizer`'s state to a safetensors file; the file appears whole or not at all.

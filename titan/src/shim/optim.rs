@@ -22,6 +22,7 @@ unsafe extern "C" {
         beta2: f64,
         weight_decay: f64,
         eps: f64,
+        found_inf: *const c_void,
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
@@ -66,13 +67,15 @@ pub struct AdamWLists<'a> {
 }
 
 /// One step of libtorch's fused AdamW kernel (`torch._fused_adamw_`, CPU or CUDA) over `lists`;
-/// `lr` is a one-element float tensor on the parameters' device.
+/// `lr` is a one-element float tensor on the parameters' device. With `found_inf` (a float
+/// scalar there) at 1 the kernel changes no parameter or moment, decided on the device.
 pub fn fused_adamw(
     lists: &AdamWLists<'_>,
     lr: &Tensor,
     betas: (f64, f64),
     weight_decay: f64,
     eps: f64,
+    found_inf: Option<&Tensor>,
 ) -> Result<()> {
     let n = lists.params.len();
     for (name, list) in [
@@ -95,9 +98,11 @@ pub fn fused_adamw(
         handles(lists.exp_avg_sqs),
         handles(lists.steps),
     );
+    let found_inf = found_inf.map_or(std::ptr::null(), |t| t.as_ptr().cast::<c_void>());
     call("fused AdamW", |err, len| {
-        // SAFETY: every pointer is a live `at::Tensor*` borrowed from `lists` and `lr` for the
-        // duration of the call, and each list holds `n` of them (checked above).
+        // SAFETY: every pointer is a live `at::Tensor*` borrowed from `lists`, `lr` and
+        // `found_inf` (or null) for the duration of the call, and each list holds `n` of them
+        // (checked above).
         unsafe {
             titan_fused_adamw(
                 p.as_ptr(),
@@ -111,6 +116,7 @@ pub fn fused_adamw(
                 betas.1,
                 weight_decay,
                 eps,
+                found_inf,
                 err,
                 len,
             )
@@ -199,7 +205,8 @@ mod tests {
             exp_avg_sqs: &two,
             steps: &two,
         };
-        let err = fused_adamw(&lists, &lr, (0.9, 0.999), 0.0, 1e-8).expect_err("one gradient");
+        let err =
+            fused_adamw(&lists, &lr, (0.9, 0.999), 0.0, 1e-8, None).expect_err("one gradient");
         assert!(matches!(err, Error::Mismatch(_)), "{err}");
         assert!(
             err.to_string().contains("1 grads for 2 parameters"),

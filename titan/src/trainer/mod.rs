@@ -150,6 +150,8 @@ impl Trainer {
         };
         let mut executor = Executor::choose(&parts, &cfg, start, self.staged, &notice)?;
         let mut info = StepInfo::default();
+        // Non-finite steps the optimizer skips are tolerated up to this many in a row.
+        let skip_limit = |info: &StepInfo| info.skipping.then_some(cfg.max_skipped_steps);
         for step in start + 1..=cfg.steps {
             let lr = parts.update.schedule();
             let mut cx = StepContext {
@@ -166,7 +168,7 @@ impl Trainer {
             if step % cfg.log_every == 0 || step == cfg.steps {
                 // The only host syncs of the loop: values are read at log points alone.
                 crate::device::synchronize(parts.device);
-                non_finite.check(accum, info.epoch)?;
+                let skipped = non_finite.check(accum, info.epoch, skip_limit(&info))?;
                 let loss_value = step_loss.f_double_value(&[])?;
                 let norm_value = grad_norm.f_double_value(&[])?;
                 last_loss = loss_value;
@@ -183,7 +185,8 @@ impl Trainer {
                     lr,
                     grad_norm: norm_value,
                 };
-                let metrics = window.finish(reading, info.epoch, flops, memory);
+                let mut metrics = window.finish(reading, info.epoch, flops, memory);
+                metrics.skipped_steps = skipped.total;
                 self.emit(&bar, &Record::Step(metrics))?;
                 bar.set_message(format!("loss {loss_value:.3}"));
             }
@@ -193,7 +196,7 @@ impl Trainer {
                 .as_mut()
                 .filter(|_| eval_now || step == cfg.steps)
             {
-                non_finite.check(accum, info.epoch)?;
+                non_finite.check(accum, info.epoch, skip_limit(&info))?;
                 let (value, tokens) = validate(cfg.eval_batches)?;
                 val_loss = Some(value);
                 self.emit(
@@ -211,7 +214,7 @@ impl Trainer {
             {
                 // Never a checkpoint of non-finite weights.
                 crate::device::synchronize(parts.device);
-                non_finite.check(accum, info.epoch)?;
+                non_finite.check(accum, info.epoch, skip_limit(&info))?;
                 let previous = checkpoints.save(step, &parts)?;
                 report(self.progress, &bar, previous);
                 // The copy is not a step: the next log line's rates leave it out.

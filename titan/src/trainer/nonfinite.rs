@@ -1,5 +1,6 @@
-//! The first step whose loss or gradient norm was NaN or infinite, tracked on the device so
-//! steps never sync, and read wherever the loop syncs anyway (log points, evaluations).
+//! Steps whose loss or gradient norm was NaN or infinite, tracked on the device so steps never
+//! sync, and read wherever the loop syncs anyway (log points, evaluations, checkpoints): the
+//! first such step, how many there were, and the longest run of them in a row.
 
 use tch::{Device, Kind, Tensor};
 
@@ -8,16 +9,33 @@ use crate::{Error, Result};
 /// "No step" for the tracker.
 const NO_STEP: i64 = i64::MAX;
 
-/// The first non-finite step, as a device scalar.
+/// The non-finite steps so far, as device scalars.
 pub(crate) struct NonFinite {
     first_bad: Tensor,
+    /// Non-finite steps in a row, up to the latest step.
+    in_a_row: Tensor,
+    /// The longest such run so far.
+    longest: Tensor,
+    /// Non-finite steps in all.
+    total: Tensor,
+}
+
+/// What [`NonFinite::check`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Skipped {
+    /// Non-finite steps so far (each skipped by the optimizer).
+    pub total: u64,
 }
 
 impl NonFinite {
     /// No bad step yet.
     pub fn new(device: Device) -> Result<Self> {
+        let zero = || Tensor::f_zeros([], (Kind::Int64, device));
         Ok(Self {
             first_bad: Tensor::f_full([], NO_STEP, (Kind::Int64, device))?,
+            in_a_row: zero()?,
+            longest: zero()?,
+            total: zero()?,
         })
     }
 
@@ -29,15 +47,28 @@ impl NonFinite {
             .f_logical_and(&grad_norm.f_to_device(device)?.f_isfinite()?)?;
         let here = Tensor::f_where_scalar(&finite, NO_STEP, step as i64)?;
         self.first_bad = self.first_bad.f_minimum(&here)?;
+        let bad = finite.f_logical_not()?.f_to_kind(Kind::Int64)?;
+        self.in_a_row = self.in_a_row.f_add(&bad)?.f_mul(&bad)?;
+        self.longest = self.longest.f_maximum(&self.in_a_row)?;
+        self.total = self.total.f_add(&bad)?;
         Ok(())
     }
 
-    /// Stops the run, naming the step and its batches (`accum` micro-batches a step), when a
-    /// step was not finite. Called before anything about that step is written.
-    pub fn check(&self, accum: u64, epoch: u64) -> Result<()> {
+    /// Stops the run, naming the first non-finite step and its batches (`accum` micro-batches
+    /// a step), when a step was not finite and the optimizer could not skip it (`max_in_a_row`
+    /// is `None`), or when more than `max_in_a_row` steps in a row were; otherwise says how
+    /// many were skipped. Called before anything about those steps is written.
+    pub fn check(&self, accum: u64, epoch: u64, max_in_a_row: Option<u64>) -> Result<Skipped> {
         let step = self.first_bad.f_int64_value(&[])?;
+        let total = self.total.f_int64_value(&[])? as u64;
         if step == NO_STEP {
-            return Ok(());
+            return Ok(Skipped { total });
+        }
+        let longest = self.longest.f_int64_value(&[])? as u64;
+        if let Some(max) = max_in_a_row
+            && longest <= max
+        {
+            return Ok(Skipped { total });
         }
         let step = step as u64;
         let (first, last) = ((step - 1) * accum + 1, step * accum);
@@ -46,9 +77,16 @@ impl NonFinite {
         } else {
             format!("training batches {first}..={last}")
         };
-        Err(Error::Training(format!(
-            "the loss or gradient norm became NaN or infinite at step {step} ({batches} of this \
-             run, dataloader epoch {epoch}); stopping before logging or evaluating it"
-        )))
+        let at = format!(
+            "the loss or gradient norm became NaN or infinite at step {step} ({batches} of \
+             this run, dataloader epoch {epoch})"
+        );
+        Err(Error::Training(match max_in_a_row {
+            None => format!("{at}; stopping before logging or evaluating it"),
+            Some(max) => format!(
+                "{at}; {longest} steps in a row were, each skipped without touching the weights, \
+                 more than training.max_skipped_steps = {max}: stopping"
+            ),
+        }))
     }
 }

@@ -56,6 +56,10 @@ pub struct TrainingConfig {
     /// Clip the global gradient norm to this; exactly 0 turns clipping off (said in the run's
     /// first line). Negative or NaN is an error.
     pub max_grad_norm: f64,
+    /// Steps in a row whose loss or gradient norm may be NaN or infinite before the run stops;
+    /// the optimizer skips each on the device, leaving the weights as they were (AdamW does;
+    /// an optimizer that cannot makes the run stop at the first). 0: stop at the first.
+    pub max_skipped_steps: u64,
     /// Micro-batches of `batch_size` per optimizer step, gradients weighted by token count.
     pub grad_accum_steps: usize,
     /// Peak FLOP/s of one device, for MFU; unset: known GPUs' bf16 peak, none on CPU.
@@ -96,6 +100,7 @@ impl Default for TrainingConfig {
             eval_every: 0,
             eval_batches: 8,
             max_grad_norm: 1.0,
+            max_skipped_steps: 3,
             grad_accum_steps: 1,
             peak_flops: None,
             cuda_graph: true,

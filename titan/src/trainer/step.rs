@@ -23,6 +23,9 @@ pub(crate) struct StepInfo {
     pub epoch: u64,
     /// Sequence length of the step's batches.
     pub seq_len: i64,
+    /// Whether the optimizer skips a non-finite step on the device (else the run stops at the
+    /// next log point, as soon as it sees one).
+    pub skipping: bool,
 }
 
 /// What one step needs besides the parts: the settings, the metrics window it adds to, and
@@ -193,6 +196,13 @@ fn device_step<Lab>(
         Ok((fetched.sum, fetched.count))
     })?;
     let grad_norm = clip_grad_norm(&parts.params, cx.config.max_grad_norm)?;
-    parts.update.step()?;
+    // A NaN or infinite loss or gradient norm never reaches the weights: the optimizer skips
+    // the step on the device, with no host sync.
+    let found_inf = step_loss
+        .f_isfinite()?
+        .f_logical_and(&grad_norm.f_to_device(step_loss.device())?.f_isfinite()?)?
+        .f_logical_not()?
+        .f_to_kind(tch::Kind::Float)?;
+    info.skipping = parts.update.step_unless(&found_inf)?;
     Ok((step_loss, grad_norm))
 }

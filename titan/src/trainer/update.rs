@@ -4,6 +4,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use tch::Tensor;
+
 use super::contracts::SameOptimizer;
 use crate::Result;
 use crate::lr::LrScheduler;
@@ -13,7 +15,8 @@ use crate::optim::Optimizer;
 pub(crate) trait Update {
     fn schedule(&mut self) -> f64;
     fn zero_grad(&mut self) -> Result<()>;
-    fn step(&mut self) -> Result<()>;
+    /// A step the optimizer skips on the device when `found_inf` is 1; false when it cannot.
+    fn step_unless(&mut self, found_inf: &Tensor) -> Result<bool>;
     fn capturable(&self) -> bool;
 }
 
@@ -40,8 +43,8 @@ where
     fn zero_grad(&mut self) -> Result<()> {
         self.optimizer.borrow_mut().zero_grad()
     }
-    fn step(&mut self) -> Result<()> {
-        self.optimizer.borrow_mut().step()
+    fn step_unless(&mut self, found_inf: &Tensor) -> Result<bool> {
+        self.optimizer.borrow_mut().step_unless(found_inf)
     }
     fn capturable(&self) -> bool {
         self.optimizer.borrow().capturable()

@@ -77,6 +77,7 @@ impl Window {
             step_time_s: secs / steps,
             data_wait_s: self.data_wait.as_secs_f64() / steps,
             epoch,
+            skipped_steps: 0,
         };
         self.restart();
         m
