@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Convention, DEFAULT_DELIMITER, DEFAULT_FIELD, DEFAULT_PREFETCH, DataSource, Documents, Layout,
-    TokenLoader,
+    MAX_DOCUMENT_BYTES, TokenLoader,
 };
 use crate::Result;
 use crate::parallel_dims::DataParallel;
@@ -38,6 +38,9 @@ pub struct DatasetConfig {
     pub prefetch: usize,
     /// Documents the tokenizer is trained on when it is not cached yet.
     pub tokenizer_sample: usize,
+    /// The bound of one document's size in bytes: a longer text document is cut into several,
+    /// a longer JSONL line or Parquet value is an error naming file and place.
+    pub max_document_bytes: usize,
 }
 
 impl Default for DatasetConfig {
@@ -49,6 +52,7 @@ impl Default for DatasetConfig {
             layout: Layout::Packed,
             prefetch: DEFAULT_PREFETCH,
             tokenizer_sample: 20_000,
+            max_document_bytes: MAX_DOCUMENT_BYTES,
         }
     }
 }

@@ -33,7 +33,13 @@ impl Corpus {
         stories: StoryConfig,
     ) -> Result<Self> {
         let files = |path: &Path, split| {
-            DataSource::files_with(path, split, &dataset.delimiter, &dataset.field)
+            DataSource::files_with(
+                path,
+                split,
+                &dataset.delimiter,
+                &dataset.field,
+                dataset.max_document_bytes,
+            )
         };
         let corpus = match (data, val_data) {
             (Some(train), Some(val)) => Self {

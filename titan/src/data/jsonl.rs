@@ -10,15 +10,23 @@ use crate::{Error, Result};
 pub(crate) struct JsonlReader {
     lines: LineReader,
     field: String,
+    max_document_bytes: usize,
 }
 
 impl JsonlReader {
     /// Opens `path` at byte `offset`, which starts line `line_number` (1-based); `(0, 1)` is
     /// the start of the file.
-    pub(crate) fn open(path: &Path, field: &str, offset: u64, line_number: u64) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        field: &str,
+        offset: u64,
+        line_number: u64,
+        max_document_bytes: usize,
+    ) -> Result<Self> {
         Ok(Self {
-            lines: LineReader::open(path, offset, line_number)?,
+            lines: LineReader::open(path, offset, line_number, max_document_bytes)?,
             field: field.to_string(),
+            max_document_bytes,
         })
     }
 
@@ -33,10 +41,20 @@ impl JsonlReader {
         let field = self.field.as_str();
         loop {
             let path = self.lines.path().display().to_string();
-            let Some((line, number)) = self.lines.next_line()? else {
+            let max = self.max_document_bytes;
+            let Some(piece) = self.lines.next_piece()? else {
                 return Ok(None);
             };
+            let (line, number) = (piece.text, piece.number);
             let where_ = || format!("{path}:{number}");
+            if !piece.ends_line {
+                return Err(Error::Data(format!(
+                    "{} (byte offset {}): the line is longer than dataset.max_document_bytes = \
+                     {max}; split the document, or raise the bound",
+                    where_(),
+                    piece.offset
+                )));
+            }
             if line.trim().is_empty() {
                 continue;
             }
@@ -82,7 +100,7 @@ mod tests {
     }
 
     fn all(path: &Path, field: &str) -> Result<Vec<String>> {
-        let mut reader = JsonlReader::open(path, field, 0, 1)?;
+        let mut reader = JsonlReader::open(path, field, 0, 1, 1 << 20)?;
         let mut docs = Vec::new();
         while let Some(doc) = reader.next_document()? {
             docs.push(doc);
@@ -99,10 +117,10 @@ mod tests {
             "{\"text\": \"one\", \"id\": 1}\n\n{\"text\": \" two \"}\n{\"text\": \"\"}\n{\"text\": \"three\"}",
         );
         assert_eq!(all(&path, "text")?, ["one", "two", "three"]);
-        let mut reader = JsonlReader::open(&path, "text", 0, 1)?;
+        let mut reader = JsonlReader::open(&path, "text", 0, 1, 1 << 20)?;
         reader.next_document()?;
         let (offset, line) = reader.position();
-        let mut resumed = JsonlReader::open(&path, "text", offset, line)?;
+        let mut resumed = JsonlReader::open(&path, "text", offset, line, 1 << 20)?;
         assert_eq!(resumed.next_document()?.as_deref(), Some("two"));
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! Reading a file line by line from any byte offset, each line checked as UTF-8: what the
-//! text and JSONL readers share.
+//! Reading a file line by line from any byte offset, each line checked as UTF-8 and read in
+//! pieces of bounded size (a newline-free file is never one allocation): what the text and
+//! JSONL readers share.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -15,11 +16,33 @@ pub(crate) struct LineReader {
     offset: u64,
     line_number: u64,
     line: Vec<u8>,
+    max_piece: usize,
+}
+
+/// One piece of a line: all of it, or, for a line longer than the reader's bound, the next
+/// part (cut at a character boundary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Piece<'a> {
+    /// The text, without the line's `\n` or `\r\n`.
+    pub text: &'a str,
+    /// The 1-based line it belongs to.
+    pub number: u64,
+    /// Byte offset where the piece starts.
+    pub offset: u64,
+    /// Whether the line ends with this piece.
+    pub ends_line: bool,
 }
 
 impl LineReader {
-    /// Opens `path` at byte `offset`, where line `line_number` starts (`(0, 1)`: the start).
-    pub(crate) fn open(path: &Path, offset: u64, line_number: u64) -> Result<Self> {
+    /// Opens `path` at byte `offset`, where line `line_number` starts (`(0, 1)`: the start);
+    /// no piece it returns holds more than `max_piece` bytes (plus at most 3 to end a
+    /// character).
+    pub(crate) fn open(
+        path: &Path,
+        offset: u64,
+        line_number: u64,
+        max_piece: usize,
+    ) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
         if offset > 0 {
@@ -33,6 +56,7 @@ impl LineReader {
             offset,
             line_number: line_number.max(1),
             line: Vec::new(),
+            max_piece: max_piece.max(4),
         })
     }
 
@@ -46,27 +70,109 @@ impl LineReader {
         (self.offset, self.line_number)
     }
 
-    /// The next line, without its `\n` or `\r\n`, and its line number; `None` at the end.
-    /// Invalid UTF-8 is an error naming the file, the line and the byte offset.
-    pub(crate) fn next_line(&mut self) -> Result<Option<(&str, u64)>> {
+    /// The next piece of a line: the whole line when it fits the bound, without its `\n` or
+    /// `\r\n`; `None` at the end. Invalid UTF-8 is an error naming the file, the line and the
+    /// byte offset.
+    pub(crate) fn next_piece(&mut self) -> Result<Option<Piece<'_>>> {
         self.line.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.line)
-            .map_err(|e| Error::io(&self.path, e))?;
-        if n == 0 {
+        let mut ends_line = false;
+        loop {
+            let buf = self
+                .reader
+                .fill_buf()
+                .map_err(|e| Error::io(&self.path, e))?;
+            if buf.is_empty() {
+                // The end of the file ends its last line.
+                ends_line = true;
+                break;
+            }
+            let full = self.line.len() >= self.max_piece;
+            // Past the bound, only the bytes that finish the last character are taken.
+            let (take, newline) = if full {
+                let rest = buf.iter().take_while(|&&b| b & 0xC0 == 0x80).count();
+                // A line of exactly the bound ends here too.
+                match buf.get(rest) {
+                    Some(b'\n') => (rest + 1, true),
+                    _ => (rest, false),
+                }
+            } else {
+                let room = self.max_piece - self.line.len();
+                let window = &buf[..buf.len().min(room)];
+                match window.iter().position(|&b| b == b'\n') {
+                    Some(i) => (i + 1, true),
+                    None => (window.len(), false),
+                }
+            };
+            self.line.extend_from_slice(&buf[..take]);
+            let more = take == buf.len();
+            self.reader.consume(take);
+            if newline {
+                ends_line = true;
+                break;
+            }
+            if full && !more {
+                break;
+            }
+        }
+        if self.line.is_empty() {
             return Ok(None);
         }
         let (start, number) = (self.offset, self.line_number);
-        self.offset += n as u64;
-        self.line_number += 1;
-        let line = std::str::from_utf8(&self.line).map_err(|e| {
+        self.offset += self.line.len() as u64;
+        if ends_line {
+            self.line_number += 1;
+        }
+        let text = std::str::from_utf8(&self.line).map_err(|e| {
             Error::Data(format!(
                 "{}:{number}: invalid UTF-8 at byte offset {}",
                 self.path.display(),
                 start + e.valid_up_to() as u64
             ))
         })?;
-        Ok(Some((line.trim_end_matches(['\n', '\r']), number)))
+        Ok(Some(Piece {
+            text: text.trim_end_matches(['\n', '\r']),
+            number,
+            offset: start,
+            ends_line,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(text: &[u8], max: usize) -> Result<Vec<(String, u64, bool)>> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let path = dir.path().join("t.txt");
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+        let mut reader = LineReader::open(&path, 0, 1, max)?;
+        let mut out = Vec::new();
+        while let Some(p) = reader.next_piece()? {
+            out.push((p.text.to_string(), p.number, p.ends_line));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn long_lines_come_in_bounded_pieces_cut_between_characters() -> Result<()> {
+        let got = pieces("ab\nabcdefghij\néééé\nabcd\nend".as_bytes(), 4)?;
+        let want = [
+            ("ab", 1, true),
+            ("abcd", 2, false),
+            ("efgh", 2, false),
+            ("ij", 2, true),
+            ("éé", 3, false),
+            ("éé", 3, true),
+            ("abcd", 4, true),
+            ("end", 5, true),
+        ];
+        let got: Vec<(&str, u64, bool)> =
+            got.iter().map(|(t, n, e)| (t.as_str(), *n, *e)).collect();
+        assert_eq!(got, want);
+        // A cut inside a character takes the rest of it: `é` is 2 bytes, 5 is mid-character.
+        let got = pieces("aaaéb".as_bytes(), 4)?;
+        assert_eq!(got[0].0, "aaaé");
+        Ok(())
     }
 }

@@ -25,6 +25,7 @@ pub(crate) struct ParquetReader {
     row_group: usize,
     row: u64,
     skip: u64,
+    max_document_bytes: usize,
     reader: Option<ColumnReaderImpl<ByteArrayType>>,
     pending: VecDeque<Option<String>>,
 }
@@ -46,7 +47,13 @@ fn parquet_err(path: &Path, e: impl std::fmt::Display) -> Error {
 impl ParquetReader {
     /// Opens `path` at `row` of `row_group` (`(0, 0)` is the start). A file that is not
     /// Parquet, or has no string column `column` (the error lists the columns), is an error.
-    pub(crate) fn open(path: &Path, column: &str, row_group: u64, row: u64) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        column: &str,
+        row_group: u64,
+        row: u64,
+        max_document_bytes: usize,
+    ) -> Result<Self> {
         let handle = File::open(path).map_err(|e| Error::io(path, e))?;
         let file = SerializedFileReader::new(handle)
             .map_err(|e| parquet_err(path, format_args!("not a readable Parquet file: {e}")))?;
@@ -76,6 +83,7 @@ impl ParquetReader {
             row_group: row_group as usize,
             row,
             skip: row,
+            max_document_bytes,
             reader: None,
             pending: VecDeque::new(),
         })
@@ -92,6 +100,18 @@ impl ParquetReader {
             if let Some(value) = self.pending.pop_front() {
                 self.row += 1;
                 match value {
+                    Some(text) if text.len() > self.max_document_bytes => {
+                        return Err(Error::Data(format!(
+                            "{}: row group {}, row {}: the value is {} bytes, longer than \
+                             dataset.max_document_bytes = {}; split the document, or raise \
+                             the bound",
+                            self.path.display(),
+                            self.row_group,
+                            self.row - 1,
+                            text.len(),
+                            self.max_document_bytes
+                        )));
+                    }
                     Some(text) if !text.trim().is_empty() => {
                         return Ok(Some(text.trim().to_string()));
                     }
@@ -237,7 +257,7 @@ mod tests {
     use super::*;
 
     fn all(path: &Path, row_group: u64, row: u64) -> Result<Vec<(String, (u64, u64))>> {
-        let mut reader = ParquetReader::open(path, "text", row_group, row)?;
+        let mut reader = ParquetReader::open(path, "text", row_group, row, 1 << 20)?;
         let mut docs = Vec::new();
         while let Some(doc) = reader.next_document()? {
             docs.push((doc, reader.position()));
@@ -266,7 +286,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("d.parquet");
         write_documents(&path, "story", &["a", "b"], 10).expect("write");
-        let err = ParquetReader::open(&path, "text", 0, 0)
+        let err = ParquetReader::open(&path, "text", 0, 0, 1 << 20)
             .expect_err("missing column")
             .to_string();
         assert!(
@@ -275,7 +295,7 @@ mod tests {
         );
         let junk = dir.path().join("junk.parquet");
         std::fs::write(&junk, "not parquet at all").expect("write");
-        let err = ParquetReader::open(&junk, "text", 0, 0)
+        let err = ParquetReader::open(&junk, "text", 0, 0, 1 << 20)
             .expect_err("junk")
             .to_string();
         assert!(

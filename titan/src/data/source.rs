@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::files::{DataFile, Format, resolve};
 use super::jsonl::JsonlReader;
 use super::parquet::ParquetReader;
-use super::text::{DEFAULT_DELIMITER, TextReader};
+use super::text::{DEFAULT_DELIMITER, MAX_DOCUMENT_BYTES, TextReader};
 use super::{StoryConfig, StoryGenerator};
 use crate::{Error, Result};
 
@@ -61,6 +61,13 @@ pub struct DataSource {
     pub delimiter: String,
     /// JSONL field or Parquet column holding the text.
     pub field: String,
+    /// The bound of a document's size (see [`MAX_DOCUMENT_BYTES`]).
+    #[serde(default = "default_max_document_bytes")]
+    pub max_document_bytes: usize,
+}
+
+fn default_max_document_bytes() -> usize {
+    MAX_DOCUMENT_BYTES
 }
 
 /// The JSONL field or Parquet column read when none is named.
@@ -71,16 +78,36 @@ impl DataSource {
     /// now: each opens and its first record reads (JSONL and Parquet files have the `text`
     /// field or column).
     pub fn files(spec: &Path, split: Split) -> Result<Self> {
-        Self::files_with(spec, split, DEFAULT_DELIMITER, DEFAULT_FIELD)
+        Self::files_with(
+            spec,
+            split,
+            DEFAULT_DELIMITER,
+            DEFAULT_FIELD,
+            MAX_DOCUMENT_BYTES,
+        )
     }
 
-    /// [`DataSource::files`] with another delimiter or field.
-    pub fn files_with(spec: &Path, split: Split, delimiter: &str, field: &str) -> Result<Self> {
+    /// [`DataSource::files`] with another delimiter, field or bound of a document's size.
+    pub fn files_with(
+        spec: &Path,
+        split: Split,
+        delimiter: &str,
+        field: &str,
+        max_document_bytes: usize,
+    ) -> Result<Self> {
+        if max_document_bytes == 0 {
+            return Err(Error::config(
+                "dataset.max_document_bytes",
+                max_document_bytes,
+                "must be at least 1",
+            ));
+        }
         let source = Self {
             origin: Origin::Files(resolve(spec)?),
             split,
             delimiter: delimiter.to_string(),
             field: field.to_string(),
+            max_document_bytes,
         };
         if let Origin::Files(files) = &source.origin {
             for file in files {
@@ -99,6 +126,7 @@ impl DataSource {
             split,
             delimiter: DEFAULT_DELIMITER.to_string(),
             field: DEFAULT_FIELD.to_string(),
+            max_document_bytes: MAX_DOCUMENT_BYTES,
         }
     }
 
@@ -173,15 +201,25 @@ impl DataSource {
 
     fn open(&self, file: &DataFile, offset: u64, record: u64) -> Result<Reader> {
         Ok(match file.format {
-            Format::Text => Reader::Text(TextReader::open(&file.path, &self.delimiter, offset)?),
-            Format::Jsonl => {
-                Reader::Jsonl(JsonlReader::open(&file.path, &self.field, offset, record)?)
-            }
+            Format::Text => Reader::Text(TextReader::open(
+                &file.path,
+                &self.delimiter,
+                offset,
+                self.max_document_bytes,
+            )?),
+            Format::Jsonl => Reader::Jsonl(JsonlReader::open(
+                &file.path,
+                &self.field,
+                offset,
+                record,
+                self.max_document_bytes,
+            )?),
             Format::Parquet => Reader::Parquet(Box::new(ParquetReader::open(
                 &file.path,
                 &self.field,
                 offset,
                 record,
+                self.max_document_bytes,
             )?)),
         })
     }

@@ -9,8 +9,10 @@ use crate::Result;
 /// The document separator of TinyStories and GPT-2 style corpora.
 pub const DEFAULT_DELIMITER: &str = "<|endoftext|>";
 
-/// A document longer than this many bytes is cut at the next line boundary and read as several
-/// documents, so one delimiter-less file never has to fit in memory.
+/// The default bound of a document's size (`dataset.max_document_bytes`): a longer text
+/// document is cut into documents of about this size (a line longer than it, into pieces), a
+/// longer JSONL line or Parquet value is an error naming file and place, so memory stays
+/// bounded for any input.
 pub const MAX_DOCUMENT_BYTES: usize = 8 << 20;
 
 /// Reads documents from a text file, keeping the byte offset where the next one starts.
@@ -18,14 +20,22 @@ pub const MAX_DOCUMENT_BYTES: usize = 8 << 20;
 pub(crate) struct TextReader {
     lines: LineReader,
     delimiter: String,
+    max_document_bytes: usize,
 }
 
 impl TextReader {
-    /// Opens `path` at byte `offset` (0, or a position an earlier reader reported).
-    pub(crate) fn open(path: &Path, delimiter: &str, offset: u64) -> Result<Self> {
+    /// Opens `path` at byte `offset` (0, or a position an earlier reader reported); documents
+    /// are cut at about `max_document_bytes`.
+    pub(crate) fn open(
+        path: &Path,
+        delimiter: &str,
+        offset: u64,
+        max_document_bytes: usize,
+    ) -> Result<Self> {
         Ok(Self {
-            lines: LineReader::open(path, offset, 1)?,
+            lines: LineReader::open(path, offset, 1, max_document_bytes)?,
             delimiter: delimiter.to_string(),
+            max_document_bytes,
         })
     }
 
@@ -38,17 +48,23 @@ impl TextReader {
     /// error naming the file and the byte offset.
     pub(crate) fn next_document(&mut self) -> Result<Option<String>> {
         let mut doc = String::new();
-        while let Some((line, _)) = self.lines.next_line()? {
-            if line.trim() == self.delimiter {
+        // Whether the next piece starts a line (only a whole line can be a delimiter).
+        let mut line_start = true;
+        while let Some(piece) = self.lines.next_piece()? {
+            let whole = line_start && piece.ends_line;
+            line_start = piece.ends_line;
+            if whole && piece.text.trim() == self.delimiter {
                 if !doc.trim().is_empty() {
                     break;
                 }
                 doc.clear();
                 continue;
             }
-            doc.push_str(line);
-            doc.push('\n');
-            if doc.len() >= MAX_DOCUMENT_BYTES && !doc.trim().is_empty() {
+            doc.push_str(piece.text);
+            if piece.ends_line {
+                doc.push('\n');
+            }
+            if doc.len() >= self.max_document_bytes && !doc.trim().is_empty() {
                 break;
             }
         }
@@ -63,7 +79,7 @@ mod tests {
     use crate::Error;
 
     fn documents(path: &Path, offset: u64) -> Result<Vec<(String, u64)>> {
-        let mut reader = TextReader::open(path, DEFAULT_DELIMITER, offset)?;
+        let mut reader = TextReader::open(path, DEFAULT_DELIMITER, offset, MAX_DOCUMENT_BYTES)?;
         let mut docs = Vec::new();
         while let Some(doc) = reader.next_document()? {
             docs.push((doc, reader.offset()));
