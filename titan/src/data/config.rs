@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Convention, DEFAULT_DELIMITER, DEFAULT_FIELD, DEFAULT_PREFETCH, DataSource, Documents, Layout,
-    MAX_DOCUMENT_BYTES, TokenLoader,
+    MAX_DOCUMENT_BYTES, SHUFFLE_BUFFER_BYTES, TokenLoader,
 };
 use crate::Result;
 use crate::parallel_dims::DataParallel;
@@ -32,6 +32,8 @@ pub struct DatasetConfig {
     pub delimiter: String,
     /// Documents in the training shuffle buffer (0: read in order).
     pub shuffle_buffer: usize,
+    /// Bytes of text the shuffle buffer holds at most (it always holds one document).
+    pub shuffle_buffer_bytes: usize,
     /// `packed` (documents joined with EOS, cut into full rows) or `padded` (one per row).
     pub layout: Layout,
     /// Batches prepared ahead of training on the data thread.
@@ -49,6 +51,7 @@ impl Default for DatasetConfig {
             field: DEFAULT_FIELD.into(),
             delimiter: DEFAULT_DELIMITER.into(),
             shuffle_buffer: 1024,
+            shuffle_buffer_bytes: SHUFFLE_BUFFER_BYTES,
             layout: Layout::Packed,
             prefetch: DEFAULT_PREFETCH,
             tokenizer_sample: 20_000,
@@ -72,7 +75,8 @@ impl DatasetConfig {
         T: Tokenizer + Clone + Send + Sync + 'static,
         C: Convention,
     {
-        let docs = Documents::new(dims, source.clone(), self.shuffle_buffer, batching.seed)?;
+        let docs = Documents::new(dims, source.clone(), self.shuffle_buffer, batching.seed)?
+            .with_shuffle_bytes(self.shuffle_buffer_bytes)?;
         self.loader(dims, docs, tokenizer, batching)?
             .with_prefetch(self.prefetch)
     }

@@ -1,5 +1,9 @@
 //! `Documents`: a source's documents streamed forever, this data-parallel rank's share only,
-//! through a shuffle buffer, with a position that saves and restores exactly.
+//! through a shuffle buffer bounded in documents and in bytes, with a position that saves and
+//! restores exactly. The buffer's documents are shared (`Arc<str>`), so a position snapshot
+//! (one per batch) copies pointers, not text.
+
+use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,14 +33,37 @@ pub struct DocumentsState {
     /// Documents yielded this epoch.
     pub yielded: u64,
     /// Documents waiting in the shuffle buffer.
-    pub buffer: Vec<String>,
+    #[serde(with = "shared_texts")]
+    pub buffer: Vec<Arc<str>>,
     /// The shuffle's random generator.
     pub rng: ChaCha8Rng,
 }
 
+/// Shared texts in a saved state: written as a list of strings.
+mod shared_texts {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(texts: &[Arc<str>], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(texts.iter().map(|t| &**t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Arc<str>>, D::Error> {
+        let texts = Vec::<String>::deserialize(deserializer)?;
+        Ok(texts.into_iter().map(Arc::from).collect())
+    }
+}
+
+/// The default bound of the shuffle buffer in bytes (`dataset.shuffle_buffer_bytes`).
+pub const SHUFFLE_BUFFER_BYTES: usize = 64 << 20;
+
 /// A source's documents for one data-parallel rank, forever: units (files) are split between
 /// ranks when there are at least as many as ranks, documents otherwise; each epoch reads the
-/// share in order, and a buffer of `shuffle_buffer` documents (0: none) shuffles it.
+/// share in order, and a buffer of `shuffle_buffer` documents (0: none) and at most
+/// `SHUFFLE_BUFFER_BYTES` bytes ([`Documents::with_shuffle_bytes`]) shuffles it.
 #[derive(Debug)]
 pub struct Documents {
     source: DataSource,
@@ -45,6 +72,9 @@ pub struct Documents {
     dp_rank: u64,
     dp_degree: u64,
     shuffle_buffer: usize,
+    shuffle_bytes: usize,
+    /// Bytes of the documents in the buffer.
+    buffered_bytes: usize,
     state: DocumentsState,
     reader: Option<Reader>,
     // Whether the open unit was opened at its start, and how many documents it gave since.
@@ -78,6 +108,8 @@ impl Documents {
             dp_rank: rank as u64,
             dp_degree: degree as u64,
             shuffle_buffer,
+            shuffle_bytes: SHUFFLE_BUFFER_BYTES,
+            buffered_bytes: 0,
             state: DocumentsState {
                 epoch: 0,
                 unit: 0,
@@ -93,6 +125,20 @@ impl Documents {
             unit_from_start: false,
             unit_docs: 0,
         })
+    }
+
+    /// Bounds the shuffle buffer to `bytes` of text too (it always holds at least one
+    /// document); 0 is an error.
+    pub fn with_shuffle_bytes(mut self, bytes: usize) -> Result<Self> {
+        if bytes == 0 {
+            return Err(Error::config(
+                "dataset.shuffle_buffer_bytes",
+                bytes,
+                "must be at least 1",
+            ));
+        }
+        self.shuffle_bytes = bytes;
+        Ok(self)
     }
 
     /// The source read.
@@ -178,12 +224,17 @@ impl Dataset for Documents {
         if self.shuffle_buffer == 0 {
             return self.next_in_order();
         }
-        while self.state.buffer.len() < self.shuffle_buffer {
+        while self.state.buffer.len() < self.shuffle_buffer
+            && (self.state.buffer.is_empty() || self.buffered_bytes < self.shuffle_bytes)
+        {
             let doc = self.next_in_order()?;
-            self.state.buffer.push(doc);
+            self.buffered_bytes += doc.len();
+            self.state.buffer.push(Arc::from(doc));
         }
         let i = self.state.rng.random_range(0..self.state.buffer.len());
-        Ok(self.state.buffer.swap_remove(i))
+        let doc = self.state.buffer.swap_remove(i);
+        self.buffered_bytes -= doc.len();
+        Ok(doc.to_string())
     }
 
     fn state(&self) -> DocumentsState {
@@ -200,6 +251,7 @@ impl Dataset for Documents {
             )));
         }
         self.reader = None;
+        self.buffered_bytes = state.buffer.iter().map(|d| d.len()).sum();
         self.state = state;
         Ok(())
     }
@@ -232,6 +284,37 @@ mod tests {
 
     fn take(docs: &mut Documents, n: usize) -> Result<Vec<String>> {
         (0..n).map(|_| docs.next_document()).collect()
+    }
+
+    #[test]
+    fn the_shuffle_buffer_is_bounded_in_bytes_and_its_snapshot_shares_the_text() -> Result<()> {
+        let mut docs = Documents::new(&dims(0, 1), stories(200, Split::All), 1000, 0)?
+            .with_shuffle_bytes(2_000)?;
+        for _ in 0..50 {
+            let taken = docs.next_document()?;
+            assert!(taken.len() < 3_000, "a story of {} bytes", taken.len());
+            let state = docs.state();
+            let bytes: usize = state.buffer.iter().map(|d| d.len()).sum();
+            // Filling stops at the first document past the bound (stories are < 3,000 bytes),
+            // far below the 1,000 documents the count alone allows.
+            assert!(bytes < 2_000 + 3_000, "{bytes} bytes buffered");
+            assert!(state.buffer.len() <= 6, "{} documents", state.buffer.len());
+            // The snapshot points at the same text.
+            assert!(Arc::ptr_eq(&state.buffer[0], &docs.state.buffer[0]));
+        }
+        // A saved state round-trips through JSON (a checkpoint) and continues exactly.
+        let saved = serde_json::to_string(&docs.state())?;
+        let next = take(&mut docs, 5)?;
+        let mut resumed = Documents::new(&dims(0, 1), stories(200, Split::All), 1000, 0)?
+            .with_shuffle_bytes(2_000)?;
+        resumed.load_state(serde_json::from_str(&saved)?)?;
+        assert_eq!(take(&mut resumed, 5)?, next);
+        assert!(
+            Documents::new(&dims(0, 1), stories(10, Split::All), 4, 0)?
+                .with_shuffle_bytes(0)
+                .is_err()
+        );
+        Ok(())
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use crate::batch::{
 pub use collate::{Collator, Convention, HfConvention, Layout, Pending, Rows, TitanConvention};
 pub use config::{Batching, DatasetConfig};
 pub use corpus::Corpus;
-pub use documents::{Documents, DocumentsState};
+pub use documents::{Documents, DocumentsState, SHUFFLE_BUFFER_BYTES};
 pub use files::{DataFile, EXTENSIONS, Format, resolve};
 pub use loader::{DEFAULT_PREFETCH, LoaderState, TokenLoader};
 pub use packed::{PackedLoader, PackedState, pack_documents};
