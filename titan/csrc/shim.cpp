@@ -62,15 +62,21 @@ int titan_fused_adamw(at::Tensor* const* params, at::Tensor* const* grads,
 }
 
 // libtorch's fused SGD (`torch._fused_sgd_`); `momentum_buffers` is null when momentum is 0.
+// With `found_inf` (a float scalar on the parameters' device, may be null) set to 1 the kernel
+// changes nothing, decided on the device.
 int titan_fused_sgd(at::Tensor* const* params, at::Tensor* const* grads,
                     at::Tensor* const* momentum_buffers, size_t n, double weight_decay,
                     double momentum, double lr, double dampening, bool nesterov,
-                    bool is_first_step, char* err, size_t err_len) {
+                    bool is_first_step, const at::Tensor* found_inf, char* err,
+                    size_t err_len) {
   return guarded(err, err_len, [&] {
     std::vector<at::Tensor> buffers;
     if (momentum_buffers != nullptr) buffers = list(momentum_buffers, n);
+    std::optional<at::Tensor> inf;
+    if (found_inf != nullptr) inf = *found_inf;
     at::_fused_sgd_(list(params, n), list(grads, n), buffers, weight_decay, momentum, lr,
-                    dampening, nesterov, /*maximize=*/false, is_first_step);
+                    dampening, nesterov, /*maximize=*/false, is_first_step,
+                    /*grad_scale=*/std::nullopt, inf);
   });
 }
 

@@ -94,12 +94,11 @@ impl Sgd {
     }
 }
 
-impl Optimizer for Sgd {
-    fn zero_grad(&mut self) -> Result<()> {
-        params::zero_grads(self.params.iter().map(|p| &p.tensor))
-    }
-
-    fn step(&mut self) -> Result<()> {
+impl Sgd {
+    /// One update; with `found_inf` set (on the device) the kernel changes nothing. The host's
+    /// step count still counts the step, so a skipped first step leaves the momentum buffers
+    /// to start from zero instead of from the gradient (the same with no dampening).
+    fn update(&mut self, found_inf: Option<&Tensor>) -> Result<()> {
         let _guard = tch::no_grad_guard();
         for (group, started) in self.groups.iter().zip(&mut self.started) {
             let live = params::live_grads(&self.params, &group.members);
@@ -130,11 +129,26 @@ impl Optimizer for Sgd {
                 nesterov: self.config.nesterov,
                 first: !*started,
             };
-            shim::fused_sgd(&tensors, &grads, &buffers, step)?;
+            shim::fused_sgd(&tensors, &grads, &buffers, step, found_inf)?;
             *started = true;
         }
         self.steps += 1;
         Ok(())
+    }
+}
+
+impl Optimizer for Sgd {
+    fn zero_grad(&mut self) -> Result<()> {
+        params::zero_grads(self.params.iter().map(|p| &p.tensor))
+    }
+
+    fn step(&mut self) -> Result<()> {
+        self.update(None)
+    }
+
+    fn step_unless(&mut self, found_inf: &Tensor) -> Result<bool> {
+        self.update(Some(found_inf))?;
+        Ok(true)
     }
 
     fn set_lr(&mut self, lr: f64) {

@@ -37,6 +37,7 @@ unsafe extern "C" {
         dampening: f64,
         nesterov: bool,
         is_first_step: bool,
+        found_inf: *const c_void,
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
@@ -142,12 +143,14 @@ pub struct SgdStep {
 }
 
 /// One step of libtorch's fused SGD kernel (`torch._fused_sgd_`) over `params`; `buffers` are
-/// the momentum buffers (empty when momentum is 0).
+/// the momentum buffers (empty when momentum is 0). With `found_inf` (a float scalar on the
+/// parameters' device) at 1 the kernel changes nothing, decided on the device.
 pub fn fused_sgd(
     params: &[&Tensor],
     grads: &[&Tensor],
     buffers: &[&Tensor],
     step: SgdStep,
+    found_inf: Option<&Tensor>,
 ) -> Result<()> {
     let n = params.len();
     if grads.len() != n || (!buffers.is_empty() && buffers.len() != n) {
@@ -158,9 +161,10 @@ pub fn fused_sgd(
         )));
     }
     let (p, g, b) = (handles(params), handles(grads), handles(buffers));
+    let found_inf = found_inf.map_or(std::ptr::null(), |t| t.as_ptr().cast::<c_void>());
     call("fused SGD", |err, len| {
-        // SAFETY: live `at::Tensor*` handles, `n` per list (checked above); a null buffer list
-        // is how the shim is told there is no momentum.
+        // SAFETY: live `at::Tensor*` handles, `n` per list (checked above), and `found_inf`
+        // (or null); a null buffer list is how the shim is told there is no momentum.
         unsafe {
             titan_fused_sgd(
                 p.as_ptr(),
@@ -177,6 +181,7 @@ pub fn fused_sgd(
                 step.dampening,
                 step.nesterov,
                 step.first,
+                found_inf,
                 err,
                 len,
             )
@@ -226,7 +231,7 @@ mod tests {
             nesterov: false,
             first: true,
         };
-        let err = fused_sgd(&[&t, &t], &[&t, &t], &[&t], step).expect_err("one buffer");
+        let err = fused_sgd(&[&t, &t], &[&t, &t], &[&t], step, None).expect_err("one buffer");
         assert!(matches!(err, Error::Mismatch(_)), "{err}");
         assert!(
             err.to_string()
@@ -249,9 +254,56 @@ mod tests {
             nesterov: false,
             first: true,
         };
-        fused_sgd(&[&p], &[&g], &[], step)?;
+        fused_sgd(&[&p], &[&g], &[], step, None)?;
         let expected = Tensor::f_full([3], 0.95, CPU)?;
         assert!(p.f_allclose(&expected, 1e-6, 1e-6, false)?, "{p}");
+        Ok(())
+    }
+
+    /// `found_inf` at 1 leaves parameters, moments and buffers as they were; at 0 the step
+    /// is taken: the skip is the kernel's, on the device.
+    #[test]
+    fn found_inf_skips_the_fused_steps() -> Result<()> {
+        let inf = Tensor::f_ones([], CPU)?;
+        let none = Tensor::f_zeros([], CPU)?;
+        let step = SgdStep {
+            lr: 0.1,
+            momentum: 0.9,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+            first: true,
+        };
+        let (p, g, b) = (
+            Tensor::f_ones([3], CPU)?,
+            Tensor::f_full([3], 0.5, CPU)?,
+            Tensor::f_zeros([3], CPU)?,
+        );
+        fused_sgd(&[&p], &[&g], &[&b], step, Some(&inf))?;
+        assert!(p.f_equal(&Tensor::f_ones([3], CPU)?)?, "{p}");
+        assert!(b.f_equal(&Tensor::f_zeros([3], CPU)?)?, "{b}");
+        fused_sgd(&[&p], &[&g], &[&b], step, Some(&none))?;
+        assert!(!p.f_equal(&Tensor::f_ones([3], CPU)?)?, "{p}");
+
+        let (p, m, v, s) = (
+            Tensor::f_ones([3], CPU)?,
+            Tensor::f_zeros([3], CPU)?,
+            Tensor::f_zeros([3], CPU)?,
+            Tensor::f_ones([], CPU)?,
+        );
+        let lists = AdamWLists {
+            params: &[&p],
+            grads: &[&g],
+            exp_avgs: &[&m],
+            exp_avg_sqs: &[&v],
+            steps: &[&s],
+        };
+        let lr = Tensor::f_full([], 0.1, CPU)?;
+        fused_adamw(&lists, &lr, (0.9, 0.999), 0.01, 1e-8, Some(&inf))?;
+        assert!(p.f_equal(&Tensor::f_ones([3], CPU)?)?, "{p}");
+        assert!(m.f_equal(&Tensor::f_zeros([3], CPU)?)?, "{m}");
+        fused_adamw(&lists, &lr, (0.9, 0.999), 0.01, 1e-8, Some(&none))?;
+        assert!(!p.f_equal(&Tensor::f_ones([3], CPU)?)?, "{p}");
         Ok(())
     }
 }
