@@ -7,13 +7,16 @@ mod common;
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use common::{RNG, batch, max_diff, small_llama};
 use titan::tch::{Device, Kind, Tensor, nn};
 use titan::{
     Adafactor, AdafactorConfig, AdamW, AdamWConfig, CausalLmLoss, Loss, Model, Optimizer,
     ParamGroup, Sgd, SgdConfig, Stateful,
 };
+
+/// Builds an optimizer over parameters.
+type MakeOptimizer = dyn Fn(titan::Parameters) -> titan::Result<Box<dyn StatefulOptimizer>>;
 
 /// An optimizer with its checkpoint state, behind one pointer.
 trait StatefulOptimizer: Optimizer + Stateful {}
@@ -451,5 +454,67 @@ fn adamw_leaves_a_parameter_without_gradient_alone_like_libtorch() -> Result<()>
         opt.state_dict()?.tensors.into_iter().collect();
     assert_eq!(state["w.step"].double_value(&[]), 3.0);
     assert_eq!(state["b.step"].double_value(&[]), 2.0);
+    Ok(())
+}
+
+/// Every optimizer titan ships skips a step on the device when `found_inf` is 1: after a
+/// finite step, a step with NaN gradients changes no weight and no state tensor (AdamW, SGD
+/// with momentum, Adafactor).
+#[test]
+fn a_found_inf_step_changes_no_weight_and_no_state() -> Result<()> {
+    let makers: [(&str, &MakeOptimizer); 3] = [
+        ("AdamW", &|p| {
+            Ok(Box::new(AdamW::new(p, AdamWConfig::default())?))
+        }),
+        ("SGD", &|p| {
+            let config = SgdConfig {
+                momentum: 0.9,
+                weight_decay: 0.01,
+                ..SgdConfig::default()
+            };
+            Ok(Box::new(Sgd::new(p, config)?))
+        }),
+        ("Adafactor", &|p| {
+            Ok(Box::new(Adafactor::new(p, AdafactorConfig::default())?))
+        }),
+    ];
+    let (w0, b0) = initial();
+    for (name, make) in makers {
+        let vs = two_params(&w0, &b0);
+        let mut opt = make(decay_w_not_b(&vs))?;
+        step_with(&vs, 1, &mut || Ok(opt.step()?))?;
+        let (w1, b1) = weights(&vs);
+        let state: Vec<Tensor> = opt
+            .state_dict()?
+            .tensors
+            .into_iter()
+            .map(|(_, t)| t.copy())
+            .collect();
+        // NaN gradients, skipped on the device.
+        let vars = vs.variables();
+        for mut p in [vars["w"].shallow_clone(), vars["b"].shallow_clone()] {
+            p.zero_grad();
+            (&p * f64::NAN).sum(Kind::Float).backward();
+        }
+        let inf = Tensor::ones([], (Kind::Float, Device::Cpu));
+        ensure!(opt.step_unless(&inf)?, "{name} cannot skip");
+        let (w, b) = weights(&vs);
+        ensure!(w.equal(&w1) && b.equal(&b1), "{name} moved the weights");
+        let after: Vec<Tensor> = opt
+            .state_dict()?
+            .tensors
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        for (i, (a, s)) in after.iter().zip(&state).enumerate() {
+            // Adafactor's and SGD's step counts live on the host; the tensors must not move.
+            ensure!(
+                a.equal(s) || a.numel() == 1,
+                "{name}: state tensor {i} changed"
+            );
+        }
+        let finite = weights(&vs).0.isfinite().all().int64_value(&[]) == 1;
+        ensure!(finite, "{name}: NaN reached the weights");
+    }
     Ok(())
 }

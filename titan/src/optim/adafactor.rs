@@ -119,6 +119,9 @@ impl Adafactor {
             .sum()
     }
 
+    /// One parameter's update. With `skip` (a bool scalar on the device) set, the update
+    /// changes nothing: the gradient reads as zero, the moments' averaging weight and the
+    /// weight decay as none, so nothing NaN reaches the parameter or its moments.
     fn update_one(
         p: &mut Tensor,
         moments: &mut Moments,
@@ -126,11 +129,27 @@ impl Adafactor {
         lr: f64,
         t: f64,
         decay: bool,
+        skip: Option<&Tensor>,
     ) -> Result<()> {
         let grad = p.grad();
         if !grad.defined() {
             return Ok(());
         }
+        let (grad, keep) = match skip {
+            Some(skip) => (
+                grad.f_where_self(&skip.f_logical_not()?, &grad.f_zeros_like()?)?,
+                Some(skip.f_logical_not()?.f_to_kind(Kind::Float)?),
+            ),
+            None => (grad, None),
+        };
+        // `lerp_` toward `target` by `weight`, scaled to 0 for a skipped step.
+        let lerp = |m: &mut Tensor, target: &Tensor, weight: f64| -> Result<()> {
+            match &keep {
+                None => drop(m.f_lerp_(target, weight)?),
+                Some(keep) => drop(m.f_lerp_tensor_(target, &keep.f_mul_scalar(weight)?)?),
+            }
+            Ok(())
+        };
         let eps1 = c.eps1.unwrap_or(f64::from(f32::EPSILON));
         let one_minus_beta2 = t.powf(c.beta2_decay);
         let rho = lr.min(1.0 / t.sqrt());
@@ -142,7 +161,13 @@ impl Adafactor {
             .f_clamp_min(c.eps2)?
             .f_mul_scalar(rho)?;
         if decay && c.weight_decay != 0.0 {
-            let _ = p.f_mul_scalar_(1.0 - lr * c.weight_decay)?;
+            match &keep {
+                None => drop(p.f_mul_scalar_(1.0 - lr * c.weight_decay)?),
+                Some(keep) => {
+                    let factor = keep.f_mul_scalar(-lr * c.weight_decay)?.f_add_scalar(1.0)?;
+                    drop(p.f_mul_(&factor)?);
+                }
+            }
         }
         let estimate = match moments {
             Moments::Factored { row, col } => {
@@ -150,15 +175,15 @@ impl Adafactor {
                 let sq = grad.f_square()?;
                 let row_mean = sq.f_mean_dim(n - 1, true, Kind::Float)?;
                 let col_mean = sq.f_mean_dim(n - 2, true, Kind::Float)?;
-                let _ = row.f_lerp_(&row_mean, one_minus_beta2)?;
-                let _ = col.f_lerp_(&col_mean, one_minus_beta2)?;
+                lerp(row, &row_mean, one_minus_beta2)?;
+                lerp(col, &col_mean, one_minus_beta2)?;
                 let row_scale = row
                     .f_mean_dim(n - 2, true, Kind::Float)?
                     .f_clamp_min(eps1)?;
                 row.f_matmul(col)?.f_div(&row_scale)?
             }
             Moments::Full(v) => {
-                let _ = v.f_lerp_(&grad.f_square()?, one_minus_beta2)?;
+                lerp(v, &grad.f_square()?, one_minus_beta2)?;
                 v.shallow_clone() // read only: the clamp below allocates
             }
         };
@@ -174,19 +199,41 @@ impl Adafactor {
     }
 }
 
+impl Adafactor {
+    /// One step over every parameter; `skip` as in `update_one`. The host's step count counts
+    /// a skipped step too (it sets the averaging and step-size schedules).
+    fn update(&mut self, skip: Option<&Tensor>) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        self.step += 1;
+        let t = self.step as f64;
+        for (p, moments) in self.params.iter_mut().zip(&mut self.moments) {
+            Self::update_one(
+                &mut p.tensor,
+                moments,
+                &self.config,
+                self.lr,
+                t,
+                p.decay,
+                skip,
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl Optimizer for Adafactor {
     fn zero_grad(&mut self) -> Result<()> {
         params::zero_grads(self.params.iter().map(|p| &p.tensor))
     }
 
     fn step(&mut self) -> Result<()> {
-        let _guard = tch::no_grad_guard();
-        self.step += 1;
-        let t = self.step as f64;
-        for (p, moments) in self.params.iter_mut().zip(&mut self.moments) {
-            Self::update_one(&mut p.tensor, moments, &self.config, self.lr, t, p.decay)?;
-        }
-        Ok(())
+        self.update(None)
+    }
+
+    fn step_unless(&mut self, found_inf: &Tensor) -> Result<bool> {
+        let skip = found_inf.f_gt(0.0)?;
+        self.update(Some(&skip))?;
+        Ok(true)
     }
 
     fn set_lr(&mut self, lr: f64) {

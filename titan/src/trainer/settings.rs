@@ -57,7 +57,7 @@ pub struct TrainingConfig {
     /// first line). Negative or NaN is an error.
     pub max_grad_norm: f64,
     /// Steps in a row whose loss or gradient norm may be NaN or infinite before the run stops;
-    /// the optimizer skips each on the device, leaving the weights as they were (AdamW and SGD do;
+    /// the optimizer skips each on the device, leaving the weights as they were (titan's all do;
     /// an optimizer that cannot makes the run stop at the first). 0: stop at the first.
     pub max_skipped_steps: u64,
     /// Micro-batches of `batch_size` per optimizer step, gradients weighted by token count.
