@@ -201,6 +201,12 @@ fn export_hf_writes_any_checkpoint_and_init_from_hf_starts_a_run_from_it() -> Re
     let early = tensors(&three.join("model.safetensors"))?;
     ensure!(same_tensors(&early, &tensors(&step(3))?));
     ensure!(!same_tensors(&early, &exported));
+    // A directory that holds anything but an export is never replaced: here, the run's own.
+    let err = run(&a, &["--export-hf", &path(&a)?])
+        .expect_err("the output directory")
+        .to_string();
+    ensure!(err.contains("not part of a Hugging Face export"), "{err}");
+    ensure!(step(6).is_file() && a.join("metrics.jsonl").is_file());
     // A directory without checkpoints has nothing to export.
     let empty = dir.path().join("empty");
     let err = run(&empty, &["--export-hf", &path(&dir.path().join("x"))?])

@@ -56,7 +56,8 @@ fn validation_data_without_documents_stops_the_run_before_step_1() -> Result<()>
         .expect_err("no validation documents")
         .to_string();
     ensure!(
-        err.contains("validation data has no batch") && err.contains("every 20th document"),
+        err.contains("validation data could not give its first batch")
+            && err.contains("every 20th document"),
         "{err}"
     );
     ensure!(!trained(&out));

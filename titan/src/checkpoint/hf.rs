@@ -1,7 +1,8 @@
 //! The Hugging Face form of a run's result: a directory `transformers` loads with
 //! `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`, written whole or
-//! not at all: into a hidden partial directory, fsynced, then renamed into place; a previous
-//! export is moved aside first and removed only once the new one is in place.
+//! not at all: into a hidden partial directory, fsynced, then renamed into place. Only an
+//! empty directory or a previous export is ever replaced (moved aside, and removed once the new
+//! one is in place); a directory holding anything else is refused.
 
 use std::path::Path;
 
@@ -17,10 +18,24 @@ where
     M: Model + ?Sized,
     T: Tokenizer + ?Sized,
 {
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::config("export directory", dir.display(), "needs a UTF-8 name"))?;
+    // `.`, `..` and trailing separators name a directory by its real path.
+    let dir = &match std::fs::canonicalize(dir) {
+        Ok(real) => real,
+        Err(_) => dir.to_path_buf(),
+    };
+    let name = dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        Error::config(
+            "export directory",
+            dir.display(),
+            "needs a final component with a UTF-8 name",
+        )
+    })?;
+    let old = dir.with_file_name(format!(".{name}.old"));
+    // A crash between the two renames below left the previous export aside: put it back.
+    if old.exists() && !dir.exists() {
+        std::fs::rename(&old, dir).map_err(|e| Error::io(&old, e))?;
+    }
+    check_replaceable(dir)?;
     let partial = dir.with_file_name(format!(".{name}.partial"));
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
@@ -43,17 +58,58 @@ where
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let old = dir.with_file_name(format!(".{name}.old"));
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
     if dir.exists() {
         std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
     }
-    std::fs::rename(&partial, dir).map_err(|e| Error::io(dir, e))?;
+    if let Err(e) = std::fs::rename(&partial, dir) {
+        // Put the previous export back rather than leave none.
+        if old.exists() {
+            let _ = std::fs::rename(&old, dir);
+        }
+        return Err(Error::io(dir, e));
+    }
     sync_dir(parent)?;
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(())
+}
+
+/// The files an export holds: a directory with nothing else may be replaced.
+const EXPORT_FILES: &[&str] = &[
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
+
+/// Refuses `dir` unless it is absent, empty, or a previous export (only [`EXPORT_FILES`]), so
+/// `--export-hf` never deletes a directory of something else (a run's output directory, a
+/// folder of models).
+fn check_replaceable(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        if !EXPORT_FILES.contains(&name.as_ref()) {
+            return Err(Error::config(
+                "export directory",
+                dir.display(),
+                format!(
+                    "holds `{name}`, which is not part of a Hugging Face export; export into a \
+                     new or empty directory (only a previous export is replaced)"
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -89,10 +89,17 @@ impl LineReader {
             let full = self.line.len() >= self.max_piece;
             // Past the bound, only the bytes that finish the last character are taken.
             let (take, newline) = if full {
-                let rest = buf.iter().take_while(|&&b| b & 0xC0 == 0x80).count();
+                // At most 3 bytes finish the last character; a longer run of continuation
+                // bytes is not UTF-8, and the check below reports it.
+                let rest = buf
+                    .iter()
+                    .take(3)
+                    .take_while(|&&b| b & 0xC0 == 0x80)
+                    .count();
                 // A line of exactly the bound ends here too.
-                match buf.get(rest) {
-                    Some(b'\n') => (rest + 1, true),
+                match (buf.get(rest), buf.get(rest + 1)) {
+                    (Some(b'\n'), _) => (rest + 1, true),
+                    (Some(b'\r'), Some(b'\n')) => (rest + 2, true),
                     _ => (rest, false),
                 }
             } else {
@@ -129,8 +136,15 @@ impl LineReader {
                 start + e.valid_up_to() as u64
             ))
         })?;
+        // Only a line's end loses its `\n` or `\r\n`; a cut keeps every byte.
+        let text = if ends_line {
+            text.strip_suffix('\n')
+                .map_or(text, |t| t.strip_suffix('\r').unwrap_or(t))
+        } else {
+            text
+        };
         Ok(Some(Piece {
-            text: text.trim_end_matches(['\n', '\r']),
+            text,
             number,
             offset: start,
             ends_line,
@@ -170,6 +184,10 @@ mod tests {
         let got: Vec<(&str, u64, bool)> =
             got.iter().map(|(t, n, e)| (t.as_str(), *n, *e)).collect();
         assert_eq!(got, want);
+        // A line of exactly the bound ends with its `\r\n`; a cut keeps a lone `\r`.
+        let got = pieces(b"abcd\r\nab\rcdef\n", 4)?;
+        let got: Vec<(&str, bool)> = got.iter().map(|(t, _, e)| (t.as_str(), *e)).collect();
+        assert_eq!(got, [("abcd", true), ("ab\rc", false), ("def", true)]);
         // A cut inside a character takes the rest of it: `é` is 2 bytes, 5 is mid-character.
         let got = pieces("aaaéb".as_bytes(), 4)?;
         assert_eq!(got[0].0, "aaaé");

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::source::{DataSource, Origin};
+use super::source::{DataSource, HOLDOUT_EVERY, Origin};
 use crate::Result;
 use crate::tokenizer::TrainingText;
 
@@ -50,12 +50,22 @@ impl TrainingText for Sample {
             "split": self.source.split,
             "delimiter": self.source.delimiter,
             "field": self.source.field,
+            "max_document_bytes": self.source.max_document_bytes,
             "documents": self.documents,
         })
     }
 
     fn documents(self) -> Result<Vec<String>> {
-        self.source.sample(self.documents)
+        let mut source = self.source;
+        // The stories are drawn from as many as the sample needs, however many the run
+        // trains on, so the sample is what its seed and size say (every 20th is held out).
+        if let Origin::Stories(config) = &mut source.origin {
+            let needed = self.documents.saturating_mul(HOLDOUT_EVERY as usize)
+                / (HOLDOUT_EVERY as usize - 1)
+                + 1;
+            config.num_stories = config.num_stories.max(needed);
+        }
+        source.sample(self.documents)
     }
 }
 
@@ -86,6 +96,25 @@ mod tests {
         )
         .sample_of(200);
         assert_ne!(stories(0, 20_000).provenance(), other_size.provenance());
+    }
+
+    #[test]
+    fn a_stories_sample_is_the_same_text_for_a_short_run_and_a_long_one() -> Result<()> {
+        let sample = |num_stories| {
+            DataSource::stories(
+                StoryConfig {
+                    seed: 0,
+                    num_stories,
+                },
+                Split::Train,
+            )
+            .sample_of(300)
+            .documents()
+        };
+        let (short, long) = (sample(100)?, sample(100_000)?);
+        assert_eq!(short.len(), 300);
+        assert_eq!(short, long);
+        Ok(())
     }
 
     #[test]

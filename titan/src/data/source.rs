@@ -204,7 +204,7 @@ impl DataSource {
             Format::Text => Reader::Text(TextReader::open(
                 &file.path,
                 &self.delimiter,
-                offset,
+                (offset, record),
                 self.max_document_bytes,
             )?),
             Format::Jsonl => Reader::Jsonl(JsonlReader::open(
@@ -269,7 +269,7 @@ impl Reader {
     /// (text), row group and row (Parquet), story index (stories).
     pub(crate) fn position(&self) -> (u64, u64) {
         match self {
-            Reader::Text(r) => (r.offset(), 0),
+            Reader::Text(r) => r.position(),
             Reader::Jsonl(r) => r.position(),
             Reader::Parquet(r) => r.position(),
             Reader::Stories { next, .. } => (0, *next),

@@ -21,38 +21,41 @@ pub(crate) struct TextReader {
     lines: LineReader,
     delimiter: String,
     max_document_bytes: usize,
+    /// Whether the next piece starts a line (only a whole line can be a delimiter); false
+    /// after a document was cut inside a line.
+    line_start: bool,
 }
 
 impl TextReader {
-    /// Opens `path` at byte `offset` (0, or a position an earlier reader reported); documents
-    /// are cut at about `max_document_bytes`.
+    /// Opens `path` at a position an earlier reader reported ([`TextReader::position`]; `(0,
+    /// 0)`: the start); documents are cut at about `max_document_bytes`.
     pub(crate) fn open(
         path: &Path,
         delimiter: &str,
-        offset: u64,
+        (offset, mid_line): (u64, u64),
         max_document_bytes: usize,
     ) -> Result<Self> {
         Ok(Self {
             lines: LineReader::open(path, offset, 1, max_document_bytes)?,
             delimiter: delimiter.to_string(),
             max_document_bytes,
+            line_start: mid_line == 0,
         })
     }
 
-    /// Byte offset of the next unread line.
-    pub(crate) fn offset(&self) -> u64 {
-        self.lines.position().0
+    /// Byte offset of the next unread byte, and 1 when it is inside a line (a document was cut
+    /// there), else 0.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.lines.position().0, u64::from(!self.line_start))
     }
 
     /// The next non-blank document, trimmed; `None` at the end of the file. Invalid UTF-8 is an
     /// error naming the file and the byte offset.
     pub(crate) fn next_document(&mut self) -> Result<Option<String>> {
         let mut doc = String::new();
-        // Whether the next piece starts a line (only a whole line can be a delimiter).
-        let mut line_start = true;
         while let Some(piece) = self.lines.next_piece()? {
-            let whole = line_start && piece.ends_line;
-            line_start = piece.ends_line;
+            let whole = self.line_start && piece.ends_line;
+            self.line_start = piece.ends_line;
             if whole && piece.text.trim() == self.delimiter {
                 if !doc.trim().is_empty() {
                     break;
@@ -64,7 +67,11 @@ impl TextReader {
             if piece.ends_line {
                 doc.push('\n');
             }
-            if doc.len() >= self.max_document_bytes && !doc.trim().is_empty() {
+            // Leading blank text is trimmed off anyway: dropping it keeps a run of blank lines
+            // from growing `doc` past the bound.
+            if doc.trim().is_empty() {
+                doc.clear();
+            } else if doc.len() >= self.max_document_bytes {
                 break;
             }
         }
@@ -79,10 +86,11 @@ mod tests {
     use crate::Error;
 
     fn documents(path: &Path, offset: u64) -> Result<Vec<(String, u64)>> {
-        let mut reader = TextReader::open(path, DEFAULT_DELIMITER, offset, MAX_DOCUMENT_BYTES)?;
+        let mut reader =
+            TextReader::open(path, DEFAULT_DELIMITER, (offset, 0), MAX_DOCUMENT_BYTES)?;
         let mut docs = Vec::new();
         while let Some(doc) = reader.next_document()? {
-            docs.push((doc, reader.offset()));
+            docs.push((doc, reader.position().0));
         }
         Ok(docs)
     }
@@ -98,6 +106,30 @@ mod tests {
         assert_eq!(texts, ["one\nline <|endoftext|> inline", "two", "three"]);
         let resumed = documents(&path, docs[0].1)?;
         assert_eq!(resumed, docs[1..]);
+        Ok(())
+    }
+
+    #[test]
+    fn blank_runs_stay_bounded_and_a_cut_line_is_never_a_delimiter() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let path = dir.path().join("c.txt");
+        let x = "x".repeat(20);
+        let text = format!("{}{x}<|endoftext|>\nnext\n", "\n".repeat(10_000));
+        std::fs::write(&path, &text).map_err(|e| Error::io(&path, e))?;
+        let mut reader = TextReader::open(&path, DEFAULT_DELIMITER, (0, 0), 20)?;
+        // 10,000 blank lines are dropped as they come; the long line is cut at the bound, and
+        // its tail, though equal to the delimiter, is text.
+        assert_eq!(reader.next_document()?.as_deref(), Some(x.as_str()));
+        assert_eq!(reader.position().1, 1, "mid-line");
+        let saved = reader.position();
+        let rest = reader.next_document()?;
+        assert_eq!(rest.as_deref(), Some("<|endoftext|>\nnext"));
+        let mut resumed = TextReader::open(&path, DEFAULT_DELIMITER, saved, 20)?;
+        assert_eq!(
+            resumed.next_document()?,
+            rest,
+            "a resume mid-line reads the same"
+        );
         Ok(())
     }
 

@@ -105,7 +105,7 @@ impl<'a, I: 'a, Lab: 'a> WireLoss<'a, I, Lab> {
         // stops the run before step 1, not at its first evaluation.
         data.next_batch().map_err(|e| {
             crate::Error::Data(format!(
-                "the validation data has no batch to score (checked before step 1): {e}"
+                "the validation data could not give its first batch (read before step 1): {e}"
             ))
         })?;
         data.load_state(serde_json::from_value(start.clone())?)?;

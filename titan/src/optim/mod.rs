@@ -51,11 +51,18 @@ pub trait Optimizer {
     }
 }
 
-/// Writes `optimizer`'s state to a safetensors file; the file appears whole or not at all.
+/// Writes `optimizer`'s state (tensors only) to a safetensors file; the file appears whole or
+/// not at all.
 pub fn save_state<O: Stateful + ?Sized>(optimizer: &O, path: &Path) -> Result<()> {
-    let state = optimizer
-        .state_dict()?
-        .tensors
+    let StateDict { tensors, value } = optimizer.state_dict()?;
+    if !value.is_null() {
+        return Err(Error::Unsupported(format!(
+            "{}: a safetensors file holds tensors only, and this optimizer's state has a value \
+             too ({value}); save it in a checkpoint instead",
+            path.display()
+        )));
+    }
+    let state = tensors
         .into_iter()
         .map(|(name, t)| Ok((name, params::to_host(&t)?)))
         .collect::<Result<Vec<_>>>()?;

@@ -12,10 +12,12 @@ const NO_STEP: i64 = i64::MAX;
 /// The non-finite steps so far, as device scalars.
 pub(crate) struct NonFinite {
     first_bad: Tensor,
-    /// Non-finite steps in a row, up to the latest step.
+    /// Non-finite steps in a row, up to the latest step, and the step that run began at.
     in_a_row: Tensor,
-    /// The longest such run so far.
+    run_start: Tensor,
+    /// The longest such run so far, and the step it began at.
     longest: Tensor,
+    longest_start: Tensor,
     /// Non-finite steps in all.
     total: Tensor,
 }
@@ -34,7 +36,9 @@ impl NonFinite {
         Ok(Self {
             first_bad: Tensor::f_full([], NO_STEP, (Kind::Int64, device))?,
             in_a_row: zero()?,
+            run_start: zero()?,
             longest: zero()?,
+            longest_start: zero()?,
             total: zero()?,
         })
     }
@@ -49,6 +53,10 @@ impl NonFinite {
         self.first_bad = self.first_bad.f_minimum(&here)?;
         let bad = finite.f_logical_not()?.f_to_kind(Kind::Int64)?;
         self.in_a_row = self.in_a_row.f_add(&bad)?.f_mul(&bad)?;
+        let begins = self.in_a_row.f_eq(1)?;
+        self.run_start = Tensor::f_where_scalarself(&begins, step as i64, &self.run_start)?;
+        let longer = self.in_a_row.f_gt_tensor(&self.longest)?;
+        self.longest_start = self.run_start.f_where_self(&longer, &self.longest_start)?;
         self.longest = self.longest.f_maximum(&self.in_a_row)?;
         self.total = self.total.f_add(&bad)?;
         Ok(())
@@ -70,7 +78,12 @@ impl NonFinite {
         {
             return Ok(Skipped { total });
         }
-        let step = step as u64;
+        // The longest run when it stops the run; the first bad step when the optimizer could
+        // not skip it.
+        let step = match max_in_a_row {
+            Some(_) => self.longest_start.f_int64_value(&[])? as u64,
+            None => step as u64,
+        };
         let (first, last) = ((step - 1) * accum + 1, step * accum);
         let batches = if first == last {
             format!("training batch {first}")
@@ -84,9 +97,45 @@ impl NonFinite {
         Err(Error::Training(match max_in_a_row {
             None => format!("{at}; stopping before logging or evaluating it"),
             Some(max) => format!(
-                "{at}; {longest} steps in a row were, each skipped without touching the weights, \
-                 more than training.max_skipped_steps = {max}: stopping"
+                "{at} and stayed so for {longest} steps in a row, each skipped without touching \
+                 the weights: more than training.max_skipped_steps = {max}, stopping"
             ),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_run_of_non_finite_steps_is_the_one_named() -> Result<()> {
+        let mut tracker = NonFinite::new(Device::Cpu)?;
+        let ok = Tensor::f_from_slice(&[1.0f32])?.f_squeeze()?;
+        let nan = Tensor::f_from_slice(&[f32::NAN])?.f_squeeze()?;
+        // Step 3 alone, then steps 6 to 9.
+        for step in 1..=10u64 {
+            let loss = if step == 3 || (6..=9).contains(&step) {
+                &nan
+            } else {
+                &ok
+            };
+            tracker.record(step, loss, &ok)?;
+        }
+        assert_eq!(tracker.check(1, 0, Some(4))?, Skipped { total: 5 });
+        let err = tracker
+            .check(1, 0, Some(3))
+            .expect_err("4 in a row")
+            .to_string();
+        assert!(
+            err.contains("at step 6 (training batch 6 ") && err.contains("4 steps in a row"),
+            "{err}"
+        );
+        let err = tracker
+            .check(2, 0, None)
+            .expect_err("not skipped")
+            .to_string();
+        assert!(err.contains("at step 3 (training batches 5..=6 "), "{err}");
+        Ok(())
     }
 }

@@ -118,6 +118,19 @@ fn check_config(theirs: &Value, ours: &LlamaConfig) -> std::result::Result<(), S
         ("rms_norm_eps", 1e-6.into()),
         ("tie_word_embeddings", false.into()),
     ];
+    // transformers 5 keeps `rope_theta` (and the scaling type) under `rope_parameters`.
+    let nested_theta = field("rope_parameters")
+        .and_then(|p| p.get("rope_theta"))
+        .filter(|v| !v.is_null());
+    if let Some(kind) = field("rope_parameters")
+        .and_then(|p| p.get("rope_type"))
+        .and_then(Value::as_str)
+        .filter(|kind| *kind != "default")
+    {
+        return Err(format!(
+            "`rope_parameters.rope_type` is {kind:?} there, and titan's Llama has no rope scaling"
+        ));
+    }
     let ours = serde_json::to_value(ours).map_err(|e| e.to_string())?;
     for key in [
         "vocab_size",
@@ -131,7 +144,8 @@ fn check_config(theirs: &Value, ours: &LlamaConfig) -> std::result::Result<(), S
         "tie_word_embeddings",
     ] {
         let default = defaults.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
-        let Some(got) = field(key).or(default) else {
+        let nested = nested_theta.filter(|_| key == "rope_theta");
+        let Some(got) = field(key).or(nested).or(default) else {
             return Err(format!("`{key}` is missing there"));
         };
         if !same_value(got, &ours[key]) {
@@ -168,6 +182,16 @@ fn weight_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let mut shards: Vec<&str> = map.values().filter_map(Value::as_str).collect();
     shards.sort_unstable();
     shards.dedup();
+    // Shards are files of `dir` itself: a name with a directory in it is refused.
+    if let Some(bad) = shards
+        .iter()
+        .find(|s| Path::new(s).file_name() != Some(std::ffi::OsStr::new(s)))
+    {
+        return Err(Error::Checkpoint(format!(
+            "{}: shard `{bad}` is not a file name in that directory",
+            dir.join("model.safetensors.index.json").display()
+        )));
+    }
     Ok(shards.into_iter().map(|s| dir.join(s)).collect())
 }
 
@@ -207,6 +231,23 @@ mod tests {
         theirs["rope_scaling"] = serde_json::json!({"rope_type": "llama3"});
         let err = check_config(&theirs, &ours).expect_err("scaling");
         assert!(err.contains("rope_scaling"), "{err}");
+    }
+
+    #[test]
+    fn rope_theta_under_rope_parameters_counts() {
+        let ours = LlamaConfig {
+            rope_theta: 500_000.0,
+            ..LlamaConfig::tiny()
+        };
+        let mut theirs = exported(&ours);
+        if let Some(map) = theirs.as_object_mut() {
+            map.remove("rope_theta");
+            map.insert(
+                "rope_parameters".into(),
+                serde_json::json!({"rope_type": "default", "rope_theta": 500000.0}),
+            );
+        }
+        assert_eq!(check_config(&theirs, &ours), Ok(()));
     }
 
     #[test]
