@@ -11,41 +11,17 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use titan::tch::Tensor;
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../experiments/tiny_llama.rs"]
 mod tiny_llama;
 
-/// tiny_llama shrunk for a test, `steps` steps of 2 rows of 64 tokens, a checkpoint every 3,
-/// in `dir`, with `extra` flags.
+/// tiny_llama shrunk for a test (`common::run_shrunk`), `steps` steps, a checkpoint every 3
+/// and a log line every step, in `dir`, with `extra` flags.
 fn run_for(steps: u64, dir: &Path, extra: &[&str]) -> titan::Result<()> {
-    let out = dir.display().to_string();
-    let steps = steps.to_string();
-    let mut args = vec![
-        "tiny_llama",
-        "--steps",
-        &steps,
-        "--batch-size",
-        "2",
-        "--device",
-        "cpu",
-        "--samples",
-        "0",
-        "--log-every",
-        "1",
-        "--checkpoint-every",
-        "3",
-        "--output-dir",
-        &out,
-        "--set",
-        "llama.num_hidden_layers=1",
-        "--set",
-        "training.seq_len=64",
-        "--set",
-        "dataset.tokenizer_sample=300",
-    ];
-    args.extend_from_slice(extra);
-    let args = titan::cli::TrainArgs::try_parse_from(args)?;
-    titan::experiment::run::<tiny_llama::TinyLlama>(args)
+    let flags = [&["--log-every", "1", "--checkpoint-every", "3"][..], extra].concat();
+    common::run_shrunk::<tiny_llama::TinyLlama>(dir, steps, &flags)
 }
 
 /// [`run_for`] 6 steps.

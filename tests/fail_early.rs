@@ -6,34 +6,15 @@ use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 
+mod common;
+
 #[allow(dead_code)]
 #[path = "../experiments/tiny_llama.rs"]
 mod tiny_llama;
 
-/// tiny_llama shrunk for a test, 3 steps in `dir`, with `extra` flags.
+/// tiny_llama shrunk for a test (`common::run_shrunk`), 3 steps in `dir`, with `extra` flags.
 fn run(dir: &Path, extra: &[&str]) -> titan::Result<()> {
-    let out = dir.display().to_string();
-    let mut args = vec![
-        "tiny_llama",
-        "--steps",
-        "3",
-        "--batch-size",
-        "2",
-        "--device",
-        "cpu",
-        "--samples",
-        "0",
-        "--output-dir",
-        &out,
-        "--set",
-        "llama.num_hidden_layers=1",
-        "--set",
-        "training.seq_len=64",
-        "--set",
-        "dataset.tokenizer_sample=300",
-    ];
-    args.extend_from_slice(extra);
-    titan::experiment::run::<tiny_llama::TinyLlama>(titan::cli::TrainArgs::try_parse_from(args)?)
+    common::run_shrunk::<tiny_llama::TinyLlama>(dir, 3, extra)
 }
 
 /// Whether `dir`'s metrics hold any step: a run that failed before step 1 has none.

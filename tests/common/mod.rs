@@ -59,6 +59,39 @@ pub fn batch(rows: i64, t: i64) -> (TokenIds, HfLabels) {
     (TokenIds(ids), HfLabels(labels))
 }
 
+/// Runs experiment `E` (tiny_llama's settings sections) shrunk for a test, as its binary would:
+/// `steps` steps of 2 rows of 64 tokens on the CPU, one layer, a tokenizer trained on 300
+/// documents, no samples, in `dir`, with `extra` flags after these.
+pub fn run_shrunk<E: titan::Experiment>(
+    dir: &std::path::Path,
+    steps: u64,
+    extra: &[&str],
+) -> titan::Result<()> {
+    let out = dir.display().to_string();
+    let steps = steps.to_string();
+    let mut args = vec![
+        "x",
+        "--steps",
+        &steps,
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--samples",
+        "0",
+        "--output-dir",
+        &out,
+        "--set",
+        "llama.num_hidden_layers=1",
+        "--set",
+        "training.seq_len=64",
+        "--set",
+        "dataset.tokenizer_sample=300",
+    ];
+    args.extend_from_slice(extra);
+    titan::experiment::run::<E>(titan::cli::TrainArgs::try_parse_from(args)?)
+}
+
 /// Runs experiment `E` for two steps of one row on the CPU, as its binary would with `flags`
 /// (after the common ones); returns the run's `metrics.jsonl`.
 pub fn two_steps<E: titan::Experiment>(flags: &[&str]) -> String {
