@@ -33,10 +33,13 @@ pub struct Llama125m {
     schedule: WarmupConfig,
     #[config(DatasetConfig { tokenizer_sample: 100_000, ..DatasetConfig::default() })]
     dataset: DatasetConfig,
+    // torchtitan's `[parallelism]` axes; data parallel over every process by default.
+    #[config(ParallelConfig::default())]
+    parallelism: ParallelConfig,
 
     #[build(LocalEnv::from_env()?)]
     dist: LocalEnv,
-    #[build(ParallelDims::new(&dist, training.device()?)?)]
+    #[build(ParallelDims::with_config(&dist, &parallelism, training.device()?)?)]
     dims: ParallelDims,
     #[build(Corpus::new(
         training.data.as_deref(),

@@ -24,11 +24,14 @@ pub struct TinyLlama {
     schedule: WarmupConfig,
     #[config(DatasetConfig::default())]
     dataset: DatasetConfig,
+    // torchtitan's `[parallelism]` axes; data parallel over every process by default.
+    #[config(ParallelConfig::default())]
+    parallelism: ParallelConfig,
 
     #[build(LocalEnv::from_env()?)]
     dist: LocalEnv,
     // Dataloaders take `&dims`, which only the distributed environment can produce.
-    #[build(ParallelDims::new(&dist, training.device()?)?)]
+    #[build(ParallelDims::with_config(&dist, &parallelism, training.device()?)?)]
     dims: ParallelDims,
     // `--data` takes a `.txt`, `.jsonl` or `.parquet` file, a directory or a glob of shards;
     // without it, enough built-in stories for the run to see each about once.

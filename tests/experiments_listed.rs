@@ -46,3 +46,26 @@ fn every_experiment_file_has_its_bin_entry() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The README shows `experiments/tiny_llama.rs` "all of it": the block must be the file, so
+/// the first thing a reader sees is never an older version.
+#[test]
+fn the_readme_shows_tiny_llama_as_it_is() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md"))?;
+    let file = std::fs::read_to_string(root.join("experiments/tiny_llama.rs"))?;
+    let intro = "This is `experiments/tiny_llama.rs`, all of it:\n\n```rust\n";
+    let start = readme
+        .find(intro)
+        .map(|i| i + intro.len())
+        .ok_or_else(|| anyhow::anyhow!("README.md no longer says {intro:?}"))?;
+    let end = readme[start..]
+        .find("```\n")
+        .map(|i| start + i)
+        .ok_or_else(|| anyhow::anyhow!("the README's code block does not end"))?;
+    anyhow::ensure!(
+        readme[start..end] == file,
+        "README.md's copy of experiments/tiny_llama.rs differs from the file: copy the file in"
+    );
+    Ok(())
+}

@@ -30,7 +30,7 @@ pub use loss::{CausalLmLoss, Loss, ShiftedLoss};
 pub use lr::{LrScheduler, Warmup, WarmupConfig};
 pub use model::{Llama, LlamaConfig, Model, ParamGroup, Parameter, Parameters};
 pub use optim::{Adafactor, AdafactorConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig};
-pub use parallel_dims::{DataParallel, ParallelDims};
+pub use parallel_dims::{DataParallel, ParallelConfig, ParallelDims};
 pub use titan_macros::experiment;
 pub use tokenizer::{BpeConfig, BpeTokenizer, Tokenizer, TrainingText};
 pub use trainer::{Precision, Trainer, TrainingConfig};
@@ -54,7 +54,7 @@ pub mod prelude {
     pub use crate::optim::{
         Adafactor, AdafactorConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig,
     };
-    pub use crate::parallel_dims::{DataParallel, ParallelDims};
+    pub use crate::parallel_dims::{DataParallel, ParallelConfig, ParallelDims};
     pub use crate::tokenizer::{BpeConfig, BpeTokenizer, Tokenizer, TrainingText};
     pub use crate::trainer::{Precision, TrainingConfig};
     pub use titan_macros::experiment;
