@@ -56,8 +56,13 @@ pub(crate) fn check_config_fits(checkpoint: &Checkpoint, run: &ConfigSet<'_>) ->
         ))
     })?;
     let saved = serde_json::to_value(table)?;
-    let training = run.training_section();
-    let found = differences(&saved, &run.tree(), &|path| may_change(path, training));
+    let (new_sections, found) = compare(&saved, &run.tree(), run.training_section());
+    for section in &new_sections {
+        tracing::warn!(
+            "{}: its configuration has no [{section}] section; the run's is taken as it is",
+            checkpoint.dir().display()
+        );
+    }
     let Some(first) = found.first() else {
         return Ok(());
     };
@@ -66,6 +71,27 @@ pub(crate) fn check_config_fits(checkpoint: &Checkpoint, run: &ConfigSet<'_>) ->
          --resume-from a checkpoint that fits)",
         checkpoint.dir().display()
     )))
+}
+
+/// The sections `run` has and `saved` lacks (they came with a newer experiment file or titan,
+/// e.g. `[parallelism]`: said, not refused), and every other difference in a key that must
+/// stay. A key missing inside a section is compared (an unset option is written as a comment).
+fn compare(
+    saved: &serde_json::Value,
+    run: &serde_json::Value,
+    training: Option<&str>,
+) -> (Vec<String>, Vec<crate::diff::Difference>) {
+    let new_sections: Vec<String> = run
+        .as_object()
+        .into_iter()
+        .flat_map(|sections| sections.keys())
+        .filter(|section| saved.get(section.as_str()).is_none())
+        .cloned()
+        .collect();
+    let found = differences(saved, run, &|path| {
+        may_change(path, training) || matches!(path, [section] if new_sections.contains(section))
+    });
+    (new_sections, found)
 }
 
 fn may_change(path: &[String], training: Option<&str>) -> bool {
@@ -82,6 +108,20 @@ fn may_change(path: &[String], training: Option<&str>) -> bool {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn a_section_the_checkpoint_lacks_is_named_not_refused() {
+        let saved = serde_json::json!({"llama": {"hidden_size": 256}});
+        let run = serde_json::json!({
+            "llama": {"hidden_size": 256, "rope_theta": 10000.0},
+            "parallelism": {"tp": 1},
+        });
+        let (new, found) = compare(&saved, &run, None);
+        assert_eq!(new, ["parallelism"]);
+        // A key missing inside a section the checkpoint has still counts.
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].key, "llama.rope_theta");
+    }
 
     #[test]
     fn only_the_keys_that_must_stay_count() {
