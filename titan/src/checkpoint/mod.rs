@@ -13,7 +13,7 @@ mod weights;
 pub use hf::export_hf;
 pub use manifest::{FORMAT, FileEntry, Manifest};
 pub use state::{StateDict, Stateful, Stateless};
-pub use store::{Checkpoint, CheckpointStore};
+pub use store::{Checkpoint, CheckpointStore, MODEL_FILE};
 pub use weights::{load_weights, read_weights};
 
 use crate::Error;

@@ -11,6 +11,9 @@ use super::bad;
 use super::manifest::{FORMAT, FileEntry, MANIFEST, Manifest};
 use crate::{Error, Result};
 
+/// The file of a checkpoint that holds the model's weights (Hugging Face names).
+pub const MODEL_FILE: &str = "model.safetensors";
+
 /// Where a run keeps its checkpoints, and how many.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
@@ -249,6 +252,17 @@ impl Checkpoint {
             .file(name)
             .ok_or_else(|| bad(&self.dir, format!("the manifest lists no `{name}`")))?;
         self.check(entry)
+    }
+
+    /// Copies the checkpoint's model weights (`MODEL_FILE`) into `params`: every name and shape
+    /// is checked before any is copied, and a misfit is `misfit`'s error.
+    pub fn load_model_weights(
+        &self,
+        params: &[(String, tch::Tensor)],
+        misfit: impl Fn(String) -> Error,
+    ) -> Result<()> {
+        let saved = super::read_weights(&[self.file(MODEL_FILE)?])?;
+        super::load_weights(saved, params, |_| false, misfit)
     }
 
     /// The contents of file `name`, checked.

@@ -4,14 +4,11 @@
 
 use std::path::Path;
 
-use crate::checkpoint::{Checkpoint, load_weights, read_weights};
+use crate::checkpoint::Checkpoint;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use crate::trainer::TrainingConfig;
 use crate::{Error, Result};
-
-/// The checkpoint file of the model's weights.
-const MODEL: &str = "model.safetensors";
 
 /// Writes the trained model and its tokenizer to `output_dir/hf` for `transformers`; a model
 /// or tokenizer without a Hugging Face form is noted, not an error.
@@ -47,18 +44,12 @@ where
     T: Tokenizer,
 {
     checkpoint.verify()?;
-    let saved = read_weights(&[checkpoint.file(MODEL)?])?;
-    load_weights(
-        saved,
-        &model.parameters().named(),
-        |_| false,
-        |what| {
-            Error::Checkpoint(format!(
-                "{} does not fit the experiment's model: {what}",
-                checkpoint.dir().display()
-            ))
-        },
-    )?;
+    checkpoint.load_model_weights(&model.parameters().named(), |what| {
+        Error::Checkpoint(format!(
+            "{} does not fit the experiment's model: {what}",
+            checkpoint.dir().display()
+        ))
+    })?;
     crate::checkpoint::export_hf(model, tokenizer, dir)
 }
 

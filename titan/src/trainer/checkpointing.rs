@@ -17,10 +17,9 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::parts::Parts;
-use crate::checkpoint::{Checkpoint, CheckpointStore, StateDict, load_weights, read_weights};
+use crate::checkpoint::{Checkpoint, CheckpointStore, MODEL_FILE, StateDict};
 use crate::{Error, Result};
 
-const MODEL: &str = "model.safetensors";
 const TRAIN_STATE: &str = "train_state.json";
 const RNG: &str = "rng.safetensors";
 
@@ -134,7 +133,7 @@ impl Checkpointing {
             .spawn(move || {
                 let started = Instant::now();
                 let checkpoint = store.save(step, |dir| {
-                    Tensor::write_safetensors(&weights, dir.join(MODEL))?;
+                    Tensor::write_safetensors(&weights, dir.join(MODEL_FILE))?;
                     for (file, tensors) in &role_tensors {
                         Tensor::write_safetensors(tensors, dir.join(file))?;
                     }
@@ -231,8 +230,7 @@ pub(crate) fn restore<Lab>(checkpoint: &Checkpoint, parts: &mut Parts<'_, Lab>) 
             "it holds state for a role `{extra}`, which this run has not"
         )));
     }
-    let saved = read_weights(&[checkpoint.file(MODEL)?])?;
-    load_weights(saved, &parts.params, |_| false, misfit)?;
+    checkpoint.load_model_weights(&parts.params, misfit)?;
     // Each component and the dataloader check their own state before they change.
     for (role, saved) in parts.states.iter_mut().zip(saved_states) {
         let name = role.role();
