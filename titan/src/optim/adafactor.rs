@@ -119,8 +119,8 @@ impl Adafactor {
             .sum()
     }
 
-    /// One parameter's update. With `skip` (a bool scalar on the device) set, the update
-    /// changes nothing: the gradient reads as zero, the moments' averaging weight and the
+    /// One parameter's update. With `keep` (a [`Keep`] whose flag is off on the device), the
+    /// update changes nothing: the gradient reads as zero, the moments' averaging weight and the
     /// weight decay as none, so nothing NaN reaches the parameter or its moments.
     fn update_one(
         p: &mut Tensor,
@@ -129,16 +129,16 @@ impl Adafactor {
         lr: f64,
         t: f64,
         decay: bool,
-        skip: Option<&Tensor>,
+        keep: Option<&Keep>,
     ) -> Result<()> {
         let grad = p.grad();
         if !grad.defined() {
             return Ok(());
         }
-        let (grad, keep) = match skip {
-            Some(skip) => (
-                grad.f_where_self(&skip.f_logical_not()?, &grad.f_zeros_like()?)?,
-                Some(skip.f_logical_not()?.f_to_kind(Kind::Float)?),
+        let (grad, keep) = match keep {
+            Some(Keep { flag, weight }) => (
+                grad.f_where_self(flag, &grad.f_zeros_like()?)?,
+                Some(weight),
             ),
             None => (grad, None),
         };
@@ -199,11 +199,28 @@ impl Adafactor {
     }
 }
 
+/// Whether a step is taken, on the device: as a bool and as a 0/1 float weight.
+struct Keep {
+    flag: Tensor,
+    weight: Tensor,
+}
+
+impl Keep {
+    /// Taken unless `skip` is set.
+    fn unless(skip: &Tensor) -> Result<Self> {
+        let flag = skip.f_logical_not()?;
+        let weight = flag.f_to_kind(Kind::Float)?;
+        Ok(Self { flag, weight })
+    }
+}
+
 impl Adafactor {
-    /// One step over every parameter; `skip` as in `update_one`. The host's step count counts
-    /// a skipped step too (it sets the averaging and step-size schedules).
+    /// One step over every parameter; with `skip` (a bool scalar on the device) set it changes
+    /// nothing. The host's step count counts a skipped step too (it sets the averaging and
+    /// step-size schedules).
     fn update(&mut self, skip: Option<&Tensor>) -> Result<()> {
         let _guard = tch::no_grad_guard();
+        let keep = skip.map(Keep::unless).transpose()?;
         self.step += 1;
         let t = self.step as f64;
         for (p, moments) in self.params.iter_mut().zip(&mut self.moments) {
@@ -214,7 +231,7 @@ impl Adafactor {
                 self.lr,
                 t,
                 p.decay,
-                skip,
+                keep.as_ref(),
             )?;
         }
         Ok(())

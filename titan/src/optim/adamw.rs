@@ -125,6 +125,10 @@ impl AdamW {
             return Err(Error::Training(format!("setting AdamW's rate: {why}")));
         }
         let _guard = tch::no_grad_guard();
+        // 1 for a step taken, 1 - found_inf for one the device may skip (once, for every group).
+        let taken = found_inf
+            .map(|inf| inf.f_neg()?.f_add_scalar(1.0))
+            .transpose()?;
         for group in &self.groups {
             let live = params::live_grads(&self.params, &group.members);
             if live.is_empty() {
@@ -141,10 +145,6 @@ impl AdamW {
             // The kernel reads the incremented counts; only the stepped parameters count, and
             // a skipped step (`found_inf` 1) counts 1 - 1 = 0.
             let all = live.len() == group.members.len();
-            // 1 for a step taken, 1 - found_inf for one the device may skip.
-            let taken = found_inf
-                .map(|inf| inf.f_neg()?.f_add_scalar(1.0))
-                .transpose()?;
             let count = |sign: f64| -> Result<()> {
                 let targets: Vec<Tensor> = if all {
                     vec![group.steps.shallow_clone()]
