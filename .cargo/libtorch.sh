@@ -10,11 +10,26 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dest="$root/.libtorch/site"
 stamp="$dest/.titan-torch-$version"
 
+# CCCL's headers (`nv/target`), which ProcessGroupNCCL.hpp reaches through CUDA's and the torch
+# wheel does not pull: titan's NCCL process group is compiled only where they are (3 MB).
+cccl_version="13.0.85"
+cccl="$root/.libtorch/cccl"
+install_cccl() {
+  [[ -f "$cccl/.titan-cccl-$cccl_version" ]] && return 0
+  rm -rf "$cccl.partial"
+  "$python" -m pip install --quiet --disable-pip-version-check --no-cache-dir --no-deps \
+    --target "$cccl.partial" "nvidia-cuda-cccl==$cccl_version"
+  touch "$cccl.partial/.titan-cccl-$cccl_version"
+  rm -rf "$cccl"
+  mv "$cccl.partial" "$cccl"
+}
+
+python="${PYTHON:-python3}"
 if [[ -f "$stamp" && -f "$dest/torch/lib/libtorch_cpu.so" ]]; then
+  install_cccl
   exit 0
 fi
 
-python="${PYTHON:-python3}"
 if ! command -v "$python" >/dev/null 2>&1; then
   echo "error: titan needs Python 3 with pip to install libtorch $version from PyPI;" >&2
   echo "       install python3 and python3-pip (Debian: apt-get install python3 python3-pip)" >&2
@@ -36,6 +51,7 @@ mkdir -p "$root/.libtorch"
 "$python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
   --target "$tmp" "torch==$version"
 touch "$tmp/.titan-torch-$version"
+install_cccl
 rm -rf "$dest"
 mv "$tmp" "$dest"
 echo "libtorch $version ready at $dest" >&2

@@ -50,6 +50,8 @@ fn shim(libtorch: &Path, lib: &Path) {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
     println!("cargo:rerun-if-changed=csrc/fused_cpu.cpp");
     println!("cargo:rerun-if-changed=csrc/guarded.h");
+    println!("cargo:rerun-if-changed=csrc/c10d.cpp");
+    println!("cargo:rerun-if-changed=csrc/gloo_names");
     let include = libtorch.join("include");
     let mut build = cc::Build::new();
     build
@@ -57,7 +59,12 @@ fn shim(libtorch: &Path, lib: &Path) {
         .std("c++17")
         .file("csrc/shim.cpp")
         .file("csrc/fused_cpu.cpp")
+        .file("csrc/c10d.cpp")
         .include(&include)
+        // c10d's headers reach libtorch's C++ API (`torch/types.h`).
+        .include(include.join("torch/csrc/api/include"))
+        // Declarations of the Gloo names `ProcessGroupGloo.hpp` mentions (see its README).
+        .include("csrc/gloo_names")
         // `at::parallel_for` is inline OpenMP: compiled with it, and linked against libtorch's
         // own libgomp (below), the fused kernels share libtorch's thread pool.
         .flag("-fopenmp")
@@ -79,6 +86,9 @@ fn shim(libtorch: &Path, lib: &Path) {
     let cuda = cuda_include(libtorch).filter(|_| lib.join("libc10_cuda.so").exists());
     if let Some(dirs) = &cuda {
         build.includes(dirs).define("TITAN_CUDA", None);
+        if let Some(nccl) = nccl_include(libtorch, dirs) {
+            build.includes(nccl).define("TITAN_NCCL", None);
+        }
     }
     build.compile("titan_shim");
     println!("cargo:rustc-link-search=native={}", lib.display());
@@ -129,4 +139,25 @@ fn cuda_include(libtorch: &Path) -> Option<Vec<PathBuf>> {
         .chain(site.map(|s| s.join("triton/backends/nvidia/include")))
         .find(|dir| dir.join("crt/host_config.h").exists())?;
     Some(vec![runtime, crt])
+}
+
+/// Folders that `ProcessGroupNCCL.hpp` needs beyond CUDA's runtime headers: NCCL's own (PyPI's
+/// `nvidia/nccl` beside libtorch) and CCCL's `nv/target`, which `.cargo/libtorch.sh` installs
+/// into `.libtorch/cccl` (the torch wheel does not pull it). None when either is missing: then
+/// titan has no NCCL process group, and says so when one is asked for.
+fn nccl_include(libtorch: &Path, cuda: &[PathBuf]) -> Option<Vec<PathBuf>> {
+    let site = libtorch.parent()?;
+    let nccl = site.join("nvidia/nccl/include");
+    if !nccl.join("nccl.h").exists() {
+        return None;
+    }
+    let mut candidates: Vec<PathBuf> = cuda.to_vec();
+    if let Some(root) = site.parent() {
+        candidates.push(root.join("cccl/nvidia/cu13/include"));
+        candidates.push(root.join("cccl/nvidia/cu13/include/cccl"));
+    }
+    let cccl = candidates
+        .into_iter()
+        .find(|dir| dir.join("nv/target").exists())?;
+    Some(vec![nccl, cccl])
 }

@@ -3,13 +3,14 @@
 //! memory statistics and CUDA graphs — and titan's fused CPU kernels (`csrc/fused_cpu.cpp`),
 //! wrapped so each returns `titan::Result`.
 //!
-//! One file per thing bound: `optim.rs` (fused optimizer steps), `kernels.rs` (fused CPU
+//! One file per thing bound: `c10d.rs` (torch's process groups and their store), `optim.rs` (fused optimizer steps), `kernels.rs` (fused CPU
 //! kernels), `memory.rs` (the CUDA caching allocator), `graph.rs` (CUDA graphs), `rng.rs` (the
 //! random generators' state) and `mkl.rs` (MKL's vendor check). This file holds the one error
 //! convention they share: a shim call returns 0, or 1 with libtorch's message in a buffer
 //! (`csrc/guarded.h`), turned into [`Error::Torch`] by `call`.
 #![allow(unsafe_code)] // The one place titan calls C++; each call states why it is sound.
 
+pub mod c10d;
 mod graph;
 mod kernels;
 mod memory;

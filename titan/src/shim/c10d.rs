@@ -1,0 +1,372 @@
+//! torch's c10d (`csrc/c10d.cpp`): a `TCPStore` for the rendezvous and a process group on it,
+//! Gloo for CPU tensors and NCCL for CUDA ones, with the collectives titan uses.
+#![allow(unsafe_code)] // Calls into the C++ shim; each call states why it is sound.
+
+use std::ffi::{CString, c_char, c_void};
+use std::time::Duration;
+
+use tch::Tensor;
+
+use super::call;
+use crate::{Error, Result};
+
+unsafe extern "C" {
+    fn titan_has_nccl() -> bool;
+    fn titan_store_new(
+        host: *const c_char,
+        port: u16,
+        is_server: bool,
+        world_size: i32,
+        timeout_ms: i64,
+        port_out: *mut u16,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> *mut c_void;
+    fn titan_store_free(store: *mut c_void);
+    fn titan_store_set(
+        store: *mut c_void,
+        key: *const c_char,
+        data: *const u8,
+        len: usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_store_get(
+        store: *mut c_void,
+        key: *const c_char,
+        out: *mut *mut u8,
+        len: *mut usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_store_check(
+        store: *mut c_void,
+        key: *const c_char,
+        present: *mut bool,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_bytes_free(bytes: *mut u8);
+    fn titan_group_new(
+        store: *mut c_void,
+        rank: i32,
+        size: i32,
+        device_type: i8,
+        timeout_ms: i64,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> *mut c_void;
+    fn titan_group_free(group: *mut c_void);
+    fn titan_group_all_reduce(
+        group: *mut c_void,
+        tensors: *const *mut c_void,
+        n: usize,
+        op: i32,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_group_broadcast(
+        group: *mut c_void,
+        tensors: *const *mut c_void,
+        n: usize,
+        root: i32,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_group_barrier(group: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
+}
+
+/// Whether this build of titan has NCCL's process group (it found NCCL's and CCCL's headers).
+pub fn has_nccl() -> bool {
+    // SAFETY: no arguments; returns a constant.
+    unsafe { titan_has_nccl() }
+}
+
+fn millis(timeout: Duration) -> i64 {
+    i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn c_string(what: &str, value: &str) -> Result<CString> {
+    CString::new(value).map_err(|_| Error::config(what, value, "must not contain a NUL byte"))
+}
+
+/// A c10d `TCPStore`: a small key-value server on one rank that every rank connects to.
+#[derive(Debug)]
+pub struct Store {
+    raw: *mut c_void,
+    port: u16,
+}
+
+// SAFETY: c10d's TCPStore is used from many threads by torch itself (its clients lock their
+// socket); the handle is an owned heap object freed once, in `Drop`.
+unsafe impl Send for Store {}
+// SAFETY: as above; every method takes `&self` and c10d serialises each call.
+unsafe impl Sync for Store {}
+
+impl Store {
+    /// The store at `host:port`: served by this process when `serve` (port 0 picks a free
+    /// port), else reached as a client, within `timeout`, which also bounds each wait on a key.
+    pub fn new(
+        host: &str,
+        port: u16,
+        serve: bool,
+        world_size: usize,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let c_host = c_string("MASTER_ADDR", host)?;
+        let world = i32::try_from(world_size)
+            .map_err(|_| Error::config("WORLD_SIZE", world_size, "is too large"))?;
+        let mut raw = std::ptr::null_mut();
+        let mut bound = 0u16;
+        call(&format!("the c10d store at {host}:{port}"), |err, len| {
+            // SAFETY: `c_host` outlives the call; `bound` is a valid place for the port.
+            raw = unsafe {
+                titan_store_new(
+                    c_host.as_ptr(),
+                    port,
+                    serve,
+                    world,
+                    millis(timeout),
+                    &mut bound,
+                    err,
+                    len,
+                )
+            };
+            i32::from(raw.is_null())
+        })?;
+        Ok(Self { raw, port: bound })
+    }
+
+    /// The port the store is on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sets `key` to `value`.
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<()> {
+        let c_key = c_string("store key", key)?;
+        call(&format!("setting `{key}` in the c10d store"), |err, len| {
+            // SAFETY: the store is live; key and value outlive the call, which copies them.
+            unsafe {
+                titan_store_set(
+                    self.raw,
+                    c_key.as_ptr(),
+                    value.as_ptr(),
+                    value.len(),
+                    err,
+                    len,
+                )
+            }
+        })
+    }
+
+    /// The value of `key`, waiting for it within the store's timeout.
+    pub fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let c_key = c_string("store key", key)?;
+        let (mut out, mut n) = (std::ptr::null_mut::<u8>(), 0usize);
+        call(
+            &format!("reading `{key}` from the c10d store"),
+            |err, len| {
+                // SAFETY: the store is live; `out` and `n` are valid places for the result.
+                unsafe { titan_store_get(self.raw, c_key.as_ptr(), &mut out, &mut n, err, len) }
+            },
+        )?;
+        // SAFETY: on success the shim stored a malloc'ed buffer of `n` bytes in `out`, which
+        // is copied here and then freed once.
+        let value = unsafe { std::slice::from_raw_parts(out, n) }.to_vec();
+        // SAFETY: `out` came from the shim's malloc and is freed once.
+        unsafe { titan_bytes_free(out) };
+        Ok(value)
+    }
+
+    /// Whether `key` is set now.
+    pub fn check(&self, key: &str) -> Result<bool> {
+        let c_key = c_string("store key", key)?;
+        let mut present = false;
+        call(
+            &format!("looking up `{key}` in the c10d store"),
+            |err, len| {
+                // SAFETY: the store is live; `present` is a valid place for the answer.
+                unsafe { titan_store_check(self.raw, c_key.as_ptr(), &mut present, err, len) }
+            },
+        )?;
+        Ok(present)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from `titan_store_new` and is freed once; groups made on the store
+        // hold their own reference to it.
+        unsafe { titan_store_free(self.raw) }
+    }
+}
+
+/// Which c10d backend a group runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `ProcessGroupGloo`: CPU tensors.
+    Gloo,
+    /// `ProcessGroupNCCL`: CUDA tensors.
+    Nccl,
+}
+
+/// A c10d process group over a [`Store`].
+#[derive(Debug)]
+pub struct Group {
+    raw: *mut c_void,
+    backend: Backend,
+}
+
+// SAFETY: c10d backends are driven from several threads by torch itself (DDP's reducer
+// launches collectives from autograd threads); the handle is freed once, in `Drop`.
+unsafe impl Send for Group {}
+// SAFETY: as above; callers issue collectives in the same order on every rank, which c10d
+// requires anyway.
+unsafe impl Sync for Group {}
+
+impl Group {
+    /// Rank `rank` of `size` joins the group on `store`; returns once every rank joined, or
+    /// fails after `timeout`, which also bounds every collective.
+    pub fn new(
+        store: &Store,
+        rank: usize,
+        size: usize,
+        backend: Backend,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let to_i32 = |name: &str, v: usize| {
+            i32::try_from(v).map_err(|_| Error::config(name, v, "is too large"))
+        };
+        let (r, n) = (to_i32("RANK", rank)?, to_i32("WORLD_SIZE", size)?);
+        let device_type = match backend {
+            Backend::Gloo => 0,
+            Backend::Nccl => 1,
+        };
+        let mut raw = std::ptr::null_mut();
+        call(
+            &format!("rank {rank} of {size} joining the {backend:?} process group"),
+            |err, len| {
+                // SAFETY: the store is live for the call; the group keeps its own reference.
+                raw = unsafe {
+                    titan_group_new(store.raw, r, n, device_type, millis(timeout), err, len)
+                };
+                i32::from(raw.is_null())
+            },
+        )?;
+        Ok(Self { raw, backend })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Sums each tensor over every rank, in place (all queued, then all waited for).
+    pub fn all_reduce_sum(&self, tensors: &[Tensor]) -> Result<()> {
+        self.all_reduce(tensors, 0, "all-reduce (sum)")
+    }
+
+    /// Takes each tensor's element-wise maximum over every rank, in place.
+    pub fn all_reduce_max(&self, tensors: &[Tensor]) -> Result<()> {
+        self.all_reduce(tensors, 1, "all-reduce (max)")
+    }
+
+    fn all_reduce(&self, tensors: &[Tensor], op: i32, what: &str) -> Result<()> {
+        let ptrs: Vec<*mut c_void> = tensors
+            .iter()
+            .map(|t| t.as_ptr().cast_mut().cast())
+            .collect();
+        call(what, |err, len| {
+            // SAFETY: every pointer is a live `at::Tensor*` (tch's `C_tensor`) for the call.
+            unsafe { titan_group_all_reduce(self.raw, ptrs.as_ptr(), ptrs.len(), op, err, len) }
+        })
+    }
+
+    /// Copies rank `root`'s values of each tensor into every rank's, in place.
+    pub fn broadcast(&self, tensors: &[Tensor], root: usize) -> Result<()> {
+        let root = i32::try_from(root).map_err(|_| Error::config("root", root, "is too large"))?;
+        let ptrs: Vec<*mut c_void> = tensors
+            .iter()
+            .map(|t| t.as_ptr().cast_mut().cast())
+            .collect();
+        call("broadcast", |err, len| {
+            // SAFETY: every pointer is a live `at::Tensor*` for the call.
+            unsafe { titan_group_broadcast(self.raw, ptrs.as_ptr(), ptrs.len(), root, err, len) }
+        })
+    }
+
+    /// Returns once every rank reached the barrier.
+    pub fn barrier(&self) -> Result<()> {
+        call("barrier", |err, len| {
+            // SAFETY: the group is live.
+            unsafe { titan_group_barrier(self.raw, err, len) }
+        })
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from `titan_group_new` and is freed once.
+        unsafe { titan_group_free(self.raw) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two ranks, as two threads of this process over loopback: what the Gloo declarations in
+    /// `csrc/gloo_names` must get right for libtorch's ProcessGroupGloo to work at all.
+    #[test]
+    fn two_gloo_ranks_sum_broadcast_and_meet() -> Result<()> {
+        let timeout = Duration::from_secs(30);
+        let server = Store::new("127.0.0.1", 0, true, 2, timeout)?;
+        let port = server.port();
+        assert_ne!(port, 0);
+        let peer = std::thread::spawn(move || -> Result<(Vec<f32>, Vec<f32>, Vec<u8>)> {
+            let store = Store::new("127.0.0.1", port, false, 2, timeout)?;
+            let group = Group::new(&store, 1, 2, Backend::Gloo, timeout)?;
+            let t = Tensor::from_slice(&[10f32, 20., 30.]);
+            group.all_reduce_sum(&[t.shallow_clone()])?;
+            let b = Tensor::from_slice(&[0f32, 0.]);
+            group.broadcast(&[b.shallow_clone()], 0)?;
+            group.barrier()?;
+            Ok((
+                Vec::<f32>::try_from(&t)?,
+                Vec::<f32>::try_from(&b)?,
+                store.get("from-rank-0")?,
+            ))
+        });
+        let group = Group::new(&server, 0, 2, Backend::Gloo, timeout)?;
+        let a = Tensor::from_slice(&[1f32, 2., 3.]);
+        group.all_reduce_sum(&[a.shallow_clone()])?;
+        server.set("from-rank-0", b"hello")?;
+        let b = Tensor::from_slice(&[7f32, 8.]);
+        group.broadcast(&[b.shallow_clone()], 0)?;
+        group.barrier()?;
+        let (t1, b1, got) = peer.join().expect("rank 1 panicked")?;
+        assert_eq!(Vec::<f32>::try_from(&a)?, vec![11., 22., 33.]);
+        assert_eq!(t1, vec![11., 22., 33.]);
+        assert_eq!(b1, vec![7., 8.]);
+        assert_eq!(got, b"hello");
+        assert!(server.check("from-rank-0")? && !server.check("absent")?);
+        Ok(())
+    }
+
+    /// A rank whose peer never arrives fails within the timeout, naming what it waited for.
+    #[test]
+    fn a_missing_peer_is_an_error_within_the_timeout() -> Result<()> {
+        let timeout = Duration::from_millis(1500);
+        let server = Store::new("127.0.0.1", 0, true, 2, timeout)?;
+        let started = std::time::Instant::now();
+        let err = Group::new(&server, 0, 2, Backend::Gloo, timeout).expect_err("no peer");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(err.to_string().contains("rank 0 of 2 joining"), "{err}");
+        Ok(())
+    }
+}
