@@ -37,8 +37,10 @@ pub struct Llama125m {
     #[config(ParallelConfig::default())]
     parallelism: ParallelConfig,
 
-    #[build(LocalEnv::from_env()?)]
-    dist: LocalEnv,
+    // torchrun's ranks (or `--nproc-per-node N`) in torch's process group; one process
+    // without them.
+    #[build(C10dEnv::from_env(training.device()?, &parallelism)?)]
+    dist: C10dEnv,
     #[build(ParallelDims::with_config(&dist, &parallelism, training.device()?)?)]
     dims: ParallelDims,
     #[build(Corpus::new(

@@ -28,8 +28,10 @@ pub struct TinyLlama {
     #[config(ParallelConfig::default())]
     parallelism: ParallelConfig,
 
-    #[build(LocalEnv::from_env()?)]
-    dist: LocalEnv,
+    // torchrun's ranks (or `--nproc-per-node N`) in torch's process group; one process
+    // without them.
+    #[build(C10dEnv::from_env(training.device()?, &parallelism)?)]
+    dist: C10dEnv,
     // Dataloaders take `&dims`, which only the distributed environment can produce.
     #[build(ParallelDims::with_config(&dist, &parallelism, training.device()?)?)]
     dims: ParallelDims,

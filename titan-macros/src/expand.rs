@@ -244,9 +244,9 @@ fn wiring(exp: &Experiment) -> TokenStream {
     });
     // A new run may start from a Hugging Face directory's weights.
     let init = quote_spanned!(model_sp=> ::titan::experiment::init_from_hf(&mut self.#model, &__titan_training, trainer.resumes())?;);
-    let dist = field(Role::Dist).map(|(dist, sp)| {
-        quote_spanned!(sp=> ::titan::experiment::is_distributed_environment(&self.#dist);)
-    });
+    let dist = field(Role::Dist).map(
+        |(dist, sp)| quote_spanned!(sp=> ::titan::experiment::join_world(trainer, &self.#dist)?;),
+    );
     let w_model = quote_spanned!(model_sp=> ::titan::experiment::wire(&mut self.#model));
     let w_train = quote_spanned!(train_sp=> __titan_w.train_data(&mut self.#train));
     let w_loss = quote_spanned!(loss_sp=> __titan_w.loss(&mut self.#loss));

@@ -44,6 +44,9 @@ pub enum Error {
     /// A checkpoint is missing, incomplete, corrupt or from another run.
     #[error("checkpoint {0}")]
     Checkpoint(String),
+    /// Another rank, or the process group between the ranks, failed.
+    #[error("distributed: {0}")]
+    Distributed(String),
     /// Training diverged or produced a non-finite value.
     #[error("training: {0}")]
     Training(String),

@@ -22,7 +22,7 @@ pub mod trainer;
 pub use batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TitanBatch, TokenIds};
 pub use checkpoint::{StateDict, Stateful, Stateless};
 pub use data::{Dataloader, Dataset};
-pub use dist::{DistributedEnvironment, LocalEnv};
+pub use dist::{C10dEnv, DistributedEnvironment, LocalEnv, ProcessGroup};
 pub use error::{Error, Result};
 pub use experiment::Experiment;
 pub use experiment::cli;
@@ -44,7 +44,7 @@ pub mod prelude {
         Batching, Corpus, DataSource, Dataloader, Dataset, DatasetConfig, Documents, HfConvention,
         Layout, PackedLoader, Split, StoryConfig, TitanConvention, TokenLoader, pack_documents,
     };
-    pub use crate::dist::{DistributedEnvironment, LocalEnv};
+    pub use crate::dist::{C10dEnv, DistributedEnvironment, LocalEnv};
     pub use crate::experiment::Experiment;
     pub use crate::loss::{CausalLmLoss, Loss, ShiftedLoss};
     pub use crate::lr::{Decay, LrScheduler, Warmup, WarmupConfig};

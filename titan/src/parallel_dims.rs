@@ -46,6 +46,9 @@ pub struct ParallelConfig {
     pub tp: i64,
     /// Pipeline parallelism (only 1 is implemented).
     pub pp: i64,
+    /// Seconds a rank waits for the others (joining the process group, each collective)
+    /// before it stops with an error; torchtitan's `comm.init_timeout_seconds`.
+    pub timeout_s: u64,
 }
 
 impl Default for ParallelConfig {
@@ -56,11 +59,24 @@ impl Default for ParallelConfig {
             cp: 1,
             tp: 1,
             pp: 1,
+            timeout_s: 300,
         }
     }
 }
 
 impl ParallelConfig {
+    /// How long a rank waits for the others (`timeout_s`, at least one second).
+    pub fn timeout(&self) -> Result<std::time::Duration> {
+        if self.timeout_s == 0 {
+            return Err(Error::config(
+                "parallelism.timeout_s",
+                0,
+                "must be at least 1 second",
+            ));
+        }
+        Ok(std::time::Duration::from_secs(self.timeout_s))
+    }
+
     /// The axes' degrees for `world` processes, in the order dp_replicate, dp_shard, cp, tp,
     /// pp: a -1 inferred, each checked, their product equal to `world`. Errors name the axis and
     /// the numbers.

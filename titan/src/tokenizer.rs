@@ -144,8 +144,14 @@ impl BpeTokenizer {
     /// a fingerprint of what trained it (the settings and `text`'s provenance) beside it
     /// (`tokenizer.fingerprint.json`). A cached tokenizer whose fingerprint differs from what
     /// would train it now is an error naming the difference, never a silent reuse; one without
-    /// a fingerprint (a tokenizer of the user's own) is used as it is, with a warning.
+    /// a fingerprint (a tokenizer of the user's own) is used as it is, with a warning. In a
+    /// process group, rank 0 trains and saves it, and the other ranks then load that file.
     pub fn train_or_load(config: &BpeConfig, text: impl TrainingText) -> Result<Self> {
+        crate::dist::rank_zero_first(|| Self::train_or_load_here(config, text))
+    }
+
+    /// [`BpeTokenizer::train_or_load`] in this process alone.
+    fn train_or_load_here(config: &BpeConfig, text: impl TrainingText) -> Result<Self> {
         let fingerprint = serde_json::json!({
             "vocab_size": config.vocab_size,
             "min_frequency": config.min_frequency,

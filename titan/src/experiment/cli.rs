@@ -27,6 +27,9 @@ pub struct TrainArgs {
     /// `--export-hf PATH`: write the model of a checkpoint (`--resume-from`, or the output
     /// directory's latest) to PATH in Hugging Face's form, then exit.
     pub export_hf: Option<PathBuf>,
+    /// `--nproc-per-node N`: start N ranks of this binary on this machine (torchrun's
+    /// variables, loopback rendezvous) and wait for them.
+    pub nproc_per_node: Option<usize>,
 }
 
 impl TrainArgs {
@@ -68,6 +71,7 @@ impl TrainArgs {
             config: matches.get_one::<PathBuf>("config").cloned(),
             print_config: matches.get_flag("print_config"),
             export_hf: matches.get_one::<PathBuf>("export_hf").cloned(),
+            nproc_per_node: matches.get_one::<usize>("nproc_per_node").copied(),
         }
     }
 
@@ -126,6 +130,16 @@ fn command(name: &'static str) -> Command {
                 .help(
                     "Write the model of a checkpoint (--resume-from, or the output directory's \
                      latest) to PATH in Hugging Face's form, then exit",
+                ),
+        )
+        .arg(
+            Arg::new("nproc_per_node")
+                .long("nproc-per-node")
+                .value_name("N")
+                .value_parser(clap::value_parser!(usize))
+                .help(
+                    "Train on N data-parallel ranks on this machine (this binary started N \
+                     times with torchrun's variables; Gloo on CPU, NCCL on GPUs)",
                 ),
         )
         .arg(

@@ -17,6 +17,10 @@ where
     M: Model,
     T: Tokenizer,
 {
+    // Rank 0 writes the run's outputs; every rank holds the same weights.
+    if !crate::dist::writes_outputs()? {
+        return Ok(());
+    }
     let dir = training.output_dir().join("hf");
     match crate::checkpoint::export_hf(model, tokenizer, &dir) {
         Ok(()) => {

@@ -150,19 +150,25 @@ impl Start {
 }
 
 /// The trainer of experiment `name`'s run from `start`: checkpoints every
-/// `training.checkpoint_every` steps, each with the resolved configuration `config`.
+/// `training.checkpoint_every` steps, each with the resolved configuration `config`; metrics
+/// sinks where this process is the `writer` (rank 0).
 fn trainer_for_run(
     training: &TrainingConfig,
     name: &str,
     config: &ConfigSet<'_>,
     start: Start,
+    writer: bool,
 ) -> Result<Trainer> {
-    let mut trainer = sinks(
-        Trainer::new(training.clone()),
-        training,
-        name,
-        start.resume.is_some(),
-    )?;
+    let mut trainer = match writer {
+        true => sinks(
+            Trainer::new(training.clone()),
+            training,
+            name,
+            start.resume.is_some(),
+        )?,
+        // Another rank: no metrics files and no console lines (rank 0 shows the global ones).
+        false => Trainer::new(training.clone()).quiet(),
+    };
     if training.checkpoint_every > 0 {
         let extra = vec![(
             resume::CONFIG_FILE.to_string(),
@@ -219,6 +225,9 @@ where
     M: Model<Input = TokenIds>,
     T: Tokenizer,
 {
+    if !crate::dist::writes_outputs()? {
+        return Ok(());
+    }
     let prompt: Vec<i64> = tokenizer
         .encode(&training.prompt)?
         .into_iter()
@@ -237,16 +246,40 @@ where
 pub fn main<E: Experiment>() -> ExitCode {
     // The library reports through `tracing` (e.g. where the data comes from); a binary shows
     // those lines on stderr, bare.
+    // Ranks other than 0 report warnings and errors only: rank 0 speaks for the run.
+    let level = match crate::dist::launch_rank() {
+        Ok(0) | Err(_) => tracing::Level::INFO,
+        Ok(_) => tracing::Level::WARN,
+    };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_max_level(level)
         .without_time()
         .with_target(false)
         .with_level(false)
         .try_init();
-    match run::<E>(TrainArgs::parse(E::NAME)) {
+    let args = TrainArgs::parse(E::NAME);
+    let result = match args.nproc_per_node {
+        // The launcher: this binary again, once per rank, without the flag.
+        Some(nproc) => std::env::current_exe()
+            .map_err(|e| crate::Error::io("this binary's path", e))
+            .and_then(|exe| {
+                let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+                let argv = crate::dist::launch::without_flag(&argv, "--nproc-per-node");
+                crate::dist::launch::spawn_ranks(&exe, &argv, nproc)
+            }),
+        None => run::<E>(args),
+    };
+    let rank = crate::dist::current().map(|g| g.rank());
+    // Leaves the process group; after an error, the other ranks' errors name this rank.
+    crate::dist::shutdown(result.as_ref().err().map(|e| e.to_string()).as_deref());
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            match rank {
+                Some(rank) => eprintln!("error (rank {rank}): {e}"),
+                None => eprintln!("error: {e}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -269,8 +302,22 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     // output directory is this process's until the run ends.
     let settings = training_of(&config, E::NAME)?;
     settings.validate()?;
-    let _lock = OutputLock::acquire(&settings.output_dir())?;
+    // Rank 0 writes the run's outputs (torchrun's RANK: the process group comes later, with
+    // the components); the other ranks only read the output directory.
+    let launched = crate::dist::Torchrun::from_env()?;
+    let ranks = launched.as_ref().map_or(1, |t| t.world_size);
+    let writer = launched.as_ref().is_none_or(|t| t.rank == 0);
+    let _lock = match writer {
+        true => Some(OutputLock::acquire(&settings.output_dir())?),
+        false => None,
+    };
     if let Some(to) = &args.export_hf {
+        if ranks > 1 {
+            return Err(crate::Error::Usage(format!(
+                "--export-hf runs in one process, not {ranks} ranks: run it without torchrun or \
+                 --nproc-per-node"
+            )));
+        }
         let checkpoint = checkpoint_to_export(&settings, E::NAME, &config)?;
         let mut experiment = E::build_from(builder, &overrides)?;
         experiment.export_hf(&checkpoint, to)?;
@@ -283,6 +330,9 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     }
     let start = find_start(&settings, E::NAME, &config)?;
     if let Some(done) = start.complete(&settings) {
+        if !writer {
+            return Ok(());
+        }
         eprintln!(
             "the run is complete: {} holds step {} of {} (raise --steps to train further, or use \
              another --output-dir for a new run)",
@@ -294,13 +344,23 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
         if settings.output_dir().join("hf").exists() {
             return Ok(());
         }
+        if ranks > 1 {
+            eprintln!(
+                "note: its end was never exported to hf/: run the binary with --export-hf in one \
+                 process"
+            );
+            return Ok(());
+        }
         let mut experiment = E::build_from(builder, &overrides)?;
         return export_if_missing(&mut experiment, &settings, done);
     }
     let mut experiment = E::build_from(builder, &overrides)?;
     let training = experiment.training().clone();
-    let mut trainer = trainer_for_run(&training, E::NAME, &config, start)?;
+    let mut trainer = trainer_for_run(&training, E::NAME, &config, start, writer)?;
     let summary = experiment.train(&mut trainer)?;
+    if !writer {
+        return Ok(());
+    }
     eprintln!(
         "done: {} steps in {:.1}s, last loss {:.4}, val loss {}",
         summary.steps,
@@ -401,5 +461,8 @@ pub fn in_field<T>(result: Result<T>, field: &'static str) -> Result<T> {
     })
 }
 
-/// Checks, at the user's field type, that the `dist` field is a distributed environment.
-pub fn is_distributed_environment<D: crate::DistributedEnvironment>(_: &D) {}
+/// Checks, at the user's field type, that the `dist` field is a distributed environment, and
+/// makes `trainer` train as its rank ([`Trainer::join`]).
+pub fn join_world<D: crate::DistributedEnvironment>(trainer: &mut Trainer, dist: &D) -> Result<()> {
+    trainer.join(dist)
+}

@@ -31,7 +31,7 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
 
 /// Keys of any section a resumed run may change: a schedule's length follows `training.steps`,
 /// and how far the loader reads ahead changes no batch.
-const ANY_MAY_CHANGE: &[&str] = &["total_steps", "warmup_steps", "prefetch"];
+const ANY_MAY_CHANGE: &[&str] = &["total_steps", "warmup_steps", "prefetch", "timeout_s"];
 
 /// The checkpoint's configuration file.
 pub(crate) const CONFIG_FILE: &str = "config.toml";

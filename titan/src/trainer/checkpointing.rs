@@ -18,6 +18,7 @@ use tch::{Device, Tensor};
 
 use super::parts::Parts;
 use crate::checkpoint::{Checkpoint, CheckpointStore, MODEL_FILE, StateDict};
+use crate::dist::ProcessGroup;
 use crate::{Error, Result};
 
 const TRAIN_STATE: &str = "train_state.json";
@@ -31,8 +32,12 @@ struct TrainState {
     step: u64,
     /// The training dataloader's completed passes.
     epoch: u64,
-    /// The training dataloader's position (its `Dataloader::State`).
+    /// The training dataloader's position (its `Dataloader::State`); rank 0's in a
+    /// data-parallel run.
     train_data: serde_json::Value,
+    /// Every rank's position, by rank, in a run of several ranks (empty for one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    train_data_by_rank: Vec<serde_json::Value>,
     /// Every role's state value (`StateDict::value`), by role.
     components: BTreeMap<String, serde_json::Value>,
 }
@@ -96,8 +101,25 @@ impl Checkpointing {
 
     /// Starts step `step`'s checkpoint of `parts`: everything is copied to the host now, at the
     /// step boundary, and written (whole or not at all) on a thread of its own. Returns the
-    /// previous checkpoint, which it waits for first.
-    pub(crate) fn save<Lab>(&mut self, step: u64, parts: &Parts<'_, Lab>) -> Result<Option<Saved>> {
+    /// previous checkpoint, which it waits for first. With a process `group`, every rank gives
+    /// its dataloader's position and rank 0 alone writes (the rest is equal on every rank).
+    pub(crate) fn save<Lab>(
+        &mut self,
+        step: u64,
+        parts: &Parts<'_, Lab>,
+        group: Option<&ProcessGroup>,
+    ) -> Result<Option<Saved>> {
+        let train_data = parts.data.state()?;
+        let train_data_by_rank = match group {
+            None => Vec::new(),
+            Some(group) => {
+                match group.gather_json(&format!("checkpoint/{step}/train_data"), &train_data)? {
+                    Some(all) => all,
+                    // Rank 0 writes.
+                    None => return Ok(None),
+                }
+            }
+        };
         let previous = self.finish()?;
         let started = Instant::now();
         let weights = parts
@@ -121,7 +143,8 @@ impl Checkpointing {
         let state = TrainState {
             step,
             epoch: parts.data.epoch(),
-            train_data: parts.data.state()?,
+            train_data,
+            train_data_by_rank,
             components,
         };
         let state = serde_json::to_vec_pretty(&state)?;
@@ -201,8 +224,13 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 
 /// Restores `parts` from `checkpoint` and returns its step: every file's checksum, the train
 /// state and every weight's name and shape are checked before any weight is copied; each
-/// component checks its own state before it changes.
-pub(crate) fn restore<Lab>(checkpoint: &Checkpoint, parts: &mut Parts<'_, Lab>) -> Result<u64> {
+/// component checks its own state before it changes. With a process `group`, each rank takes its
+/// own dataloader position; the checkpoint must come from as many ranks.
+pub(crate) fn restore<Lab>(
+    checkpoint: &Checkpoint,
+    parts: &mut Parts<'_, Lab>,
+    group: Option<&ProcessGroup>,
+) -> Result<u64> {
     checkpoint.verify()?;
     let misfit = |what: String| {
         Error::Checkpoint(format!(
@@ -212,6 +240,19 @@ pub(crate) fn restore<Lab>(checkpoint: &Checkpoint, parts: &mut Parts<'_, Lab>) 
     };
     let mut state: TrainState = serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?)
         .map_err(|e| misfit(format!("{TRAIN_STATE} is not titan's: {e}")))?;
+    let (rank, ranks) = group.map_or((0, 1), |g| (g.rank(), g.size()));
+    let saved_ranks = state.train_data_by_rank.len().max(1);
+    if saved_ranks != ranks {
+        return Err(misfit(format!(
+            "it was written by {saved_ranks} data-parallel rank(s) and this run has {ranks}; \
+             resuming on another number of ranks is not implemented yet, so resume with \
+             {saved_ranks}"
+        )));
+    }
+    let train_data = match state.train_data_by_rank.get_mut(rank) {
+        Some(mine) => std::mem::take(mine),
+        None => std::mem::take(&mut state.train_data),
+    };
     let mut saved_states = Vec::with_capacity(parts.states.len());
     for role in &parts.states {
         let name = role.role();
@@ -237,7 +278,7 @@ pub(crate) fn restore<Lab>(checkpoint: &Checkpoint, parts: &mut Parts<'_, Lab>) 
         role.load(saved)
             .map_err(|e| misfit(format!("the {name}'s state: {e}")))?;
     }
-    parts.data.load_state(state.train_data)?;
+    parts.data.load_state(train_data)?;
     if checkpoint.manifest().file(RNG).is_some() {
         for (name, rng) in Tensor::read_safetensors(checkpoint.file(RNG)?)? {
             match name.as_str() {

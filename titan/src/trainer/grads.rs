@@ -3,6 +3,7 @@
 
 use tch::{Kind, Tensor};
 
+use crate::dist::{ProcessGroup, reduce_gradients};
 use crate::{Error, Result};
 
 /// Runs `micro_batches` micro-batches (`micro(i)` runs one's forward and backward passes of its
@@ -13,6 +14,21 @@ use crate::{Error, Result};
 pub fn accumulate_gradients<F>(
     params: &[(String, Tensor)],
     micro_batches: usize,
+    micro: F,
+) -> Result<(Tensor, Tensor)>
+where
+    F: FnMut(usize) -> Result<(Tensor, Tensor)>,
+{
+    accumulate_across(params, micro_batches, None, micro)
+}
+
+/// As [`accumulate_gradients`], across the ranks of `group` when given: every rank's gradient
+/// sums, loss sums and counts are summed over the ranks before the division, so N ranks give
+/// the gradient, loss and count of one batch holding all their tokens.
+pub(crate) fn accumulate_across<F>(
+    params: &[(String, Tensor)],
+    micro_batches: usize,
+    group: Option<&ProcessGroup>,
     mut micro: F,
 ) -> Result<(Tensor, Tensor)>
 where
@@ -37,8 +53,21 @@ where
     let Some((sum, count)) = total else {
         return Err(Error::Training("no micro-batch ran".into()));
     };
-    let count = count.f_clamp_min(1)?;
     let _guard = tch::no_grad_guard();
+    let (sum, count) = match group {
+        None => (sum, count),
+        Some(group) => {
+            let stats = Tensor::f_stack(&[sum.f_to_kind(Kind::Float)?, count], 0)?;
+            let grads: Vec<Tensor> = params
+                .iter()
+                .map(|(_, p)| p.grad())
+                .filter(Tensor::defined)
+                .collect();
+            reduce_gradients(group, &grads, &stats)?;
+            (stats.f_get(0)?.f_to_kind(sum.kind())?, stats.f_get(1)?)
+        }
+    };
+    let count = count.f_clamp_min(1)?;
     let scale = count.f_reciprocal()?;
     for (_, p) in params {
         let mut grad = p.grad();

@@ -21,15 +21,17 @@ pub use grads::{accumulate_gradients, clip_grad_norm};
 pub use parts::{Fetched, LabelsLoss, LogitsLoss, Parts, Staged};
 pub use settings::{Precision, SHORTHANDS, Shorthand, TrainingConfig};
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use tch::Device;
+use tch::{Device, Tensor};
 
-use crate::Result;
 use crate::checkpoint::Checkpoint;
+use crate::dist::{DistributedEnvironment, ProcessGroup};
 use crate::metrics::{EvalMetrics, MetricsSink, Record, console_line};
 use crate::shim;
+use crate::{Error, Result};
 use nonfinite::NonFinite;
 use step::{Executor, StepContext, StepInfo};
 use window::{Flops, Reading, Window};
@@ -55,6 +57,7 @@ pub struct Trainer {
     staged: bool,
     checkpoints: Option<Checkpointing>,
     resume: Option<Checkpoint>,
+    group: Option<Arc<ProcessGroup>>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -76,6 +79,35 @@ impl Trainer {
             staged: false,
             checkpoints: None,
             resume: None,
+            group: None,
+        }
+    }
+
+    /// Trains as one rank of `env`: gradients, losses and token counts are summed over its
+    /// process group, and rank 0's weights are every rank's at the start. An environment of
+    /// several processes without a process group is an error: each would train its own model.
+    pub fn join(&mut self, env: &impl DistributedEnvironment) -> Result<()> {
+        let world = env.world_size();
+        match env.process_group() {
+            None if world > 1 => Err(Error::Distributed(format!(
+                "the distributed environment `{}` has {world} processes but no process group \
+                 (`DistributedEnvironment::process_group`): each process would train a model \
+                 of its own; use `C10dEnv::from_env(..)`",
+                std::any::type_name_of_val(env)
+            ))),
+            Some(group) if group.size() != world || group.rank() != env.rank() => {
+                Err(Error::Distributed(format!(
+                    "the distributed environment says rank {} of {world}, its process group \
+                     rank {} of {}",
+                    env.rank(),
+                    group.rank(),
+                    group.size()
+                )))
+            }
+            group => {
+                self.group = group.filter(|g| g.size() > 1);
+                Ok(())
+            }
         }
     }
 
@@ -127,10 +159,26 @@ impl Trainer {
     pub fn run<Lab>(&mut self, mut parts: Parts<'_, Lab>) -> Result<Summary> {
         let cfg = self.config.clone();
         cfg.validate()?;
+        let group = self.group.clone();
+        let group = group.as_deref();
         let resumed = match &self.resume {
-            Some(checkpoint) => Some((checkpointing::restore(checkpoint, &mut parts)?, checkpoint)),
+            Some(checkpoint) => Some((
+                checkpointing::restore(checkpoint, &mut parts, group)?,
+                checkpoint,
+            )),
             None => None,
         };
+        if let Some(group) = group {
+            // Every rank starts from rank 0's weights (equal already when each initialised
+            // from the same seed or checkpoint; now certainly).
+            let _guard = tch::no_grad_guard();
+            let weights: Vec<Tensor> = parts
+                .params
+                .iter()
+                .map(|(_, p)| p.shallow_clone())
+                .collect();
+            group.broadcast(&weights, 0)?;
+        }
         let start = resumed.map_or(0, |(step, _)| step);
         self.announce(&parts, &cfg, resumed.map(|(step, c)| (step, c.dir())));
         let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops);
@@ -148,7 +196,8 @@ impl Trainer {
                 eprintln!("note: {message}");
             }
         };
-        let mut executor = Executor::choose(&parts, &cfg, start, self.staged, &notice)?;
+        let mut executor =
+            Executor::choose(&parts, &cfg, start, self.staged, group.is_some(), &notice)?;
         let mut info = StepInfo::default();
         // Non-finite steps the optimizer skips are tolerated up to this many in a row.
         let skip_limit = |info: &StepInfo| info.skipping.then_some(cfg.max_skipped_steps);
@@ -159,6 +208,7 @@ impl Trainer {
                 window: &mut window,
                 info: &mut info,
                 notice: &notice,
+                group,
             };
             let (step_loss, grad_norm) = executor.step(step, &mut parts, &mut cx)?;
             non_finite.record(step, &step_loss, &grad_norm)?;
@@ -169,6 +219,12 @@ impl Trainer {
                 // The only host syncs of the loop: values are read at log points alone.
                 crate::device::synchronize(parts.device);
                 let skipped = non_finite.check(accum, info.epoch, skip_limit(&info))?;
+                if let Some(group) = group {
+                    // Tokens per second over every rank.
+                    let tokens = Tensor::from_slice(&[window.tokens as f64]);
+                    group.all_reduce_sum(std::slice::from_ref(&tokens))?;
+                    window.tokens = tokens.f_double_value(&[0])? as i64;
+                }
                 let loss_value = step_loss.f_double_value(&[])?;
                 let norm_value = grad_norm.f_double_value(&[])?;
                 last_loss = loss_value;
@@ -197,7 +253,7 @@ impl Trainer {
                 .filter(|_| eval_now || step == cfg.steps)
             {
                 non_finite.check(accum, info.epoch, skip_limit(&info))?;
-                let (value, tokens) = validate(cfg.eval_batches)?;
+                let (value, tokens) = global_mean(group, validate(cfg.eval_batches)?)?;
                 val_loss = Some(value);
                 self.emit(
                     &bar,
@@ -215,7 +271,7 @@ impl Trainer {
                 // Never a checkpoint of non-finite weights.
                 crate::device::synchronize(parts.device);
                 non_finite.check(accum, info.epoch, skip_limit(&info))?;
-                let previous = checkpoints.save(step, &parts)?;
+                let previous = checkpoints.save(step, &parts, group)?;
                 report(self.progress, &bar, previous);
                 // The copy is not a step: the next log line's rates leave it out.
                 window.restart();
@@ -264,8 +320,11 @@ impl Trainer {
         } else {
             ""
         };
+        let ranks = self.group.as_ref().map_or_else(String::new, |g| {
+            format!(" × {} ranks ({:?}, data parallel)", g.size(), g.backend())
+        });
         eprintln!(
-            "training {:.2}M parameters on {on} for {} steps{from}{clipping}",
+            "training {:.2}M parameters on {on}{ranks} for {} steps{from}{clipping}",
             count as f64 / 1e6,
             cfg.steps
         );
@@ -294,6 +353,17 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// A mean over `count` tokens on each rank, as the mean over every rank's tokens.
+fn global_mean(group: Option<&ProcessGroup>, (mean, count): (f64, f64)) -> Result<(f64, f64)> {
+    let Some(group) = group else {
+        return Ok((mean, count));
+    };
+    let sums = Tensor::from_slice(&[mean * count, count]);
+    group.all_reduce_sum(std::slice::from_ref(&sums))?;
+    let (sum, count) = (sums.f_double_value(&[0])?, sums.f_double_value(&[1])?);
+    Ok((sum / count.max(1.0), count))
 }
 
 /// Says where a checkpoint went and what it cost.

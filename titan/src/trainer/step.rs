@@ -5,11 +5,12 @@
 
 use tch::Tensor;
 
-use super::grads::{accumulate_gradients, clip_grad_norm};
+use super::grads::{accumulate_across, clip_grad_norm};
 use super::parts::Parts;
 use super::settings::TrainingConfig;
 use super::window::Window;
 use crate::Result;
+use crate::dist::ProcessGroup;
 use crate::shim::{self, CudaGraph};
 
 /// Eager steps before a CUDA graph is captured: lazy initialisation (cuBLAS handles,
@@ -35,6 +36,8 @@ pub(crate) struct StepContext<'c> {
     pub window: &'c mut Window,
     pub info: &'c mut StepInfo,
     pub notice: &'c dyn Fn(&str),
+    /// The ranks the step's gradients are reduced over (data parallel), if any.
+    pub group: Option<&'c ProcessGroup>,
 }
 
 /// How steps execute.
@@ -61,11 +64,19 @@ impl Executor {
         config: &TrainingConfig,
         start: u64,
         staged: bool,
+        distributed: bool,
         notice: &dyn Fn(&str),
     ) -> Result<Self> {
         let eager = if staged { Self::Staged } else { Self::Eager };
         let warm_until = start + GRAPH_WARMUP_STEPS;
         if !(config.cuda_graph && parts.device.is_cuda()) || config.steps <= warm_until {
+            return Ok(eager);
+        }
+        if distributed {
+            notice(
+                "data parallel: the gradient all-reduce is not captured in a CUDA graph yet, \
+                 eager steps",
+            );
             return Ok(eager);
         }
         if !shim::has_cuda_graphs() {
@@ -181,7 +192,8 @@ fn device_step<Lab>(
     let loss = parts.loss.clone();
     let data = &mut parts.data;
     let (window, info) = (&mut *cx.window, &mut *cx.info);
-    let (step_loss, _) = accumulate_gradients(&parts.params, cx.config.grad_accum_steps, |slot| {
+    let accum = cx.config.grad_accum_steps;
+    let (step_loss, _) = accumulate_across(&parts.params, accum, cx.group, |slot| {
         let mut score = |logits: &Tensor, labels: &Lab| loss(logits, labels);
         if staged {
             let (sum, count, seq_len) = data.run_staged(slot, &mut score)?;

@@ -1,22 +1,7 @@
-//! The `DistributedEnvironment` role. Here: one process, with rank and world size read from
-//! torchrun's variables (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`), defaulting to a single process.
+//! The single-process environment: rank 0 of 1, with no process group.
 
+use super::DistributedEnvironment;
 use crate::{Error, Result};
-
-/// Who this process is among the training processes.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a distributed environment",
-    label = "a distributed environment goes here",
-    note = "a distributed environment implements `titan::DistributedEnvironment` (rank, world_size, local_rank); `LocalEnv::from_env()` is the single-process one"
-)]
-pub trait DistributedEnvironment {
-    /// Global rank of this process.
-    fn rank(&self) -> usize;
-    /// Number of processes.
-    fn world_size(&self) -> usize;
-    /// Rank within this machine (selects the GPU).
-    fn local_rank(&self) -> usize;
-}
 
 /// The single-process environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +32,8 @@ impl LocalEnv {
     }
 
     /// Reads `RANK`, `WORLD_SIZE`, `LOCAL_RANK` (absent → 0, 1, 0). A world size above 1 is an
-    /// error until multi-process training lands, rather than silently training alone.
+    /// error, rather than N processes each training a model of its own: `C10dEnv` is the
+    /// environment of several processes.
     pub fn from_env() -> Result<Self> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -75,7 +61,8 @@ impl LocalEnv {
             return Err(Error::config(
                 "WORLD_SIZE",
                 env.world_size,
-                "titan trains in a single process for now; unset WORLD_SIZE or set it to 1",
+                "LocalEnv is one process; build the experiment's `dist` with \
+                 `C10dEnv::from_env(..)` to train on several, or unset WORLD_SIZE",
             ));
         }
         if env.rank >= env.world_size {

@@ -1,0 +1,414 @@
+//! Data parallelism over torch's c10d (Gloo, loopback): two ranks, each this test binary
+//! started again with torchrun's variables, train exactly like one process with their global
+//! batch, read disjoint rows, and a rank that fails stops the other with an error naming it.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use titan::data::{Dataloader, HfLabels, PackedLoader};
+use titan::experiment::wire;
+use titan::tch::{Device, Tensor};
+use titan::{
+    AdamW, AdamWConfig, C10dEnv, CausalLmLoss, DistributedEnvironment, Loss, Model, ParallelDims,
+    Trainer, TrainingConfig,
+};
+
+/// Set in a rank's environment: the test it runs, and where it writes.
+const ROLE: &str = "TITAN_DP_TEST_ROLE";
+const OUT: &str = "TITAN_DP_TEST_OUT";
+/// Rows per rank and batch, steps, micro-batches per step.
+const BATCH: usize = 2;
+const STEPS: u64 = 4;
+const ACCUM: usize = 2;
+
+/// A token stream without repeats at the row length, so every row is told apart.
+fn tokens(seed: u64, n: usize) -> Vec<u32> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((x >> 33) % 50) as u32
+        })
+        .collect()
+}
+
+/// Causal-LM loss that fails at its `at`-th call: a rank that stops mid-run.
+struct FailAt {
+    calls: std::cell::Cell<usize>,
+    at: usize,
+}
+
+impl titan::Stateless for FailAt {}
+
+impl Loss<HfLabels> for FailAt {
+    fn loss_sum(&self, logits: &Tensor, labels: &HfLabels) -> titan::Result<(Tensor, Tensor)> {
+        self.calls.set(self.calls.get() + 1);
+        if self.calls.get() == self.at {
+            return Err(titan::Error::Training("injected failure at call 3".into()));
+        }
+        CausalLmLoss.loss_sum(logits, labels)
+    }
+}
+
+/// Trains as `env`'s rank with `batch` rows per micro-batch: rank 0 writes `metrics.jsonl` to
+/// `out`, every rank its served rows (`rows-RANK.json`). `fail_at`: this rank's loss fails at
+/// that call.
+fn train(
+    env: &impl DistributedEnvironment,
+    batch: usize,
+    out: &Path,
+    fail_at: usize,
+) -> Result<()> {
+    let mut model = common::small_llama()?;
+    let dims = ParallelDims::new(env, Device::Cpu)?;
+    let stream = tokens(1, 8192);
+    let mut train = PackedLoader::new(&dims, stream.clone(), 16, batch, 0, true)?;
+    let mut val = PackedLoader::new(&dims, tokens(2, 2048), 16, batch, 0, false)?;
+    // The rows this rank serves, read from a twin of its loader.
+    let mut twin = PackedLoader::new(&dims, stream, 16, batch, 0, true)?;
+    let rows: Vec<Vec<Vec<i64>>> = (0..STEPS as usize * ACCUM)
+        .map(|_| {
+            let ids = twin.next_batch()?.input_ids.0;
+            Ok(Vec::<Vec<i64>>::try_from(&ids)?)
+        })
+        .collect::<Result<_>>()?;
+    std::fs::write(
+        out.join(format!("rows-{}.json", env.rank())),
+        serde_json::to_vec(&rows)?,
+    )?;
+    let mut opt = AdamW::new(model.parameters(), AdamWConfig::default())?;
+    let mut sched = titan::Warmup::new(&opt, titan::WarmupConfig::default())?;
+    let config = TrainingConfig {
+        steps: STEPS,
+        log_every: 1,
+        grad_accum_steps: ACCUM,
+        eval_every: 2,
+        eval_batches: 2,
+        ..TrainingConfig::default()
+    };
+    let mut trainer = Trainer::new(config).quiet();
+    if env.rank() == 0 {
+        trainer = trainer.with_sink(titan::metrics::JsonlSink::create(
+            out.join("metrics.jsonl"),
+        )?);
+    }
+    trainer.join(env)?;
+    let mut loss = FailAt {
+        calls: std::cell::Cell::new(0),
+        at: fail_at,
+    };
+    trainer.run(
+        wire(&mut model)
+            .train_data(&mut train)
+            .loss(&mut loss)
+            .val_data(&mut val)?
+            .optimizer(&mut opt)
+            .lr_scheduler(&mut sched),
+    )?;
+    Ok(())
+}
+
+/// In a rank's process: joins the group from torchrun's variables, trains, and on an error
+/// leaves the group saying why (as a binary's `main` does) and writes it to `error-RANK.txt`.
+fn as_rank(out: &Path) -> Result<()> {
+    let fail_at = std::env::var("TITAN_DP_TEST_FAIL_AT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(usize::MAX);
+    let env = C10dEnv::join(
+        titan::dist::Torchrun::from_env()?,
+        Device::Cpu,
+        Duration::from_secs(60),
+    )?;
+    let result = train(&env, BATCH, out, fail_at);
+    let message = result.as_ref().err().map(|e| format!("{e:#}"));
+    titan::dist::shutdown(message.as_deref());
+    if let Some(message) = &message {
+        std::fs::write(out.join(format!("error-{}.txt", env.rank())), message)?;
+    }
+    result
+}
+
+/// Starts this test binary's `test` as `n` ranks writing to `out`, with `extra` variables per
+/// rank.
+fn spawn(
+    test: &str,
+    n: usize,
+    out: &Path,
+    extra: &dyn Fn(usize) -> Vec<(String, String)>,
+) -> Result<Vec<Child>> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let exe = std::env::current_exe()?;
+    (0..n)
+        .map(|rank| {
+            let mut cmd = Command::new(&exe);
+            cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+                .env(ROLE, test)
+                .env(OUT, out)
+                .env("RANK", rank.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("WORLD_SIZE", n.to_string())
+                .env("LOCAL_WORLD_SIZE", n.to_string())
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string());
+            for (k, v) in extra(rank) {
+                cmd.env(k, v);
+            }
+            Ok(cmd.spawn()?)
+        })
+        .collect()
+}
+
+/// Waits for every child within `limit`; each one's success.
+fn wait_all(children: Vec<Child>, limit: Duration) -> Result<Vec<bool>> {
+    let started = Instant::now();
+    let mut done = vec![None; children.len()];
+    let mut children: Vec<Option<Child>> = children.into_iter().map(Some).collect();
+    while done.iter().any(Option::is_none) {
+        for (i, slot) in children.iter_mut().enumerate() {
+            if let Some(child) = slot
+                && let Some(status) = child.try_wait()?
+            {
+                done[i] = Some(status.success());
+                *slot = None;
+            }
+        }
+        if started.elapsed() > limit {
+            for child in children.iter_mut().flatten() {
+                let _ = child.kill();
+            }
+            bail!("ranks still running after {limit:?}: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(done.into_iter().map(|d| d.unwrap_or(false)).collect())
+}
+
+/// Whether this process is a rank started by `test`: then it runs as one and the test ends.
+fn rank_of(test: &str) -> Option<PathBuf> {
+    (std::env::var(ROLE).ok().as_deref() == Some(test))
+        .then(|| std::env::var_os(OUT).map(PathBuf::from))
+        .flatten()
+}
+
+fn records(path: &Path) -> Result<Vec<serde_json::Value>> {
+    std::fs::read_to_string(path)
+        .with_context(|| path.display().to_string())?
+        .lines()
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
+
+#[test]
+fn two_ranks_train_exactly_like_one_process_with_their_global_batch() -> Result<()> {
+    const TEST: &str = "two_ranks_train_exactly_like_one_process_with_their_global_batch";
+    if let Some(out) = rank_of(TEST) {
+        return as_rank(&out);
+    }
+    let (two, one) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let ranks = spawn(TEST, 2, two.path(), &|_| Vec::new())?;
+    // Meanwhile, one process with both ranks' rows in each batch.
+    train(
+        &titan::LocalEnv::single(),
+        2 * BATCH,
+        one.path(),
+        usize::MAX,
+    )?;
+    let ok = wait_all(ranks, Duration::from_secs(300))?;
+    assert_eq!(ok, [true, true], "a rank failed; its output is above");
+
+    let (a, b) = (
+        records(&one.path().join("metrics.jsonl"))?,
+        records(&two.path().join("metrics.jsonl"))?,
+    );
+    assert_eq!(a.len(), b.len(), "{a:?}\n{b:?}");
+    let mut compared = 0;
+    for (x, y) in a.iter().zip(&b) {
+        for key in ["loss", "grad_norm", "val_loss"] {
+            let (Some(u), Some(v)) = (x[key].as_f64(), y[key].as_f64()) else {
+                assert_eq!(x[key].is_null(), y[key].is_null(), "{key}: {x} vs {y}");
+                continue;
+            };
+            let rel = (u - v).abs() / u.abs().max(1e-12);
+            assert!(
+                rel <= 1e-5,
+                "{key} at {}: one process {u}, two ranks {v} ({rel:e})",
+                x["step"]
+            );
+            compared += 1;
+        }
+    }
+    // 4 steps' loss and norm, 2 evaluations.
+    assert_eq!(compared, 2 * STEPS as usize + 2);
+    // The ranks' rows are disjoint, and together they are the one process's, batch by batch.
+    let read = |dir: &Path, rank: usize| -> Result<Vec<Vec<Vec<i64>>>> {
+        Ok(serde_json::from_slice(&std::fs::read(
+            dir.join(format!("rows-{rank}.json")),
+        )?)?)
+    };
+    let (whole, r0, r1) = (
+        read(one.path(), 0)?,
+        read(two.path(), 0)?,
+        read(two.path(), 1)?,
+    );
+    for (k, ((w, x), y)) in whole.iter().zip(&r0).zip(&r1).enumerate() {
+        let (x, y): (BTreeSet<_>, BTreeSet<_>) = (x.iter().collect(), y.iter().collect());
+        assert!(x.is_disjoint(&y), "batch {k}: both ranks read a row");
+        let union: BTreeSet<_> = x.union(&y).copied().collect();
+        assert_eq!(union, w.iter().collect::<BTreeSet<_>>(), "batch {k}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_rank_that_fails_stops_the_other_with_an_error_naming_it() -> Result<()> {
+    const TEST: &str = "a_rank_that_fails_stops_the_other_with_an_error_naming_it";
+    if let Some(out) = rank_of(TEST) {
+        // The failing rank's own test fails; the parent reads the files.
+        let _ = as_rank(&out);
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    // Rank 1's loss fails at its third call: step 2's first micro-batch.
+    let ranks = spawn(TEST, 2, dir.path(), &|rank| {
+        if rank == 1 {
+            vec![("TITAN_DP_TEST_FAIL_AT".into(), "3".into())]
+        } else {
+            Vec::new()
+        }
+    })?;
+    wait_all(ranks, Duration::from_secs(120))?;
+    let elapsed = started.elapsed();
+    let read = |rank: usize| std::fs::read_to_string(dir.path().join(format!("error-{rank}.txt")));
+    let failed = read(1)?;
+    assert!(failed.contains("injected failure"), "{failed}");
+    let other = read(0).context("rank 0 ended without an error")?;
+    assert!(
+        other.contains("rank 1 stopped with an error") && other.contains("injected failure"),
+        "{other}"
+    );
+    // Well within the 60 s timeout: the closed connection is seen at once.
+    assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
+    Ok(())
+}
+
+/// Runs tiny_llama shrunk (1 layer, seq 64, 2 rows per rank) with `flags` into `out`.
+fn tiny_llama(out: &Path, flags: &[&str]) -> Result<std::process::Output> {
+    let output = Command::new(env!("CARGO_BIN_EXE_tiny_llama"))
+        .args([
+            "--steps",
+            "6",
+            "--batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--samples",
+            "0",
+            "--log-every",
+            "1",
+            "--checkpoint-every",
+            "3",
+            "--set",
+            "llama.num_hidden_layers=1",
+            "--set",
+            "training.seq_len=64",
+            "--set",
+            "dataset.tokenizer_sample=300",
+            "--output-dir",
+        ])
+        .arg(out)
+        .args(flags)
+        .env_remove("WORLD_SIZE")
+        .output()?;
+    if !output.status.success() {
+        bail!(
+            "tiny_llama failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(output)
+}
+
+/// The loss and gradient norm of each step record, as written.
+fn step_values(records: &[serde_json::Value]) -> Vec<(u64, String, String)> {
+    records
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["step"].as_u64()?,
+                r.get("loss")?.to_string(),
+                r.get("grad_norm")?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn the_binarys_own_launcher_trains_two_ranks_writes_once_and_resumes_exactly() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    let first = tiny_llama(&out, &["--nproc-per-node", "2"])?;
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        stderr.contains("× 2 ranks (Gloo, data parallel)"),
+        "{stderr}"
+    );
+    // Rank 0 alone speaks and writes: one line per step, one metrics record per step.
+    assert_eq!(stderr.matches("step      3 ").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("done: ").count(), 1, "{stderr}");
+    let before = step_values(&records(&out.join("metrics.jsonl"))?);
+    assert_eq!(
+        before.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        out.join("checkpoints/step-3/train_state.json"),
+    )?)?;
+    let positions = state["train_data_by_rank"].as_array().context("by rank")?;
+    assert_eq!(positions.len(), 2);
+    assert_ne!(
+        positions[0], positions[1],
+        "the ranks read the same documents"
+    );
+    assert!(out.join("hf/config.json").exists() && out.join("tokenizer.json").exists());
+
+    // Killed after step 3's checkpoint: the rerun resumes there, on both ranks, exactly.
+    std::fs::remove_dir_all(out.join("checkpoints/step-6"))?;
+    let again = tiny_llama(&out, &["--nproc-per-node", "2"])?;
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("resuming after step 3"), "{stderr}");
+    let after = step_values(&records(&out.join("metrics.jsonl"))?);
+    assert_eq!(after[6..], before[3..], "steps 4 to 6 after the resume");
+
+    // A checkpoint of 2 ranks does not resume on 1 (no resharding yet): a clear error.
+    let one = Command::new(env!("CARGO_BIN_EXE_tiny_llama"))
+        .args(["--steps", "9", "--device", "cpu", "--output-dir"])
+        .arg(&out)
+        .args([
+            "--set",
+            "llama.num_hidden_layers=1",
+            "--set",
+            "training.seq_len=64",
+        ])
+        .args(["--set", "dataset.tokenizer_sample=300", "--batch-size", "2"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&one.stderr);
+    assert!(!one.status.success());
+    assert!(
+        stderr.contains("written by 2 data-parallel rank(s) and this run has 1"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! torch's process group for titan's ranks: [`ProcessGroup`] (the store and the c10d backend,
+//! with errors that name the rank that failed) and [`C10dEnv`], the distributed environment
+//! that joins it from torchrun's variables, once per process.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tch::{Device, Tensor};
+
+use super::{DistributedEnvironment, Torchrun};
+use crate::parallel_dims::ParallelConfig;
+use crate::shim::c10d::{Backend, Group, Store, has_nccl};
+use crate::{Error, Result};
+
+/// The process's group, once joined; [`shutdown`] leaves it.
+static CURRENT: Mutex<Option<Arc<ProcessGroup>>> = Mutex::new(None);
+
+fn current_slot() -> MutexGuard<'static, Option<Arc<ProcessGroup>>> {
+    CURRENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The process group this process joined, if any.
+pub fn current() -> Option<Arc<ProcessGroup>> {
+    current_slot().clone()
+}
+
+/// Leaves the process group (a binary's last step): with `failure`, first tells the other
+/// ranks this one stopped and why, so their errors name it. Rank 0 serves the store: after a
+/// failure it closes the group (the others' collectives fail now), then keeps the store up
+/// until each other rank has read the failure, or a few seconds passed.
+pub fn shutdown(failure: Option<&str>) {
+    let Some(group) = current_slot().take() else {
+        return;
+    };
+    if let Some(message) = failure {
+        group.report_failure(message);
+        group.close();
+        if group.rank == 0 {
+            group.await_readers(Duration::from_secs(5));
+        }
+    }
+}
+
+const FAILED: &str = "titan/failed";
+const SEEN: &str = "titan/seen";
+
+/// torch's c10d process group over a TCPStore: every rank calls the same collectives in the
+/// same order. A collective that fails says which rank stopped, when that rank said so.
+#[derive(Debug)]
+pub struct ProcessGroup {
+    store: Store,
+    group: Mutex<Option<Group>>,
+    backend: Backend,
+    rank: usize,
+    size: usize,
+    timeout: Duration,
+}
+
+impl ProcessGroup {
+    /// Rank `rank` of `size` joins: rank 0 serves the store at `host:port`, the others connect
+    /// to it; returns once every rank joined, or an error after `timeout`, which bounds every
+    /// collective too.
+    pub fn join(
+        host: &str,
+        port: u16,
+        rank: usize,
+        size: usize,
+        backend: Backend,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let store = Store::new(host, port, rank == 0, size, timeout).map_err(|e| {
+            Error::Distributed(format!(
+                "rank {rank} of {size} could not reach the rendezvous store at {host}:{port} \
+                 (MASTER_ADDR, MASTER_PORT) within {}s: {e}",
+                timeout.as_secs()
+            ))
+        })?;
+        let group = Group::new(&store, rank, size, backend, timeout).map_err(|e| {
+            Error::Distributed(format!(
+                "rank {rank} of {size}: not every rank joined the {backend:?} process group \
+                 within {}s (is every rank started, with the same WORLD_SIZE?): {e}",
+                timeout.as_secs()
+            ))
+        })?;
+        Ok(Self {
+            store,
+            group: Mutex::new(Some(group)),
+            backend,
+            rank,
+            size,
+            timeout,
+        })
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// The number of ranks.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The c10d backend (Gloo or NCCL).
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// How long a rank waits for the others.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn with_group<T>(&self, what: &str, f: impl FnOnce(&Group) -> Result<T>) -> Result<T> {
+        let slot = self.group.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(group) = slot.as_ref() else {
+            return Err(Error::Distributed(format!(
+                "rank {}: {what} after the process group was closed",
+                self.rank
+            )));
+        };
+        f(group).map_err(|e| self.explain(what, e))
+    }
+
+    /// Sums each tensor over every rank, in place.
+    pub fn all_reduce_sum(&self, tensors: &[Tensor]) -> Result<()> {
+        self.with_group("an all-reduce", |g| g.all_reduce_sum(tensors))
+    }
+
+    /// Takes each tensor's element-wise maximum over every rank, in place.
+    pub fn all_reduce_max(&self, tensors: &[Tensor]) -> Result<()> {
+        self.with_group("an all-reduce", |g| g.all_reduce_max(tensors))
+    }
+
+    /// Copies rank `root`'s values of each tensor into every rank's.
+    pub fn broadcast(&self, tensors: &[Tensor], root: usize) -> Result<()> {
+        self.with_group("a broadcast", |g| g.broadcast(tensors, root))
+    }
+
+    /// Returns once every rank reached it.
+    pub fn barrier(&self) -> Result<()> {
+        self.with_group("a barrier", Group::barrier)
+    }
+
+    /// Every rank's `value` under `tag` (unique per call), in rank order, on rank 0; `None` on
+    /// the others. Through the store: for small values (a dataloader's position).
+    pub fn gather_json(
+        &self,
+        tag: &str,
+        value: &serde_json::Value,
+    ) -> Result<Option<Vec<serde_json::Value>>> {
+        let key = |rank: usize| format!("titan/gather/{tag}/{rank}");
+        self.store
+            .set(&key(self.rank), &serde_json::to_vec(value)?)
+            .map_err(|e| self.explain("a gather", e))?;
+        if self.rank != 0 {
+            return Ok(None);
+        }
+        (0..self.size)
+            .map(|rank| {
+                let bytes = self
+                    .store
+                    .get(&key(rank))
+                    .map_err(|e| self.explain(&format!("gathering `{tag}` from rank {rank}"), e))?;
+                Ok(serde_json::from_slice(&bytes)?)
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// Tells the other ranks this one stopped with `message` (best effort: the store may be
+    /// gone with rank 0).
+    pub fn report_failure(&self, message: &str) {
+        let _ = self
+            .store
+            .set(&format!("{FAILED}/{}", self.rank), message.as_bytes());
+    }
+
+    /// Leaves the c10d group (its connections close), keeping the store.
+    fn close(&self) {
+        self.group.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Waits until every other rank has read a failure (or `limit` passed).
+    fn await_readers(&self, limit: Duration) {
+        let started = Instant::now();
+        let all_seen = || {
+            (0..self.size)
+                .filter(|r| *r != self.rank)
+                .all(|r| self.store.check(&format!("{SEEN}/{r}")).unwrap_or(true))
+        };
+        while started.elapsed() < limit && !all_seen() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `error`, from `what` on this rank, with the rank that stopped where one said so.
+    fn explain(&self, what: &str, error: Error) -> Error {
+        let me = self.rank;
+        let mut store_gone = false;
+        for rank in (0..self.size).filter(|r| *r != me) {
+            let key = format!("{FAILED}/{rank}");
+            match self.store.check(&key) {
+                Ok(true) => {
+                    let message = self.store.get(&key).unwrap_or_default();
+                    let _ = self.store.set(&format!("{SEEN}/{me}"), b"1");
+                    return Error::Distributed(format!(
+                        "rank {rank} stopped with an error: {}\n(rank {me}'s {what} failed: \
+                         {error})",
+                        String::from_utf8_lossy(&message)
+                    ));
+                }
+                Ok(false) => {}
+                Err(_) => {
+                    store_gone = true;
+                    break;
+                }
+            }
+        }
+        if store_gone && me != 0 {
+            return Error::Distributed(format!(
+                "rank 0 stopped (the rendezvous store it serves is gone), so rank {me}'s {what} \
+                 failed: {error}"
+            ));
+        }
+        Error::Distributed(format!(
+            "rank {me}'s {what} failed within the {}s timeout (parallelism.timeout_s): {error}; \
+             another rank stopped or hangs, and its own output says why",
+            self.timeout.as_secs()
+        ))
+    }
+}
+
+/// The distributed environment of a run launched by torchrun (or `--nproc-per-node`): its
+/// rank, world and local rank from torchrun's variables, and torch's process group (Gloo on
+/// CPU, NCCL on CUDA), joined once per process. Without torchrun's variables, one process and
+/// no group.
+#[derive(Debug, Clone)]
+pub struct C10dEnv {
+    rank: usize,
+    world_size: usize,
+    local_rank: usize,
+    group: Option<Arc<ProcessGroup>>,
+}
+
+impl C10dEnv {
+    /// Joins the process group torchrun's variables describe, for tensors on `device`, waiting
+    /// `parallelism.timeout_s` for the other ranks; a second call in the same process reuses
+    /// the group.
+    pub fn from_env(device: Device, parallelism: &ParallelConfig) -> Result<Self> {
+        Self::join(Torchrun::from_env()?, device, parallelism.timeout()?)
+    }
+
+    /// As [`C10dEnv::from_env`], from given variables (`None`: one process).
+    pub fn join(torchrun: Option<Torchrun>, device: Device, timeout: Duration) -> Result<Self> {
+        let Some(t) = torchrun else {
+            return Ok(Self {
+                rank: 0,
+                world_size: 1,
+                local_rank: 0,
+                group: None,
+            });
+        };
+        let backend = match device {
+            Device::Cpu => Backend::Gloo,
+            Device::Cuda(_) if has_nccl() => Backend::Nccl,
+            Device::Cuda(_) => {
+                return Err(Error::Unsupported(
+                    "this titan was built without NCCL's headers (titan/build.rs looks for \
+                     nvidia/nccl and CCCL's nv/target, which .cargo/libtorch.sh installs), so \
+                     it cannot reduce CUDA tensors across ranks"
+                        .into(),
+                ));
+            }
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "titan's process groups reduce CPU (Gloo) and CUDA (NCCL) tensors, not \
+                     {other:?}"
+                )));
+            }
+        };
+        let mut slot = current_slot();
+        let group = match slot.as_ref() {
+            Some(group) if group.rank == t.rank && group.size == t.world_size => {
+                if group.backend != backend {
+                    return Err(Error::Distributed(format!(
+                        "this process already joined a {:?} process group; one for {backend:?} \
+                         was asked for",
+                        group.backend
+                    )));
+                }
+                Arc::clone(group)
+            }
+            Some(group) => {
+                return Err(Error::Distributed(format!(
+                    "this process already joined a process group as rank {} of {}, not rank {} \
+                     of {}",
+                    group.rank, group.size, t.rank, t.world_size
+                )));
+            }
+            None => {
+                let group = Arc::new(ProcessGroup::join(
+                    &t.master_addr,
+                    t.master_port,
+                    t.rank,
+                    t.world_size,
+                    backend,
+                    timeout,
+                )?);
+                *slot = Some(Arc::clone(&group));
+                group
+            }
+        };
+        Ok(Self {
+            rank: t.rank,
+            world_size: t.world_size,
+            local_rank: t.local_rank,
+            group: Some(group),
+        })
+    }
+}
+
+impl DistributedEnvironment for C10dEnv {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world_size(&self) -> usize {
+        self.world_size
+    }
+    fn local_rank(&self) -> usize {
+        self.local_rank
+    }
+    fn process_group(&self) -> Option<Arc<ProcessGroup>> {
+        self.group.clone()
+    }
+}

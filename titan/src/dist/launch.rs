@@ -1,0 +1,179 @@
+//! `--nproc-per-node N` without torchrun: this binary started N times on this machine, each
+//! with torchrun's variables, and watched like torchrun's agent does: when a rank fails, the
+//! others get a few seconds to stop on their own (their errors name it), then are killed.
+
+use std::ffi::OsString;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use crate::{Error, Result};
+
+/// How long the other ranks get to stop on their own after one failed.
+const GRACE: Duration = Duration::from_secs(15);
+
+/// `args` without `flag` and its value (`--flag N` or `--flag=N`).
+pub fn without_flag(args: &[OsString], flag: &str) -> Vec<OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut skip_value = false;
+    let with_value = format!("{flag}=");
+    for arg in args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        let text = arg.to_string_lossy();
+        if text == flag {
+            skip_value = true;
+        } else if !text.starts_with(&with_value) {
+            out.push(arg.clone());
+        }
+    }
+    out
+}
+
+/// A free TCP port on loopback for rank 0's store (`MASTER_PORT`).
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::io("a free port on 127.0.0.1", e))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| Error::io("a free port on 127.0.0.1", e))?
+        .port();
+    Ok(port)
+}
+
+/// Runs `nproc` ranks of `program` with `args` on this machine (torchrun's `--standalone`
+/// variables: `RANK`, `LOCAL_RANK`, `WORLD_SIZE`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`,
+/// `MASTER_PORT`) and waits for all: an error names the first rank that failed.
+pub fn spawn_ranks(program: &std::path::Path, args: &[OsString], nproc: usize) -> Result<()> {
+    spawn_with_grace(program, args, nproc, GRACE)
+}
+
+fn spawn_with_grace(
+    program: &std::path::Path,
+    args: &[OsString],
+    nproc: usize,
+    grace: Duration,
+) -> Result<()> {
+    if nproc == 0 {
+        return Err(Error::config("--nproc-per-node", 0, "must be at least 1"));
+    }
+    if std::env::var_os("WORLD_SIZE").is_some() {
+        return Err(Error::config(
+            "--nproc-per-node",
+            nproc,
+            "this process was already launched as a rank (WORLD_SIZE is set): use either \
+             torchrun or --nproc-per-node, not both",
+        ));
+    }
+    let port = free_port()?;
+    let mut children: Vec<(usize, Child)> = Vec::with_capacity(nproc);
+    for rank in 0..nproc {
+        let child = Command::new(program)
+            .args(args)
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WORLD_SIZE", nproc.to_string())
+            .env("LOCAL_WORLD_SIZE", nproc.to_string())
+            .env("MASTER_ADDR", "127.0.0.1")
+            .env("MASTER_PORT", port.to_string())
+            .spawn();
+        match child {
+            Ok(child) => children.push((rank, child)),
+            Err(e) => {
+                stop(&mut children);
+                return Err(Error::io(program, e));
+            }
+        }
+    }
+    watch(children, grace)
+}
+
+/// Waits for every rank; after the first failure, the others get `grace`, then are killed.
+fn watch(mut running: Vec<(usize, Child)>, grace: Duration) -> Result<()> {
+    let mut first: Option<(usize, ExitStatus)> = None;
+    let mut deadline: Option<Instant> = None;
+    while !running.is_empty() {
+        let mut still = Vec::with_capacity(running.len());
+        for (rank, mut child) in running {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    if !status.success() && first.is_none() {
+                        first = Some((rank, status));
+                        deadline = Some(Instant::now() + grace);
+                    }
+                }
+                Ok(None) => still.push((rank, child)),
+                Err(e) => {
+                    still.push((rank, child));
+                    stop(&mut still);
+                    return Err(Error::io(format!("waiting for rank {rank}"), e));
+                }
+            }
+        }
+        running = still;
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let left: Vec<String> = running.iter().map(|(r, _)| r.to_string()).collect();
+            eprintln!(
+                "launcher: rank(s) {} still running {}s after a rank failed: stopping them",
+                left.join(", "),
+                grace.as_secs()
+            );
+            stop(&mut running);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match first {
+        None => Ok(()),
+        Some((rank, status)) => Err(Error::Distributed(format!(
+            "rank {rank} failed first ({status}); its error is above"
+        ))),
+    }
+}
+
+fn stop(children: &mut Vec<(usize, Child)>) {
+    for (_, child) in children.iter_mut() {
+        let _ = child.kill();
+    }
+    for (_, child) in children.iter_mut() {
+        let _ = child.wait();
+    }
+    children.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_and_its_value_are_taken_out() {
+        let args: Vec<OsString> = [
+            "--steps",
+            "3",
+            "--nproc-per-node",
+            "2",
+            "--nproc-per-node=4",
+            "--x",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let out = without_flag(&args, "--nproc-per-node");
+        assert_eq!(out, ["--steps", "3", "--x"].map(OsString::from));
+    }
+
+    #[test]
+    fn the_first_failed_rank_is_named_and_the_others_stopped() {
+        // Rank 1 fails at once, rank 0 would sleep for a minute: stopped after the grace.
+        let sh = std::path::Path::new("/bin/sh");
+        let script = "if [ \"$RANK\" = 1 ]; then exit 3; else sleep 60; fi";
+        let started = Instant::now();
+        let grace = Duration::from_secs(1);
+        let err = spawn_with_grace(sh, &["-c".into(), script.into()], 2, grace)
+            .expect_err("rank 1 fails");
+        assert!(err.to_string().contains("rank 1 failed first"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "rank 0 was not stopped"
+        );
+    }
+}

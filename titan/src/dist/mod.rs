@@ -1,0 +1,64 @@
+//! The `DistributedEnvironment` role: who this process is among the training processes, and
+//! the c10d process group they train through. [`LocalEnv`] is one process; [`C10dEnv`] reads
+//! torchrun's variables ([`Torchrun`]) and joins torch's own process group (Gloo on CPU, NCCL
+//! on CUDA), once per process; [`launch`] starts the ranks on one machine without torchrun.
+
+mod c10d;
+mod ddp;
+pub mod launch;
+mod local;
+mod torchrun;
+
+pub use c10d::{C10dEnv, ProcessGroup, current, shutdown};
+pub(crate) use ddp::reduce_gradients;
+pub use local::LocalEnv;
+pub use torchrun::{Torchrun, launch_rank};
+
+use crate::Result;
+
+/// Who this process is among the training processes.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a distributed environment",
+    label = "a distributed environment goes here",
+    note = "a distributed environment implements `titan::DistributedEnvironment` (rank, world_size, local_rank, process_group); `LocalEnv::from_env()` is one process, `C10dEnv::from_env(..)` joins torch's process group"
+)]
+pub trait DistributedEnvironment {
+    /// Global rank of this process.
+    fn rank(&self) -> usize;
+    /// Number of processes.
+    fn world_size(&self) -> usize;
+    /// Rank within this machine (selects the GPU).
+    fn local_rank(&self) -> usize;
+    /// The process group the ranks reduce gradients through; none for one process. An
+    /// environment of several processes without one is refused by the trainer, since each
+    /// process would train a model of its own.
+    fn process_group(&self) -> Option<std::sync::Arc<ProcessGroup>> {
+        None
+    }
+}
+
+/// Whether this process writes the run's shared outputs (metrics, tokenizer, checkpoints,
+/// exports): rank 0 of the process group, or of torchrun's `RANK` before a group exists.
+pub fn writes_outputs() -> Result<bool> {
+    Ok(match current() {
+        Some(group) => group.rank() == 0,
+        None => launch_rank()? == 0,
+    })
+}
+
+/// Runs `f` on rank 0 first, then on every other rank once rank 0 is done (what writes a file
+/// that the other ranks then read, e.g. a trained tokenizer); in one process, just `f`.
+pub fn rank_zero_first<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match current().filter(|group| group.size() > 1) {
+        None => f(),
+        Some(group) if group.rank() == 0 => {
+            let out = f()?;
+            group.barrier()?;
+            Ok(out)
+        }
+        Some(group) => {
+            group.barrier()?;
+            f()
+        }
+    }
+}
