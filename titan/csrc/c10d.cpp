@@ -8,6 +8,9 @@
 #define USE_C10D_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #ifdef TITAN_NCCL
 #define USE_C10D_NCCL 1
@@ -16,6 +19,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -205,6 +211,199 @@ int titan_group_barrier(TitanGroup* group, char* err, size_t err_len) {
     c10d::BarrierOptions opts;
     opts.timeout = group->timeout;
     group->backend->barrier(opts)->wait(group->timeout);
+  });
+}
+
+
+}  // extern "C"
+
+// Gradient buckets reduced while backward runs (what DDP's reducer does, without its Python
+// half): a post-hook on each parameter's gradient accumulator copies its gradient into its
+// bucket's flat buffer once the step's last micro-batch is under way (armed), and the moment a
+// bucket is full, it and every full bucket before it are all-reduced asynchronously, strictly in
+// bucket order, so every rank issues the same collectives in the same order. `finish` fills what
+// backward did not reach, queues the rest and the step's loss and token sums, waits for all and
+// copies the sums back into the gradients.
+namespace {
+
+struct DdpState {
+  c10::intrusive_ptr<c10d::Backend> backend;
+  std::chrono::milliseconds timeout;
+  std::vector<at::Tensor> params;
+  std::vector<size_t> bucket_of;
+  std::vector<int64_t> offset_of;
+  std::vector<size_t> bucket_size;
+  std::vector<at::Tensor> flats;
+  std::vector<size_t> pending;
+  std::vector<bool> filled;
+  size_t next = 0;
+  size_t launched_in_backward = 0;
+  bool armed = false;
+  std::deque<std::vector<at::Tensor>> lists;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  std::mutex mu;
+
+  void fill(size_t i) {
+    auto& p = params[i];
+    auto slot = flats[bucket_of[i]].narrow(0, offset_of[i], p.numel());
+    const auto& grad = p.grad();
+    if (grad.defined()) {
+      slot.copy_(grad.reshape({-1}));
+    } else {
+      slot.zero_();
+    }
+    filled[i] = true;
+    pending[bucket_of[i]] -= 1;
+  }
+
+  void launch(const at::Tensor& flat) {
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = c10d::ReduceOp(c10d::ReduceOp::SUM);
+    opts.timeout = timeout;
+    lists.push_back({flat});
+    works.push_back(backend->allreduce(lists.back(), opts));
+  }
+
+  // Queues every full bucket from `next` on, in order.
+  void launch_ready() {
+    while (next < flats.size() && pending[next] == 0) launch(flats[next++]);
+  }
+
+  void ready(size_t i) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!armed || filled[i]) return;
+    at::NoGradGuard no_grad;
+    fill(i);
+    size_t before = next;
+    launch_ready();
+    launched_in_backward += next - before;
+  }
+};
+
+class ReadyHook : public torch::autograd::FunctionPostHook {
+ public:
+  ReadyHook(std::weak_ptr<DdpState> state, size_t index)
+      : state_(std::move(state)), index_(index) {}
+  torch::autograd::variable_list operator()(
+      const torch::autograd::variable_list& outputs,
+      const torch::autograd::variable_list& /*inputs*/) override {
+    if (auto state = state_.lock()) state->ready(index_);
+    return outputs;
+  }
+
+ private:
+  std::weak_ptr<DdpState> state_;
+  size_t index_;
+};
+
+}  // namespace
+
+struct TitanDdp {
+  std::shared_ptr<DdpState> state;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
+  std::vector<uintptr_t> hooks;
+};
+
+extern "C" {
+
+// Gradient buckets of `n` parameters over `group`: parameter i goes to bucket `bucket_of[i]`
+// (buckets numbered in the order backward fills them; each of one dtype and device).
+TitanDdp* titan_ddp_new(TitanGroup* group, at::Tensor* const* params, const uint64_t* bucket_of,
+                        size_t n, char* err, size_t err_len) {
+  TitanDdp* out = nullptr;
+  guarded(err, err_len, [&] {
+    auto state = std::make_shared<DdpState>();
+    state->backend = group->backend;
+    state->timeout = group->timeout;
+    size_t buckets = 0;
+    for (size_t i = 0; i < n; ++i) buckets = std::max(buckets, size_t(bucket_of[i]) + 1);
+    std::vector<int64_t> sizes(buckets, 0);
+    state->bucket_size.assign(buckets, 0);
+    std::vector<at::Tensor> first(buckets);
+    for (size_t i = 0; i < n; ++i) {
+      const auto& p = *params[i];
+      TORCH_CHECK(p.requires_grad(), "parameter ", i, " does not require a gradient");
+      size_t b = bucket_of[i];
+      state->params.push_back(p);
+      state->bucket_of.push_back(b);
+      state->offset_of.push_back(sizes[b]);
+      sizes[b] += p.numel();
+      state->bucket_size[b] += 1;
+      if (!first[b].defined()) first[b] = p;
+      TORCH_CHECK(first[b].scalar_type() == p.scalar_type() && first[b].device() == p.device(),
+                  "bucket ", b, " mixes dtypes or devices");
+    }
+    for (size_t b = 0; b < buckets; ++b) {
+      TORCH_CHECK(first[b].defined(), "bucket ", b, " is empty");
+      state->flats.push_back(at::zeros({sizes[b]}, first[b].options().requires_grad(false)));
+    }
+    state->pending = state->bucket_size;
+    state->filled.assign(n, false);
+    auto ddp = std::make_unique<TitanDdp>();
+    ddp->state = state;
+    for (size_t i = 0; i < n; ++i) {
+      auto acc = torch::autograd::impl::grad_accumulator(state->params[i]);
+      TORCH_CHECK(acc, "parameter ", i, " has no gradient accumulator (is it a leaf?)");
+      ddp->hooks.push_back(acc->add_post_hook(std::make_unique<ReadyHook>(state, i)));
+      // Held here: the tensor itself keeps its accumulator only weakly.
+      ddp->accumulators.push_back(std::move(acc));
+    }
+    out = ddp.release();
+  });
+  return out;
+}
+
+void titan_ddp_free(TitanDdp* ddp) {
+  if (ddp == nullptr) return;
+  try {
+    for (size_t i = 0; i < ddp->accumulators.size(); ++i)
+      ddp->accumulators[i]->del_post_hook(ddp->hooks[i]);
+  } catch (...) {
+  }
+  delete ddp;
+}
+
+// The next backward pass (the step's last micro-batch) reduces buckets as it fills them.
+int titan_ddp_arm(TitanDdp* ddp, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] {
+    auto& s = *ddp->state;
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.pending = s.bucket_size;
+    s.filled.assign(s.params.size(), false);
+    s.next = 0;
+    s.launched_in_backward = 0;
+    s.lists.clear();
+    s.works.clear();
+    s.armed = true;
+  });
+}
+
+// Queues what backward did not, then `stats` (summed too), waits for every bucket and writes the
+// sums into the gradients. `launched` gets how many buckets backward itself had queued.
+int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* err,
+                     size_t err_len) {
+  return guarded(err, err_len, [&] {
+    auto& s = *ddp->state;
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.armed = false;
+    at::NoGradGuard no_grad;
+    for (size_t i = 0; i < s.params.size(); ++i)
+      if (!s.filled[i]) s.fill(i);
+    s.launch_ready();
+    s.launch(*stats);
+    if (launched != nullptr) *launched = s.launched_in_backward;
+    for (auto& work : s.works) work->wait(s.timeout);
+    s.works.clear();
+    s.lists.clear();
+    for (size_t i = 0; i < s.params.size(); ++i) {
+      auto& p = s.params[i];
+      auto summed = s.flats[s.bucket_of[i]].narrow(0, s.offset_of[i], p.numel()).view(p.sizes());
+      if (p.grad().defined()) {
+        p.mutable_grad().copy_(summed);
+      } else {
+        p.mutable_grad() = summed.clone();
+      }
+    }
   });
 }
 

@@ -9,7 +9,7 @@ use tch::{Device, Tensor};
 
 use super::{DistributedEnvironment, Torchrun};
 use crate::parallel_dims::ParallelConfig;
-use crate::shim::c10d::{Backend, Group, Store, has_nccl};
+use crate::shim::c10d::{Backend, GradBuckets, Group, Store, has_nccl};
 use crate::{Error, Result};
 
 /// The process's group, once joined; [`shutdown`] leaves it.
@@ -143,6 +143,18 @@ impl ProcessGroup {
     /// Returns once every rank reached it.
     pub fn barrier(&self) -> Result<()> {
         self.with_group("a barrier", Group::barrier)
+    }
+
+    /// Gradient buckets of `params` over this group (see [`GradBuckets`]).
+    pub(crate) fn grad_buckets(&self, params: &[Tensor], bucket_of: &[u64]) -> Result<GradBuckets> {
+        self.with_group("hooking the gradient buckets", |g| {
+            GradBuckets::new(g, params, bucket_of)
+        })
+    }
+
+    /// `result`, whose error (from `what`) names the rank that stopped where one said so.
+    pub(crate) fn explained<T>(&self, what: &str, result: Result<T>) -> Result<T> {
+        result.map_err(|e| self.explain(what, e))
     }
 
     /// Every rank's `value` under `tag` (unique per call), in rank order, on rank 0; `None` on

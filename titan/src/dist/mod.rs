@@ -10,7 +10,7 @@ mod local;
 mod torchrun;
 
 pub use c10d::{C10dEnv, ProcessGroup, current, shutdown};
-pub(crate) use ddp::reduce_gradients;
+pub(crate) use ddp::GradReducer;
 pub use local::LocalEnv;
 pub use torchrun::{Torchrun, launch_rank};
 

@@ -74,6 +74,23 @@ unsafe extern "C" {
         err_len: usize,
     ) -> i32;
     fn titan_group_barrier(group: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
+    fn titan_ddp_new(
+        group: *mut c_void,
+        params: *const *mut c_void,
+        bucket_of: *const u64,
+        n: usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> *mut c_void;
+    fn titan_ddp_free(ddp: *mut c_void);
+    fn titan_ddp_arm(ddp: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
+    fn titan_ddp_finish(
+        ddp: *mut c_void,
+        stats: *mut c_void,
+        launched: *mut usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
 }
 
 /// Whether this build of titan has NCCL's process group (it found NCCL's and CCCL's headers).
@@ -302,6 +319,86 @@ impl Group {
             // SAFETY: the group is live.
             unsafe { titan_group_barrier(self.raw, err, len) }
         })
+    }
+}
+
+/// Gradient buckets reduced over a [`Group`] while backward runs: a hook on each parameter's
+/// gradient accumulator fills its bucket, and each full bucket is all-reduced at once,
+/// asynchronously and in bucket order (what DDP's reducer does).
+#[derive(Debug)]
+pub struct GradBuckets {
+    raw: *mut c_void,
+}
+
+// SAFETY: the C++ state is guarded by its own mutex (hooks may run on autograd's threads); the
+// handle is freed once, in `Drop`.
+unsafe impl Send for GradBuckets {}
+
+impl GradBuckets {
+    /// Buckets of `params` (leaf tensors that require gradients) over `group`: parameter `i`
+    /// goes to bucket `bucket_of[i]`, buckets numbered in the order backward fills them.
+    pub fn new(group: &Group, params: &[Tensor], bucket_of: &[u64]) -> Result<Self> {
+        if params.len() != bucket_of.len() {
+            return Err(Error::Training(format!(
+                "{} parameters but {} bucket numbers",
+                params.len(),
+                bucket_of.len()
+            )));
+        }
+        let ptrs: Vec<*mut c_void> = params
+            .iter()
+            .map(|t| t.as_ptr().cast_mut().cast())
+            .collect();
+        let mut raw = std::ptr::null_mut();
+        call("gradient buckets", |err, len| {
+            // SAFETY: every pointer is a live `at::Tensor*`; the shim keeps its own references.
+            raw = unsafe {
+                titan_ddp_new(
+                    group.raw,
+                    ptrs.as_ptr(),
+                    bucket_of.as_ptr(),
+                    ptrs.len(),
+                    err,
+                    len,
+                )
+            };
+            i32::from(raw.is_null())
+        })?;
+        Ok(Self { raw })
+    }
+
+    /// The next backward pass reduces the buckets as it fills them.
+    pub fn arm(&self) -> Result<()> {
+        call("arming the gradient buckets", |err, len| {
+            // SAFETY: the handle is live.
+            unsafe { titan_ddp_arm(self.raw, err, len) }
+        })
+    }
+
+    /// Reduces what backward did not reach and `stats` (summed over the ranks too), waits for
+    /// all and writes the sums into the gradients; returns how many buckets backward queued.
+    pub fn finish(&self, stats: &Tensor) -> Result<usize> {
+        let mut launched = 0usize;
+        call("the gradient all-reduce", |err, len| {
+            // SAFETY: the handle and `stats` (an `at::Tensor*`) are live for the call.
+            unsafe {
+                titan_ddp_finish(
+                    self.raw,
+                    stats.as_ptr().cast_mut().cast(),
+                    &mut launched,
+                    err,
+                    len,
+                )
+            }
+        })?;
+        Ok(launched)
+    }
+}
+
+impl Drop for GradBuckets {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from `titan_ddp_new` and is freed once; its hooks are removed.
+        unsafe { titan_ddp_free(self.raw) }
     }
 }
 

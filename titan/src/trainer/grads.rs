@@ -3,7 +3,7 @@
 
 use tch::{Kind, Tensor};
 
-use crate::dist::{ProcessGroup, reduce_gradients};
+use crate::dist::GradReducer;
 use crate::{Error, Result};
 
 /// Runs `micro_batches` micro-batches (`micro(i)` runs one's forward and backward passes of its
@@ -22,13 +22,14 @@ where
     accumulate_across(params, micro_batches, None, micro)
 }
 
-/// As [`accumulate_gradients`], across the ranks of `group` when given: every rank's gradient
-/// sums, loss sums and counts are summed over the ranks before the division, so N ranks give
-/// the gradient, loss and count of one batch holding all their tokens.
+/// As [`accumulate_gradients`], across the ranks of `reducer` when given: every rank's
+/// gradient sums, loss sums and counts are summed over the ranks before the division (the
+/// gradients while the last micro-batch's backward runs), so N ranks give the gradient, loss and
+/// count of one batch holding all their tokens.
 pub(crate) fn accumulate_across<F>(
     params: &[(String, Tensor)],
     micro_batches: usize,
-    group: Option<&ProcessGroup>,
+    reducer: Option<&GradReducer>,
     mut micro: F,
 ) -> Result<(Tensor, Tensor)>
 where
@@ -43,6 +44,9 @@ where
     }
     let mut total: Option<(Tensor, Tensor)> = None;
     for i in 0..micro_batches {
+        if let Some(reducer) = reducer.filter(|_| i + 1 == micro_batches) {
+            reducer.arm()?;
+        }
         let (sum, count) = micro(i)?;
         let (sum, count) = (sum.f_detach()?, count.f_to_kind(Kind::Float)?);
         total = Some(match total {
@@ -54,16 +58,11 @@ where
         return Err(Error::Training("no micro-batch ran".into()));
     };
     let _guard = tch::no_grad_guard();
-    let (sum, count) = match group {
+    let (sum, count) = match reducer {
         None => (sum, count),
-        Some(group) => {
+        Some(reducer) => {
             let stats = Tensor::f_stack(&[sum.f_to_kind(Kind::Float)?, count], 0)?;
-            let grads: Vec<Tensor> = params
-                .iter()
-                .map(|(_, p)| p.grad())
-                .filter(Tensor::defined)
-                .collect();
-            reduce_gradients(group, &grads, &stats)?;
+            reducer.finish(&stats)?;
             (stats.f_get(0)?.f_to_kind(sum.kind())?, stats.f_get(1)?)
         }
     };

@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tch::{Device, Tensor};
 
 use crate::checkpoint::Checkpoint;
-use crate::dist::{DistributedEnvironment, ProcessGroup};
+use crate::dist::{DistributedEnvironment, GradReducer, ProcessGroup};
 use crate::metrics::{EvalMetrics, MetricsSink, Record, console_line};
 use crate::shim;
 use crate::{Error, Result};
@@ -179,6 +179,10 @@ impl Trainer {
                 .collect();
             group.broadcast(&weights, 0)?;
         }
+        let reducer = match &self.group {
+            Some(group) => Some(GradReducer::new(Arc::clone(group), &parts.params)?),
+            None => None,
+        };
         let start = resumed.map_or(0, |(step, _)| step);
         self.announce(&parts, &cfg, resumed.map(|(step, c)| (step, c.dir())));
         let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops);
@@ -208,7 +212,7 @@ impl Trainer {
                 window: &mut window,
                 info: &mut info,
                 notice: &notice,
-                group,
+                reducer: reducer.as_ref(),
             };
             let (step_loss, grad_norm) = executor.step(step, &mut parts, &mut cx)?;
             non_finite.record(step, &step_loss, &grad_norm)?;

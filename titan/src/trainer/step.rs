@@ -10,7 +10,7 @@ use super::parts::Parts;
 use super::settings::TrainingConfig;
 use super::window::Window;
 use crate::Result;
-use crate::dist::ProcessGroup;
+use crate::dist::GradReducer;
 use crate::shim::{self, CudaGraph};
 
 /// Eager steps before a CUDA graph is captured: lazy initialisation (cuBLAS handles,
@@ -36,8 +36,8 @@ pub(crate) struct StepContext<'c> {
     pub window: &'c mut Window,
     pub info: &'c mut StepInfo,
     pub notice: &'c dyn Fn(&str),
-    /// The ranks the step's gradients are reduced over (data parallel), if any.
-    pub group: Option<&'c ProcessGroup>,
+    /// The reduction of the step's gradients over the ranks (data parallel), if any.
+    pub reducer: Option<&'c GradReducer>,
 }
 
 /// How steps execute.
@@ -193,7 +193,7 @@ fn device_step<Lab>(
     let data = &mut parts.data;
     let (window, info) = (&mut *cx.window, &mut *cx.info);
     let accum = cx.config.grad_accum_steps;
-    let (step_loss, _) = accumulate_across(&parts.params, accum, cx.group, |slot| {
+    let (step_loss, _) = accumulate_across(&parts.params, accum, cx.reducer, |slot| {
         let mut score = |logits: &Tensor, labels: &Lab| loss(logits, labels);
         if staged {
             let (sum, count, seq_len) = data.run_staged(slot, &mut score)?;
