@@ -362,7 +362,7 @@ fn the_binarys_own_launcher_trains_two_ranks_writes_once_and_resumes_exactly() -
     let first = tiny_llama(&out, &["--nproc-per-node", "2"])?;
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(
-        stderr.contains("× 2 ranks (Gloo, data parallel)"),
+        stderr.contains("× 2 ranks (Gloo, data parallel, 2 gradient buckets)"),
         "{stderr}"
     );
     // Rank 0 alone speaks and writes: one line per step, one metrics record per step.

@@ -87,10 +87,10 @@ mod tests {
     /// One rank's step: `accum` micro-batches of loss `(rank + 1) * sum(w * x)` over three
     /// parameters, the last one's backward armed; the gradients after `finish`, the stats, and
     /// how many buckets backward queued.
-    fn rank_step(
-        group: Arc<ProcessGroup>,
-        accum: usize,
-    ) -> Result<(Vec<Vec<f32>>, Vec<f32>, usize, usize)> {
+    /// Gradients, stats, buckets queued by backward, buckets.
+    type RankStep = (Vec<Vec<f32>>, Vec<f32>, usize, usize);
+
+    fn rank_step(group: Arc<ProcessGroup>, accum: usize) -> Result<RankStep> {
         let rank = group.rank() as f64;
         let params: Vec<(String, Tensor)> = [300i64, 200_000, 400_000]
             .iter()

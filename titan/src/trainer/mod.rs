@@ -184,7 +184,13 @@ impl Trainer {
             None => None,
         };
         let start = resumed.map_or(0, |(step, _)| step);
-        self.announce(&parts, &cfg, resumed.map(|(step, c)| (step, c.dir())));
+        let buckets = reducer.as_ref().map(GradReducer::buckets);
+        self.announce(
+            &parts,
+            &cfg,
+            resumed.map(|(step, c)| (step, c.dir())),
+            buckets,
+        );
         let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops);
         let mut non_finite = NonFinite::new(parts.device)?;
         let accum = cfg.grad_accum_steps as u64;
@@ -293,12 +299,14 @@ impl Trainer {
         })
     }
 
-    /// The run's first line: parameters, device, steps, and the checkpoint it resumes from.
+    /// The run's first line: parameters, device, ranks (and their gradient buckets), steps, and
+    /// the checkpoint it resumes from.
     fn announce<Lab>(
         &self,
         parts: &Parts<'_, Lab>,
         cfg: &TrainingConfig,
         resumed: Option<(u64, &std::path::Path)>,
+        buckets: Option<usize>,
     ) {
         if !self.progress {
             return;
@@ -325,7 +333,12 @@ impl Trainer {
             ""
         };
         let ranks = self.group.as_ref().map_or_else(String::new, |g| {
-            format!(" × {} ranks ({:?}, data parallel)", g.size(), g.backend())
+            format!(
+                " × {} ranks ({:?}, data parallel, {} gradient buckets)",
+                g.size(),
+                g.backend(),
+                buckets.unwrap_or(0)
+            )
         });
         eprintln!(
             "training {:.2}M parameters on {on}{ranks} for {} steps{from}{clipping}",
