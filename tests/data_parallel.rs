@@ -21,10 +21,37 @@ use titan::{
 /// Set in a rank's environment: the test it runs, and where it writes.
 const ROLE: &str = "TITAN_DP_TEST_ROLE";
 const OUT: &str = "TITAN_DP_TEST_OUT";
-/// Rows per rank and batch, steps, micro-batches per step.
+/// Rows per rank and batch, steps.
 const BATCH: usize = 2;
 const STEPS: u64 = 4;
-const ACCUM: usize = 2;
+
+/// What a run composes data parallelism with: micro-batches per step, activation
+/// checkpointing. Passed to the ranks in `TITAN_DP_TEST_SETUP`.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    accum: usize,
+    checkpointing: bool,
+}
+
+impl Setup {
+    const PLAIN: Setup = Setup {
+        accum: 2,
+        checkpointing: false,
+    };
+
+    fn to_var(self) -> String {
+        format!("{},{}", self.accum, self.checkpointing)
+    }
+
+    fn from_env() -> Result<Self> {
+        let var = std::env::var("TITAN_DP_TEST_SETUP").unwrap_or_else(|_| Self::PLAIN.to_var());
+        let (accum, checkpointing) = var.split_once(',').context("TITAN_DP_TEST_SETUP")?;
+        Ok(Self {
+            accum: accum.parse()?,
+            checkpointing: checkpointing.parse()?,
+        })
+    }
+}
 
 /// A token stream without repeats at the row length, so every row is told apart.
 fn tokens(seed: u64, n: usize) -> Vec<u32> {
@@ -65,17 +92,18 @@ impl Loss<HfLabels> for FailAt {
 fn train(
     env: &impl DistributedEnvironment,
     batch: usize,
+    setup: Setup,
     out: &Path,
     fail_at: usize,
 ) -> Result<()> {
-    let mut model = common::small_llama()?;
+    let mut model = common::small_llama()?.with_activation_checkpointing(setup.checkpointing);
     let dims = ParallelDims::new(env, Device::Cpu)?;
     let stream = tokens(1, 8192);
     let mut train = PackedLoader::new(&dims, stream.clone(), 16, batch, 0, true)?;
     let mut val = PackedLoader::new(&dims, tokens(2, 2048), 16, batch, 0, false)?;
     // The rows this rank serves, read from a twin of its loader.
     let mut twin = PackedLoader::new(&dims, stream, 16, batch, 0, true)?;
-    let rows: Vec<Vec<Vec<i64>>> = (0..STEPS as usize * ACCUM)
+    let rows: Vec<Vec<Vec<i64>>> = (0..STEPS as usize * setup.accum)
         .map(|_| {
             let ids = twin.next_batch()?.input_ids.0;
             Ok(Vec::<Vec<i64>>::try_from(&ids)?)
@@ -90,7 +118,7 @@ fn train(
     let config = TrainingConfig {
         steps: STEPS,
         log_every: 1,
-        grad_accum_steps: ACCUM,
+        grad_accum_steps: setup.accum,
         eval_every: 2,
         eval_batches: 2,
         ..TrainingConfig::default()
@@ -129,7 +157,7 @@ fn as_rank(out: &Path) -> Result<()> {
         Device::Cpu,
         Duration::from_secs(60),
     )?;
-    let result = train(&env, BATCH, out, fail_at);
+    let result = train(&env, BATCH, Setup::from_env()?, out, fail_at);
     let message = result.as_ref().err().map(|e| format!("{e:#}"));
     titan::dist::shutdown(message.as_deref());
     if let Some(message) = &message {
@@ -210,18 +238,20 @@ fn records(path: &Path) -> Result<Vec<serde_json::Value>> {
         .collect()
 }
 
-#[test]
-fn two_ranks_train_exactly_like_one_process_with_their_global_batch() -> Result<()> {
-    const TEST: &str = "two_ranks_train_exactly_like_one_process_with_their_global_batch";
-    if let Some(out) = rank_of(TEST) {
+/// Test `test`: two ranks with `setup` against one process with their global batch.
+fn two_ranks_against_one(test: &str, setup: Setup) -> Result<()> {
+    if let Some(out) = rank_of(test) {
         return as_rank(&out);
     }
     let (two, one) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let ranks = spawn(TEST, 2, two.path(), &|_| Vec::new())?;
+    let ranks = spawn(test, 2, two.path(), &|_| {
+        vec![("TITAN_DP_TEST_SETUP".into(), setup.to_var())]
+    })?;
     // Meanwhile, one process with both ranks' rows in each batch.
     train(
         &titan::LocalEnv::single(),
         2 * BATCH,
+        setup,
         one.path(),
         usize::MAX,
     )?;
@@ -262,6 +292,7 @@ fn two_ranks_train_exactly_like_one_process_with_their_global_batch() -> Result<
         read(two.path(), 0)?,
         read(two.path(), 1)?,
     );
+    assert_eq!(whole.len(), STEPS as usize * setup.accum);
     for (k, ((w, x), y)) in whole.iter().zip(&r0).zip(&r1).enumerate() {
         let (x, y): (BTreeSet<_>, BTreeSet<_>) = (x.iter().collect(), y.iter().collect());
         assert!(x.is_disjoint(&y), "batch {k}: both ranks read a row");
@@ -269,6 +300,25 @@ fn two_ranks_train_exactly_like_one_process_with_their_global_batch() -> Result<
         assert_eq!(union, w.iter().collect::<BTreeSet<_>>(), "batch {k}");
     }
     Ok(())
+}
+
+#[test]
+fn two_ranks_train_exactly_like_one_process_with_their_global_batch() -> Result<()> {
+    two_ranks_against_one(
+        "two_ranks_train_exactly_like_one_process_with_their_global_batch",
+        Setup::PLAIN,
+    )
+}
+
+#[test]
+fn so_they_do_with_activation_checkpointing_and_three_micro_batches() -> Result<()> {
+    two_ranks_against_one(
+        "so_they_do_with_activation_checkpointing_and_three_micro_batches",
+        Setup {
+            accum: 3,
+            checkpointing: true,
+        },
+    )
 }
 
 #[test]
