@@ -66,9 +66,22 @@ fn spawn_with_grace(
         ));
     }
     let port = free_port()?;
+    // Each rank's share of the cores for libtorch's CPU threads (torchrun sets 1), unless the
+    // user chose.
+    let threads = std::env::var_os("OMP_NUM_THREADS").is_none().then(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / nproc).max(1)
+    });
+    if let Some(threads) = threads.filter(|_| nproc > 1) {
+        eprintln!("launcher: {nproc} ranks, OMP_NUM_THREADS={threads} each (set it to choose)");
+    }
     let mut children: Vec<(usize, Child)> = Vec::with_capacity(nproc);
     for rank in 0..nproc {
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        if let Some(threads) = threads {
+            command.env("OMP_NUM_THREADS", threads.to_string());
+        }
+        let child = command
             .args(args)
             .env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())
