@@ -462,3 +462,29 @@ fn the_binarys_own_launcher_trains_two_ranks_writes_once_and_resumes_exactly() -
     );
     Ok(())
 }
+
+/// A distributed environment of the user's own that counts two processes but has no process
+/// group: the trainer refuses it, rather than two processes training two models.
+#[test]
+fn an_environment_of_several_processes_without_a_group_is_refused() {
+    struct TwoOfUs;
+    impl DistributedEnvironment for TwoOfUs {
+        fn rank(&self) -> usize {
+            1
+        }
+        fn world_size(&self) -> usize {
+            2
+        }
+        fn local_rank(&self) -> usize {
+            1
+        }
+    }
+    let mut trainer = Trainer::new(TrainingConfig::default());
+    let err = trainer.join(&TwoOfUs).expect_err("no group").to_string();
+    assert!(
+        err.contains("has 2 processes but no process group") && err.contains("TwoOfUs"),
+        "{err}"
+    );
+    // One process needs none.
+    assert!(trainer.join(&titan::LocalEnv::single()).is_ok());
+}
