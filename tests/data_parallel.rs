@@ -360,24 +360,13 @@ fn tiny_llama(out: &Path, flags: &[&str]) -> Result<std::process::Output> {
         .args([
             "--steps",
             "6",
-            "--batch-size",
-            "2",
-            "--device",
-            "cpu",
-            "--samples",
-            "0",
             "--log-every",
             "1",
             "--checkpoint-every",
             "3",
-            "--set",
-            "llama.num_hidden_layers=1",
-            "--set",
-            "training.seq_len=64",
-            "--set",
-            "dataset.tokenizer_sample=300",
-            "--output-dir",
         ])
+        .args(common::SHRUNK)
+        .arg("--output-dir")
         .arg(out)
         .args(flags)
         .env_remove("WORLD_SIZE")
@@ -444,15 +433,10 @@ fn the_binarys_own_launcher_trains_two_ranks_writes_once_and_resumes_exactly() -
 
     // A checkpoint of 2 ranks does not resume on 1 (no resharding yet): a clear error.
     let one = Command::new(env!("CARGO_BIN_EXE_tiny_llama"))
-        .args(["--steps", "9", "--device", "cpu", "--output-dir"])
+        .args(["--steps", "9"])
+        .args(common::SHRUNK)
+        .arg("--output-dir")
         .arg(&out)
-        .args([
-            "--set",
-            "llama.num_hidden_layers=1",
-            "--set",
-            "training.seq_len=64",
-        ])
-        .args(["--set", "dataset.tokenizer_sample=300", "--batch-size", "2"])
         .output()?;
     let stderr = String::from_utf8_lossy(&one.stderr);
     assert!(!one.status.success());

@@ -59,6 +59,23 @@ pub fn batch(rows: i64, t: i64) -> (TokenIds, HfLabels) {
     (TokenIds(ids), HfLabels(labels))
 }
 
+/// tiny_llama's flags for a run of seconds on the CPU: 1 layer, sequences of 64, 2 rows, a
+/// tokenizer trained on 300 stories, no samples.
+pub const SHRUNK: &[&str] = &[
+    "--batch-size",
+    "2",
+    "--device",
+    "cpu",
+    "--samples",
+    "0",
+    "--set",
+    "llama.num_hidden_layers=1",
+    "--set",
+    "training.seq_len=64",
+    "--set",
+    "dataset.tokenizer_sample=300",
+];
+
 /// Runs experiment `E` (tiny_llama's settings sections) shrunk for a test, as its binary would:
 /// `steps` steps of 2 rows of 64 tokens on the CPU, one layer, a tokenizer trained on 300
 /// documents, no samples, in `dir`, with `extra` flags after these.
@@ -69,25 +86,8 @@ pub fn run_shrunk<E: titan::Experiment>(
 ) -> titan::Result<()> {
     let out = dir.display().to_string();
     let steps = steps.to_string();
-    let mut args = vec![
-        "x",
-        "--steps",
-        &steps,
-        "--batch-size",
-        "2",
-        "--device",
-        "cpu",
-        "--samples",
-        "0",
-        "--output-dir",
-        &out,
-        "--set",
-        "llama.num_hidden_layers=1",
-        "--set",
-        "training.seq_len=64",
-        "--set",
-        "dataset.tokenizer_sample=300",
-    ];
+    let mut args = vec!["x", "--steps", &steps, "--output-dir", &out];
+    args.extend_from_slice(SHRUNK);
     args.extend_from_slice(extra);
     titan::experiment::run::<E>(titan::cli::TrainArgs::try_parse_from(args)?)
 }

@@ -34,8 +34,6 @@ namespace {
 
 using titan::guarded;
 
-std::vector<at::Tensor> one(const at::Tensor* tensor) { return {*tensor}; }
-
 // Names a comma-separated GLOO_SOCKET_IFNAME, as torch.distributed reads it.
 std::vector<std::string> interfaces() {
   std::vector<std::string> out;
@@ -62,6 +60,24 @@ struct TitanGroup {
   c10::intrusive_ptr<c10d::Backend> backend;
   std::chrono::milliseconds timeout;
 };
+
+namespace {
+
+// Queues one collective per tensor (`launch` on a one-tensor list), then waits for all within
+// the group's timeout: the collectives overlap each other.
+template <typename Launch>
+void queue_then_wait(TitanGroup* group, at::Tensor* const* tensors, size_t n, Launch launch) {
+  std::deque<std::vector<at::Tensor>> lists;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  works.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    lists.push_back({*tensors[i]});
+    works.push_back(launch(lists.back()));
+  }
+  for (auto& work : works) work->wait(group->timeout);
+}
+
+}  // namespace
 
 extern "C" {
 
@@ -173,15 +189,9 @@ int titan_group_all_reduce(TitanGroup* group, at::Tensor* const* tensors, size_t
     c10d::AllreduceOptions opts;
     opts.reduceOp = c10d::ReduceOp(op == 1 ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM);
     opts.timeout = group->timeout;
-    std::vector<std::vector<at::Tensor>> lists;
-    lists.reserve(n);
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    works.reserve(n);
-    for (size_t i = 0; i < n; ++i) {
-      lists.push_back(one(tensors[i]));
-      works.push_back(group->backend->allreduce(lists.back(), opts));
-    }
-    for (auto& work : works) work->wait(group->timeout);
+    queue_then_wait(group, tensors, n, [&](std::vector<at::Tensor>& list) {
+      return group->backend->allreduce(list, opts);
+    });
   });
 }
 
@@ -193,15 +203,9 @@ int titan_group_broadcast(TitanGroup* group, at::Tensor* const* tensors, size_t 
     opts.rootRank = root;
     opts.rootTensor = 0;
     opts.timeout = group->timeout;
-    std::vector<std::vector<at::Tensor>> lists;
-    lists.reserve(n);
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
-    works.reserve(n);
-    for (size_t i = 0; i < n; ++i) {
-      lists.push_back(one(tensors[i]));
-      works.push_back(group->backend->broadcast(lists.back(), opts));
-    }
-    for (auto& work : works) work->wait(group->timeout);
+    queue_then_wait(group, tensors, n, [&](std::vector<at::Tensor>& list) {
+      return group->backend->broadcast(list, opts);
+    });
   });
 }
 

@@ -92,14 +92,7 @@ impl DistributedEnvironment for LocalEnv {
 mod tests {
     use super::*;
 
-    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::dist::vars;
 
     #[test]
     fn defaults_to_one_process() -> Result<()> {

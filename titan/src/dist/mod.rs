@@ -62,3 +62,14 @@ pub fn rank_zero_first<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
         }
     }
 }
+
+/// Variables read from `pairs` instead of the environment (tests).
+#[cfg(test)]
+pub(crate) fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}

@@ -117,14 +117,7 @@ pub fn launch_rank() -> Result<usize> {
 mod tests {
     use super::*;
 
-    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    }
+    use crate::dist::vars;
 
     #[test]
     fn no_world_size_is_no_launcher() -> Result<()> {
