@@ -31,24 +31,32 @@ const STEPS: u64 = 4;
 struct Setup {
     accum: usize,
     checkpointing: bool,
+    /// Input and output embeddings tied: under activation checkpointing one weight's gradient
+    /// arrives twice in a backward pass.
+    tied: bool,
 }
 
 impl Setup {
     const PLAIN: Setup = Setup {
         accum: 2,
         checkpointing: false,
+        tied: false,
     };
 
     fn to_var(self) -> String {
-        format!("{},{}", self.accum, self.checkpointing)
+        format!("{},{},{}", self.accum, self.checkpointing, self.tied)
     }
 
     fn from_env() -> Result<Self> {
         let var = std::env::var("TITAN_DP_TEST_SETUP").unwrap_or_else(|_| Self::PLAIN.to_var());
-        let (accum, checkpointing) = var.split_once(',').context("TITAN_DP_TEST_SETUP")?;
+        let parts: Vec<&str> = var.split(',').collect();
+        let [accum, checkpointing, tied] = parts[..] else {
+            bail!("TITAN_DP_TEST_SETUP = {var}");
+        };
         Ok(Self {
             accum: accum.parse()?,
             checkpointing: checkpointing.parse()?,
+            tied: tied.parse()?,
         })
     }
 }
@@ -96,7 +104,12 @@ fn train(
     out: &Path,
     fail_at: usize,
 ) -> Result<()> {
-    let mut model = common::small_llama()?.with_activation_checkpointing(setup.checkpointing);
+    let config = titan::LlamaConfig {
+        tie_word_embeddings: setup.tied,
+        ..common::small_llama_config()
+    };
+    let mut model = common::small_llama_of(config, Device::Cpu)?
+        .with_activation_checkpointing(setup.checkpointing);
     let dims = ParallelDims::new(env, Device::Cpu)?;
     let stream = tokens(1, 8192);
     let mut train = PackedLoader::new(&dims, stream.clone(), 16, batch, 0, true)?;
@@ -158,10 +171,20 @@ fn as_rank(out: &Path) -> Result<()> {
         Duration::from_secs(60),
     )?;
     let result = train(&env, BATCH, Setup::from_env()?, out, fail_at);
-    let message = result.as_ref().err().map(|e| format!("{e:#}"));
-    titan::dist::shutdown(message.as_deref());
-    if let Some(message) = &message {
-        std::fs::write(out.join(format!("error-{}.txt", env.rank())), message)?;
+    let error = result.as_ref().err().map(|e| {
+        // A peer's failure is passed on as it is (not reported again); anything else as this
+        // rank's own.
+        match e.downcast_ref::<titan::Error>() {
+            Some(titan::Error::PeerStopped(m)) => titan::Error::PeerStopped(m.clone()),
+            _ => titan::Error::Training(format!("{e:#}")),
+        }
+    });
+    titan::dist::shutdown(error.as_ref());
+    if let Some(error) = &error {
+        std::fs::write(
+            out.join(format!("error-{}.txt", env.rank())),
+            error.to_string(),
+        )?;
     }
     result
 }
@@ -317,6 +340,19 @@ fn so_they_do_with_activation_checkpointing_and_three_micro_batches() -> Result<
         Setup {
             accum: 3,
             checkpointing: true,
+            tied: false,
+        },
+    )
+}
+
+#[test]
+fn and_with_tied_embeddings_whose_gradient_arrives_twice() -> Result<()> {
+    two_ranks_against_one(
+        "and_with_tied_embeddings_whose_gradient_arrives_twice",
+        Setup {
+            accum: 2,
+            checkpointing: true,
+            tied: true,
         },
     )
 }
@@ -471,4 +507,68 @@ fn an_environment_of_several_processes_without_a_group_is_refused() {
     );
     // One process needs none.
     assert!(trainer.join(&titan::LocalEnv::single()).is_ok());
+}
+
+/// torchrun itself (torch's `torch.distributed.run`, from the project's wheel) launches the
+/// binary as it would torchtitan: its agent serves the store, every rank is a client under
+/// `/worker/attempt_0`, and the run trains and writes once. Skipped without Python's torch
+/// (CI has it).
+#[test]
+fn torchrun_launches_the_binary() -> Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !common::have_python(root, "torch.distributed.run")? {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let output = common::python(root)
+        .args([
+            "-m",
+            "torch.distributed.run",
+            "--no-python",
+            "--nproc-per-node",
+            "2",
+        ])
+        .args([
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            &port.to_string(),
+        ])
+        .arg(env!("CARGO_BIN_EXE_tiny_llama"))
+        .args([
+            "--steps",
+            "3",
+            "--log-every",
+            "1",
+            "--checkpoint-every",
+            "3",
+        ])
+        .args(common::SHRUNK)
+        .arg("--output-dir")
+        .arg(&out)
+        .env_remove("WORLD_SIZE")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("× 2 ranks (Gloo, data parallel"),
+        "{stderr}"
+    );
+    let steps: Vec<u64> = step_values(&records(&out.join("metrics.jsonl"))?)
+        .iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(steps, [1, 2, 3]);
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(
+        out.join("checkpoints/step-3/train_state.json"),
+    )?)?;
+    assert_eq!(
+        state["train_data_by_rank"].as_array().map(Vec::len),
+        Some(2)
+    );
+    Ok(())
 }

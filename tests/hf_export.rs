@@ -5,8 +5,11 @@
 //! (`bash benches/baseline/setup.sh` puts it in `.bench/site`); skipped with a message when
 //! they are absent, unless `TITAN_REQUIRE_TRANSFORMERS=1` (CI) makes that a failure.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
+
+use common::python;
 
 use anyhow::{Context, Result, ensure};
 use titan::tch::{Device, Kind, Tensor};
@@ -14,34 +17,9 @@ use titan::{BpeConfig, BpeTokenizer, Llama, LlamaConfig, Model, TokenIds, Tokeni
 
 const TEXT: &str = "Once upon a time, a little cat sat in the warm sun.";
 
-fn python(root: &Path) -> Command {
-    let mut cmd = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
-    let path = format!(
-        "{}:{}",
-        root.join(".libtorch/site").display(),
-        root.join(".bench/site").display()
-    );
-    cmd.env("PYTHONPATH", path);
-    cmd
-}
-
-/// Whether Python with torch and transformers is here; when not, says the test is skipped, or
-/// fails under `TITAN_REQUIRE_TRANSFORMERS=1`.
+/// Whether Python with torch and transformers is here (see [`common::have_python`]).
 fn have_transformers(root: &Path) -> Result<bool> {
-    let probe = python(root)
-        .args(["-c", "import torch, transformers"])
-        .output();
-    if probe.as_ref().is_ok_and(|o| o.status.success()) {
-        return Ok(true);
-    }
-    let why = "Python with torch and transformers is not here (run `bash \
-               benches/baseline/setup.sh`)";
-    ensure!(
-        std::env::var("TITAN_REQUIRE_TRANSFORMERS").as_deref() != Ok("1"),
-        "{why}"
-    );
-    eprintln!("skipped: {why}");
-    Ok(false)
+    common::have_python(root, "torch, transformers")
 }
 
 #[test]

@@ -21,21 +21,28 @@ pub fn small_llama() -> Result<Llama> {
 
 /// A 2-layer Llama (vocab 50, hidden 32) from seed 0 on `device`.
 pub fn small_llama_on(device: Device) -> Result<Llama> {
+    small_llama_of(small_llama_config(), device)
+}
+
+/// The settings of [`small_llama_on`]'s model.
+pub fn small_llama_config() -> LlamaConfig {
+    LlamaConfig {
+        vocab_size: 50,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 32,
+        ..LlamaConfig::tiny()
+    }
+}
+
+/// A Llama of `config` from seed 0 on `device`.
+pub fn small_llama_of(config: LlamaConfig, device: Device) -> Result<Llama> {
     let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     titan::device::seed_everything(0);
-    Ok(Llama::new(
-        LlamaConfig {
-            vocab_size: 50,
-            hidden_size: 32,
-            intermediate_size: 64,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            max_position_embeddings: 32,
-            ..LlamaConfig::tiny()
-        },
-        device,
-    )?)
+    Ok(Llama::new(config, device)?)
 }
 
 /// The largest absolute elementwise difference of `a` and `b`.
@@ -114,4 +121,39 @@ pub fn two_steps<E: titan::Experiment>(flags: &[&str]) -> String {
     let args = titan::cli::TrainArgs::try_parse_from(args).expect("flags");
     titan::experiment::run::<E>(args).expect("trains");
     std::fs::read_to_string(dir.path().join("metrics.jsonl")).expect("metrics")
+}
+
+/// Python with the project's torch (`.libtorch/site`) and the benchmarks' packages
+/// (`.bench/site`, from `bash benches/baseline/setup.sh`) on its path.
+pub fn python(root: &std::path::Path) -> std::process::Command {
+    let mut cmd =
+        std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()));
+    let path = format!(
+        "{}:{}",
+        root.join(".libtorch/site").display(),
+        root.join(".bench/site").display()
+    );
+    cmd.env("PYTHONPATH", path);
+    cmd
+}
+
+/// Whether [`python`] imports `modules`; when not, says the test is skipped, or fails under
+/// `TITAN_REQUIRE_TRANSFORMERS=1` (CI, which installs them).
+pub fn have_python(root: &std::path::Path, modules: &str) -> Result<bool> {
+    let probe = python(root)
+        .args(["-c", &format!("import {modules}")])
+        .output();
+    if probe.as_ref().is_ok_and(|o| o.status.success()) {
+        return Ok(true);
+    }
+    let why = format!(
+        "Python importing {modules} is not here (run `bash .cargo/libtorch.sh` and `bash \
+         benches/baseline/setup.sh`)"
+    );
+    anyhow::ensure!(
+        std::env::var("TITAN_REQUIRE_TRANSFORMERS").as_deref() != Ok("1"),
+        "{why}"
+    );
+    eprintln!("skipped: {why}");
+    Ok(false)
 }

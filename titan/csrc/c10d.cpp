@@ -7,6 +7,7 @@
 
 #define USE_C10D_GLOO 1
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
@@ -91,10 +92,11 @@ bool titan_has_nccl() {
 }
 
 // A TCPStore at host:port: the server when `is_server` (port 0 picks a free one), else a
-// client that connects within `timeout_ms`. `port_out` gets the port it is on.
+// client that connects within `timeout_ms`; with a non-empty `prefix`, every key is under it
+// (torchrun's agent store: "/worker/attempt_N"). `port_out` gets the port it is on.
 TitanStore* titan_store_new(const char* host, uint16_t port, bool is_server, int world_size,
-                            int64_t timeout_ms, uint16_t* port_out, char* err,
-                            size_t err_len) {
+                            int64_t timeout_ms, const char* prefix, uint16_t* port_out,
+                            char* err, size_t err_len) {
   TitanStore* out = nullptr;
   guarded(err, err_len, [&] {
     c10d::TCPStoreOptions opts;
@@ -104,8 +106,11 @@ TitanStore* titan_store_new(const char* host, uint16_t port, bool is_server, int
     // The process group's rendezvous waits for every rank, within the same timeout.
     opts.waitWorkers = false;
     opts.timeout = std::chrono::milliseconds(timeout_ms);
-    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
-    if (port_out != nullptr) *port_out = store->getPort();
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+    if (port_out != nullptr) *port_out = tcp->getPort();
+    c10::intrusive_ptr<c10d::Store> store = tcp;
+    if (prefix != nullptr && prefix[0] != '\0')
+      store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), store);
     out = new TitanStore{store};
   });
   return out;
@@ -140,6 +145,11 @@ int titan_store_check(TitanStore* store, const char* key, bool* present, char* e
   return guarded(err, err_len, [&] {
     *present = store->store->check({std::string(key)});
   });
+}
+
+// Removes `key` (absent: nothing).
+int titan_store_delete(TitanStore* store, const char* key, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] { store->store->deleteKey(std::string(key)); });
 }
 
 void titan_bytes_free(uint8_t* bytes) { std::free(bytes); }
@@ -179,7 +189,16 @@ TitanGroup* titan_group_new(TitanStore* store, int rank, int size, int8_t device
   return out;
 }
 
-void titan_group_free(TitanGroup* group) { delete group; }
+// Shuts the backend down (NCCL's communicators and watchdog, as destroy_process_group does),
+// then frees it.
+void titan_group_free(TitanGroup* group) {
+  if (group == nullptr) return;
+  try {
+    group->backend->shutdown();
+  } catch (...) {
+  }
+  delete group;
+}
 
 // Sums (op 0) or takes the maximum (op 1) of each of `n` tensors over every rank, in place:
 // all n collectives are queued before the first is waited for, so they overlap each other.
@@ -243,6 +262,14 @@ struct DdpState {
   size_t next = 0;
   size_t launched_in_backward = 0;
   bool armed = false;
+  // A parameter whose accumulator ran twice in one backward (a weight used twice, e.g. tied
+  // embeddings under activation checkpointing, which runs backward per block): its bucket may
+  // have left with part of its gradient, so `finish` reduces every bucket again, and later steps
+  // reduce only in `finish`. Every rank runs the same graph, so all take this path together.
+  bool refired = false;
+  bool overlap = true;
+  // The order in which parameters became ready in the last armed backward.
+  std::vector<size_t> order;
   std::deque<std::vector<at::Tensor>> lists;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   std::mutex mu;
@@ -275,12 +302,27 @@ struct DdpState {
 
   void ready(size_t i) {
     std::lock_guard<std::mutex> lock(mu);
-    if (!armed || filled[i]) return;
+    if (!armed) return;
+    if (filled[i]) {
+      refired = true;
+      return;
+    }
+    order.push_back(i);
     at::NoGradGuard no_grad;
     fill(i);
+    if (!overlap || refired) return;
     size_t before = next;
     launch_ready();
     launched_in_backward += next - before;
+  }
+
+  // Starts a reduction round: nothing filled or queued.
+  void reset() {
+    pending = bucket_size;
+    filled.assign(params.size(), false);
+    next = 0;
+    lists.clear();
+    works.clear();
   }
 };
 
@@ -372,12 +414,9 @@ int titan_ddp_arm(TitanDdp* ddp, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
     auto& s = *ddp->state;
     std::lock_guard<std::mutex> lock(s.mu);
-    s.pending = s.bucket_size;
-    s.filled.assign(s.params.size(), false);
-    s.next = 0;
+    s.reset();
     s.launched_in_backward = 0;
-    s.lists.clear();
-    s.works.clear();
+    s.order.clear();
     s.armed = true;
   });
 }
@@ -391,6 +430,15 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
     std::lock_guard<std::mutex> lock(s.mu);
     s.armed = false;
     at::NoGradGuard no_grad;
+    if (s.refired) {
+      // What backward queued went out with partial gradients: let it finish (every rank queued
+      // the same), then reduce everything again from the whole gradients.
+      for (auto& work : s.works) work->wait(s.timeout);
+      s.reset();
+      s.refired = false;
+      s.overlap = false;
+      s.launched_in_backward = 0;
+    }
     for (size_t i = 0; i < s.params.size(); ++i)
       if (!s.filled[i]) s.fill(i);
     s.launch_ready();
@@ -409,6 +457,24 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
       }
     }
   });
+}
+
+// The order in which the parameters became ready in the last armed backward (indices, first
+// ready first; those that never did are left out): `*len` of them, at most `cap` written.
+int titan_ddp_order(TitanDdp* ddp, uint64_t* out, size_t cap, size_t* len, char* err,
+                    size_t err_len) {
+  return guarded(err, err_len, [&] {
+    auto& s = *ddp->state;
+    std::lock_guard<std::mutex> lock(s.mu);
+    *len = s.order.size();
+    for (size_t k = 0; k < s.order.size() && k < cap; ++k) out[k] = s.order[k];
+  });
+}
+
+// Whether backward still queues buckets (false after a parameter's gradient arrived twice).
+bool titan_ddp_overlaps(TitanDdp* ddp) {
+  std::lock_guard<std::mutex> lock(ddp->state->mu);
+  return ddp->state->overlap;
 }
 
 }  // extern "C"

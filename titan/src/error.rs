@@ -44,9 +44,12 @@ pub enum Error {
     /// A checkpoint is missing, incomplete, corrupt or from another run.
     #[error("checkpoint {0}")]
     Checkpoint(String),
-    /// Another rank, or the process group between the ranks, failed.
+    /// The process group between the ranks failed (a timeout, a setting).
     #[error("distributed: {0}")]
     Distributed(String),
+    /// Another rank stopped, named in the message with its error where it said it.
+    #[error("distributed: {0}")]
+    PeerStopped(String),
     /// Training diverged or produced a non-finite value.
     #[error("training: {0}")]
     Training(String),

@@ -65,13 +65,14 @@ impl Default for ParallelConfig {
 }
 
 impl ParallelConfig {
-    /// How long a rank waits for the others (`timeout_s`, at least one second).
+    /// How long a rank waits for the others (`timeout_s`: 1 second to a week).
     pub fn timeout(&self) -> Result<std::time::Duration> {
-        if self.timeout_s == 0 {
+        const WEEK: u64 = 7 * 24 * 3600;
+        if !(1..=WEEK).contains(&self.timeout_s) {
             return Err(Error::config(
                 "parallelism.timeout_s",
-                0,
-                "must be at least 1 second",
+                self.timeout_s,
+                format!("must be from 1 second to a week ({WEEK})"),
             ));
         }
         Ok(std::time::Duration::from_secs(self.timeout_s))
@@ -204,7 +205,20 @@ impl ParallelDims {
         }
         let degrees = config.degrees(env.world_size())?;
         let device = match device {
-            Device::Cuda(_) if env.world_size() > 1 => Device::Cuda(env.local_rank()),
+            Device::Cuda(_) if env.world_size() > 1 => {
+                let gpus = tch::Cuda::device_count().max(0) as usize;
+                if env.local_rank() >= gpus {
+                    return Err(Error::config(
+                        "LOCAL_RANK",
+                        env.local_rank(),
+                        format!(
+                            "selects this rank's GPU, but libtorch sees {gpus}: start at most \
+                             {gpus} ranks per machine"
+                        ),
+                    ));
+                }
+                Device::Cuda(env.local_rank())
+            }
             other => other,
         };
         // With cp, tp and pp at 1, every rank is its own data-parallel rank.

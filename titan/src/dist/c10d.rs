@@ -26,19 +26,23 @@ pub fn current() -> Option<Arc<ProcessGroup>> {
     current_slot().clone()
 }
 
-/// Leaves the process group (a binary's last step): with `failure`, first tells the other
-/// ranks this one stopped and why, so their errors name it. Rank 0 serves the store: after a
-/// failure it closes the group (the others' collectives fail now), then keeps the store up
-/// until each other rank has read the failure, or a few seconds passed.
-pub fn shutdown(failure: Option<&str>) {
+/// Leaves the process group (a binary's last step). After an `error` of this rank's own, first
+/// tells the other ranks it stopped and why, so their errors name it, and closes the group (the
+/// others' collectives fail now); where this process serves the store, it keeps the store up
+/// until each other rank has read the failure, or a few seconds passed. An error that only
+/// reports another rank's ([`Error::PeerStopped`]) is not reported again.
+pub fn shutdown(error: Option<&Error>) {
     let Some(group) = current_slot().take() else {
         return;
     };
-    if let Some(message) = failure {
-        group.report_failure(message);
-        group.close();
-        if group.rank == 0 {
-            group.await_readers(Duration::from_secs(5));
+    match error {
+        None | Some(Error::PeerStopped(_)) => {}
+        Some(error) => {
+            group.report_failure(&error.to_string());
+            group.close();
+            if group.serves_store {
+                group.await_readers(Duration::from_secs(5));
+            }
         }
     }
 }
@@ -56,6 +60,8 @@ pub struct ProcessGroup {
     rank: usize,
     size: usize,
     timeout: Duration,
+    /// Whether this process serves the store (rank 0, unless torchrun's agent does).
+    serves_store: bool,
 }
 
 impl ProcessGroup {
@@ -70,7 +76,39 @@ impl ProcessGroup {
         backend: Backend,
         timeout: Duration,
     ) -> Result<Self> {
-        let store = Store::new(host, port, rank == 0, size, timeout).map_err(|e| {
+        Self::join_store(host, port, rank, size, backend, timeout, rank == 0, "")
+    }
+
+    /// The rank torchrun's variables describe joins: on torchrun's agent store (every rank a
+    /// client, keys under the restart's prefix) where torchrun says so, else on rank 0's.
+    pub fn join_torchrun(t: &Torchrun, backend: Backend, timeout: Duration) -> Result<Self> {
+        let serve = t.rank == 0 && !t.agent_store;
+        let prefix = t.store_prefix();
+        let (host, port) = (&t.master_addr, t.master_port);
+        Self::join_store(
+            host,
+            port,
+            t.rank,
+            t.world_size,
+            backend,
+            timeout,
+            serve,
+            &prefix,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join_store(
+        host: &str,
+        port: u16,
+        rank: usize,
+        size: usize,
+        backend: Backend,
+        timeout: Duration,
+        serve: bool,
+        prefix: &str,
+    ) -> Result<Self> {
+        let store = Store::with_prefix(host, port, serve, size, timeout, prefix).map_err(|e| {
             Error::Distributed(format!(
                 "rank {rank} of {size} could not reach the rendezvous store at {host}:{port} \
                  (MASTER_ADDR, MASTER_PORT) within {}s: {e}",
@@ -91,6 +129,7 @@ impl ProcessGroup {
             rank,
             size,
             timeout,
+            serves_store: serve,
         })
     }
 
@@ -173,14 +212,48 @@ impl ProcessGroup {
         }
         (0..self.size)
             .map(|rank| {
+                let what = format!("gathering `{tag}` from rank {rank}");
                 let bytes = self
                     .store
                     .get(&key(rank))
-                    .map_err(|e| self.explain(&format!("gathering `{tag}` from rank {rank}"), e))?;
+                    .map_err(|e| self.explain(&what, e))?;
+                // Read once: the store keeps no copy (a position may hold megabytes of text).
+                self.store
+                    .delete(&key(rank))
+                    .map_err(|e| self.explain(&what, e))?;
                 Ok(serde_json::from_slice(&bytes)?)
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)
+    }
+
+    /// Runs `f` on rank 0, then on every other rank once rank 0 has finished it (they wait on
+    /// the store, however long rank 0 takes, and stop with rank 0's error if it fails). `tag`
+    /// names the step, once per run. `f` learns whether it runs on rank 0.
+    pub fn rank_zero_first<T>(&self, tag: &str, f: impl FnOnce(bool) -> Result<T>) -> Result<T> {
+        let done = format!("titan/done/{tag}");
+        if self.rank == 0 {
+            let out = f(true)?;
+            self.store
+                .set(&done, b"1")
+                .map_err(|e| self.explain(&format!("saying `{tag}` is done"), e))?;
+            return Ok(out);
+        }
+        let what = format!("waiting for rank 0's `{tag}`");
+        loop {
+            if self
+                .store
+                .check(&done)
+                .map_err(|e| self.explain(&what, e))?
+            {
+                break;
+            }
+            if self.store.check(&format!("{FAILED}/0")).unwrap_or(false) {
+                return Err(self.explain(&what, Error::Distributed("rank 0 stopped".into())));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        f(false)
     }
 
     /// Tells the other ranks this one stopped with `message` (best effort: the store may be
@@ -219,7 +292,7 @@ impl ProcessGroup {
                 Ok(true) => {
                     let message = self.store.get(&key).unwrap_or_default();
                     let _ = self.store.set(&format!("{SEEN}/{me}"), b"1");
-                    return Error::Distributed(format!(
+                    return Error::PeerStopped(format!(
                         "rank {rank} stopped with an error: {}\n(rank {me}'s {what} failed: \
                          {error})",
                         String::from_utf8_lossy(&message)
@@ -232,10 +305,10 @@ impl ProcessGroup {
                 }
             }
         }
-        if store_gone && me != 0 {
-            return Error::Distributed(format!(
-                "rank 0 stopped (the rendezvous store it serves is gone), so rank {me}'s {what} \
-                 failed: {error}"
+        if store_gone && !self.serves_store {
+            return Error::PeerStopped(format!(
+                "the rendezvous store is gone (rank 0 or torchrun's agent, which serves it, \
+                 stopped), so rank {me}'s {what} failed: {error}"
             ));
         }
         Error::Distributed(format!(
@@ -314,14 +387,7 @@ impl C10dEnv {
                 )));
             }
             None => {
-                let group = Arc::new(ProcessGroup::join(
-                    &t.master_addr,
-                    t.master_port,
-                    t.rank,
-                    t.world_size,
-                    backend,
-                    timeout,
-                )?);
+                let group = Arc::new(ProcessGroup::join_torchrun(&t, backend, timeout)?);
                 *slot = Some(Arc::clone(&group));
                 group
             }

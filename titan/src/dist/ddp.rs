@@ -3,6 +3,7 @@
 //! backward is still running; the step's loss and token sums ride along, so dividing by the
 //! global count gives exactly the gradient of one batch of every rank's tokens.
 
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
 
 use tch::Tensor;
@@ -17,13 +18,31 @@ pub(crate) const FIRST_BUCKET_BYTES: i64 = 1 << 20;
 /// The most bytes in every later bucket (DDP's `bucket_cap_mb`).
 pub(crate) const BUCKET_BYTES: i64 = 25 << 20;
 
-/// The bucket of each of `params`: last parameters first (the order backward produces their
-/// gradients), at most `first` bytes in bucket 0 and `rest` in each other, one dtype and device
-/// per bucket. A parameter larger than a bucket gets one of its own.
-pub(crate) fn assign_buckets(params: &[Tensor], first: i64, rest: i64) -> Vec<u64> {
+/// The bucket of each of `params`, filled in `order` (parameter indices, the first ready
+/// first; those it leaves out follow, last index first): at most `first` bytes in bucket 0 and
+/// `rest` in each other, one dtype and device per bucket. A parameter larger than a bucket gets
+/// one of its own.
+pub(crate) fn assign_buckets(
+    params: &[Tensor],
+    order: &[usize],
+    first: i64,
+    rest: i64,
+) -> Vec<u64> {
+    let mut seen = vec![false; params.len()];
+    let mut sequence: Vec<usize> = Vec::with_capacity(params.len());
+    for &i in order
+        .iter()
+        .chain((0..params.len()).rev().collect::<Vec<_>>().iter())
+    {
+        if i < params.len() && !seen[i] {
+            seen[i] = true;
+            sequence.push(i);
+        }
+    }
     let mut out = vec![0u64; params.len()];
     let (mut bucket, mut bytes, mut kind) = (0u64, 0i64, None);
-    for (i, p) in params.iter().enumerate().rev() {
+    for i in sequence {
+        let p = &params[i];
         let size = p.numel() as i64 * p.kind().elt_size_in_bytes() as i64;
         let cap = if bucket == 0 { first } else { rest };
         let same = kind == Some((p.kind(), p.device()));
@@ -38,43 +57,83 @@ pub(crate) fn assign_buckets(params: &[Tensor], first: i64, rest: i64) -> Vec<u6
     out
 }
 
-/// The gradient reduction of a data-parallel run over `group`.
+/// The gradient reduction of a data-parallel run over `group`. Its first buckets follow the
+/// parameters' order, last first; after the first step they follow the order in which backward
+/// made the gradients ready (rank 0's, the same on every rank), as DDP rebuilds its buckets, so
+/// the first bucket is the first one full.
 pub(crate) struct GradReducer {
-    buckets: GradBuckets,
-    count: usize,
+    buckets: RefCell<GradBuckets>,
+    count: Cell<usize>,
+    rebuilt: Cell<bool>,
+    params: Vec<Tensor>,
     group: Arc<ProcessGroup>,
 }
 
 impl GradReducer {
     /// Hooks `params` (named, trainable) into buckets over `group`.
     pub(crate) fn new(group: Arc<ProcessGroup>, params: &[(String, Tensor)]) -> Result<Self> {
-        let tensors: Vec<Tensor> = params.iter().map(|(_, p)| p.shallow_clone()).collect();
-        let bucket_of = assign_buckets(&tensors, FIRST_BUCKET_BYTES, BUCKET_BYTES);
-        let count = bucket_of.iter().max().map_or(0, |b| *b as usize + 1);
-        let buckets = group.grad_buckets(&tensors, &bucket_of)?;
+        let params: Vec<Tensor> = params.iter().map(|(_, p)| p.shallow_clone()).collect();
+        let bucket_of = assign_buckets(&params, &[], FIRST_BUCKET_BYTES, BUCKET_BYTES);
+        let buckets = group.grad_buckets(&params, &bucket_of)?;
         Ok(Self {
-            buckets,
-            count,
+            buckets: RefCell::new(buckets),
+            count: Cell::new(count(&bucket_of)),
+            rebuilt: Cell::new(false),
+            params,
             group,
         })
     }
 
     /// The number of buckets.
     pub(crate) fn buckets(&self) -> usize {
-        self.count
+        self.count.get()
     }
 
     /// The next backward pass (the step's last micro-batch) reduces buckets as it fills them.
     pub(crate) fn arm(&self) -> Result<()> {
-        self.buckets.arm()
+        self.buckets.borrow().arm()
     }
 
     /// Sums the rest, and `stats`, over every rank; the gradients then hold the sums. Returns
-    /// how many buckets backward itself had queued.
+    /// how many buckets backward itself had queued. After the first step, rebuilds the buckets
+    /// in the order backward made the gradients ready.
     pub(crate) fn finish(&self, stats: &Tensor) -> Result<usize> {
-        self.group
-            .explained("the gradient all-reduce", self.buckets.finish(stats))
+        let launched = self.group.explained(
+            "the gradient all-reduce",
+            self.buckets.borrow().finish(stats),
+        )?;
+        if !self.rebuilt.replace(true) && self.buckets.borrow().overlaps() {
+            self.rebuild()?;
+        }
+        Ok(launched)
     }
+
+    /// New buckets in rank 0's order of ready gradients.
+    fn rebuild(&self) -> Result<()> {
+        let n = self.params.len();
+        let order = self.buckets.borrow().order(n)?;
+        let mut positions: Vec<i64> = order.iter().map(|&i| i as i64).collect();
+        positions.resize(n, -1);
+        let device = self.params.first().map_or(tch::Device::Cpu, Tensor::device);
+        let shared = Tensor::from_slice(&positions).f_to_device(device)?;
+        self.group.broadcast(std::slice::from_ref(&shared), 0)?;
+        let shared = Vec::<i64>::try_from(&shared.f_to_device(tch::Device::Cpu)?)?;
+        let order: Vec<usize> = shared
+            .iter()
+            .filter_map(|&i| usize::try_from(i).ok())
+            .collect();
+        let bucket_of = assign_buckets(&self.params, &order, FIRST_BUCKET_BYTES, BUCKET_BYTES);
+        // The old buckets and their hooks go as the new ones take their place (no backward
+        // runs in between).
+        let fresh = self.group.grad_buckets(&self.params, &bucket_of)?;
+        *self.buckets.borrow_mut() = fresh;
+        self.count.set(count(&bucket_of));
+        Ok(())
+    }
+}
+
+fn count(bucket_of: &[u64]) -> usize {
+    bucket_of.iter().max().map_or(0, |b| *b as usize + 1)
 }
 
 #[cfg(test)]
@@ -168,11 +227,13 @@ mod tests {
         // 4-byte floats: caps of 40 bytes (first) and 80 (the rest).
         let p = params(&[10, 10, 5, 5, 30, 5]);
         // 20 bytes in bucket 0; 120 alone (over the cap); then 20 + 20 + 40 = 80; then 40.
-        assert_eq!(assign_buckets(&p, 40, 80), vec![3, 2, 2, 2, 1, 0]);
+        assert_eq!(assign_buckets(&p, &[], 40, 80), vec![3, 2, 2, 2, 1, 0]);
+        // In a given order, then the rest last first (5, 4, 3, 2): 0 alone, 1 and 5, 4, 3 and 2.
+        assert_eq!(assign_buckets(&p, &[0, 1], 40, 80), vec![0, 1, 3, 3, 2, 1]);
         let mixed = vec![
             Tensor::zeros([2], (Kind::Float, Device::Cpu)),
             Tensor::zeros([2], (Kind::Double, Device::Cpu)),
         ];
-        assert_eq!(assign_buckets(&mixed, 1 << 20, 1 << 20), vec![1, 0]);
+        assert_eq!(assign_buckets(&mixed, &[], 1 << 20, 1 << 20), vec![1, 0]);
     }
 }

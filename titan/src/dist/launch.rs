@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::{Error, Result};
 
+/// The exit status of a rank that stopped because another one did (the launcher names the
+/// rank that failed on its own, not this one).
+pub const PEER_STOPPED: u8 = 3;
+
 /// How long the other ranks get to stop on their own after one failed.
 const GRACE: Duration = Duration::from_secs(15);
 
@@ -103,18 +107,26 @@ fn spawn_with_grace(
 
 /// Waits for every rank; after the first failure, the others get `grace`, then are killed.
 fn watch(mut running: Vec<(usize, Child)>, grace: Duration) -> Result<()> {
+    // The first rank that failed on its own; else the first that failed at all.
     let mut first: Option<(usize, ExitStatus)> = None;
+    let mut first_peer: Option<(usize, ExitStatus)> = None;
     let mut deadline: Option<Instant> = None;
     while !running.is_empty() {
         let mut still = Vec::with_capacity(running.len());
         for (rank, mut child) in running {
             match child.try_wait() {
-                Ok(Some(status)) => {
-                    if !status.success() && first.is_none() {
-                        first = Some((rank, status));
-                        deadline = Some(Instant::now() + grace);
+                Ok(Some(status)) if !status.success() => {
+                    let slot = if status.code() == Some(i32::from(PEER_STOPPED)) {
+                        &mut first_peer
+                    } else {
+                        &mut first
+                    };
+                    if slot.is_none() {
+                        *slot = Some((rank, status));
                     }
+                    deadline.get_or_insert(Instant::now() + grace);
                 }
+                Ok(Some(_)) => {}
                 Ok(None) => still.push((rank, child)),
                 Err(e) => {
                     still.push((rank, child));
@@ -135,10 +147,10 @@ fn watch(mut running: Vec<(usize, Child)>, grace: Duration) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    match first {
+    match first.or(first_peer) {
         None => Ok(()),
         Some((rank, status)) => Err(Error::Distributed(format!(
-            "rank {rank} failed first ({status}); its error is above"
+            "rank {rank} failed ({status}); its error is above"
         ))),
     }
 }
@@ -178,15 +190,28 @@ mod tests {
     fn the_first_failed_rank_is_named_and_the_others_stopped() {
         // Rank 1 fails at once, rank 0 would sleep for a minute: stopped after the grace.
         let sh = std::path::Path::new("/bin/sh");
-        let script = "if [ \"$RANK\" = 1 ]; then exit 3; else sleep 60; fi";
+        let script = "if [ \"$RANK\" = 1 ]; then exit 1; else sleep 60; fi";
         let started = Instant::now();
         let grace = Duration::from_secs(1);
         let err = spawn_with_grace(sh, &["-c".into(), script.into()], 2, grace)
             .expect_err("rank 1 fails");
-        assert!(err.to_string().contains("rank 1 failed first"), "{err}");
+        assert!(
+            err.to_string().contains("rank 1 failed (exit status: 1)"),
+            "{err}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "rank 0 was not stopped"
         );
+    }
+
+    #[test]
+    fn a_rank_stopped_by_another_is_not_the_one_named() {
+        // Rank 1 stops first, because of rank 0 (status 3); rank 0's own failure is named.
+        let sh = std::path::Path::new("/bin/sh");
+        let script = "if [ \"$RANK\" = 1 ]; then exit 3; else sleep 0.5; exit 1; fi";
+        let err = spawn_with_grace(sh, &["-c".into(), script.into()], 2, Duration::from_secs(5))
+            .expect_err("both fail");
+        assert!(err.to_string().contains("rank 0 failed"), "{err}");
     }
 }

@@ -47,19 +47,21 @@ pub fn writes_outputs() -> Result<bool> {
 }
 
 /// Runs `f` on rank 0 first, then on every other rank once rank 0 is done (what writes a file
-/// that the other ranks then read, e.g. a trained tokenizer); in one process, just `f`.
-pub fn rank_zero_first<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+/// that the other ranks then read, e.g. a trained tokenizer; `f` learns whether it runs on rank
+/// 0); in one process, just `f`. Launched as several ranks without a process group yet, it is
+/// an error: each would write the same file.
+pub fn rank_zero_first<T>(tag: &str, f: impl FnOnce(bool) -> Result<T>) -> Result<T> {
     match current().filter(|group| group.size() > 1) {
-        None => f(),
-        Some(group) if group.rank() == 0 => {
-            let out = f()?;
-            group.barrier()?;
-            Ok(out)
-        }
-        Some(group) => {
-            group.barrier()?;
-            f()
-        }
+        Some(group) => group.rank_zero_first(tag, f),
+        None => match Torchrun::from_env()? {
+            Some(t) if t.world_size > 1 => Err(crate::Error::Distributed(format!(
+                "`{tag}` is built on rank {} of {} before the process group exists: build the \
+                 experiment's `dist` (`C10dEnv::from_env(..)`) first, by declaring it earlier \
+                 or passing it (or the `dims` made from it)",
+                t.rank, t.world_size
+            ))),
+            _ => f(true),
+        },
     }
 }
 

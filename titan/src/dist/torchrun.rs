@@ -20,6 +20,20 @@ pub struct Torchrun {
     pub master_port: u16,
     /// `TORCHELASTIC_RESTART_COUNT`: how often torchrun restarted the ranks (0 without it).
     pub restarts: u64,
+    /// `TORCHELASTIC_USE_AGENT_STORE`: torchrun's agent serves the store on `MASTER_PORT`, and
+    /// every rank is its client, with keys under `/worker/attempt_{restarts}`.
+    pub agent_store: bool,
+}
+
+impl Torchrun {
+    /// The prefix of every store key: torchrun's, per restart, on its agent's store.
+    pub fn store_prefix(&self) -> String {
+        if self.agent_store {
+            format!("/worker/attempt_{}", self.restarts)
+        } else {
+            String::new()
+        }
+    }
 }
 
 impl Torchrun {
@@ -63,6 +77,9 @@ impl Torchrun {
         if world_size == 0 {
             return Err(Error::config("WORLD_SIZE", 0, "must be at least 1"));
         }
+        if local_world_size == 0 {
+            return Err(Error::config("LOCAL_WORLD_SIZE", 0, "must be at least 1"));
+        }
         if rank >= world_size {
             return Err(Error::config(
                 "RANK",
@@ -70,7 +87,7 @@ impl Torchrun {
                 format!("must be below WORLD_SIZE = {world_size}"),
             ));
         }
-        if local_rank >= local_world_size.max(1) {
+        if local_rank >= local_world_size {
             return Err(Error::config(
                 "LOCAL_RANK",
                 local_rank,
@@ -95,6 +112,20 @@ impl Torchrun {
             get("TORCHELASTIC_RESTART_COUNT"),
             Some(0),
         )?;
+        let agent_store = match get("TORCHELASTIC_USE_AGENT_STORE") {
+            None => false,
+            Some(v) => match v.trim() {
+                "True" | "true" | "1" => true,
+                "False" | "false" | "0" | "" => false,
+                other => {
+                    return Err(Error::config(
+                        "TORCHELASTIC_USE_AGENT_STORE",
+                        other,
+                        "must be True or False (torchrun sets it)",
+                    ));
+                }
+            },
+        };
         Ok(Some(Self {
             rank,
             world_size,
@@ -103,6 +134,7 @@ impl Torchrun {
             master_addr,
             master_port,
             restarts,
+            agent_store,
         }))
     }
 }
@@ -135,8 +167,10 @@ mod tests {
             ("MASTER_ADDR", "node0"),
             ("MASTER_PORT", "29600"),
             ("TORCHELASTIC_RESTART_COUNT", "2"),
+            ("TORCHELASTIC_USE_AGENT_STORE", "True"),
         ]))?
         .expect("launched");
+        assert_eq!(t.store_prefix(), "/worker/attempt_2");
         assert_eq!(
             (t.rank, t.world_size, t.local_rank, t.local_world_size),
             (3, 4, 1, 2)
@@ -150,6 +184,7 @@ mod tests {
             (t.local_rank, t.master_addr.as_str(), t.master_port),
             (1, "127.0.0.1", 29500)
         );
+        assert_eq!(t.store_prefix(), "");
         Ok(())
     }
 

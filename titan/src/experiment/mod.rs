@@ -272,7 +272,7 @@ pub fn main<E: Experiment>() -> ExitCode {
     };
     let rank = crate::dist::current().map(|g| g.rank());
     // Leaves the process group; after an error, the other ranks' errors name this rank.
-    crate::dist::shutdown(result.as_ref().err().map(|e| e.to_string()).as_deref());
+    crate::dist::shutdown(result.as_ref().err());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -280,7 +280,12 @@ pub fn main<E: Experiment>() -> ExitCode {
                 Some(rank) => eprintln!("error (rank {rank}): {e}"),
                 None => eprintln!("error: {e}"),
             }
-            ExitCode::FAILURE
+            // A rank that stopped because another one did says so to the launcher, which
+            // names the rank that failed on its own.
+            match e {
+                crate::Error::PeerStopped(_) => ExitCode::from(crate::dist::launch::PEER_STOPPED),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ unsafe extern "C" {
         is_server: bool,
         world_size: i32,
         timeout_ms: i64,
+        prefix: *const c_char,
         port_out: *mut u16,
         err: *mut c_char,
         err_len: usize,
@@ -43,6 +44,12 @@ unsafe extern "C" {
         store: *mut c_void,
         key: *const c_char,
         present: *mut bool,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_store_delete(
+        store: *mut c_void,
+        key: *const c_char,
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
@@ -84,6 +91,15 @@ unsafe extern "C" {
     ) -> *mut c_void;
     fn titan_ddp_free(ddp: *mut c_void);
     fn titan_ddp_arm(ddp: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
+    fn titan_ddp_order(
+        ddp: *mut c_void,
+        out: *mut u64,
+        cap: usize,
+        len: *mut usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> i32;
+    fn titan_ddp_overlaps(ddp: *mut c_void) -> bool;
     fn titan_ddp_finish(
         ddp: *mut c_void,
         stats: *mut c_void,
@@ -130,13 +146,27 @@ impl Store {
         world_size: usize,
         timeout: Duration,
     ) -> Result<Self> {
+        Self::with_prefix(host, port, serve, world_size, timeout, "")
+    }
+
+    /// As [`Store::new`], every key under `prefix` (none when empty).
+    pub fn with_prefix(
+        host: &str,
+        port: u16,
+        serve: bool,
+        world_size: usize,
+        timeout: Duration,
+        prefix: &str,
+    ) -> Result<Self> {
         let c_host = c_string("MASTER_ADDR", host)?;
+        let c_prefix = c_string("store prefix", prefix)?;
         let world = i32::try_from(world_size)
             .map_err(|_| Error::config("WORLD_SIZE", world_size, "is too large"))?;
         let mut raw = std::ptr::null_mut();
         let mut bound = 0u16;
         call(&format!("the c10d store at {host}:{port}"), |err, len| {
-            // SAFETY: `c_host` outlives the call; `bound` is a valid place for the port.
+            // SAFETY: `c_host` and `c_prefix` outlive the call; `bound` is a valid place for
+            // the port.
             raw = unsafe {
                 titan_store_new(
                     c_host.as_ptr(),
@@ -144,6 +174,7 @@ impl Store {
                     serve,
                     world,
                     millis(timeout),
+                    c_prefix.as_ptr(),
                     &mut bound,
                     err,
                     len,
@@ -194,6 +225,18 @@ impl Store {
         // SAFETY: `out` came from the shim's malloc and is freed once.
         unsafe { titan_bytes_free(out) };
         Ok(value)
+    }
+
+    /// Removes `key`.
+    pub fn delete(&self, key: &str) -> Result<()> {
+        let c_key = c_string("store key", key)?;
+        call(
+            &format!("deleting `{key}` from the c10d store"),
+            |err, len| {
+                // SAFETY: the store is live; the key outlives the call.
+                unsafe { titan_store_delete(self.raw, c_key.as_ptr(), err, len) }
+            },
+        )
     }
 
     /// Whether `key` is set now.
@@ -373,6 +416,26 @@ impl GradBuckets {
             // SAFETY: the handle is live.
             unsafe { titan_ddp_arm(self.raw, err, len) }
         })
+    }
+
+    /// The parameters (indices) in the order they became ready in the last armed backward;
+    /// those that never did are left out.
+    pub fn order(&self, params: usize) -> Result<Vec<u64>> {
+        let mut out = vec![0u64; params];
+        let mut len = 0usize;
+        call("the gradients' order", |err, len_err| {
+            // SAFETY: `out` has room for `params` entries, which is the cap passed.
+            unsafe { titan_ddp_order(self.raw, out.as_mut_ptr(), params, &mut len, err, len_err) }
+        })?;
+        out.truncate(len.min(params));
+        Ok(out)
+    }
+
+    /// Whether backward still queues buckets (false once a parameter's gradient arrived twice
+    /// in one backward: then every bucket is reduced after it).
+    pub fn overlaps(&self) -> bool {
+        // SAFETY: the handle is live.
+        unsafe { titan_ddp_overlaps(self.raw) }
     }
 
     /// Reduces what backward did not reach and `stats` (summed over the ranks too), waits for

@@ -161,6 +161,16 @@ impl Trainer {
         cfg.validate()?;
         let group = self.group.clone();
         let group = group.as_deref();
+        if group.is_none()
+            && let Some(t) = crate::dist::Torchrun::from_env()?.filter(|t| t.world_size > 1)
+        {
+            return Err(Error::Distributed(format!(
+                "launched as rank {} of {} (WORLD_SIZE), but the trainer has no process group: \
+                 give the experiment a `dist: C10dEnv` field (`C10dEnv::from_env(..)`), or run \
+                 one process",
+                t.rank, t.world_size
+            )));
+        }
         let resumed = match &self.resume {
             Some(checkpoint) => Some((
                 checkpointing::restore(checkpoint, &mut parts, group)?,
@@ -184,6 +194,9 @@ impl Trainer {
             None => None,
         };
         let start = resumed.map_or(0, |(step, _)| step);
+        if let Some(group) = group {
+            same_start(group, start, parts.device)?;
+        }
         let buckets = reducer.as_ref().map(GradReducer::buckets);
         self.announce(
             &parts,
@@ -191,7 +204,9 @@ impl Trainer {
             resumed.map(|(step, c)| (step, c.dir())),
             buckets,
         );
-        let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops);
+        // Throughput is counted over every rank, so MFU is against every rank's peak.
+        let ranks = group.map_or(1, ProcessGroup::size) as f64;
+        let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops).map(|p| p * ranks);
         let mut non_finite = NonFinite::new(parts.device)?;
         let accum = cfg.grad_accum_steps as u64;
         let bar = self.progress_bar(cfg.steps);
@@ -231,7 +246,8 @@ impl Trainer {
                 let skipped = non_finite.check(accum, info.epoch, skip_limit(&info))?;
                 if let Some(group) = group {
                     // Tokens per second over every rank.
-                    let tokens = Tensor::from_slice(&[window.tokens as f64]);
+                    let tokens =
+                        Tensor::from_slice(&[window.tokens as f64]).f_to_device(parts.device)?;
                     group.all_reduce_sum(std::slice::from_ref(&tokens))?;
                     window.tokens = tokens.f_double_value(&[0])? as i64;
                 }
@@ -263,7 +279,8 @@ impl Trainer {
                 .filter(|_| eval_now || step == cfg.steps)
             {
                 non_finite.check(accum, info.epoch, skip_limit(&info))?;
-                let (value, tokens) = global_mean(group, validate(cfg.eval_batches)?)?;
+                let (value, tokens) =
+                    global_mean(group, parts.device, validate(cfg.eval_batches)?)?;
                 val_loss = Some(value);
                 self.emit(
                     &bar,
@@ -373,14 +390,36 @@ impl Trainer {
 }
 
 /// A mean over `count` tokens on each rank, as the mean over every rank's tokens.
-fn global_mean(group: Option<&ProcessGroup>, (mean, count): (f64, f64)) -> Result<(f64, f64)> {
+/// (On `device`: the group's backend reduces tensors of its device only.)
+fn global_mean(
+    group: Option<&ProcessGroup>,
+    device: Device,
+    (mean, count): (f64, f64),
+) -> Result<(f64, f64)> {
     let Some(group) = group else {
         return Ok((mean, count));
     };
-    let sums = Tensor::from_slice(&[mean * count, count]);
+    let sums = Tensor::from_slice(&[mean * count, count]).f_to_device(device)?;
     group.all_reduce_sum(std::slice::from_ref(&sums))?;
     let (sum, count) = (sums.f_double_value(&[0])?, sums.f_double_value(&[1])?);
     Ok((sum / count.max(1.0), count))
+}
+
+/// Checks that every rank starts after the same step: a rank that found other checkpoints (an
+/// output directory that is not shared) would train another run beside this one.
+fn same_start(group: &ProcessGroup, start: u64, device: Device) -> Result<()> {
+    let bounds = Tensor::from_slice(&[start as f64, -(start as f64)]).f_to_device(device)?;
+    group.all_reduce_max(std::slice::from_ref(&bounds))?;
+    let (latest, earliest) = (bounds.f_double_value(&[0])?, -bounds.f_double_value(&[1])?);
+    if latest != earliest {
+        return Err(Error::Distributed(format!(
+            "the ranks start from different steps ({earliest} to {latest}; rank {} from \
+             {start}): every rank must see the same output directory and its checkpoints (a \
+             shared filesystem)",
+            group.rank()
+        )));
+    }
+    Ok(())
 }
 
 /// Says where a checkpoint went and what it cost.
