@@ -190,11 +190,16 @@ TitanGroup* titan_group_new(TitanStore* store, int rank, int size, int8_t device
 }
 
 // Shuts the backend down (NCCL's communicators and watchdog, as destroy_process_group does),
-// then frees it.
-void titan_group_free(TitanGroup* group) {
+// then frees it; after a failure (`abort`), aborts it instead, so work a peer will never match
+// is not waited for.
+void titan_group_free(TitanGroup* group, bool abort) {
   if (group == nullptr) return;
   try {
-    group->backend->shutdown();
+    if (abort) {
+      group->backend->abort();
+    } else {
+      group->backend->shutdown();
+    }
   } catch (...) {
   }
   delete group;
@@ -302,7 +307,8 @@ struct DdpState {
 
   void ready(size_t i) {
     std::lock_guard<std::mutex> lock(mu);
-    if (!armed) return;
+    // Without overlap, `finish` copies every gradient itself.
+    if (!armed || !overlap) return;
     if (filled[i]) {
       refired = true;
       return;

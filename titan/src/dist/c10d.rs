@@ -35,15 +35,16 @@ pub fn shutdown(error: Option<&Error>) {
     let Some(group) = current_slot().take() else {
         return;
     };
-    match error {
-        None | Some(Error::PeerStopped(_)) => {}
-        Some(error) => {
-            group.report_failure(&error.to_string());
-            group.close();
-            if group.serves_store {
-                group.await_readers(Duration::from_secs(5));
-            }
-        }
+    let Some(error) = error else {
+        return;
+    };
+    if !matches!(error, Error::PeerStopped(_)) {
+        group.report_failure(&error.to_string());
+    }
+    group.close();
+    // The store outlives this process's part: the other ranks still read who failed in it.
+    if group.serves_store {
+        group.await_readers(Duration::from_secs(5));
     }
 }
 
@@ -118,7 +119,9 @@ impl ProcessGroup {
         let group = Group::new(&store, rank, size, backend, timeout).map_err(|e| {
             Error::Distributed(format!(
                 "rank {rank} of {size}: not every rank joined the {backend:?} process group \
-                 within {}s (is every rank started, with the same WORLD_SIZE?): {e}",
+                 within {}s (is every rank started, with the same WORLD_SIZE, and does every \
+                 rank see the same output directory? a rank that finds the run complete does \
+                 not join): {e}",
                 timeout.as_secs()
             ))
         })?;
@@ -264,18 +267,23 @@ impl ProcessGroup {
             .set(&format!("{FAILED}/{}", self.rank), message.as_bytes());
     }
 
-    /// Leaves the c10d group (its connections close), keeping the store.
+    /// Leaves the c10d group after a failure (aborted: its connections close, nothing is
+    /// waited for), keeping the store.
     fn close(&self) {
-        self.group.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let group = self.group.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(group) = group {
+            group.abort();
+        }
     }
 
-    /// Waits until every other rank has read a failure (or `limit` passed).
+    /// Waits until every other rank has read a failure or failed itself (or `limit` passed).
     fn await_readers(&self, limit: Duration) {
         let started = Instant::now();
+        let done = |r: usize, key: &str| self.store.check(&format!("{key}/{r}")).unwrap_or(true);
         let all_seen = || {
             (0..self.size)
                 .filter(|r| *r != self.rank)
-                .all(|r| self.store.check(&format!("{SEEN}/{r}")).unwrap_or(true))
+                .all(|r| done(r, SEEN) || done(r, FAILED))
         };
         while started.elapsed() < limit && !all_seen() {
             std::thread::sleep(Duration::from_millis(50));
@@ -293,7 +301,7 @@ impl ProcessGroup {
                     let message = self.store.get(&key).unwrap_or_default();
                     let _ = self.store.set(&format!("{SEEN}/{me}"), b"1");
                     return Error::PeerStopped(format!(
-                        "rank {rank} stopped with an error: {}\n(rank {me}'s {what} failed: \
+                        "rank {rank} stopped with an error: {}\n({what} failed on rank {me}: \
                          {error})",
                         String::from_utf8_lossy(&message)
                     ));
@@ -308,12 +316,27 @@ impl ProcessGroup {
         if store_gone && !self.serves_store {
             return Error::PeerStopped(format!(
                 "the rendezvous store is gone (rank 0 or torchrun's agent, which serves it, \
-                 stopped), so rank {me}'s {what} failed: {error}"
+                 stopped), so {what} failed on rank {me}: {error}"
+            ));
+        }
+        // Gloo's words for a peer whose process ended (killed, or exited without a word).
+        let text = error.to_string();
+        if [
+            "Connection reset by peer",
+            "Connection closed by peer",
+            "Broken pipe",
+        ]
+        .iter()
+        .any(|words| text.contains(words))
+        {
+            return Error::PeerStopped(format!(
+                "another rank stopped without saying why (its connection closed; its own output \
+                 or its launcher tells more), so {what} failed on rank {me}: {error}"
             ));
         }
         Error::Distributed(format!(
-            "rank {me}'s {what} failed within the {}s timeout (parallelism.timeout_s): {error}; \
-             another rank stopped or hangs, and its own output says why",
+            "{what} failed on rank {me}: {error}; another rank stopped or hangs (a rank waits \
+             for the others at most parallelism.timeout_s = {} s), and its own output says why",
             self.timeout.as_secs()
         ))
     }

@@ -149,9 +149,16 @@ fn watch(mut running: Vec<(usize, Child)>, grace: Duration) -> Result<()> {
     }
     match first.or(first_peer) {
         None => Ok(()),
-        Some((rank, status)) => Err(Error::Distributed(format!(
-            "rank {rank} failed ({status}); its error is above"
-        ))),
+        Some((rank, status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            let why = match status.signal() {
+                Some(_) => "it was killed, with no error of its own",
+                None => "its error is above",
+            };
+            Err(Error::Distributed(format!(
+                "rank {rank} failed ({status}); {why}"
+            )))
+        }
     }
 }
 

@@ -63,7 +63,7 @@ unsafe extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> *mut c_void;
-    fn titan_group_free(group: *mut c_void);
+    fn titan_group_free(group: *mut c_void, abort: bool);
     fn titan_group_all_reduce(
         group: *mut c_void,
         tensors: *const *mut c_void,
@@ -465,10 +465,21 @@ impl Drop for GradBuckets {
     }
 }
 
+impl Group {
+    /// Leaves the group after a failure: its backend is aborted rather than shut down, so work
+    /// a peer will never match is not waited for.
+    pub fn abort(self) {
+        let raw = self.raw;
+        std::mem::forget(self);
+        // SAFETY: `raw` came from `titan_group_new`; `forget` keeps `Drop` from freeing it again.
+        unsafe { titan_group_free(raw, true) }
+    }
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
         // SAFETY: `raw` came from `titan_group_new` and is freed once.
-        unsafe { titan_group_free(self.raw) }
+        unsafe { titan_group_free(self.raw, false) }
     }
 }
 
