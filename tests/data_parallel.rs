@@ -572,3 +572,53 @@ fn torchrun_launches_the_binary() -> Result<()> {
     );
     Ok(())
 }
+
+/// Two ranks whose output directories differ (no shared filesystem): rank 0 finds a checkpoint,
+/// rank 1 does not. Both stop before training, saying they start from different steps.
+#[test]
+fn ranks_that_see_different_checkpoints_stop_before_training() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (shared, alone) = (dir.path().join("a"), dir.path().join("b"));
+    tiny_llama(&shared, &["--nproc-per-node", "2"])?;
+    // Rank 1's directory has the tokenizer (so it gets that far) but no checkpoint.
+    std::fs::create_dir_all(&alone)?;
+    for file in ["tokenizer.json", "tokenizer.fingerprint.json"] {
+        std::fs::copy(shared.join(file), alone.join(file))?;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let ranks: Vec<Child> = [&shared, &alone]
+        .iter()
+        .enumerate()
+        .map(|(rank, out)| {
+            Ok(Command::new(env!("CARGO_BIN_EXE_tiny_llama"))
+                .args(["--steps", "9", "--checkpoint-every", "3"])
+                .args(common::SHRUNK)
+                .arg("--output-dir")
+                .arg(out)
+                .env("RANK", rank.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?)
+        })
+        .collect::<Result<_>>()?;
+    let outputs = ranks
+        .into_iter()
+        .map(|child| Ok(child.wait_with_output()?))
+        .collect::<Result<Vec<_>>>()?;
+    for (rank, output) in outputs.iter().enumerate() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "rank {rank} trained:\n{stderr}");
+        assert!(
+            stderr.contains("the ranks start from different steps (0 to 6"),
+            "rank {rank}:\n{stderr}"
+        );
+    }
+    // Nothing was trained: rank 0's checkpoints end at step 6.
+    assert!(!shared.join("checkpoints/step-9").exists());
+    Ok(())
+}

@@ -147,8 +147,7 @@ impl BpeTokenizer {
     /// a fingerprint (a tokenizer of the user's own) is used as it is, with a warning. In a
     /// process group, rank 0 trains and saves it, and the other ranks then load that file.
     pub fn train_or_load(config: &BpeConfig, text: impl TrainingText) -> Result<Self> {
-        let tag = format!("tokenizer {}", config.path.display());
-        crate::dist::rank_zero_first(&tag, |first| {
+        crate::dist::rank_zero_first("the tokenizer", |first| {
             if !first && !config.path.exists() {
                 return Err(Error::Tokenizer(format!(
                     "rank 0 wrote {}, which this rank cannot see: every rank needs the same \

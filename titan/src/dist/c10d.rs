@@ -63,6 +63,9 @@ pub struct ProcessGroup {
     timeout: Duration,
     /// Whether this process serves the store (rank 0, unless torchrun's agent does).
     serves_store: bool,
+    /// Calls of [`ProcessGroup::rank_zero_first`] so far: every rank makes them in the same
+    /// order, so the n-th call pairs with the n-th on every rank.
+    firsts: std::sync::atomic::AtomicU64,
 }
 
 impl ProcessGroup {
@@ -133,6 +136,7 @@ impl ProcessGroup {
             size,
             timeout,
             serves_store: serve,
+            firsts: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -231,10 +235,14 @@ impl ProcessGroup {
     }
 
     /// Runs `f` on rank 0, then on every other rank once rank 0 has finished it (they wait on
-    /// the store, however long rank 0 takes, and stop with rank 0's error if it fails). `tag`
-    /// names the step, once per run. `f` learns whether it runs on rank 0.
+    /// the store, however long rank 0 takes, and stop with rank 0's error if it fails). Every
+    /// rank makes these calls in the same order (the n-th pairs with the n-th); `tag` names the
+    /// step in messages. `f` learns whether it runs on rank 0.
     pub fn rank_zero_first<T>(&self, tag: &str, f: impl FnOnce(bool) -> Result<T>) -> Result<T> {
-        let done = format!("titan/done/{tag}");
+        let n = self
+            .firsts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let done = format!("titan/done/{n}");
         if self.rank == 0 {
             let out = f(true)?;
             self.store
