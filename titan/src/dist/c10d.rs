@@ -181,6 +181,20 @@ impl ProcessGroup {
         self.with_group("an all-reduce", |g| g.all_reduce_max(tensors))
     }
 
+    /// `values` summed over every rank (one small tensor on `device`, the backend's device).
+    pub fn sum_values(&self, values: &[f64], device: Device) -> Result<Vec<f64>> {
+        let t = Tensor::from_slice(values).f_to_device(device)?;
+        self.all_reduce_sum(std::slice::from_ref(&t))?;
+        Ok(Vec::<f64>::try_from(&t.f_to_device(Device::Cpu)?)?)
+    }
+
+    /// `values`' element-wise maximum over every rank (as [`ProcessGroup::sum_values`]).
+    pub fn max_values(&self, values: &[f64], device: Device) -> Result<Vec<f64>> {
+        let t = Tensor::from_slice(values).f_to_device(device)?;
+        self.all_reduce_max(std::slice::from_ref(&t))?;
+        Ok(Vec::<f64>::try_from(&t.f_to_device(Device::Cpu)?)?)
+    }
+
     /// Copies rank `root`'s values of each tensor into every rank's.
     pub fn broadcast(&self, tensors: &[Tensor], root: usize) -> Result<()> {
         self.with_group("a broadcast", |g| g.broadcast(tensors, root))

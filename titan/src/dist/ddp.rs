@@ -30,10 +30,7 @@ pub(crate) fn assign_buckets(
 ) -> Vec<u64> {
     let mut seen = vec![false; params.len()];
     let mut sequence: Vec<usize> = Vec::with_capacity(params.len());
-    for &i in order
-        .iter()
-        .chain((0..params.len()).rev().collect::<Vec<_>>().iter())
-    {
+    for i in order.iter().copied().chain((0..params.len()).rev()) {
         if i < params.len() && !seen[i] {
             seen[i] = true;
             sequence.push(i);

@@ -53,15 +53,25 @@ pub fn writes_outputs() -> Result<bool> {
 pub fn rank_zero_first<T>(tag: &str, f: impl FnOnce(bool) -> Result<T>) -> Result<T> {
     match current().filter(|group| group.size() > 1) {
         Some(group) => group.rank_zero_first(tag, f),
-        None => match Torchrun::from_env()? {
-            Some(t) if t.world_size > 1 => Err(crate::Error::Distributed(format!(
-                "`{tag}` is built on rank {} of {} before the process group exists: build the \
-                 experiment's `dist` (`C10dEnv::from_env(..)`) first, by declaring it earlier \
-                 or passing it (or the `dims` made from it)",
-                t.rank, t.world_size
-            ))),
-            _ => f(true),
-        },
+        None => {
+            refuse_ranks_alone(&format!("`{tag}` is built"))?;
+            f(true)
+        }
+    }
+}
+
+/// An error naming `what` when torchrun (or `--nproc-per-node`) launched several ranks but
+/// `what` runs without a process group: each rank would do it alone, writing the same files or
+/// training a model of its own.
+pub(crate) fn refuse_ranks_alone(what: &str) -> Result<()> {
+    match Torchrun::from_env()? {
+        Some(t) if t.world_size > 1 => Err(crate::Error::Distributed(format!(
+            "{what} on rank {} of {} (WORLD_SIZE) without a process group: build the \
+             experiment's `dist` with `C10dEnv::from_env(..)` before it (declare it earlier, or \
+             pass it, or the `dims` made from it), or run one process",
+            t.rank, t.world_size
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -309,9 +309,8 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     settings.validate()?;
     // Rank 0 writes the run's outputs (torchrun's RANK: the process group comes later, with
     // the components); the other ranks only read the output directory.
-    let launched = crate::dist::Torchrun::from_env()?;
-    let ranks = launched.as_ref().map_or(1, |t| t.world_size);
-    let writer = launched.as_ref().is_none_or(|t| t.rank == 0);
+    let ranks = crate::dist::Torchrun::from_env()?.map_or(1, |t| t.world_size);
+    let writer = crate::dist::writes_outputs()?;
     let _lock = match writer {
         true => Some(OutputLock::acquire(&settings.output_dir())?),
         false => None,

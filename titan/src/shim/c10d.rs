@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tch::Tensor;
 
-use super::call;
+use super::{call, handles};
 use crate::{Error, Result};
 
 unsafe extern "C" {
@@ -66,7 +66,7 @@ unsafe extern "C" {
     fn titan_group_free(group: *mut c_void, abort: bool);
     fn titan_group_all_reduce(
         group: *mut c_void,
-        tensors: *const *mut c_void,
+        tensors: *const *const c_void,
         n: usize,
         op: i32,
         err: *mut c_char,
@@ -74,7 +74,7 @@ unsafe extern "C" {
     ) -> i32;
     fn titan_group_broadcast(
         group: *mut c_void,
-        tensors: *const *mut c_void,
+        tensors: *const *const c_void,
         n: usize,
         root: i32,
         err: *mut c_char,
@@ -83,7 +83,7 @@ unsafe extern "C" {
     fn titan_group_barrier(group: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
     fn titan_ddp_new(
         group: *mut c_void,
-        params: *const *mut c_void,
+        params: *const *const c_void,
         bucket_of: *const u64,
         n: usize,
         err: *mut c_char,
@@ -102,7 +102,7 @@ unsafe extern "C" {
     fn titan_ddp_overlaps(ddp: *mut c_void) -> bool;
     fn titan_ddp_finish(
         ddp: *mut c_void,
-        stats: *mut c_void,
+        stats: *const c_void,
         launched: *mut usize,
         err: *mut c_char,
         err_len: usize,
@@ -333,10 +333,7 @@ impl Group {
     }
 
     fn all_reduce(&self, tensors: &[Tensor], op: i32, what: &str) -> Result<()> {
-        let ptrs: Vec<*mut c_void> = tensors
-            .iter()
-            .map(|t| t.as_ptr().cast_mut().cast())
-            .collect();
+        let ptrs = handles(tensors);
         call(what, |err, len| {
             // SAFETY: every pointer is a live `at::Tensor*` (tch's `C_tensor`) for the call.
             unsafe { titan_group_all_reduce(self.raw, ptrs.as_ptr(), ptrs.len(), op, err, len) }
@@ -346,10 +343,7 @@ impl Group {
     /// Copies rank `root`'s values of each tensor into every rank's, in place.
     pub fn broadcast(&self, tensors: &[Tensor], root: usize) -> Result<()> {
         let root = i32::try_from(root).map_err(|_| Error::config("root", root, "is too large"))?;
-        let ptrs: Vec<*mut c_void> = tensors
-            .iter()
-            .map(|t| t.as_ptr().cast_mut().cast())
-            .collect();
+        let ptrs = handles(tensors);
         call("broadcast", |err, len| {
             // SAFETY: every pointer is a live `at::Tensor*` for the call.
             unsafe { titan_group_broadcast(self.raw, ptrs.as_ptr(), ptrs.len(), root, err, len) }
@@ -388,10 +382,7 @@ impl GradBuckets {
                 bucket_of.len()
             )));
         }
-        let ptrs: Vec<*mut c_void> = params
-            .iter()
-            .map(|t| t.as_ptr().cast_mut().cast())
-            .collect();
+        let ptrs = handles(params);
         let mut raw = std::ptr::null_mut();
         call("gradient buckets", |err, len| {
             // SAFETY: every pointer is a live `at::Tensor*`; the shim keeps its own references.
@@ -444,15 +435,7 @@ impl GradBuckets {
         let mut launched = 0usize;
         call("the gradient all-reduce", |err, len| {
             // SAFETY: the handle and `stats` (an `at::Tensor*`) are live for the call.
-            unsafe {
-                titan_ddp_finish(
-                    self.raw,
-                    stats.as_ptr().cast_mut().cast(),
-                    &mut launched,
-                    err,
-                    len,
-                )
-            }
+            unsafe { titan_ddp_finish(self.raw, stats.as_ptr().cast(), &mut launched, err, len) }
         })?;
         Ok(launched)
     }

@@ -27,7 +27,7 @@ pub use rng::{rng_state, set_rng_state};
 
 use std::ffi::{CStr, c_char};
 
-use tch::Device;
+use tch::{Device, Tensor};
 
 use crate::{Error, Result};
 
@@ -48,6 +48,11 @@ fn call(what: &str, f: impl FnOnce(*mut c_char, usize) -> i32) -> Result<()> {
     Err(Error::Torch(tch::TchError::Torch(format!(
         "{what}: {message}"
     ))))
+}
+
+/// The raw `at::Tensor*` handles (tch's `C_tensor`) of `tensors`, borrowed for one call.
+fn handles<'t>(tensors: impl IntoIterator<Item = &'t Tensor>) -> Vec<*const std::ffi::c_void> {
+    tensors.into_iter().map(|t| t.as_ptr().cast()).collect()
 }
 
 /// The CUDA device index of `device`, as c10 takes it.

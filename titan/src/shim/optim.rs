@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_void};
 
 use tch::Tensor;
 
-use super::call;
+use super::{call, handles};
 use crate::{Error, Result};
 
 unsafe extern "C" {
@@ -41,14 +41,6 @@ unsafe extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> i32;
-}
-
-/// The raw `at::Tensor*` handles of `tensors`, borrowed for one call.
-fn handles(tensors: &[&Tensor]) -> Vec<*const c_void> {
-    tensors
-        .iter()
-        .map(|t| t.as_ptr().cast::<c_void>())
-        .collect()
 }
 
 /// The lists one fused AdamW call updates: parameters of one device and dtype with their
@@ -93,11 +85,11 @@ pub fn fused_adamw(
         }
     }
     let (p, g, m, v, s) = (
-        handles(lists.params),
-        handles(lists.grads),
-        handles(lists.exp_avgs),
-        handles(lists.exp_avg_sqs),
-        handles(lists.steps),
+        handles(lists.params.iter().copied()),
+        handles(lists.grads.iter().copied()),
+        handles(lists.exp_avgs.iter().copied()),
+        handles(lists.exp_avg_sqs.iter().copied()),
+        handles(lists.steps.iter().copied()),
     );
     let found_inf = found_inf.map_or(std::ptr::null(), |t| t.as_ptr().cast::<c_void>());
     call("fused AdamW", |err, len| {
@@ -160,7 +152,11 @@ pub fn fused_sgd(
             buffers.len()
         )));
     }
-    let (p, g, b) = (handles(params), handles(grads), handles(buffers));
+    let (p, g, b) = (
+        handles(params.iter().copied()),
+        handles(grads.iter().copied()),
+        handles(buffers.iter().copied()),
+    );
     let found_inf = found_inf.map_or(std::ptr::null(), |t| t.as_ptr().cast::<c_void>());
     call("fused SGD", |err, len| {
         // SAFETY: live `at::Tensor*` handles, `n` per list (checked above), and `found_inf`

@@ -161,15 +161,8 @@ impl Trainer {
         cfg.validate()?;
         let group = self.group.clone();
         let group = group.as_deref();
-        if group.is_none()
-            && let Some(t) = crate::dist::Torchrun::from_env()?.filter(|t| t.world_size > 1)
-        {
-            return Err(Error::Distributed(format!(
-                "launched as rank {} of {} (WORLD_SIZE), but the trainer has no process group: \
-                 give the experiment a `dist: C10dEnv` field (`C10dEnv::from_env(..)`), or run \
-                 one process",
-                t.rank, t.world_size
-            )));
+        if group.is_none() {
+            crate::dist::refuse_ranks_alone("training")?;
         }
         let resumed = match &self.resume {
             Some(checkpoint) => Some((
@@ -246,10 +239,8 @@ impl Trainer {
                 let skipped = non_finite.check(accum, info.epoch, skip_limit(&info))?;
                 if let Some(group) = group {
                     // Tokens per second over every rank.
-                    let tokens =
-                        Tensor::from_slice(&[window.tokens as f64]).f_to_device(parts.device)?;
-                    group.all_reduce_sum(std::slice::from_ref(&tokens))?;
-                    window.tokens = tokens.f_double_value(&[0])? as i64;
+                    let tokens = group.sum_values(&[window.tokens as f64], parts.device)?;
+                    window.tokens = tokens[0] as i64;
                 }
                 let loss_value = step_loss.f_double_value(&[])?;
                 let norm_value = grad_norm.f_double_value(&[])?;
@@ -389,8 +380,8 @@ impl Trainer {
     }
 }
 
-/// A mean over `count` tokens on each rank, as the mean over every rank's tokens.
-/// (On `device`: the group's backend reduces tensors of its device only.)
+/// A mean over `count` tokens on each rank, as the mean over every rank's tokens (reduced on
+/// `device`, the backend's).
 fn global_mean(
     group: Option<&ProcessGroup>,
     device: Device,
@@ -399,18 +390,15 @@ fn global_mean(
     let Some(group) = group else {
         return Ok((mean, count));
     };
-    let sums = Tensor::from_slice(&[mean * count, count]).f_to_device(device)?;
-    group.all_reduce_sum(std::slice::from_ref(&sums))?;
-    let (sum, count) = (sums.f_double_value(&[0])?, sums.f_double_value(&[1])?);
-    Ok((sum / count.max(1.0), count))
+    let sums = group.sum_values(&[mean * count, count], device)?;
+    Ok((sums[0] / sums[1].max(1.0), sums[1]))
 }
 
 /// Checks that every rank starts after the same step: a rank that found other checkpoints (an
 /// output directory that is not shared) would train another run beside this one.
 fn same_start(group: &ProcessGroup, start: u64, device: Device) -> Result<()> {
-    let bounds = Tensor::from_slice(&[start as f64, -(start as f64)]).f_to_device(device)?;
-    group.all_reduce_max(std::slice::from_ref(&bounds))?;
-    let (latest, earliest) = (bounds.f_double_value(&[0])?, -bounds.f_double_value(&[1])?);
+    let bounds = group.max_values(&[start as f64, -(start as f64)], device)?;
+    let (latest, earliest) = (bounds[0], -bounds[1]);
     if latest != earliest {
         return Err(Error::Distributed(format!(
             "the ranks start from different steps ({earliest} to {latest}; rank {} from \
