@@ -218,6 +218,64 @@ fn a_restored_loader_continues_exactly_across_the_readers_chunks() -> Result<()>
     check_resume::<TitanConvention>(&source, Layout::Padded, (512, 8), (40, 40))
 }
 
+/// Two ranks' loaders stopped mid-epoch resume as three: the tokenized documents the two had
+/// pending are dealt among the three (none lost or doubled), the datasets take over the rest
+/// of the pass, and the deal is the same every time.
+#[test]
+fn loaders_resume_on_another_number_of_ranks() -> Result<()> {
+    let source = DataSource::stories(
+        StoryConfig {
+            seed: 4,
+            num_stories: 400,
+        },
+        Split::Train,
+    );
+    let dir = tempfile::tempdir()?;
+    let tok = tokenizer(dir.path(), &source)?;
+    let make = |rank: usize,
+                world: usize|
+     -> Result<TokenLoader<Documents, BpeTokenizer, TitanConvention>> {
+        let dims = dims(rank, world)?;
+        let docs = Documents::new(&dims, source.clone(), 16, 42)?;
+        Ok(TokenLoader::new(
+            &dims,
+            docs,
+            tok.clone(),
+            Layout::Packed,
+            64,
+            3,
+        )?)
+    };
+    let mut states = Vec::new();
+    for rank in 0..2 {
+        let mut old = make(rank, 2)?;
+        serve(&mut old, 4)?;
+        states.push(old.state());
+    }
+    let mut pending: Vec<Vec<u32>> = states.iter().flat_map(|s| s.pending.clone()).collect();
+    assert!(!pending.is_empty(), "nothing pending to deal");
+    let mut dealt = Vec::new();
+    for rank in 0..3 {
+        let mut a = make(rank, 3)?;
+        a.load_resharded(serde_json::from_str(&serde_json::to_string(&states)?)?)?;
+        dealt.extend(a.state().pending);
+        assert!(
+            !a.state().dataset.leftovers.is_empty(),
+            "rank {rank} was dealt nothing"
+        );
+        let mut b = make(rank, 3)?;
+        b.load_resharded(states.clone())?;
+        assert!(
+            serve(&mut a, 6)? == serve(&mut b, 6)?,
+            "rank {rank}'s deal changed"
+        );
+    }
+    pending.sort();
+    dealt.sort();
+    assert_eq!(dealt, pending);
+    Ok(())
+}
+
 /// Built-in stories whose reading fails once, at document `fail_at`.
 struct FailsOnce {
     docs: Documents,

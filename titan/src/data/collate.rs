@@ -161,6 +161,26 @@ impl<D: Dataset, T: Tokenizer, C: Convention> Collator<D, T, C> {
         Ok(())
     }
 
+    /// Moves to the positions of a run on another number of ranks, by old rank: its dataset's
+    /// ([`Dataset::load_resharded`]), and every `degree`-th of the old ranks' pending documents
+    /// from the `rank`-th, in rank order.
+    pub fn load_resharded(
+        &mut self,
+        states: Vec<(D::State, Pending)>,
+        rank: usize,
+        degree: usize,
+    ) -> Result<()> {
+        let (datasets, pendings): (Vec<_>, Vec<_>) = states.into_iter().unzip();
+        self.docs.load_resharded(datasets)?;
+        self.pending = pendings
+            .into_iter()
+            .flatten()
+            .skip(rank)
+            .step_by(degree.max(1))
+            .collect();
+        Ok(())
+    }
+
     /// Tokenizes chunks of documents until `pending` holds `tokens` tokens and `docs`
     /// documents.
     fn fill(&mut self, tokens: usize, docs: usize) -> Result<()> {

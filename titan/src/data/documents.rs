@@ -1,7 +1,8 @@
 //! `Documents`: a source's documents streamed forever, this data-parallel rank's share only,
 //! through a shuffle buffer bounded in documents and in bytes, with a position that saves and
-//! restores exactly. The buffer's documents are shared (`Arc<str>`), so a position snapshot
-//! (one per batch) copies pointers, not text.
+//! restores exactly, also on another number of ranks ([`Dataset::load_resharded`]). The
+//! buffer's documents are shared (`Arc<str>`), so a position snapshot (one per batch) copies
+//! pointers, not text.
 
 use std::sync::Arc;
 
@@ -13,6 +14,38 @@ use super::Dataset;
 use super::source::{DataSource, Reader};
 use crate::parallel_dims::DataParallel;
 use crate::{Error, Result};
+
+/// Where a read of a list of units (files) is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// Index of the unit being read, within the list.
+    pub unit: usize,
+    /// Position in that unit (see the reader: byte offset, row group…).
+    pub offset: u64,
+    /// Second part of the position (line, row, story index).
+    pub record: u64,
+    /// Documents of that unit passed so far, before the split filter: the next one's index in
+    /// its file, which decides whether it is held out ([`super::Split::contains`]).
+    #[serde(default)]
+    pub unit_seen: u64,
+    /// Documents of the split passed so far along the list, before the rank filter.
+    pub in_split: u64,
+}
+
+/// Documents that ranks of a run on another number of ranks had left of their pass, dealt to
+/// this rank on resume ([`Dataset::load_resharded`]): the `units` in order, the first from
+/// `at`, keeping every `stride`-th document of the split from the `phase`-th.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Leftover {
+    /// The source's units to read, in order.
+    pub units: Vec<usize>,
+    /// Where the read is.
+    pub at: Position,
+    /// Keep one document of the split in `stride` (1: all of them)…
+    pub stride: u64,
+    /// …the one whose count along the list is `phase` modulo `stride`.
+    pub phase: u64,
+}
 
 /// Where [`Documents`] is: everything needed to continue with exactly the documents that would
 /// have followed.
@@ -26,17 +59,45 @@ pub struct DocumentsState {
     pub offset: u64,
     /// Second part of the position (line, row, story index).
     pub record: u64,
-    /// Documents of the source passed so far this epoch, before the split filter.
-    pub seen: u64,
+    /// Documents of that unit passed so far, before the split filter.
+    #[serde(default)]
+    pub unit_seen: u64,
     /// Documents of the split passed so far this epoch, before the rank filter.
     pub in_split: u64,
-    /// Documents yielded this epoch.
+    /// Documents yielded this pass.
     pub yielded: u64,
     /// Documents waiting in the shuffle buffer.
     #[serde(with = "shared_texts")]
     pub buffer: Vec<Arc<str>>,
     /// The shuffle's random generator.
     pub rng: ChaCha8Rng,
+    /// Documents of a run on another number of ranks, read before this pass; they end the
+    /// epoch `epoch`, and the pass starts the next.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leftovers: Vec<Leftover>,
+    /// Written by titan before the split was a property of each file's documents: documents
+    /// passed this epoch before the split filter. Read only to resume such a checkpoint.
+    #[serde(default, skip_serializing)]
+    pub seen: Option<u64>,
+}
+
+impl DocumentsState {
+    /// Where the pass over this rank's share is.
+    fn at(&self) -> Position {
+        Position {
+            unit: self.unit,
+            offset: self.offset,
+            record: self.record,
+            unit_seen: self.unit_seen,
+            in_split: self.in_split,
+        }
+    }
+
+    /// Moves the pass over this rank's share to `at`.
+    fn set_at(&mut self, at: Position) {
+        (self.unit, self.offset, self.record) = (at.unit, at.offset, at.record);
+        (self.unit_seen, self.in_split) = (at.unit_seen, at.in_split);
+    }
 }
 
 /// Shared texts in a saved state: written as a list of strings.
@@ -60,6 +121,15 @@ mod shared_texts {
 /// The default bound of the shuffle buffer in bytes (`dataset.shuffle_buffer_bytes`).
 pub const SHUFFLE_BUFFER_BYTES: usize = 64 << 20;
 
+/// A unit open for reading: whether it was opened at its start, and how many documents it gave
+/// since (an empty file is an error).
+#[derive(Debug)]
+struct Open {
+    reader: Reader,
+    from_start: bool,
+    docs: u64,
+}
+
 /// A source's documents for one data-parallel rank, forever: units (files) are split between
 /// ranks when there are at least as many as ranks, documents otherwise; each epoch reads the
 /// share in order, and a buffer of `shuffle_buffer` documents (0: none) and at most
@@ -67,8 +137,6 @@ pub const SHUFFLE_BUFFER_BYTES: usize = 64 << 20;
 #[derive(Debug)]
 pub struct Documents {
     source: DataSource,
-    units: Vec<usize>,
-    by_document: bool,
     dp_rank: u64,
     dp_degree: u64,
     shuffle_buffer: usize,
@@ -76,10 +144,73 @@ pub struct Documents {
     /// Bytes of the documents in the buffer.
     buffered_bytes: usize,
     state: DocumentsState,
-    reader: Option<Reader>,
-    // Whether the open unit was opened at its start, and how many documents it gave since.
-    unit_from_start: bool,
-    unit_docs: u64,
+    open: Option<Open>,
+}
+
+/// The units rank `rank` of `degree` reads each pass over a source of `units` units, and
+/// whether it keeps one document in `degree` of them (fewer units than ranks) rather than
+/// whole units.
+fn share(units: usize, rank: u64, degree: u64) -> (Vec<usize>, bool) {
+    if (units as u64) < degree {
+        ((0..units).collect(), true)
+    } else {
+        (
+            (rank as usize..units).step_by(degree as usize).collect(),
+            false,
+        )
+    }
+}
+
+/// The next document of the split among `units` from `at` (one in `stride`, the `phase`-th),
+/// opening units as needed; `None` once the last unit ends.
+fn read_next(
+    source: &DataSource,
+    open: &mut Option<Open>,
+    units: &[usize],
+    (stride, phase): (u64, u64),
+    at: &mut Position,
+) -> Result<Option<String>> {
+    loop {
+        let Some(&unit) = units.get(at.unit) else {
+            return Ok(None);
+        };
+        let o = match open {
+            Some(o) => o,
+            None => open.insert(Open {
+                reader: source.open_unit(unit, at.offset, at.record)?,
+                from_start: at.offset == 0 && at.record == 0,
+                docs: 0,
+            }),
+        };
+        let doc = o.reader.next_document()?;
+        (at.offset, at.record) = o.reader.position();
+        let Some(doc) = doc else {
+            if o.from_start && o.docs == 0 {
+                return Err(Error::Data(format!(
+                    "{}: no documents (the file is empty or holds only blank documents)",
+                    source.unit_name(unit)
+                )));
+            }
+            *open = None;
+            *at = Position {
+                unit: at.unit + 1,
+                in_split: at.in_split,
+                ..Position::default()
+            };
+            continue;
+        };
+        o.docs += 1;
+        let index = at.unit_seen;
+        at.unit_seen += 1;
+        if !source.split.contains(unit, index) {
+            continue;
+        }
+        let in_split = at.in_split;
+        at.in_split += 1;
+        if in_split % stride == phase {
+            return Ok(Some(doc));
+        }
+    }
 }
 
 impl Documents {
@@ -91,22 +222,12 @@ impl Documents {
         shuffle_buffer: usize,
         seed: u64,
     ) -> Result<Self> {
-        let (rank, degree) = (dims.dp_rank(), dims.dp_degree());
-        let n = source.num_units();
-        let by_document = n < degree;
-        let units: Vec<usize> = if by_document {
-            (0..n).collect()
-        } else {
-            (rank..n).step_by(degree).collect()
-        };
-        let rng =
-            ChaCha8Rng::seed_from_u64(seed ^ (rank as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let (rank, degree) = (dims.dp_rank() as u64, dims.dp_degree() as u64);
+        let rng = ChaCha8Rng::seed_from_u64(seed ^ rank.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         Ok(Self {
             source,
-            units,
-            by_document,
-            dp_rank: rank as u64,
-            dp_degree: degree as u64,
+            dp_rank: rank,
+            dp_degree: degree,
             shuffle_buffer,
             shuffle_bytes: SHUFFLE_BUFFER_BYTES,
             buffered_bytes: 0,
@@ -115,15 +236,15 @@ impl Documents {
                 unit: 0,
                 offset: 0,
                 record: 0,
-                seen: 0,
+                unit_seen: 0,
                 in_split: 0,
                 yielded: 0,
                 buffer: Vec::new(),
                 rng,
+                leftovers: Vec::new(),
+                seen: None,
             },
-            reader: None,
-            unit_from_start: false,
-            unit_docs: 0,
+            open: None,
         })
     }
 
@@ -146,74 +267,107 @@ impl Documents {
         &self.source
     }
 
-    /// The next document of this rank's share in source order, wrapping into the next epoch.
+    /// This rank's units, and whether it keeps one document in `dp_degree` of them.
+    fn share(&self) -> (Vec<usize>, bool) {
+        share(self.source.num_units(), self.dp_rank, self.dp_degree)
+    }
+
+    /// The next document: the leftovers of a run on another number of ranks first, then this
+    /// rank's share in source order, wrapping into the next epoch.
     fn next_in_order(&mut self) -> Result<String> {
-        loop {
-            if self.reader.is_none() {
-                let s = &self.state;
-                self.reader = Some(self.source.open_unit(
-                    self.units[s.unit],
-                    s.offset,
-                    s.record,
-                )?);
-                self.unit_from_start = s.offset == 0 && s.record == 0;
-                self.unit_docs = 0;
-            }
-            let Some(reader) = self.reader.as_mut() else {
-                continue;
-            };
-            let doc = reader.next_document()?;
-            let (offset, record) = reader.position();
-            self.state.offset = offset;
-            self.state.record = record;
-            let Some(doc) = doc else {
-                if self.unit_from_start && self.unit_docs == 0 {
-                    return Err(Error::Data(format!(
-                        "{}: no documents (the file is empty or holds only blank documents)",
-                        self.source.unit_name(self.units[self.state.unit])
-                    )));
+        while let Some(left) = self.state.leftovers.first_mut() {
+            let filter = (left.stride, left.phase);
+            match read_next(
+                &self.source,
+                &mut self.open,
+                &left.units,
+                filter,
+                &mut left.at,
+            )? {
+                Some(doc) => return Ok(doc),
+                None => {
+                    self.state.leftovers.remove(0);
+                    if self.state.leftovers.is_empty() {
+                        self.state.epoch += 1;
+                    }
                 }
-                self.end_unit()?;
-                continue;
-            };
-            self.unit_docs += 1;
-            let index = self.state.seen;
-            self.state.seen += 1;
-            if !self.source.split.contains(index) {
-                continue;
             }
-            let in_split = self.state.in_split;
-            self.state.in_split += 1;
-            if self.by_document && in_split % self.dp_degree != self.dp_rank {
-                continue;
+        }
+        let (units, by_document) = self.share();
+        let filter = if by_document {
+            (self.dp_degree, self.dp_rank)
+        } else {
+            (1, 0)
+        };
+        loop {
+            let mut at = self.state.at();
+            let doc = read_next(&self.source, &mut self.open, &units, filter, &mut at);
+            self.state.set_at(at);
+            if let Some(doc) = doc? {
+                self.state.yielded += 1;
+                return Ok(doc);
             }
-            self.state.yielded += 1;
-            return Ok(doc);
+            if self.state.yielded == 0 {
+                return Err(Error::Data(format!(
+                    "{}: no documents for data-parallel rank {} of {} in one whole pass",
+                    self.source.describe(),
+                    self.dp_rank,
+                    self.dp_degree
+                )));
+            }
+            self.state.epoch += 1;
+            self.state.set_at(Position::default());
+            self.state.yielded = 0;
         }
     }
 
-    fn end_unit(&mut self) -> Result<()> {
-        self.reader = None;
-        self.state.offset = 0;
-        self.state.record = 0;
-        self.state.unit += 1;
-        if self.state.unit < self.units.len() {
-            return Ok(());
-        }
-        if self.state.yielded == 0 {
+    /// Checks a saved state against this source and `units` (the share it was read with), and
+    /// brings one written before the split was per file up to date.
+    fn checked(
+        &self,
+        mut state: DocumentsState,
+        units: usize,
+        rank: u64,
+    ) -> Result<DocumentsState> {
+        let what = || self.source.describe();
+        if state.unit >= units {
             return Err(Error::Data(format!(
-                "{}: no documents for data-parallel rank {} of {} in one whole pass",
-                self.source.describe(),
-                self.dp_rank,
-                self.dp_degree
+                "the dataset position of rank {rank} names unit {}, but that rank reads {units} \
+                 of {}",
+                state.unit,
+                what()
             )));
         }
-        self.state.unit = 0;
-        self.state.epoch += 1;
-        self.state.seen = 0;
-        self.state.in_split = 0;
-        self.state.yielded = 0;
-        Ok(())
+        let num_units = self.source.num_units();
+        for left in &state.leftovers {
+            if let Some(bad) = left.units.iter().find(|&&u| u >= num_units) {
+                return Err(Error::Data(format!(
+                    "the dataset position of rank {rank} names unit {bad}, but {} has {num_units}",
+                    what()
+                )));
+            }
+            if left.stride == 0 || left.phase >= left.stride || left.at.unit > left.units.len() {
+                return Err(Error::Data(format!(
+                    "the dataset position of rank {rank} is damaged: leftover {left:?}"
+                )));
+            }
+        }
+        if let Some(seen) = state.seen.take() {
+            // Before the split was per file, `seen` counted along the rank's units: it is the
+            // first unit's count only while the first unit is read.
+            if state.unit > 0 {
+                return Err(Error::Data(format!(
+                    "this dataset position was written by an older titan, whose validation \
+                     split counted documents across files (this one holds out every 20th \
+                     document of each file); it is in file {} of rank {rank}'s share of {}, \
+                     where the two differ: start a new run (another --output-dir)",
+                    state.unit,
+                    what()
+                )));
+            }
+            state.unit_seen = seen;
+        }
+        Ok(state)
     }
 }
 
@@ -221,7 +375,7 @@ impl Dataset for Documents {
     type State = DocumentsState;
 
     fn next_document(&mut self) -> Result<String> {
-        if self.shuffle_buffer == 0 {
+        if self.shuffle_buffer == 0 && self.state.buffer.is_empty() {
             return self.next_in_order();
         }
         while self.state.buffer.len() < self.shuffle_buffer
@@ -242,17 +396,95 @@ impl Dataset for Documents {
     }
 
     fn load_state(&mut self, state: DocumentsState) -> Result<()> {
-        if state.unit >= self.units.len() {
-            return Err(Error::Data(format!(
-                "dataset state names unit {}, but this rank reads {} of {}",
-                state.unit,
-                self.units.len(),
-                self.source.describe()
-            )));
-        }
-        self.reader = None;
+        let units = self.share().0.len();
+        let state = self.checked(state, units, self.dp_rank)?;
+        self.open = None;
         self.buffered_bytes = state.buffer.iter().map(|d| d.len()).sum();
         self.state = state;
+        Ok(())
+    }
+
+    /// Every old rank's rest of its pass (its leftovers, or its unfinished file and its later
+    /// files, or, when ranks shared files, its remaining documents as one stream per new rank)
+    /// becomes a list of items, dealt round-robin to the new ranks with the old shuffle
+    /// buffers' documents; this rank reads its items, then passes over its own share from the
+    /// next epoch on.
+    fn load_resharded(&mut self, states: Vec<DocumentsState>) -> Result<()> {
+        let old = states.len() as u64;
+        if old == 0 {
+            return Err(Error::Data("no dataset positions to resume from".into()));
+        }
+        let num_units = self.source.num_units();
+        let mut items = Vec::new();
+        let mut buffered = Vec::new();
+        let mut epoch = 0;
+        for (rank, state) in (0..old).zip(states) {
+            let (units, by_document) = share(num_units, rank, old);
+            let state = self.checked(state, units.len(), rank)?;
+            epoch = epoch.max(state.epoch);
+            let at = state.at();
+            buffered.extend(state.buffer);
+            if !state.leftovers.is_empty() {
+                // Its own pass had not started: only its leftovers were left of its epoch.
+                items.extend(state.leftovers);
+            } else if by_document {
+                // Its stream (one document in `old`) in `new` streams, one for each new rank,
+                // so that all take part.
+                let new = self.dp_degree;
+                items.extend((0..new).map(|j| Leftover {
+                    units: units.clone(),
+                    at,
+                    stride: old * new,
+                    phase: rank + old * j,
+                }));
+            } else {
+                let first = state.unit;
+                items.push(Leftover {
+                    units: vec![units[first]],
+                    at: Position {
+                        unit: 0,
+                        in_split: 0,
+                        ..at
+                    },
+                    stride: 1,
+                    phase: 0,
+                });
+                items.extend(units[first + 1..].iter().map(|&unit| Leftover {
+                    units: vec![unit],
+                    at: Position::default(),
+                    stride: 1,
+                    phase: 0,
+                }));
+            }
+        }
+        let (rank, degree) = (self.dp_rank as usize, self.dp_degree as usize);
+        let mine = |i: usize| i % degree == rank;
+        let leftovers: Vec<Leftover> = items
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, item)| mine(i).then_some(item))
+            .collect();
+        let buffer: Vec<Arc<str>> = buffered
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, doc)| mine(i).then_some(doc))
+            .collect();
+        self.open = None;
+        self.buffered_bytes = buffer.iter().map(|d| d.len()).sum();
+        self.state = DocumentsState {
+            // With nothing left over, this rank's own pass starts the next epoch at once.
+            epoch: epoch + u64::from(leftovers.is_empty()),
+            unit: 0,
+            offset: 0,
+            record: 0,
+            unit_seen: 0,
+            in_split: 0,
+            yielded: 0,
+            buffer,
+            rng: self.state.rng.clone(),
+            leftovers,
+            seen: None,
+        };
         Ok(())
     }
 
@@ -284,6 +516,208 @@ mod tests {
 
     fn take(docs: &mut Documents, n: usize) -> Result<Vec<String>> {
         (0..n).map(|_| docs.next_document()).collect()
+    }
+
+    /// Five JSONL files of 20, 13, 6, 19 and 12 documents (each holds out one), named by file
+    /// and line.
+    fn files(dir: &std::path::Path, split: Split) -> Result<DataSource> {
+        for (f, n) in [20, 13, 6, 19, 12].into_iter().enumerate() {
+            let lines: String = (0..n)
+                .map(|i| format!("{{\"text\": \"file {f} line {i}\"}}\n"))
+                .collect();
+            let path = dir.join(format!("part-{f}.jsonl"));
+            std::fs::write(&path, lines).map_err(|e| Error::io(&path, e))?;
+        }
+        DataSource::files(dir, split)
+    }
+
+    fn sorted(mut docs: Vec<String>) -> Vec<String> {
+        docs.sort();
+        docs
+    }
+
+    /// `ranks` ranks of `source` (unshuffled) resumed from the `states` of another number.
+    fn resumed(
+        source: &DataSource,
+        states: &[DocumentsState],
+        ranks: usize,
+    ) -> Result<Vec<Documents>> {
+        (0..ranks)
+            .map(|rank| {
+                let mut d = Documents::new(&dims(rank, ranks), source.clone(), 0, 0)?;
+                // Through JSON, as in a checkpoint.
+                let states = serde_json::from_str(&serde_json::to_string(states)?)?;
+                d.load_resharded(states)?;
+                Ok(d)
+            })
+            .collect()
+    }
+
+    /// The documents `d` was dealt and has not read: up to the first of its own next pass.
+    fn rest_of_leftovers(d: &mut Documents) -> Result<Vec<String>> {
+        let mut docs = Vec::new();
+        while !d.state.leftovers.is_empty() {
+            let epoch = d.epoch();
+            let doc = d.next_document()?;
+            if d.epoch() > epoch {
+                break;
+            }
+            docs.push(doc);
+        }
+        Ok(docs)
+    }
+
+    /// `old` ranks read `before` documents each (unshuffled); `new` ranks resume from their
+    /// positions and read what they were dealt. Together that is the split's first pass: no
+    /// document lost or read twice.
+    fn reshard(source: &DataSource, old: usize, new: usize, before: usize) -> Result<()> {
+        let mut read = Vec::new();
+        let mut states = Vec::new();
+        for rank in 0..old {
+            let mut d = Documents::new(&dims(rank, old), source.clone(), 0, 0)?;
+            read.extend(take(&mut d, before)?);
+            assert_eq!(d.epoch(), 0, "rank {rank} of {old} wrapped");
+            states.push(d.state());
+        }
+        let epoch = states.iter().map(|s| s.epoch).max();
+        for mut d in resumed(source, &states, new)? {
+            read.extend(rest_of_leftovers(&mut d)?);
+            assert_eq!(Some(d.epoch()), epoch.map(|e| e + 1));
+        }
+        assert_eq!(
+            sorted(read),
+            sorted(source.sample(usize::MAX)?),
+            "{old} → {new} ranks after {before} documents each"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_resume_on_another_number_of_ranks_loses_and_repeats_no_document() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        // Files split between ranks (5 files, 2 or 3 ranks), and documents split between ranks
+        // (1 unit, or 5 files on 6 ranks), both ways round.
+        let sources = [files(dir.path(), Split::Train)?, stories(60, Split::Train)];
+        for source in &sources {
+            let cases = [
+                (2, 3, 4),
+                (3, 2, 2),
+                (2, 1, 5),
+                (1, 2, 6),
+                (6, 4, 1),
+                (2, 6, 3),
+            ];
+            for (old, new, before) in cases {
+                reshard(source, old, new, before)?;
+            }
+        }
+
+        // Twice: 2 ranks, then 3 stopped while reading what they were dealt, then 2 again.
+        let source = &sources[0];
+        let mut read = Vec::new();
+        let mut states = Vec::new();
+        for rank in 0..2 {
+            let mut d = Documents::new(&dims(rank, 2), source.clone(), 0, 0)?;
+            read.extend(take(&mut d, 3)?);
+            states.push(d.state());
+        }
+        let mut middle = Vec::new();
+        for mut d in resumed(source, &states, 3)? {
+            read.extend(take(&mut d, 1)?);
+            assert!(
+                !d.state.leftovers.is_empty(),
+                "a rank read all it was dealt"
+            );
+            middle.push(d.state());
+        }
+        for mut d in resumed(source, &middle, 2)? {
+            read.extend(rest_of_leftovers(&mut d)?);
+            assert_eq!(d.epoch(), 1);
+        }
+        assert_eq!(sorted(read), sorted(source.sample(usize::MAX)?));
+        Ok(())
+    }
+
+    #[test]
+    fn resharding_deals_the_shuffle_buffers_and_is_deterministic() -> Result<()> {
+        let source = stories(60, Split::Train);
+        let mut states = Vec::new();
+        let mut buffered = Vec::new();
+        for rank in 0..2 {
+            let mut d = Documents::new(&dims(rank, 2), source.clone(), 6, 9)?;
+            take(&mut d, 5)?;
+            buffered.extend(d.state.buffer.iter().map(|t| t.to_string()));
+            states.push(d.state());
+        }
+        let mut dealt = Vec::new();
+        for rank in 0..3 {
+            let mut a = Documents::new(&dims(rank, 3), source.clone(), 6, 9)?;
+            a.load_resharded(states.clone())?;
+            dealt.extend(a.state.buffer.iter().map(|t| t.to_string()));
+            let mut b = Documents::new(&dims(rank, 3), source.clone(), 6, 9)?;
+            b.load_resharded(states.clone())?;
+            assert_eq!(take(&mut a, 30)?, take(&mut b, 30)?);
+        }
+        assert_eq!(sorted(dealt), sorted(buffered));
+        // Positions that do not fit the source are refused, naming the rank.
+        let mut bad = states.clone();
+        bad[1].unit = 7;
+        let err = Documents::new(&dims(0, 3), source.clone(), 6, 9)?
+            .load_resharded(bad)
+            .expect_err("unit 7 of 1")
+            .to_string();
+        assert!(err.contains("rank 1") && err.contains("unit 7"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_position_written_before_the_split_was_per_file_resumes_in_its_first_file() -> Result<()> {
+        let mut d = Documents::new(&dims(0, 1), stories(60, Split::Train), 0, 0)?;
+        take(&mut d, 30)?;
+        let mut old = serde_json::to_value(d.state())?;
+        let expected = take(&mut d, 5)?;
+        // What titan wrote before: `seen` counted along the share, no `unit_seen`.
+        let unit_seen = old["unit_seen"].take();
+        old["seen"] = unit_seen;
+        if let Some(map) = old.as_object_mut() {
+            map.remove("unit_seen");
+        }
+        let mut resumed = Documents::new(&dims(0, 1), stories(60, Split::Train), 0, 0)?;
+        resumed.load_state(serde_json::from_value(old.clone())?)?;
+        assert_eq!(take(&mut resumed, 5)?, expected);
+        // In a later file of the share the two splits differ: refused, saying why.
+        old["unit"] = 1.into();
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let err = Documents::new(&dims(0, 1), files(dir.path(), Split::Train)?, 0, 0)?
+            .load_state(serde_json::from_value(old)?)
+            .expect_err("a later file")
+            .to_string();
+        assert!(
+            err.contains("older titan") && err.contains("new run"),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_held_out_documents_do_not_depend_on_the_number_of_ranks() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let val = files(dir.path(), Split::Validation)?;
+        let expected = sorted(val.sample(usize::MAX)?);
+        // 36 documents in 5 files: files shorter than 20 still hold out their share.
+        assert!(expected.len() >= 2, "{expected:?}");
+        for ranks in 1..=3 {
+            let mut all = Vec::new();
+            for rank in 0..ranks {
+                let mut d = Documents::new(&dims(rank, ranks), val.clone(), 0, 0)?;
+                while d.epoch() == 0 {
+                    all.push(d.next_document()?);
+                }
+                all.pop();
+            }
+            assert_eq!(sorted(all), expected, "{ranks} rank(s)");
+        }
+        Ok(())
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct TokenLoader<D: Dataset, T, C> {
     seq_len: usize,
     prefetch: usize,
     device: Device,
+    dp_rank: usize,
+    dp_degree: usize,
     convention: PhantomData<C>,
 }
 
@@ -99,6 +101,8 @@ where
             seq_len,
             prefetch: DEFAULT_PREFETCH,
             device: dims.device(),
+            dp_rank: dims.dp_rank(),
+            dp_degree: dims.dp_degree(),
             convention: PhantomData,
         })
     }
@@ -236,6 +240,26 @@ where
         collator.load_state(state.dataset.clone(), state.pending.clone())?;
         self.rewind = false;
         self.state = state;
+        Ok(())
+    }
+
+    fn load_resharded(&mut self, states: Vec<Self::State>) -> Result<()> {
+        self.stop()?;
+        let Some(collator) = self.idle.as_mut() else {
+            return Err(Error::Data("the data worker is gone".into()));
+        };
+        let batches = states.iter().map(|s| s.batches).max().unwrap_or(0);
+        let positions = states.into_iter().map(|s| (s.dataset, s.pending)).collect();
+        // A load that fails halfway leaves the collator to be rewound to `state` first.
+        self.rewind = true;
+        collator.load_resharded(positions, self.dp_rank, self.dp_degree)?;
+        self.rewind = false;
+        self.state = LoaderState {
+            dataset: collator.dataset_state(),
+            pending: collator.pending.clone(),
+            epoch: collator.epoch(),
+            batches,
+        };
         Ok(())
     }
 

@@ -25,7 +25,7 @@ pub use crate::batch::{
 pub use collate::{Collator, Convention, HfConvention, Layout, Pending, Rows, TitanConvention};
 pub use config::{Batching, DatasetConfig};
 pub use corpus::Corpus;
-pub use documents::{Documents, DocumentsState, SHUFFLE_BUFFER_BYTES};
+pub use documents::{Documents, DocumentsState, Leftover, Position, SHUFFLE_BUFFER_BYTES};
 pub use files::{DataFile, EXTENSIONS, Format, resolve};
 pub use loader::{DEFAULT_PREFETCH, LoaderState, TokenLoader};
 pub use packed::{PackedLoader, PackedState, pack_documents};
@@ -48,6 +48,12 @@ pub trait Dataset: Send + 'static {
     fn state(&self) -> Self::State;
     /// Moves to a saved position, so the following documents are the ones that came after it.
     fn load_state(&mut self, state: Self::State) -> Result<()>;
+    /// Moves to the positions of a run on another number of data-parallel ranks (one state per
+    /// old rank, by rank): this rank takes its share of the documents they had left, and no
+    /// document is lost or read twice. By default a dataset cannot.
+    fn load_resharded(&mut self, states: Vec<Self::State>) -> Result<()> {
+        Err(cannot_reshard::<Self>(states.len()))
+    }
     /// Completed passes over the data.
     fn epoch(&self) -> u64;
 }
@@ -69,6 +75,21 @@ pub trait Dataloader {
     fn state(&self) -> Self::State;
     /// Moves to a saved position, so the following batches are the ones that came after it.
     fn load_state(&mut self, state: Self::State) -> Result<()>;
+    /// Moves to the positions of a run on another number of data-parallel ranks (one state per
+    /// old rank, by rank), so that together the new ranks serve what the old ones had left,
+    /// nothing lost or repeated. By default a dataloader cannot, and such a resume is refused.
+    fn load_resharded(&mut self, states: Vec<Self::State>) -> Result<()> {
+        Err(cannot_reshard::<Self>(states.len()))
+    }
     /// Completed passes over the data.
     fn epoch(&self) -> u64;
+}
+
+/// The error of a dataset or dataloader `T` that cannot resume the positions of `old` ranks.
+fn cannot_reshard<T: ?Sized>(old: usize) -> crate::Error {
+    crate::Error::Data(format!(
+        "`{}` cannot resume on another number of data-parallel ranks (the checkpoint holds the \
+         positions of {old}): implement `load_resharded`, or resume with {old} rank(s)",
+        std::any::type_name::<T>()
+    ))
 }

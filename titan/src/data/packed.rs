@@ -35,6 +35,10 @@ pub struct PackedState {
     pub epoch: u64,
     /// Next row to serve within the epoch's order.
     pub cursor: usize,
+    /// Rows at the start of the epoch's order that ranks of a run on another number of ranks
+    /// served before the resume (0 in an epoch that started here).
+    #[serde(default)]
+    pub offset: usize,
 }
 
 /// Serves batches of packed rows in Hugging Face's convention, reshuffled every epoch. Each
@@ -99,9 +103,10 @@ impl PackedLoader {
             state: PackedState {
                 epoch: 0,
                 cursor: 0,
+                offset: 0,
             },
         };
-        loader.order = loader.epoch_order(0);
+        loader.order = loader.epoch_order(0, 0);
         Ok(loader)
     }
 
@@ -120,7 +125,8 @@ impl PackedLoader {
         self.tokens.len()
     }
 
-    fn epoch_order(&self, epoch: u64) -> Vec<usize> {
+    /// This rank's rows of epoch `epoch`, after the first `offset` of the epoch's order.
+    fn epoch_order(&self, epoch: u64, offset: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.tokens.len() / self.seq_len).collect();
         if self.shuffle {
             let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ epoch.wrapping_mul(0x9E37_79B9));
@@ -128,20 +134,22 @@ impl PackedLoader {
         }
         // Ranks share the epoch's order and take every dp_degree-th row: disjoint, and
         // together all rows but the remainder.
-        let per_rank = order.len() / self.dp_degree;
+        let per_rank = order.len().saturating_sub(offset) / self.dp_degree;
         order
             .into_iter()
-            .skip(self.dp_rank)
+            .skip(offset + self.dp_rank)
             .step_by(self.dp_degree)
             .take(per_rank)
             .collect()
     }
 
     fn next_row(&mut self) -> usize {
-        if self.state.cursor == self.order.len() {
+        // A loop: a resumed epoch may have no rows left for this rank.
+        while self.state.cursor == self.order.len() {
             self.state.epoch += 1;
             self.state.cursor = 0;
-            self.order = self.epoch_order(self.state.epoch);
+            self.state.offset = 0;
+            self.order = self.epoch_order(self.state.epoch, 0);
         }
         let row = self.order[self.state.cursor];
         self.state.cursor += 1;
@@ -178,15 +186,41 @@ impl Dataloader for PackedLoader {
     }
 
     fn load_state(&mut self, state: PackedState) -> Result<()> {
-        if state.cursor > self.num_rows() {
+        let order = self.epoch_order(state.epoch, state.offset);
+        if state.cursor > order.len() {
             return Err(Error::Data(format!(
-                "dataloader state cursor {} is past the {} rows of this corpus",
+                "dataloader state cursor {} is past the {} rows of this rank's epoch {} (from \
+                 row {} of the epoch's order)",
                 state.cursor,
-                self.num_rows()
+                order.len(),
+                state.epoch,
+                state.offset
             )));
         }
-        self.order = self.epoch_order(state.epoch);
+        self.order = order;
         self.state = state;
+        Ok(())
+    }
+
+    /// Ranks serve an epoch in lockstep, so together they served its first `offset + cursor ×
+    /// ranks` rows: the new ranks continue from there.
+    fn load_resharded(&mut self, states: Vec<PackedState>) -> Result<()> {
+        let Some(&first) = states.first() else {
+            return Err(Error::Data("no dataloader positions to resume from".into()));
+        };
+        if let Some((rank, other)) = states.iter().enumerate().find(|(_, s)| **s != first) {
+            return Err(Error::Data(format!(
+                "the ranks' dataloader positions differ (rank 0: {first:?}, rank {rank}: \
+                 {other:?}); packed rows are served in lockstep, so the checkpoint is damaged"
+            )));
+        }
+        let offset = first.offset + first.cursor * states.len();
+        self.order = self.epoch_order(first.epoch, offset);
+        self.state = PackedState {
+            epoch: first.epoch,
+            cursor: 0,
+            offset,
+        };
         Ok(())
     }
 
@@ -257,6 +291,48 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, (0..12).map(|r| r * 10).collect::<Vec<i64>>());
+        Ok(())
+    }
+
+    #[test]
+    fn ranks_resumed_on_another_number_serve_the_rest_of_the_epoch_once() -> Result<()> {
+        let tokens: Vec<u32> = (0..300).collect(); // 30 rows of 10
+        let mut served = Vec::new();
+        let mut states = Vec::new();
+        for rank in 0..2 {
+            let mut l = PackedLoader::new(&dims(rank, 2), tokens.clone(), 10, 2, 5, true)?;
+            for _ in 0..3 {
+                served.extend(rows(&l.next_batch()?));
+            }
+            states.push(l.state());
+        }
+        // 12 rows served; 3 ranks take the other 18 (6 each), then epoch 1 starts.
+        for rank in 0..3 {
+            let mut l = PackedLoader::new(&dims(rank, 3), tokens.clone(), 10, 2, 5, true)?;
+            l.load_resharded(states.clone())?;
+            assert_eq!(l.num_rows(), 6);
+            for _ in 0..3 {
+                served.extend(rows(&l.next_batch()?));
+            }
+            assert_eq!(l.epoch(), 0);
+            let saved = l.state();
+            l.next_batch()?;
+            assert_eq!(l.epoch(), 1);
+            // A resharded position restores too.
+            let mut again = PackedLoader::new(&dims(rank, 3), tokens.clone(), 10, 2, 5, true)?;
+            again.load_state(saved)?;
+            assert_eq!(again.num_rows(), 6);
+        }
+        served.sort_unstable();
+        assert_eq!(served, (0..30).map(|r| r * 10).collect::<Vec<i64>>());
+        // Ranks out of lockstep mean a damaged checkpoint.
+        states[1].cursor += 1;
+        let mut l = PackedLoader::new(&dims(0, 3), tokens, 10, 2, 5, true)?;
+        let err = l
+            .load_resharded(states)
+            .expect_err("out of lockstep")
+            .to_string();
+        assert!(err.contains("rank 1") && err.contains("lockstep"), "{err}");
         Ok(())
     }
 

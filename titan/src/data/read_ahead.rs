@@ -139,6 +139,21 @@ impl<D: Dataset> ReadAhead<D> {
         Ok(())
     }
 
+    /// Moves to the positions of a run on another number of ranks
+    /// ([`Dataset::load_resharded`]): the next chunk starts this rank's share of what they left.
+    pub fn load_resharded(&mut self, states: Vec<D::State>) -> Result<()> {
+        self.stop()?;
+        let Reader::Idle { dataset, rewind } = &mut self.reader else {
+            return Err(Error::Data(LOST.into()));
+        };
+        *rewind = true;
+        dataset.load_resharded(states)?;
+        *rewind = false;
+        self.epoch = dataset.epoch();
+        self.state = dataset.state();
+        Ok(())
+    }
+
     fn start(&mut self) -> Result<()> {
         match std::mem::replace(&mut self.reader, Reader::Lost) {
             Reader::Idle {

@@ -12,9 +12,14 @@ use super::text::{DEFAULT_DELIMITER, MAX_DOCUMENT_BYTES, TextReader};
 use super::{StoryConfig, StoryGenerator};
 use crate::{Error, Result};
 
-/// When a source has no separate validation data, every `HOLDOUT_EVERY`-th document
-/// (indices 19, 39, …) is held out for validation and never trained on.
+/// When a source has no separate validation data, every `HOLDOUT_EVERY`-th document of each
+/// file is held out for validation and never trained on (indices 19, 39, … of the first file;
+/// see [`Split::contains`]).
 pub const HOLDOUT_EVERY: u64 = 20;
+
+/// The step between files' phases of the held-out documents: coprime with [`HOLDOUT_EVERY`], so
+/// that files shorter than it still hold out about one document in `HOLDOUT_EVERY`.
+const HOLDOUT_STAGGER: u64 = 7;
 
 /// Which of a source's documents a dataset yields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,14 +28,17 @@ pub enum Split {
     All,
     /// All but the held-out documents.
     Train,
-    /// Only the held-out documents (every [`HOLDOUT_EVERY`]-th).
+    /// Only the held-out documents (every [`HOLDOUT_EVERY`]-th of each file).
     Validation,
 }
 
 impl Split {
-    /// Whether the document at `index` (in source order) belongs to this split.
-    pub fn contains(self, index: u64) -> bool {
-        let held = index % HOLDOUT_EVERY == HOLDOUT_EVERY - 1;
+    /// Whether document `index` of unit (file) `unit` belongs to this split. It is a property
+    /// of the document, not of who reads it: the same documents are held out whatever the
+    /// number of data-parallel ranks, and on a resume on another number.
+    pub fn contains(self, unit: usize, index: u64) -> bool {
+        let phase = (unit as u64 % HOLDOUT_EVERY) * HOLDOUT_STAGGER;
+        let held = (index + phase) % HOLDOUT_EVERY == HOLDOUT_EVERY - 1;
         match self {
             Split::All => true,
             Split::Train => !held,
@@ -146,8 +154,8 @@ impl DataSource {
         };
         let split = match self.split {
             Split::All => String::new(),
-            Split::Train => format!(", all but every {HOLDOUT_EVERY}th document"),
-            Split::Validation => format!(", every {HOLDOUT_EVERY}th document"),
+            Split::Train => format!(", all but every {HOLDOUT_EVERY}th document of each file"),
+            Split::Validation => format!(", every {HOLDOUT_EVERY}th document of each file"),
         };
         format!("{what}{split}")
     }
@@ -164,14 +172,14 @@ impl DataSource {
     /// a bounded sample, e.g. to train a tokenizer on.
     pub fn sample(&self, n: usize) -> Result<Vec<String>> {
         let mut docs = Vec::new();
-        let mut index = 0u64;
         for unit in 0..self.num_units() {
             let mut reader = self.open_unit(unit, 0, 0)?;
+            let mut index = 0u64;
             while docs.len() < n {
                 let Some(doc) = reader.next_document()? else {
                     break;
                 };
-                if self.split.contains(index) {
+                if self.split.contains(unit, index) {
                     docs.push(doc);
                 }
                 index += 1;

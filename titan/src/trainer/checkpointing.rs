@@ -222,15 +222,17 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
 }
 
-/// Restores `parts` from `checkpoint` and returns its step: every file's checksum, the train
-/// state and every weight's name and shape are checked before any weight is copied; each
-/// component checks its own state before it changes. With a process `group`, each rank takes its
-/// own dataloader position; the checkpoint must come from as many ranks.
+/// Restores `parts` from `checkpoint` and returns its step and the number of data-parallel ranks
+/// that wrote it: every file's checksum, the train state and every weight's name and shape are
+/// checked before any weight is copied; each component checks its own state before it changes.
+/// With a process `group`, each rank takes its own dataloader position; a checkpoint of another
+/// number of ranks gives every rank all their positions, to take its share of what they had
+/// left ([`crate::Dataloader::load_resharded`]).
 pub(crate) fn restore<Lab>(
     checkpoint: &Checkpoint,
     parts: &mut Parts<'_, Lab>,
     group: Option<&ProcessGroup>,
-) -> Result<u64> {
+) -> Result<(u64, usize)> {
     checkpoint.verify()?;
     let misfit = |what: String| {
         Error::Checkpoint(format!(
@@ -242,16 +244,17 @@ pub(crate) fn restore<Lab>(
         .map_err(|e| misfit(format!("{TRAIN_STATE} is not titan's: {e}")))?;
     let (rank, ranks) = group.map_or((0, 1), |g| (g.rank(), g.size()));
     let saved_ranks = state.train_data_by_rank.len().max(1);
-    if saved_ranks != ranks {
-        return Err(misfit(format!(
-            "it was written by {saved_ranks} data-parallel rank(s) and this run has {ranks}; \
-             resuming on another number of ranks is not implemented yet, so resume with \
-             {saved_ranks}"
-        )));
-    }
-    let train_data = match state.train_data_by_rank.get_mut(rank) {
-        Some(mine) => std::mem::take(mine),
-        None => std::mem::take(&mut state.train_data),
+    let train_data = if saved_ranks != ranks {
+        let mut all = std::mem::take(&mut state.train_data_by_rank);
+        if all.is_empty() {
+            all.push(std::mem::take(&mut state.train_data));
+        }
+        TrainData::Resharded(all)
+    } else {
+        TrainData::Mine(match state.train_data_by_rank.get_mut(rank) {
+            Some(mine) => std::mem::take(mine),
+            None => std::mem::take(&mut state.train_data),
+        })
     };
     let mut saved_states = Vec::with_capacity(parts.states.len());
     for role in &parts.states {
@@ -278,7 +281,15 @@ pub(crate) fn restore<Lab>(
         role.load(saved)
             .map_err(|e| misfit(format!("the {name}'s state: {e}")))?;
     }
-    parts.data.load_state(train_data)?;
+    match train_data {
+        TrainData::Mine(position) => parts.data.load_state(position)?,
+        TrainData::Resharded(positions) => parts.data.load_resharded(positions).map_err(|e| {
+            misfit(format!(
+                "it was written by {saved_ranks} data-parallel rank(s) and this run has \
+                 {ranks}, and the training data cannot be dealt anew: {e}"
+            ))
+        })?,
+    }
     if checkpoint.manifest().file(RNG).is_some() {
         for (name, rng) in Tensor::read_safetensors(checkpoint.file(RNG)?)? {
             match name.as_str() {
@@ -289,5 +300,12 @@ pub(crate) fn restore<Lab>(
             }
         }
     }
-    Ok(state.step)
+    Ok((state.step, saved_ranks))
+}
+
+/// The training data's position to restore: this rank's, or every old rank's when the
+/// checkpoint comes from another number of ranks.
+enum TrainData {
+    Mine(serde_json::Value),
+    Resharded(Vec<serde_json::Value>),
 }

@@ -165,10 +165,10 @@ impl Trainer {
             crate::dist::refuse_ranks_alone("training")?;
         }
         let resumed = match &self.resume {
-            Some(checkpoint) => Some((
-                checkpointing::restore(checkpoint, &mut parts, group)?,
-                checkpoint,
-            )),
+            Some(checkpoint) => {
+                let (step, ranks) = checkpointing::restore(checkpoint, &mut parts, group)?;
+                Some((step, ranks, checkpoint))
+            }
             None => None,
         };
         if let Some(group) = group {
@@ -186,7 +186,7 @@ impl Trainer {
             Some(group) => Some(GradReducer::new(Arc::clone(group), &parts.params)?),
             None => None,
         };
-        let start = resumed.map_or(0, |(step, _)| step);
+        let start = resumed.map_or(0, |(step, _, _)| step);
         if let Some(group) = group {
             same_start(group, start, parts.device)?;
         }
@@ -194,7 +194,7 @@ impl Trainer {
         self.announce(
             &parts,
             &cfg,
-            resumed.map(|(step, c)| (step, c.dir())),
+            resumed.map(|(step, ranks, c)| (step, ranks, c.dir())),
             buckets,
         );
         // Throughput is counted over every rank, so MFU is against every rank's peak.
@@ -313,7 +313,7 @@ impl Trainer {
         &self,
         parts: &Parts<'_, Lab>,
         cfg: &TrainingConfig,
-        resumed: Option<(u64, &std::path::Path)>,
+        resumed: Option<(u64, usize, &std::path::Path)>,
         buckets: Option<usize>,
     ) {
         if !self.progress {
@@ -332,8 +332,17 @@ impl Trainer {
             ),
             device => format!("{device:?}"),
         };
-        let from = resumed.map_or_else(String::new, |(step, dir)| {
-            format!(", resuming after step {step} ({})", dir.display())
+        let ranks_now = self.group.as_ref().map_or(1, |g| g.size());
+        let from = resumed.map_or_else(String::new, |(step, ranks, dir)| {
+            let dealt = if ranks == ranks_now {
+                String::new()
+            } else {
+                format!(
+                    "; it was written by {ranks} rank(s), whose unread data is now dealt to \
+                     {ranks_now}, and the global batch is {ranks_now} × the per-rank batch"
+                )
+            };
+            format!(", resuming after step {step} ({}){dealt}", dir.display())
         });
         let clipping = if cfg.max_grad_norm == 0.0 {
             "; gradient clipping off (max_grad_norm = 0)"

@@ -83,6 +83,8 @@ pub(crate) trait MicroBatches<Lab> {
     fn state(&self) -> Result<serde_json::Value>;
     /// Moves the dataloader to a position [`MicroBatches::state`] gave.
     fn load_state(&mut self, state: serde_json::Value) -> Result<()>;
+    /// Moves the dataloader to the positions of a run on another number of ranks, by rank.
+    fn load_resharded(&mut self, states: Vec<serde_json::Value>) -> Result<()>;
     /// The dataloader's completed passes.
     fn epoch(&self) -> u64;
 }
@@ -233,6 +235,14 @@ where
 
     fn load_state(&mut self, state: serde_json::Value) -> Result<()> {
         self.data.load_state(serde_json::from_value(state)?)
+    }
+
+    fn load_resharded(&mut self, states: Vec<serde_json::Value>) -> Result<()> {
+        let states = states
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        self.data.load_resharded(states)
     }
 
     fn epoch(&self) -> u64 {

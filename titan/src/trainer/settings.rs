@@ -271,7 +271,7 @@ pub const SHORTHANDS: &[Shorthand] = &[
     flag(
         "val_data",
         true,
-        "Validation data, same forms; default: every 20th training document",
+        "Validation data, same forms; default: every 20th document of each training file",
     ),
     flag(
         "output_dir",
