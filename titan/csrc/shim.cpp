@@ -132,6 +132,18 @@ int titan_set_rng_state(int8_t device_type, int8_t index, const at::Tensor* stat
   });
 }
 
+// TF32 for float32 matmuls on CUDA (PyTorch's `torch.backends.cuda.matmul.allow_tf32`), a
+// process-wide flag of libtorch's context. The legacy setter keeps the legacy and the new
+// (`fp32_precision`) flags equal, which cuBLAS's getter checks.
+int titan_set_cuda_matmul_tf32(int on, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] { at::globalContext().setAllowTF32CuBLAS(on != 0); });
+}
+
+// Whether float32 matmuls on CUDA may use TF32.
+int titan_cuda_matmul_tf32(int* on, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] { *on = at::globalContext().allowTF32CuBLAS() ? 1 : 0; });
+}
+
 // Whether this build holds the CUDA graph functions below.
 bool titan_has_cuda_graphs() {
 #ifdef TITAN_CUDA

@@ -22,6 +22,7 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
     "output_dir",
     "device",
     "cuda_graph",
+    "tf32",
     "peak_flops",
     "samples",
     "prompt",

@@ -159,6 +159,9 @@ impl Trainer {
     pub fn run<Lab>(&mut self, mut parts: Parts<'_, Lab>) -> Result<Summary> {
         let cfg = self.config.clone();
         cfg.validate()?;
+        if parts.device.is_cuda() {
+            shim::set_cuda_matmul_tf32(cfg.tf32)?;
+        }
         let group = self.group.clone();
         let group = group.as_deref();
         if group.is_none() {
@@ -330,6 +333,7 @@ impl Trainer {
                     "vendor check on"
                 }
             ),
+            device if cfg.tf32 => format!("{device:?} (float32 matmuls in TF32)"),
             device => format!("{device:?}"),
         };
         let ranks_now = self.group.as_ref().map_or(1, |g| g.size());

@@ -67,6 +67,10 @@ pub struct TrainingConfig {
     /// On CUDA, capture the whole step once as a CUDA graph and replay it (when the optimizer
     /// is capturable and batches keep one shape); false: eager steps.
     pub cuda_graph: bool,
+    /// On CUDA, let float32 matmuls use TF32 tensor cores (PyTorch's
+    /// `torch.backends.cuda.matmul.allow_tf32`); off by default, as in PyTorch and torchtitan.
+    /// bf16 runs are unaffected; the CPU has no TF32.
+    pub tf32: bool,
     /// Save a checkpoint (`output_dir/checkpoints/step-N`) every this many steps and at the end;
     /// 0: none. A rerun in the same output directory resumes from the latest one.
     pub checkpoint_every: u64,
@@ -104,6 +108,7 @@ impl Default for TrainingConfig {
             grad_accum_steps: 1,
             peak_flops: None,
             cuda_graph: true,
+            tf32: false,
             checkpoint_every: 0,
             keep_checkpoints: 2,
             resume_from: None,
