@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::Dataset;
-use super::source::{DataSource, Reader};
+use super::source::{DataSource, HOLDOUT_EVERY, Reader, Split};
 use crate::parallel_dims::DataParallel;
 use crate::{Error, Result};
 
@@ -137,6 +137,9 @@ struct Open {
 #[derive(Debug)]
 pub struct Documents {
     source: DataSource,
+    /// This rank's units, and whether it keeps one document in `dp_degree` of them.
+    units: Arc<[usize]>,
+    by_document: bool,
     dp_rank: u64,
     dp_degree: u64,
     shuffle_buffer: usize,
@@ -159,6 +162,19 @@ fn share(units: usize, rank: u64, degree: u64) -> (Vec<usize>, bool) {
             false,
         )
     }
+}
+
+/// `item` as `k` items that together keep its documents: one in `stride × k` each, from the
+/// same position.
+fn cut(item: Leftover, k: u64) -> Vec<Leftover> {
+    (0..k)
+        .map(|j| Leftover {
+            units: item.units.clone(),
+            at: item.at,
+            stride: item.stride * k,
+            phase: item.phase + item.stride * j,
+        })
+        .collect()
 }
 
 /// The next document of the split among `units` from `at` (one in `stride`, the `phase`-th),
@@ -224,8 +240,11 @@ impl Documents {
     ) -> Result<Self> {
         let (rank, degree) = (dims.dp_rank() as u64, dims.dp_degree() as u64);
         let rng = ChaCha8Rng::seed_from_u64(seed ^ rank.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let (units, by_document) = share(source.num_units(), rank, degree);
         Ok(Self {
             source,
+            units: units.into(),
+            by_document,
             dp_rank: rank,
             dp_degree: degree,
             shuffle_buffer,
@@ -267,11 +286,6 @@ impl Documents {
         &self.source
     }
 
-    /// This rank's units, and whether it keeps one document in `dp_degree` of them.
-    fn share(&self) -> (Vec<usize>, bool) {
-        share(self.source.num_units(), self.dp_rank, self.dp_degree)
-    }
-
     /// The next document: the leftovers of a run on another number of ranks first, then this
     /// rank's share in source order, wrapping into the next epoch.
     fn next_in_order(&mut self) -> Result<String> {
@@ -293,8 +307,8 @@ impl Documents {
                 }
             }
         }
-        let (units, by_document) = self.share();
-        let filter = if by_document {
+        let units = Arc::clone(&self.units);
+        let filter = if self.by_document {
             (self.dp_degree, self.dp_rank)
         } else {
             (1, 0)
@@ -321,20 +335,20 @@ impl Documents {
         }
     }
 
-    /// Checks a saved state against this source and `units` (the share it was read with), and
-    /// brings one written before the split was per file up to date.
+    /// Checks a saved state of rank `rank` against this source and `units` (the share it was
+    /// read with), and brings one written before the split was per file up to date.
     fn checked(
         &self,
         mut state: DocumentsState,
-        units: usize,
+        units: &[usize],
         rank: u64,
     ) -> Result<DocumentsState> {
         let what = || self.source.describe();
-        if state.unit >= units {
+        if state.unit >= units.len() {
             return Err(Error::Data(format!(
-                "the dataset position of rank {rank} names unit {}, but that rank reads {units} \
-                 of {}",
+                "the dataset position of rank {rank} names unit {}, but that rank reads {} of {}",
                 state.unit,
+                units.len(),
                 what()
             )));
         }
@@ -353,16 +367,24 @@ impl Documents {
             }
         }
         if let Some(seen) = state.seen.take() {
-            // Before the split was per file, `seen` counted along the rank's units: it is the
-            // first unit's count only while the first unit is read.
-            if state.unit > 0 {
+            // Before the split was per file, `seen` counted along the rank's units, and the
+            // held-out documents were the 19th, 39th… of that count. The rules agree where no
+            // document is held out, or while the first unit is read and its phase is 0, and in
+            // every pass when that is the rank's only unit.
+            let first_unit_agrees = (units[0] as u64).is_multiple_of(HOLDOUT_EVERY)
+                && state.unit == 0
+                && (state.epoch == 0 || units.len() == 1);
+            if self.source.split != Split::All && !first_unit_agrees {
                 return Err(Error::Data(format!(
                     "this dataset position was written by an older titan, whose validation \
-                     split counted documents across files (this one holds out every 20th \
-                     document of each file); it is in file {} of rank {rank}'s share of {}, \
-                     where the two differ: start a new run (another --output-dir)",
-                    state.unit,
-                    what()
+                     split counted documents across a rank's files (this one holds out every \
+                     {HOLDOUT_EVERY}th document of each file, in a phase of its own): in pass {} \
+                     of rank {rank}'s share of {}, at its file {}, the two rules hold out other \
+                     documents, and resuming would train on held-out ones; start a new run \
+                     (another --output-dir), or give --val-data",
+                    state.epoch,
+                    what(),
+                    state.unit
                 )));
             }
             state.unit_seen = seen;
@@ -396,8 +418,7 @@ impl Dataset for Documents {
     }
 
     fn load_state(&mut self, state: DocumentsState) -> Result<()> {
-        let units = self.share().0.len();
-        let state = self.checked(state, units, self.dp_rank)?;
+        let state = self.checked(state, &self.units, self.dp_rank)?;
         self.open = None;
         self.buffered_bytes = state.buffer.iter().map(|d| d.len()).sum();
         self.state = state;
@@ -405,41 +426,46 @@ impl Dataset for Documents {
     }
 
     /// Every old rank's rest of its pass (its leftovers, or its unfinished file and its later
-    /// files, or, when ranks shared files, its remaining documents as one stream per new rank)
-    /// becomes a list of items, dealt round-robin to the new ranks with the old shuffle
-    /// buffers' documents; this rank reads its items, then passes over its own share from the
-    /// next epoch on.
+    /// files, or, when ranks shared files, its remaining stream of documents), and its whole
+    /// share for each pass it is behind the furthest old rank, becomes a list of items, dealt
+    /// round-robin to the new ranks with the old shuffle buffers' documents. Streams, and any
+    /// list shorter than the new ranks, are cut so that every new rank takes part. This rank
+    /// reads its items (they end the furthest old rank's epoch), then passes over its own share
+    /// from the next epoch on.
     fn load_resharded(&mut self, states: Vec<DocumentsState>) -> Result<()> {
         let old = states.len() as u64;
         if old == 0 {
             return Err(Error::Data("no dataset positions to resume from".into()));
         }
         let num_units = self.source.num_units();
+        let states = (0..old)
+            .zip(states)
+            .map(|(rank, state)| {
+                let (units, by_document) = share(num_units, rank, old);
+                let state = self.checked(state, &units, rank)?;
+                Ok((rank, units, by_document, state))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let epoch = states.iter().map(|(.., s)| s.epoch).max().unwrap_or(0);
+        let (rank, degree) = (self.dp_rank as usize, self.dp_degree);
         let mut items = Vec::new();
         let mut buffered = Vec::new();
-        let mut epoch = 0;
-        for (rank, state) in (0..old).zip(states) {
-            let (units, by_document) = share(num_units, rank, old);
-            let state = self.checked(state, units.len(), rank)?;
-            epoch = epoch.max(state.epoch);
-            let at = state.at();
-            buffered.extend(state.buffer);
-            if !state.leftovers.is_empty() {
-                // Its own pass had not started: only its leftovers were left of its epoch.
-                items.extend(state.leftovers);
-            } else if by_document {
-                // Its stream (one document in `old`) in `new` streams, one for each new rank,
-                // so that all take part.
-                let new = self.dp_degree;
-                items.extend((0..new).map(|j| Leftover {
-                    units: units.clone(),
-                    at,
-                    stride: old * new,
-                    phase: rank + old * j,
-                }));
-            } else {
-                let first = state.unit;
-                items.push(Leftover {
+        for (old_rank, units, by_document, state) in states {
+            let whole = |at: Position, first: usize| -> Vec<Leftover> {
+                if by_document {
+                    // A stream over every unit: one document of the split in `old`.
+                    return cut(
+                        Leftover {
+                            units: units.clone(),
+                            at,
+                            stride: old,
+                            phase: old_rank,
+                        },
+                        degree,
+                    );
+                }
+                // Its files: the unfinished one from where it was, then each whole.
+                let mut files = vec![Leftover {
                     units: vec![units[first]],
                     at: Position {
                         unit: 0,
@@ -448,17 +474,34 @@ impl Dataset for Documents {
                     },
                     stride: 1,
                     phase: 0,
-                });
-                items.extend(units[first + 1..].iter().map(|&unit| Leftover {
+                }];
+                files.extend(units[first + 1..].iter().map(|&unit| Leftover {
                     units: vec![unit],
                     at: Position::default(),
                     stride: 1,
                     phase: 0,
                 }));
+                files
+            };
+            if state.leftovers.is_empty() {
+                items.extend(whole(state.at(), state.unit));
+            } else {
+                // Its own pass had not started: its leftovers were what it had left.
+                items.extend(state.leftovers.iter().cloned());
             }
+            // Passes it had not started, up to the furthest rank's epoch.
+            for _ in state.epoch..epoch {
+                items.extend(whole(Position::default(), 0));
+            }
+            buffered.extend(state.buffer);
         }
-        let (rank, degree) = (self.dp_rank as usize, self.dp_degree as usize);
-        let mine = |i: usize| i % degree == rank;
+        if (items.len() as u64) < degree {
+            items = items
+                .into_iter()
+                .flat_map(|item| cut(item, degree))
+                .collect();
+        }
+        let mine = |i: usize| i % degree as usize == rank;
         let leftovers: Vec<Leftover> = items
             .into_iter()
             .enumerate()
@@ -567,27 +610,48 @@ mod tests {
         Ok(docs)
     }
 
-    /// `old` ranks read `before` documents each (unshuffled); `new` ranks resume from their
-    /// positions and read what they were dealt. Together that is the split's first pass: no
-    /// document lost or read twice.
-    fn reshard(source: &DataSource, old: usize, new: usize, before: usize) -> Result<()> {
+    /// Rank `r` of `ranks` reads `counts[r]` documents; their documents and states.
+    fn read_some(
+        ranks: Vec<Documents>,
+        counts: &[usize],
+    ) -> Result<(Vec<String>, Vec<DocumentsState>)> {
         let mut read = Vec::new();
         let mut states = Vec::new();
-        for rank in 0..old {
-            let mut d = Documents::new(&dims(rank, old), source.clone(), 0, 0)?;
-            read.extend(take(&mut d, before)?);
-            assert_eq!(d.epoch(), 0, "rank {rank} of {old} wrapped");
+        for (mut d, &n) in ranks.into_iter().zip(counts) {
+            read.extend(take(&mut d, n)?);
             states.push(d.state());
         }
-        let epoch = states.iter().map(|s| s.epoch).max();
-        for mut d in resumed(source, &states, new)? {
+        Ok((read, states))
+    }
+
+    /// Fresh ranks of a run on `ranks` ranks.
+    fn fresh(source: &DataSource, ranks: usize) -> Result<Vec<Documents>> {
+        (0..ranks)
+            .map(|rank| Documents::new(&dims(rank, ranks), source.clone(), 0, 0))
+            .collect()
+    }
+
+    /// `states` resumed on `new` ranks, each reading what it was dealt: with what was `read`
+    /// before, that is every document of the split once per epoch up to the furthest old
+    /// rank's, none lost or read twice.
+    fn finish(
+        source: &DataSource,
+        mut read: Vec<String>,
+        states: &[DocumentsState],
+        new: usize,
+    ) -> Result<()> {
+        let epoch = states.iter().map(|s| s.epoch).max().unwrap_or(0);
+        for mut d in resumed(source, states, new)? {
             read.extend(rest_of_leftovers(&mut d)?);
-            assert_eq!(Some(d.epoch()), epoch.map(|e| e + 1));
+            assert_eq!(d.epoch(), epoch + 1);
         }
+        let split = source.sample(usize::MAX)?;
+        let expected: Vec<String> = (0..=epoch).flat_map(|_| split.clone()).collect();
         assert_eq!(
             sorted(read),
-            sorted(source.sample(usize::MAX)?),
-            "{old} → {new} ranks after {before} documents each"
+            sorted(expected),
+            "{} → {new} ranks, through epoch {epoch}",
+            states.len()
         );
         Ok(())
     }
@@ -608,34 +672,29 @@ mod tests {
                 (2, 6, 3),
             ];
             for (old, new, before) in cases {
-                reshard(source, old, new, before)?;
+                let (read, states) = read_some(fresh(source, old)?, &vec![before; old])?;
+                assert!(states.iter().all(|s| s.epoch == 0));
+                finish(source, read, &states, new)?;
             }
         }
 
-        // Twice: 2 ranks, then 3 stopped while reading what they were dealt, then 2 again.
+        // Ranks in different epochs: with 2 ranks rank 1 has 30 training documents of the
+        // files' 65 and wraps first; the one behind catches up before the next epoch.
         let source = &sources[0];
-        let mut read = Vec::new();
-        let mut states = Vec::new();
-        for rank in 0..2 {
-            let mut d = Documents::new(&dims(rank, 2), source.clone(), 0, 0)?;
-            read.extend(take(&mut d, 3)?);
-            states.push(d.state());
-        }
-        let mut middle = Vec::new();
-        for mut d in resumed(source, &states, 3)? {
-            read.extend(take(&mut d, 1)?);
-            assert!(
-                !d.state.leftovers.is_empty(),
-                "a rank read all it was dealt"
-            );
-            middle.push(d.state());
-        }
-        for mut d in resumed(source, &middle, 2)? {
-            read.extend(rest_of_leftovers(&mut d)?);
-            assert_eq!(d.epoch(), 1);
-        }
-        assert_eq!(sorted(read), sorted(source.sample(usize::MAX)?));
-        Ok(())
+        let (read, states) = read_some(fresh(source, 2)?, &[10, 35])?;
+        assert_eq!(states.iter().map(|s| s.epoch).collect::<Vec<_>>(), [0, 1]);
+        finish(source, read, &states, 3)?;
+
+        // Twice: 2 ranks, then 6 (each dealt a part, though there are 5 files), some still
+        // reading what they were dealt and some already in their own next pass, then 2 again.
+        let (mut read, states) = read_some(fresh(source, 2)?, &[3, 3])?;
+        let six = resumed(source, &states, 6)?;
+        assert!(six.iter().all(|d| !d.state.leftovers.is_empty()));
+        let (more, middle) = read_some(six, &[1, 2, 12, 0, 20, 3])?;
+        read.extend(more);
+        let epochs: Vec<u64> = middle.iter().map(|s| s.epoch).collect();
+        assert!(epochs.contains(&0) && epochs.contains(&1), "{epochs:?}");
+        finish(source, read, &middle, 2)
     }
 
     #[test]
@@ -689,13 +748,16 @@ mod tests {
         old["unit"] = 1.into();
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let err = Documents::new(&dims(0, 1), files(dir.path(), Split::Train)?, 0, 0)?
-            .load_state(serde_json::from_value(old)?)
+            .load_state(serde_json::from_value(old.clone())?)
             .expect_err("a later file")
             .to_string();
         assert!(
             err.contains("older titan") && err.contains("new run"),
             "{err}"
         );
+        // With separate validation data nothing is held out: the rules agree everywhere.
+        Documents::new(&dims(0, 1), files(dir.path(), Split::All)?, 0, 0)?
+            .load_state(serde_json::from_value(old)?)?;
         Ok(())
     }
 

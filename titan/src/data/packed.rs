@@ -110,12 +110,13 @@ impl PackedLoader {
         Ok(loader)
     }
 
-    /// Number of full rows this rank serves in one epoch.
+    /// Number of full rows this rank serves in the current epoch (fewer in an epoch resumed on
+    /// another number of ranks).
     pub fn num_rows(&self) -> usize {
         self.order.len()
     }
 
-    /// Number of whole batches in one epoch (at least 1: a short corpus wraps around).
+    /// Number of whole batches in the current epoch (at least 1: a short corpus wraps around).
     pub fn batches_per_epoch(&self) -> usize {
         (self.num_rows() / self.batch_size).max(1)
     }
@@ -212,6 +213,15 @@ impl Dataloader for PackedLoader {
             return Err(Error::Data(format!(
                 "the ranks' dataloader positions differ (rank 0: {first:?}, rank {rank}: \
                  {other:?}); packed rows are served in lockstep, so the checkpoint is damaged"
+            )));
+        }
+        let rows = self.tokens.len() / self.seq_len;
+        let per_rank = rows.saturating_sub(first.offset) / states.len();
+        if first.offset > rows || first.cursor > per_rank {
+            return Err(Error::Data(format!(
+                "the ranks' dataloader position {first:?} is past the {per_rank} rows each of {} \
+                 ranks serves of this corpus's {rows}",
+                states.len()
             )));
         }
         let offset = first.offset + first.cursor * states.len();
@@ -329,10 +339,20 @@ mod tests {
         states[1].cursor += 1;
         let mut l = PackedLoader::new(&dims(0, 3), tokens, 10, 2, 5, true)?;
         let err = l
-            .load_resharded(states)
+            .load_resharded(states.clone())
             .expect_err("out of lockstep")
             .to_string();
         assert!(err.contains("rank 1") && err.contains("lockstep"), "{err}");
+        // So does a position past the rows each rank serves.
+        let past = vec![
+            PackedState {
+                cursor: 16,
+                ..states[0]
+            };
+            2
+        ];
+        let err = l.load_resharded(past).expect_err("past").to_string();
+        assert!(err.contains("past the 15 rows"), "{err}");
         Ok(())
     }
 

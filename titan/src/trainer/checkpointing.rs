@@ -284,9 +284,10 @@ pub(crate) fn restore<Lab>(
     match train_data {
         TrainData::Mine(position) => parts.data.load_state(position)?,
         TrainData::Resharded(positions) => parts.data.load_resharded(positions).map_err(|e| {
-            misfit(format!(
-                "it was written by {saved_ranks} data-parallel rank(s) and this run has \
-                 {ranks}, and the training data cannot be dealt anew: {e}"
+            Error::Checkpoint(format!(
+                "{} was written by {saved_ranks} data-parallel rank(s) and this run has \
+                 {ranks}, and the training data cannot be dealt anew: {e}",
+                checkpoint.dir().display()
             ))
         })?,
     }
