@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use titan::data::{
     DataSource, Dataset, Documents, HfConvention, Layout, Split, StoryConfig, TitanConvention,
     TokenLoader, parquet::write_documents,
@@ -274,6 +274,197 @@ fn loaders_resume_on_another_number_of_ranks() -> Result<()> {
     dealt.sort();
     assert_eq!(dealt, pending);
     Ok(())
+}
+
+/// JSONL files of stories (3 files: 150, 40 and 90), with the source over them and a tokenizer.
+fn story_files(dir: &Path) -> Result<(DataSource, BpeTokenizer)> {
+    let stories = DataSource::stories(
+        StoryConfig {
+            seed: 8,
+            num_stories: 280,
+        },
+        Split::All,
+    )
+    .sample(280)?;
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data)?;
+    let mut start = 0;
+    for (i, n) in [150, 40, 90].into_iter().enumerate() {
+        write_jsonl(
+            &data.join(format!("part-{i}.jsonl")),
+            &stories[start..start + n],
+        )?;
+        start += n;
+    }
+    let source = DataSource::files(&data, Split::Train)?;
+    let tok = tokenizer(dir, &source)?;
+    Ok((source, tok))
+}
+
+fn shard_config(dir: &Path) -> titan::data::DatasetConfig {
+    titan::data::DatasetConfig {
+        tokens_dir: Some(dir.join("tokens")),
+        shuffle_buffer: 64,
+        ..titan::data::DatasetConfig::default()
+    }
+}
+
+/// Token shards give the loader exactly the batches the text gives, on each of two ranks; a
+/// position saved while reading the text resumes on the shards, and one saved on the shards
+/// resumes there exactly.
+#[test]
+fn token_shards_serve_the_texts_batches_and_resume_exactly() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (source, tok) = story_files(dir.path())?;
+    let mut config = shard_config(dir.path());
+    let batching = titan::data::Batching {
+        batch_size: 3,
+        seq_len: 64,
+        seed: 5,
+    };
+    // Nothing built yet: the text is read.
+    assert!(config.tokenized(&source, &tok, false)?.shards.is_none());
+    config.pretokenize = true;
+    let sharded = config.tokenized(&source, &tok, false)?;
+    let shards = sharded.shards.clone().context("no shards")?;
+    assert!(shards.tokens() > 10_000, "{} tokens", shards.tokens());
+    config.pretokenize = false;
+    // Found by the next run without asking.
+    assert!(config.tokenized(&source, &tok, false)?.shards.is_some());
+    for rank in 0..2 {
+        let dims = dims(rank, 2)?;
+        // `source` alone would find the shards: the text is read with no shards dir.
+        let text_only = titan::data::DatasetConfig {
+            tokens_dir: Some(dir.path().join("none")),
+            ..config.clone()
+        };
+        let loader =
+            |source: &DataSource| -> Result<TokenLoader<Documents, BpeTokenizer, TitanConvention>> {
+                let config = if source.shards.is_some() {
+                    &config
+                } else {
+                    &text_only
+                };
+                let loader = config.train_loader(&dims, source, &tok, batching)?;
+                assert_eq!(
+                    loader_reads_shards(source, config, &tok)?,
+                    source.shards.is_some()
+                );
+                Ok(loader)
+            };
+        let mut text = loader(&source)?;
+        let mut ids = loader(&sharded)?;
+        assert!(
+            serve(&mut text, 30)? == serve(&mut ids, 30)?,
+            "rank {rank}: other batches"
+        );
+        // The text's position, resumed on the shards, and the shards' own.
+        let (from_text, from_ids) = (text.state(), ids.state());
+        let expected = serve(&mut text, 10)?;
+        let mut resumed = loader(&sharded)?;
+        resumed.load_state(serde_json::from_str(&serde_json::to_string(&from_text)?)?)?;
+        assert!(
+            serve(&mut resumed, 10)? == expected,
+            "rank {rank}: text → shards"
+        );
+        let mut resumed = loader(&sharded)?;
+        resumed.load_state(serde_json::from_str(&serde_json::to_string(&from_ids)?)?)?;
+        assert!(
+            serve(&mut resumed, 10)? == expected,
+            "rank {rank}: shards → shards"
+        );
+        // A position inside a shard does not fit the files: refused, saying how to rebuild.
+        let mut plain = loader(&source)?;
+        let err = plain
+            .load_state(from_ids)
+            .expect_err("shards → text")
+            .to_string();
+        assert!(
+            err.contains("token shards") && err.contains("pretokenize"),
+            "{err}"
+        );
+    }
+    Ok(())
+}
+
+/// A truncated shard, a shard of another tokenizer and a changed data file: each is named, or
+/// (changed file) its shard is not used.
+#[test]
+fn bad_token_shards_give_one_clear_error() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (source, tok) = story_files(dir.path())?;
+    let mut config = shard_config(dir.path());
+    config.pretokenize = true;
+    let shards = config
+        .tokenized(&source, &tok, false)?
+        .shards
+        .context("no shards")?;
+    config.pretokenize = false;
+    let find = || {
+        titan::data::ShardSet::find(
+            &source,
+            &config.tokens_dir().unwrap_or_default(),
+            &tok.identity().unwrap_or_default(),
+        )
+    };
+    let file = |ext: &str| -> Result<PathBuf> {
+        std::fs::read_dir(shards.dir())?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == ext))
+            .context("no shard file")
+    };
+    // Truncated: its size disagrees with its manifest.
+    let tokens = file("tokens")?;
+    let bytes = std::fs::read(&tokens)?;
+    std::fs::write(&tokens, &bytes[..bytes.len() - 6])?;
+    let err = find().expect_err("truncated").to_string();
+    assert!(
+        err.contains("truncated") && err.contains("pretokenize"),
+        "{err}"
+    );
+    std::fs::write(&tokens, &bytes)?;
+    assert!(matches!(find()?, titan::data::Lookup::Found(_)));
+    // Another tokenizer's shard filed under this one's.
+    let manifest = file("json")?;
+    let text = std::fs::read_to_string(&manifest)?;
+    let id = tok.identity().context("identity")?;
+    std::fs::write(&manifest, text.replace(&id, "0123456789abcdef"))?;
+    let err = find().expect_err("other tokenizer").to_string();
+    assert!(
+        err.contains("written with tokenizer 0123456789abcdef"),
+        "{err}"
+    );
+    std::fs::write(&manifest, &text)?;
+    // A data file that changed: its shard is stale, and the files are read.
+    let part = source_files(&source)[1].clone();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&part)?;
+    writeln!(f, "{}", serde_json::json!({ "text": "One more story." }))?;
+    drop(f);
+    assert!(matches!(
+        find()?,
+        titan::data::Lookup::Missing {
+            missing: 1,
+            files: 3
+        }
+    ));
+    assert!(config.tokenized(&source, &tok, false)?.shards.is_none());
+    Ok(())
+}
+
+/// Whether `config` reads `source` from token shards.
+fn loader_reads_shards(
+    source: &DataSource,
+    config: &titan::data::DatasetConfig,
+    tok: &BpeTokenizer,
+) -> Result<bool> {
+    Ok(config.tokenized(source, tok, false)?.shards.is_some())
+}
+
+fn source_files(source: &DataSource) -> Vec<PathBuf> {
+    match &source.origin {
+        titan::data::Origin::Files(files) => files.iter().map(|f| f.path.clone()).collect(),
+        titan::data::Origin::Stories(_) => Vec::new(),
+    }
 }
 
 /// Built-in stories whose reading fails once, at document `fail_at`.

@@ -39,6 +39,12 @@ pub trait Tokenizer {
     fn bos_id(&self) -> Option<u32> {
         None
     }
+    /// A name that changes whenever the ids it gives could (a hash of its definition), which
+    /// token shards are filed under; `None` (the default): its shards cannot be told apart, so
+    /// it has none.
+    fn identity(&self) -> Option<String> {
+        None
+    }
     /// Writes the tokenizer into `dir` as `transformers.AutoTokenizer` loads it
     /// (`tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`). The default is an
     /// error: a tokenizer without a Hugging Face form says so.
@@ -317,6 +323,13 @@ impl BpeTokenizer {
 }
 
 impl Tokenizer for BpeTokenizer {
+    /// The SHA-256 of its `tokenizer.json` form, in hexadecimal.
+    fn identity(&self) -> Option<String> {
+        use sha2::Digest;
+        let json = self.inner.to_string(false).ok()?;
+        Some(crate::data::hex(&sha2::Sha256::digest(json.as_bytes())))
+    }
+
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self
             .inner

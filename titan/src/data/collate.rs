@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::Dataset;
 use super::read_ahead::ReadAhead;
+use super::{Dataset, Doc};
 use crate::batch::{Batch, HfBatch, HfLabels, IGNORE_INDEX, ShiftedLabels, TitanBatch, TokenIds};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -186,9 +186,33 @@ impl<D: Dataset, T: Tokenizer, C: Convention> Collator<D, T, C> {
     fn fill(&mut self, tokens: usize, docs: usize) -> Result<()> {
         let mut have_tokens: usize = self.pending.iter().map(Vec::len).sum();
         while have_tokens < tokens || self.pending.len() < docs {
-            // The reader thread reads the next chunks meanwhile.
-            let texts = self.docs.next_chunk()?;
-            for mut ids in self.tokenizer.encode_batch(&texts)? {
+            // The reader thread reads the next chunks meanwhile. Texts are tokenized in one
+            // call; ids from token shards pass through, in the chunk's order.
+            let chunk = self.docs.next_chunk()?;
+            let mut texts = Vec::new();
+            let mut order = Vec::with_capacity(chunk.len());
+            for doc in chunk {
+                match doc {
+                    Doc::Text(text) => {
+                        texts.push(text);
+                        order.push(None);
+                    }
+                    Doc::Tokens(ids) => order.push(Some(ids)),
+                }
+            }
+            let mut encoded = if texts.is_empty() {
+                Vec::new()
+            } else {
+                self.tokenizer.encode_batch(&texts)?
+            }
+            .into_iter();
+            for slot in order {
+                let mut ids = match slot {
+                    Some(ids) => ids,
+                    None => encoded.next().ok_or_else(|| {
+                        Error::Tokenizer("the tokenizer returned fewer documents than given".into())
+                    })?,
+                };
                 ids.push(self.eos);
                 have_tokens += ids.len();
                 self.pending.push_back(ids);

@@ -1,10 +1,13 @@
 //! `DatasetConfig`: how an experiment reads its data files and lays documents into batches.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
+use super::source::Origin;
 use super::{
     Convention, DEFAULT_DELIMITER, DEFAULT_FIELD, DEFAULT_PREFETCH, DataSource, Documents, Layout,
-    MAX_DOCUMENT_BYTES, SHUFFLE_BUFFER_BYTES, TokenLoader,
+    Lookup, MAX_DOCUMENT_BYTES, SHUFFLE_BUFFER_BYTES, ShardSet, TokenLoader,
 };
 use crate::Result;
 use crate::parallel_dims::DataParallel;
@@ -43,6 +46,12 @@ pub struct DatasetConfig {
     /// The bound of one document's size in bytes: a longer text document is cut into several,
     /// a longer JSONL line or Parquet value is an error naming file and place.
     pub max_document_bytes: usize,
+    /// Tokenize the data files once into token shards (those missing, files in parallel) before
+    /// training; a run finds them by itself afterwards.
+    pub pretokenize: bool,
+    /// Where token shards are kept; unset: `$XDG_CACHE_HOME/titan/tokens`, else
+    /// `~/.cache/titan/tokens`.
+    pub tokens_dir: Option<PathBuf>,
 }
 
 impl Default for DatasetConfig {
@@ -56,6 +65,8 @@ impl Default for DatasetConfig {
             prefetch: DEFAULT_PREFETCH,
             tokenizer_sample: 20_000,
             max_document_bytes: MAX_DOCUMENT_BYTES,
+            pretokenize: false,
+            tokens_dir: None,
         }
     }
 }
@@ -75,7 +86,8 @@ impl DatasetConfig {
         T: Tokenizer + Clone + Send + Sync + 'static,
         C: Convention,
     {
-        let docs = Documents::new(dims, source.clone(), self.shuffle_buffer, batching.seed)?
+        let source = self.tokenized(source, tokenizer, dims.dp_rank() == 0)?;
+        let docs = Documents::new(dims, source, self.shuffle_buffer, batching.seed)?
             .with_shuffle_bytes(self.shuffle_buffer_bytes)?;
         self.loader(dims, docs, tokenizer, batching)?
             .with_prefetch(self.prefetch)
@@ -94,8 +106,77 @@ impl DatasetConfig {
         T: Tokenizer + Clone + Send + Sync + 'static,
         C: Convention,
     {
-        let docs = Documents::new(dims, source.clone(), 0, batching.seed)?;
+        let source = self.tokenized(source, tokenizer, dims.dp_rank() == 0)?;
+        let docs = Documents::new(dims, source, 0, batching.seed)?;
         self.loader(dims, docs, tokenizer, batching)
+    }
+
+    /// Where token shards are kept: `tokens_dir`, or the user's cache; `None` without a home.
+    pub fn tokens_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.tokens_dir {
+            return Some(dir.clone());
+        }
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(cache.join("titan").join("tokens"))
+    }
+
+    /// `source` read from its token shards for `tokenizer` when every file has one (built
+    /// first when `pretokenize`, with a progress bar when `progress`); as it is otherwise, saying
+    /// how to build them when only some files have one.
+    pub fn tokenized<T: crate::Tokenizer + Sync>(
+        &self,
+        source: &DataSource,
+        tokenizer: &T,
+        progress: bool,
+    ) -> Result<DataSource> {
+        if !matches!(source.origin, Origin::Files(_)) || source.shards.is_some() {
+            return Ok(source.clone());
+        }
+        let Some(dir) = self.tokens_dir() else {
+            if self.pretokenize {
+                return Err(crate::Error::config(
+                    "dataset.tokens_dir",
+                    "unset",
+                    "neither XDG_CACHE_HOME nor HOME is set: name a directory for token shards",
+                ));
+            }
+            return Ok(source.clone());
+        };
+        if self.pretokenize {
+            let shards = ShardSet::build(source, &dir, tokenizer, progress)?;
+            tracing::info!(
+                "token shards: {} ({} tokens)",
+                shards.dir().display(),
+                shards.tokens()
+            );
+            return Ok(source.clone().with_shards(shards));
+        }
+        let Some(identity) = tokenizer.identity() else {
+            return Ok(source.clone());
+        };
+        match ShardSet::find(source, &dir, &identity)? {
+            Lookup::Found(shards) => {
+                tracing::info!(
+                    "token shards: {} ({} tokens)",
+                    shards.dir().display(),
+                    shards.tokens()
+                );
+                Ok(source.clone().with_shards(shards))
+            }
+            Lookup::Missing { missing, files } => {
+                if missing < files {
+                    tracing::warn!(
+                        "{missing} of {files} data files have no token shard for this tokenizer \
+                         (new or changed since): reading the files; `--set \
+                         dataset.pretokenize=true` tokenizes the rest once"
+                    );
+                }
+                Ok(source.clone())
+            }
+        }
     }
 
     fn loader<T, C>(

@@ -1,8 +1,9 @@
 //! `Documents`: a source's documents streamed forever, this data-parallel rank's share only,
 //! through a shuffle buffer bounded in documents and in bytes, with a position that saves and
 //! restores exactly, also on another number of ranks ([`Dataset::load_resharded`]). The
-//! buffer's documents are shared (`Arc<str>`), so a position snapshot (one per batch) copies
-//! pointers, not text.
+//! buffer's documents are shared ([`Buffered`]), so a position snapshot (one per batch) copies
+//! pointers, not text. A source with token shards yields their ids ([`Doc::Tokens`]) through the
+//! same path.
 
 use std::sync::Arc;
 
@@ -10,8 +11,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::Dataset;
 use super::source::{DataSource, HOLDOUT_EVERY, Reader, Split};
+use super::{Dataset, Doc};
 use crate::parallel_dims::DataParallel;
 use crate::{Error, Result};
 
@@ -67,14 +68,17 @@ pub struct DocumentsState {
     /// Documents yielded this pass.
     pub yielded: u64,
     /// Documents waiting in the shuffle buffer.
-    #[serde(with = "shared_texts")]
-    pub buffer: Vec<Arc<str>>,
+    pub buffer: Vec<Buffered>,
     /// The shuffle's random generator.
     pub rng: ChaCha8Rng,
     /// Documents of a run on another number of ranks, read before this pass; they end the
     /// epoch `epoch`, and the pass starts the next.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leftovers: Vec<Leftover>,
+    /// Whether the positions are in token shards (a document's index in its file) rather than in
+    /// the files themselves.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tokens: bool,
     /// Written by titan before the split was a property of each file's documents: documents
     /// passed this epoch before the split filter. Read only to resume such a checkpoint.
     #[serde(default, skip_serializing)]
@@ -100,21 +104,67 @@ impl DocumentsState {
     }
 }
 
-/// Shared texts in a saved state: written as a list of strings.
-mod shared_texts {
-    use std::sync::Arc;
+/// A document waiting in the shuffle buffer, shared (a position snapshot copies pointers):
+/// saved as its text, or as its ids when it came from token shards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Saved", into = "Saved")]
+pub enum Buffered {
+    /// Text.
+    Text(Arc<str>),
+    /// Token ids.
+    Tokens(Arc<[u32]>),
+}
 
-    use serde::{Deserialize, Deserializer, Serializer};
+/// [`Buffered`] as a checkpoint holds it: a string, or a list of ids.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum Saved {
+    Text(String),
+    Tokens(Vec<u32>),
+}
 
-    pub fn serialize<S: Serializer>(texts: &[Arc<str>], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(texts.iter().map(|t| &**t))
+impl From<Saved> for Buffered {
+    fn from(saved: Saved) -> Self {
+        match saved {
+            Saved::Text(text) => Buffered::Text(text.into()),
+            Saved::Tokens(ids) => Buffered::Tokens(ids.into()),
+        }
+    }
+}
+
+impl From<Buffered> for Saved {
+    fn from(doc: Buffered) -> Self {
+        match doc {
+            Buffered::Text(text) => Saved::Text(text.to_string()),
+            Buffered::Tokens(ids) => Saved::Tokens(ids.to_vec()),
+        }
+    }
+}
+
+impl From<Doc> for Buffered {
+    fn from(doc: Doc) -> Self {
+        match doc {
+            Doc::Text(text) => Buffered::Text(text.into()),
+            Doc::Tokens(ids) => Buffered::Tokens(ids.into()),
+        }
+    }
+}
+
+impl Buffered {
+    /// Bytes it holds.
+    pub fn size(&self) -> usize {
+        match self {
+            Buffered::Text(text) => text.len(),
+            Buffered::Tokens(ids) => ids.len() * 4,
+        }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Vec<Arc<str>>, D::Error> {
-        let texts = Vec::<String>::deserialize(deserializer)?;
-        Ok(texts.into_iter().map(Arc::from).collect())
+    /// An owned copy, for the loader.
+    fn to_doc(&self) -> Doc {
+        match self {
+            Buffered::Text(text) => Doc::Text(text.to_string()),
+            Buffered::Tokens(ids) => Doc::Tokens(ids.to_vec()),
+        }
     }
 }
 
@@ -185,7 +235,7 @@ fn read_next(
     units: &[usize],
     (stride, phase): (u64, u64),
     at: &mut Position,
-) -> Result<Option<String>> {
+) -> Result<Option<Doc>> {
     loop {
         let Some(&unit) = units.get(at.unit) else {
             return Ok(None);
@@ -241,6 +291,7 @@ impl Documents {
         let (rank, degree) = (dims.dp_rank() as u64, dims.dp_degree() as u64);
         let rng = ChaCha8Rng::seed_from_u64(seed ^ rank.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (units, by_document) = share(source.num_units(), rank, degree);
+        let source_has_shards = source.shards.is_some();
         Ok(Self {
             source,
             units: units.into(),
@@ -261,6 +312,7 @@ impl Documents {
                 buffer: Vec::new(),
                 rng,
                 leftovers: Vec::new(),
+                tokens: source_has_shards,
                 seen: None,
             },
             open: None,
@@ -288,7 +340,7 @@ impl Documents {
 
     /// The next document: the leftovers of a run on another number of ranks first, then this
     /// rank's share in source order, wrapping into the next epoch.
-    fn next_in_order(&mut self) -> Result<String> {
+    fn next_in_order(&mut self) -> Result<Doc> {
         while let Some(left) = self.state.leftovers.first_mut() {
             let filter = (left.stride, left.phase);
             match read_next(
@@ -389,6 +441,28 @@ impl Documents {
             }
             state.unit_seen = seen;
         }
+        let shards = self.source.shards.is_some();
+        if state.tokens != shards {
+            let mut at = state.at();
+            let positions =
+                std::iter::once(&mut at).chain(state.leftovers.iter_mut().map(|l| &mut l.at));
+            for at in positions {
+                if shards {
+                    // In a token shard, a position is the document's index in its file.
+                    (at.offset, at.record) = (at.unit_seen, 0);
+                } else if at.offset != 0 || at.record != 0 {
+                    return Err(Error::Data(format!(
+                        "the dataset position of rank {rank} was written while reading token \
+                         shards of {}, and this run reads the files (its shards are gone, or \
+                         belong to another tokenizer): rebuild them with `--set \
+                         dataset.pretokenize=true`",
+                        what()
+                    )));
+                }
+            }
+            state.set_at(at);
+            state.tokens = shards;
+        }
         Ok(state)
     }
 }
@@ -397,20 +471,30 @@ impl Dataset for Documents {
     type State = DocumentsState;
 
     fn next_document(&mut self) -> Result<String> {
+        match self.next_doc()? {
+            Doc::Text(text) => Ok(text),
+            Doc::Tokens(_) => Err(Error::Data(format!(
+                "{} is read from token shards, which hold ids, not text",
+                self.source.describe()
+            ))),
+        }
+    }
+
+    fn next_doc(&mut self) -> Result<Doc> {
         if self.shuffle_buffer == 0 && self.state.buffer.is_empty() {
             return self.next_in_order();
         }
         while self.state.buffer.len() < self.shuffle_buffer
             && (self.state.buffer.is_empty() || self.buffered_bytes < self.shuffle_bytes)
         {
-            let doc = self.next_in_order()?;
-            self.buffered_bytes += doc.len();
-            self.state.buffer.push(Arc::from(doc));
+            let doc = Buffered::from(self.next_in_order()?);
+            self.buffered_bytes += doc.size();
+            self.state.buffer.push(doc);
         }
         let i = self.state.rng.random_range(0..self.state.buffer.len());
         let doc = self.state.buffer.swap_remove(i);
-        self.buffered_bytes -= doc.len();
-        Ok(doc.to_string())
+        self.buffered_bytes -= doc.size();
+        Ok(doc.to_doc())
     }
 
     fn state(&self) -> DocumentsState {
@@ -420,7 +504,7 @@ impl Dataset for Documents {
     fn load_state(&mut self, state: DocumentsState) -> Result<()> {
         let state = self.checked(state, &self.units, self.dp_rank)?;
         self.open = None;
-        self.buffered_bytes = state.buffer.iter().map(|d| d.len()).sum();
+        self.buffered_bytes = state.buffer.iter().map(Buffered::size).sum();
         self.state = state;
         Ok(())
     }
@@ -507,13 +591,13 @@ impl Dataset for Documents {
             .enumerate()
             .filter_map(|(i, item)| mine(i).then_some(item))
             .collect();
-        let buffer: Vec<Arc<str>> = buffered
+        let buffer: Vec<Buffered> = buffered
             .into_iter()
             .enumerate()
             .filter_map(|(i, doc)| mine(i).then_some(doc))
             .collect();
         self.open = None;
-        self.buffered_bytes = buffer.iter().map(|d| d.len()).sum();
+        self.buffered_bytes = buffer.iter().map(Buffered::size).sum();
         self.state = DocumentsState {
             // With nothing left over, this rank's own pass starts the next epoch at once.
             epoch: epoch + u64::from(leftovers.is_empty()),
@@ -526,6 +610,7 @@ impl Dataset for Documents {
             buffer,
             rng: self.state.rng.clone(),
             leftovers,
+            tokens: self.source.shards.is_some(),
             seen: None,
         };
         Ok(())
@@ -705,14 +790,14 @@ mod tests {
         for rank in 0..2 {
             let mut d = Documents::new(&dims(rank, 2), source.clone(), 6, 9)?;
             take(&mut d, 5)?;
-            buffered.extend(d.state.buffer.iter().map(|t| t.to_string()));
+            buffered.extend(d.state.buffer.iter().map(|b| format!("{:?}", b.to_doc())));
             states.push(d.state());
         }
         let mut dealt = Vec::new();
         for rank in 0..3 {
             let mut a = Documents::new(&dims(rank, 3), source.clone(), 6, 9)?;
             a.load_resharded(states.clone())?;
-            dealt.extend(a.state.buffer.iter().map(|t| t.to_string()));
+            dealt.extend(a.state.buffer.iter().map(|b| format!("{:?}", b.to_doc())));
             let mut b = Documents::new(&dims(rank, 3), source.clone(), 6, 9)?;
             b.load_resharded(states.clone())?;
             assert_eq!(take(&mut a, 30)?, take(&mut b, 30)?);
@@ -790,13 +875,17 @@ mod tests {
             let taken = docs.next_document()?;
             assert!(taken.len() < 3_000, "a story of {} bytes", taken.len());
             let state = docs.state();
-            let bytes: usize = state.buffer.iter().map(|d| d.len()).sum();
+            let bytes: usize = state.buffer.iter().map(Buffered::size).sum();
             // Filling stops at the first document past the bound (stories are < 3,000 bytes),
             // far below the 1,000 documents the count alone allows.
             assert!(bytes < 2_000 + 3_000, "{bytes} bytes buffered");
             assert!(state.buffer.len() <= 6, "{} documents", state.buffer.len());
             // The snapshot points at the same text.
-            assert!(Arc::ptr_eq(&state.buffer[0], &docs.state.buffer[0]));
+            let (Buffered::Text(a), Buffered::Text(b)) = (&state.buffer[0], &docs.state.buffer[0])
+            else {
+                panic!("stories are text");
+            };
+            assert!(Arc::ptr_eq(a, b));
         }
         // A saved state round-trips through JSON (a checkpoint) and continues exactly.
         let saved = serde_json::to_string(&docs.state())?;

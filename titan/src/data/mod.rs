@@ -14,6 +14,7 @@ mod packed;
 pub mod parquet;
 mod read_ahead;
 mod sample;
+mod shards;
 mod source;
 mod stories;
 mod text;
@@ -31,11 +32,33 @@ pub use loader::{DEFAULT_PREFETCH, LoaderState, TokenLoader};
 pub use packed::{PackedLoader, PackedState, pack_documents};
 pub use read_ahead::{MAX_CHUNK_BYTES, MAX_CHUNK_DOCS, MIN_CHUNK_BYTES, MIN_CHUNK_DOCS, ReadAhead};
 pub use sample::Sample;
+pub(crate) use shards::hex;
+pub use shards::{Lookup, Manifest, SHARD_VERSION, Shard, ShardSet};
 pub use source::{DEFAULT_FIELD, DataSource, HOLDOUT_EVERY, Origin, Split};
 pub use stories::{StoryConfig, StoryGenerator};
 pub use text::{DEFAULT_DELIMITER, MAX_DOCUMENT_BYTES};
 
 use crate::Result;
+
+/// A document as a dataset yields it to the loader: text to tokenize, or ids tokenized ahead
+/// (token shards, [`ShardSet`]) with the tokenizer's special tokens, as `encode` gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Doc {
+    /// Text.
+    Text(String),
+    /// Token ids.
+    Tokens(Vec<u32>),
+}
+
+impl Doc {
+    /// Bytes it holds in memory (for the bounds of buffers).
+    pub fn size(&self) -> usize {
+        match self {
+            Doc::Text(text) => text.len(),
+            Doc::Tokens(ids) => ids.len() * 4,
+        }
+    }
+}
 
 /// An endless stream of documents (one data-parallel rank's share), whose position saves and
 /// restores exactly; a [`TokenLoader`] reads it on a background thread.
@@ -44,6 +67,11 @@ pub trait Dataset: Send + 'static {
     type State: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + 'static;
     /// The next document (wrapping into the next epoch when one ends).
     fn next_document(&mut self) -> Result<String>;
+    /// The next document as the loader takes it: text by default; a dataset that reads token
+    /// shards gives their ids.
+    fn next_doc(&mut self) -> Result<Doc> {
+        self.next_document().map(Doc::Text)
+    }
     /// The current position.
     fn state(&self) -> Self::State;
     /// Moves to a saved position, so the following documents are the ones that came after it.

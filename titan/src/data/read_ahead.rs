@@ -4,7 +4,7 @@
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use super::Dataset;
+use super::{Dataset, Doc};
 use crate::{Error, Result};
 
 /// Documents a chunk holds at least (unless [`MAX_CHUNK_BYTES`] ends it first), so that each
@@ -33,7 +33,7 @@ const LOST: &str =
 
 /// Documents read in a row, and the dataset's position and epoch after the last of them.
 struct Chunk<S> {
-    docs: Vec<String>,
+    docs: Vec<Doc>,
     state: S,
     epoch: u64,
 }
@@ -91,7 +91,7 @@ impl<D: Dataset> ReadAhead<D> {
     /// The next chunk, in the dataset's order: at least [`MIN_CHUNK_DOCS`] documents and
     /// [`MIN_CHUNK_BYTES`] of text, or fewer that make [`MAX_CHUNK_BYTES`] or
     /// [`MAX_CHUNK_DOCS`]. After an error, the next chunk starts after the last one taken.
-    pub fn next_chunk(&mut self) -> Result<Vec<String>> {
+    pub fn next_chunk(&mut self) -> Result<Vec<Doc>> {
         self.start()?;
         let Reader::Running { rx, .. } = &self.reader else {
             return Err(Error::Data("the document reader is not running".into()));
@@ -225,9 +225,9 @@ fn read<D: Dataset>(mut dataset: D, tx: SyncSender<Read<D::State>>) -> D {
                     epoch: dataset.epoch(),
                 });
             }
-            match dataset.next_document() {
+            match dataset.next_doc() {
                 Ok(doc) => {
-                    bytes += doc.len();
+                    bytes += doc.size();
                     docs.push(doc);
                 }
                 Err(e) => break Err(e),
@@ -304,8 +304,14 @@ mod tests {
         }
     }
 
-    fn numbers(chunk: &[String]) -> Vec<u64> {
-        chunk.iter().map(|d| d.parse().expect("a number")).collect()
+    fn numbers(chunk: &[Doc]) -> Vec<u64> {
+        chunk
+            .iter()
+            .map(|d| match d {
+                Doc::Text(t) => t.parse().expect("a number"),
+                Doc::Tokens(_) => panic!("ids from a text dataset"),
+            })
+            .collect()
     }
 
     /// Waits until the reader thread has read document `n` (it reads ahead on its own).
@@ -370,12 +376,11 @@ mod tests {
         docs.next_chunk()?;
         docs.next_chunk()?;
         let saved = docs.state();
-        let reference: Vec<Vec<String>> =
-            (0..3).map(|_| docs.next_chunk()).collect::<Result<_>>()?;
+        let reference: Vec<Vec<Doc>> = (0..3).map(|_| docs.next_chunk()).collect::<Result<_>>()?;
         // Restored while the reader is a chunk past the last one taken.
         wait_until_read(&furthest, 6 * 128 + 1);
         docs.load_state(saved)?;
-        let again: Vec<Vec<String>> = (0..3).map(|_| docs.next_chunk()).collect::<Result<_>>()?;
+        let again: Vec<Vec<Doc>> = (0..3).map(|_| docs.next_chunk()).collect::<Result<_>>()?;
         assert_eq!(again, reference);
         assert_eq!(numbers(&again[0])[0], 256);
         // Into a fresh reader too, as a resumed run does.

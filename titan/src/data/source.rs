@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::files::{DataFile, Format, resolve};
 use super::jsonl::JsonlReader;
 use super::parquet::ParquetReader;
+use super::shards::{ShardReader, ShardSet};
 use super::text::{DEFAULT_DELIMITER, MAX_DOCUMENT_BYTES, TextReader};
-use super::{StoryConfig, StoryGenerator};
+use super::{Doc, StoryConfig, StoryGenerator};
 use crate::{Error, Result};
 
 /// When a source has no separate validation data, every `HOLDOUT_EVERY`-th document of each
@@ -72,6 +73,9 @@ pub struct DataSource {
     /// The bound of a document's size (see [`MAX_DOCUMENT_BYTES`]).
     #[serde(default = "default_max_document_bytes")]
     pub max_document_bytes: usize,
+    /// The files' token shards, read instead of the files when present ([`Self::with_shards`]).
+    #[serde(skip)]
+    pub shards: Option<ShardSet>,
 }
 
 fn default_max_document_bytes() -> usize {
@@ -116,6 +120,7 @@ impl DataSource {
             delimiter: delimiter.to_string(),
             field: field.to_string(),
             max_document_bytes,
+            shards: None,
         };
         if let Origin::Files(files) = &source.origin {
             for file in files {
@@ -135,6 +140,16 @@ impl DataSource {
             delimiter: DEFAULT_DELIMITER.to_string(),
             field: DEFAULT_FIELD.to_string(),
             max_document_bytes: MAX_DOCUMENT_BYTES,
+            shards: None,
+        }
+    }
+
+    /// This source read from `shards` (its files' token shards, [`ShardSet::find`]): the same
+    /// documents in the same order, already tokenized.
+    pub fn with_shards(self, shards: ShardSet) -> Self {
+        Self {
+            shards: Some(shards),
+            ..self
         }
     }
 
@@ -157,7 +172,10 @@ impl DataSource {
             Split::Train => format!(", all but every {HOLDOUT_EVERY}th document of each file"),
             Split::Validation => format!(", every {HOLDOUT_EVERY}th document of each file"),
         };
-        format!("{what}{split}")
+        let shards = self.shards.as_ref().map_or_else(String::new, |s| {
+            format!(" (token shards in {})", s.dir().display())
+        });
+        format!("{what}{split}{shards}")
     }
 
     /// Number of units the source is read in: files, or 1 for the stories.
@@ -173,10 +191,10 @@ impl DataSource {
     pub fn sample(&self, n: usize) -> Result<Vec<String>> {
         let mut docs = Vec::new();
         for unit in 0..self.num_units() {
-            let mut reader = self.open_unit(unit, 0, 0)?;
+            let mut reader = self.open_text_unit(unit, 0, 0)?;
             let mut index = 0u64;
             while docs.len() < n {
-                let Some(doc) = reader.next_document()? else {
+                let Some(doc) = reader.next_text()? else {
                     break;
                 };
                 if self.split.contains(unit, index) {
@@ -188,8 +206,20 @@ impl DataSource {
         Ok(docs)
     }
 
-    /// Opens unit `unit` at a position a reader reported.
+    /// Opens unit `unit` at a position a reader reported: its token shard when the source has
+    /// them, the file otherwise.
     pub(crate) fn open_unit(&self, unit: usize, offset: u64, record: u64) -> Result<Reader> {
+        if let Some(shards) = &self.shards {
+            return Ok(Reader::Shard(ShardReader::open(
+                shards.shard(unit)?,
+                offset,
+            )?));
+        }
+        self.open_text_unit(unit, offset, record)
+    }
+
+    /// Opens unit `unit`'s text at a position a text reader reported.
+    fn open_text_unit(&self, unit: usize, offset: u64, record: u64) -> Result<Reader> {
         match &self.origin {
             Origin::Files(files) => {
                 let file = files.get(unit).ok_or_else(|| {
@@ -207,7 +237,8 @@ impl DataSource {
         }
     }
 
-    fn open(&self, file: &DataFile, offset: u64, record: u64) -> Result<Reader> {
+    /// Opens `file`'s text at a position a text reader reported.
+    pub(crate) fn open(&self, file: &DataFile, offset: u64, record: u64) -> Result<Reader> {
         Ok(match file.format {
             Format::Text => Reader::Text(TextReader::open(
                 &file.path,
@@ -250,6 +281,7 @@ pub(crate) enum Reader {
     Text(TextReader),
     Jsonl(JsonlReader),
     Parquet(Box<ParquetReader>),
+    Shard(ShardReader),
     Stories {
         generator: StoryGenerator,
         next: u64,
@@ -258,11 +290,22 @@ pub(crate) enum Reader {
 
 impl Reader {
     /// The next document of the unit, `None` at its end.
-    pub(crate) fn next_document(&mut self) -> Result<Option<String>> {
+    pub(crate) fn next_document(&mut self) -> Result<Option<Doc>> {
+        match self {
+            Reader::Shard(r) => Ok(r.next_document()?.map(Doc::Tokens)),
+            _ => Ok(self.next_text()?.map(Doc::Text)),
+        }
+    }
+
+    /// The next document's text, `None` at the unit's end; a token shard is an error.
+    pub(crate) fn next_text(&mut self) -> Result<Option<String>> {
         match self {
             Reader::Text(r) => r.next_document(),
             Reader::Jsonl(r) => r.next_document(),
             Reader::Parquet(r) => r.next_document(),
+            Reader::Shard(_) => Err(Error::Data(
+                "a token shard holds ids, not text: read the source's files".into(),
+            )),
             Reader::Stories { generator, next } => {
                 if *next >= generator.len() as u64 {
                     return Ok(None);
@@ -280,6 +323,7 @@ impl Reader {
             Reader::Text(r) => r.position(),
             Reader::Jsonl(r) => r.position(),
             Reader::Parquet(r) => r.position(),
+            Reader::Shard(r) => r.position(),
             Reader::Stories { next, .. } => (0, *next),
         }
     }

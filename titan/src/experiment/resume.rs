@@ -30,9 +30,17 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
     "activation_checkpointing",
 ];
 
-/// Keys of any section a resumed run may change: a schedule's length follows `training.steps`,
-/// and how far the loader reads ahead changes no batch.
-const ANY_MAY_CHANGE: &[&str] = &["total_steps", "warmup_steps", "prefetch", "timeout_s"];
+/// Keys of any section a resumed run may change: a schedule's length follows `training.steps`;
+/// how far the loader reads ahead, and whether it reads the files' token shards, change no
+/// batch (positions carry over between the two).
+const ANY_MAY_CHANGE: &[&str] = &[
+    "total_steps",
+    "warmup_steps",
+    "prefetch",
+    "timeout_s",
+    "pretokenize",
+    "tokens_dir",
+];
 
 /// The checkpoint's configuration file.
 pub(crate) const CONFIG_FILE: &str = "config.toml";

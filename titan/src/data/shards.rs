@@ -1,0 +1,530 @@
+//! Token shards: each data file tokenized once into a shard beside a cache of them, read back
+//! with no tokenizer in the loop. A shard is three files named by the source file's key (its
+//! canonical path and how documents are found in it): `KEY.tokens` (ids back to back, u16 when
+//! the vocabulary fits, u32 otherwise, little-endian), `KEY.index` (each document's end, in
+//! tokens, u64 little-endian) and `KEY.json` (the [`Manifest`]: source, tokenizer, counts),
+//! written last, so a shard is whole or absent. Shards live under
+//! `TOKENS_DIR/TOKENIZER-ID/`, and they hold every document of the file in order, so the split,
+//! sharding between ranks and positions are those of the text.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::UNIX_EPOCH;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::files::DataFile;
+use super::source::{DataSource, Origin};
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+
+/// The layout version of shards this titan writes and reads.
+pub const SHARD_VERSION: u32 = 1;
+
+/// Documents tokenized in one call while building a shard.
+const BUILD_CHUNK_DOCS: usize = 2048;
+
+/// Index entries read at once.
+const INDEX_BLOCK: u64 = 4096;
+
+/// What a shard holds, written last (`KEY.json`): whole shards only, and enough to tell a stale
+/// or foreign one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// [`SHARD_VERSION`] of the titan that wrote it.
+    pub version: u32,
+    /// The source file.
+    pub source: PathBuf,
+    /// Its size in bytes when it was tokenized.
+    pub source_bytes: u64,
+    /// Its modification time (nanoseconds since the Unix epoch) when it was tokenized.
+    pub source_modified_ns: u128,
+    /// The tokenizer's identity ([`Tokenizer::identity`]).
+    pub tokenizer: String,
+    /// The tokenizer's vocabulary: every id is below it.
+    pub vocab_size: u64,
+    /// Bytes per id in `KEY.tokens`: 2 or 4.
+    pub width: u8,
+    /// Documents in the shard.
+    pub documents: u64,
+    /// Ids in the shard.
+    pub tokens: u64,
+}
+
+/// One source file's shard, checked against its manifest and sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shard {
+    tokens: PathBuf,
+    index: PathBuf,
+    manifest: Manifest,
+}
+
+/// The shards of every file of a source, for one tokenizer: one per unit, in the source's
+/// order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardSet {
+    dir: PathBuf,
+    shards: Arc<[Shard]>,
+}
+
+/// What a search for a source's shards found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Every file has a shard, whole and current.
+    Found(ShardSet),
+    /// Some files have none (or a stale one: the file changed since): how many, of how many.
+    Missing {
+        /// Files without a current shard.
+        missing: usize,
+        /// Files of the source.
+        files: usize,
+    },
+}
+
+/// The directory of `tokenizer`'s shards under `tokens_dir`.
+fn tokenizer_dir(tokens_dir: &Path, tokenizer: &str) -> PathBuf {
+    tokens_dir.join(&tokenizer[..tokenizer.len().min(16)])
+}
+
+/// The key of `file` as `source` reads it: its canonical path and how documents are found.
+fn key(file: &DataFile, source: &DataSource) -> Result<String> {
+    let path = file
+        .path
+        .canonicalize()
+        .map_err(|e| Error::io(&file.path, e))?;
+    let mut hash = Sha256::new();
+    for part in [
+        path.to_string_lossy().as_bytes(),
+        format!("{:?}", file.format).as_bytes(),
+        source.delimiter.as_bytes(),
+        source.field.as_bytes(),
+        &source.max_document_bytes.to_le_bytes(),
+    ] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    Ok(hex(&hash.finalize()[..8]))
+}
+
+/// Lower-case hexadecimal of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The size and modification time of `path`.
+fn stamp(path: &Path) -> Result<(u64, u128)> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let modified = meta
+        .modified()
+        .map_err(|e| Error::io(path, e))?
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Ok((meta.len(), modified))
+}
+
+/// The data files of `source`, or an error: only files are tokenized ahead.
+fn files_of(source: &DataSource) -> Result<&[DataFile]> {
+    match &source.origin {
+        Origin::Files(files) => Ok(files),
+        Origin::Stories(_) => Err(Error::Data(
+            "the built-in stories are generated as they are read: they have no token shards".into(),
+        )),
+    }
+}
+
+impl Shard {
+    /// The shard of `file` in `dir`, if it has a whole, current one for `tokenizer`: `None`
+    /// when there is none or the file changed since; an error when one is there but damaged
+    /// (truncated, or written for another tokenizer or layout).
+    fn find(
+        dir: &Path,
+        file: &DataFile,
+        source: &DataSource,
+        tokenizer: &str,
+    ) -> Result<Option<Shard>> {
+        let key = key(file, source)?;
+        let manifest_path = dir.join(format!("{key}.json"));
+        let bytes = match std::fs::read(&manifest_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&manifest_path, e)),
+        };
+        let bad = |why: String| {
+            Error::Data(format!(
+                "{}: a bad token shard of {}: {why}; delete it, and `--set dataset.pretokenize=true` \
+                 builds it again",
+                manifest_path.display(),
+                file.path.display()
+            ))
+        };
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a manifest: {e}")))?;
+        if manifest.version != SHARD_VERSION {
+            return Err(bad(format!(
+                "layout version {}, and this titan reads {SHARD_VERSION}",
+                manifest.version
+            )));
+        }
+        if manifest.tokenizer != tokenizer {
+            return Err(bad(format!(
+                "it was written with tokenizer {}, and this run's is {tokenizer}",
+                manifest.tokenizer
+            )));
+        }
+        if !matches!(manifest.width, 2 | 4) {
+            return Err(bad(format!("{} bytes per id", manifest.width)));
+        }
+        if (manifest.source_bytes, manifest.source_modified_ns) != stamp(&file.path)? {
+            // The file changed since: the shard is stale, not damaged.
+            return Ok(None);
+        }
+        let shard = Shard {
+            tokens: dir.join(format!("{key}.tokens")),
+            index: dir.join(format!("{key}.index")),
+            manifest,
+        };
+        let m = &shard.manifest;
+        for (path, expected) in [
+            (&shard.tokens, m.tokens * u64::from(m.width)),
+            (&shard.index, m.documents * 8),
+        ] {
+            let found = std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .len();
+            if found != expected {
+                return Err(bad(format!(
+                    "{} holds {found} bytes, and its manifest says {expected} (truncated?)",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Some(shard))
+    }
+
+    /// Tokenizes `file` into `dir` with `tokenizer` (identity `id`): the ids and the index first,
+    /// under temporary names, then the manifest; returns the shard.
+    fn build<T: Tokenizer + ?Sized>(
+        dir: &Path,
+        file: &DataFile,
+        source: &DataSource,
+        tokenizer: &T,
+        id: &str,
+    ) -> Result<Shard> {
+        let key = key(file, source)?;
+        let (source_bytes, source_modified_ns) = stamp(&file.path)?;
+        let vocab_size = tokenizer.vocab_size() as u64;
+        let width: u8 = if vocab_size <= 1 << 16 { 2 } else { 4 };
+        let tmp = |ext: &str| dir.join(format!(".{key}.{ext}.{}.tmp", std::process::id()));
+        let (tokens_tmp, index_tmp) = (tmp("tokens"), tmp("index"));
+        let create = |path: &Path| {
+            File::create(path)
+                .map(|f| BufWriter::with_capacity(1 << 20, f))
+                .map_err(|e| Error::io(path, e))
+        };
+        let (mut tokens, mut index) = (create(&tokens_tmp)?, create(&index_tmp)?);
+        let mut reader = source.open(file, 0, 0)?;
+        let (mut documents, mut total) = (0u64, 0u64);
+        let mut chunk = Vec::with_capacity(BUILD_CHUNK_DOCS);
+        let mut bytes = Vec::new();
+        loop {
+            chunk.clear();
+            while chunk.len() < BUILD_CHUNK_DOCS {
+                match reader.next_text()? {
+                    Some(doc) => chunk.push(doc),
+                    None => break,
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            for ids in tokenizer.encode_batch(&chunk)? {
+                bytes.clear();
+                for id in ids {
+                    if u64::from(id) >= vocab_size {
+                        return Err(Error::Tokenizer(format!(
+                            "id {id} is outside the tokenizer's vocabulary of {vocab_size}"
+                        )));
+                    }
+                    match width {
+                        2 => bytes.extend_from_slice(&(id as u16).to_le_bytes()),
+                        _ => bytes.extend_from_slice(&id.to_le_bytes()),
+                    }
+                    total += 1;
+                }
+                tokens
+                    .write_all(&bytes)
+                    .map_err(|e| Error::io(&tokens_tmp, e))?;
+                index
+                    .write_all(&total.to_le_bytes())
+                    .map_err(|e| Error::io(&index_tmp, e))?;
+                documents += 1;
+            }
+        }
+        for (writer, path) in [(tokens, &tokens_tmp), (index, &index_tmp)] {
+            let file = writer
+                .into_inner()
+                .map_err(|e| Error::io(path, e.into_error()))?;
+            file.sync_all().map_err(|e| Error::io(path, e))?;
+        }
+        let shard = Shard {
+            tokens: dir.join(format!("{key}.tokens")),
+            index: dir.join(format!("{key}.index")),
+            manifest: Manifest {
+                version: SHARD_VERSION,
+                source: file.path.clone(),
+                source_bytes,
+                source_modified_ns,
+                tokenizer: id.to_string(),
+                vocab_size,
+                width,
+                documents,
+                tokens: total,
+            },
+        };
+        let rename =
+            |from: &Path, to: &Path| std::fs::rename(from, to).map_err(|e| Error::io(to, e));
+        rename(&tokens_tmp, &shard.tokens)?;
+        rename(&index_tmp, &shard.index)?;
+        let manifest_tmp = tmp("json");
+        let json = serde_json::to_vec_pretty(&shard.manifest)?;
+        std::fs::write(&manifest_tmp, json).map_err(|e| Error::io(&manifest_tmp, e))?;
+        rename(&manifest_tmp, &dir.join(format!("{key}.json")))?;
+        Ok(shard)
+    }
+
+    /// The file's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+}
+
+impl ShardSet {
+    /// The shards of every file of `source` for the tokenizer `identity` under `tokens_dir`.
+    pub fn find(source: &DataSource, tokens_dir: &Path, identity: &str) -> Result<Lookup> {
+        let files = files_of(source)?;
+        let dir = tokenizer_dir(tokens_dir, identity);
+        let mut shards = Vec::with_capacity(files.len());
+        for file in files {
+            if let Some(shard) = Shard::find(&dir, file, source, identity)? {
+                shards.push(shard);
+            }
+        }
+        if shards.len() < files.len() {
+            return Ok(Lookup::Missing {
+                missing: files.len() - shards.len(),
+                files: files.len(),
+            });
+        }
+        Ok(Lookup::Found(ShardSet {
+            dir,
+            shards: shards.into(),
+        }))
+    }
+
+    /// Tokenizes every file of `source` that has no current shard under `tokens_dir` with
+    /// `tokenizer`, files in parallel, with a progress bar when `progress`; returns them all.
+    pub fn build<T: Tokenizer + Sync + ?Sized>(
+        source: &DataSource,
+        tokens_dir: &Path,
+        tokenizer: &T,
+        progress: bool,
+    ) -> Result<ShardSet> {
+        let Some(identity) = tokenizer.identity() else {
+            return Err(Error::Tokenizer(format!(
+                "{} has no identity (`Tokenizer::identity`), so its shards could not be told \
+                 from another tokenizer's",
+                std::any::type_name::<T>()
+            )));
+        };
+        let files = files_of(source)?;
+        let dir = tokenizer_dir(tokens_dir, &identity);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let mut todo = Vec::new();
+        for (i, file) in files.iter().enumerate() {
+            if Shard::find(&dir, file, source, &identity)?.is_none() {
+                todo.push(i);
+            }
+        }
+        let bar = if progress && !todo.is_empty() {
+            let bar = indicatif::ProgressBar::new(todo.len() as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "tokenizing {bar:40} {pos}/{len} files  {elapsed_precise}  ETA {eta_precise}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let next = AtomicUsize::new(0);
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(todo.len());
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                        loop {
+                            let Some(&i) = todo.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                                return Ok(());
+                            };
+                            Shard::build(&dir, &files[i], source, tokenizer, &identity)?;
+                            bar.inc(1);
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|panic| Error::thread_panicked("a tokenizing thread", &*panic))?
+                })
+                .collect()
+        });
+        bar.finish_and_clear();
+        results.into_iter().collect::<Result<()>>()?;
+        match Self::find(source, tokens_dir, &identity)? {
+            Lookup::Found(set) => Ok(set),
+            Lookup::Missing { missing, files } => Err(Error::Data(format!(
+                "{missing} of {files} files still have no token shard in {} after tokenizing \
+                 (did a file change meanwhile?)",
+                dir.display()
+            ))),
+        }
+    }
+
+    /// Where the shards are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Ids in all shards.
+    pub fn tokens(&self) -> u64 {
+        self.shards.iter().map(|s| s.manifest.tokens).sum()
+    }
+
+    /// The shard of unit `unit`.
+    pub(crate) fn shard(&self, unit: usize) -> Result<&Shard> {
+        self.shards.get(unit).ok_or_else(|| {
+            Error::Data(format!(
+                "position names file {unit}, but the source has {} token shards",
+                self.shards.len()
+            ))
+        })
+    }
+}
+
+/// Reads one shard document by document from document `next`: two positioned reads per
+/// document (ids, and a block of the index now and then), nothing held beyond a block.
+#[derive(Debug)]
+pub(crate) struct ShardReader {
+    tokens: File,
+    index: File,
+    shard: Shard,
+    next: u64,
+    block_start: u64,
+    block: Vec<u64>,
+}
+
+impl ShardReader {
+    /// `shard` from document `next`.
+    pub(crate) fn open(shard: &Shard, next: u64) -> Result<Self> {
+        let open = |path: &Path| File::open(path).map_err(|e| Error::io(path, e));
+        if next > shard.manifest.documents {
+            return Err(Error::Data(format!(
+                "position names document {next} of {}, which holds {}",
+                shard.tokens.display(),
+                shard.manifest.documents
+            )));
+        }
+        Ok(Self {
+            tokens: open(&shard.tokens)?,
+            index: open(&shard.index)?,
+            shard: shard.clone(),
+            next,
+            block_start: 0,
+            block: Vec::new(),
+        })
+    }
+
+    /// The end (in ids) of document `doc`; 0 before the first.
+    fn end(&mut self, doc: Option<u64>) -> Result<u64> {
+        let Some(doc) = doc else {
+            return Ok(0);
+        };
+        if doc < self.block_start || doc >= self.block_start + self.block.len() as u64 {
+            let start = doc - doc % INDEX_BLOCK;
+            let len = INDEX_BLOCK.min(self.shard.manifest.documents - start);
+            let mut bytes = vec![0u8; len as usize * 8];
+            self.index
+                .read_exact_at(&mut bytes, start * 8)
+                .map_err(|e| Error::io(&self.shard.index, e))?;
+            self.block = bytes
+                .chunks_exact(8)
+                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect();
+            self.block_start = start;
+        }
+        Ok(self.block[(doc - self.block_start) as usize])
+    }
+
+    /// The next document's ids; `None` at the end of the shard. A damaged index or an id
+    /// outside the vocabulary is an error naming the shard and the document.
+    pub(crate) fn next_document(&mut self) -> Result<Option<Vec<u32>>> {
+        let m = &self.shard.manifest;
+        if self.next >= m.documents {
+            return Ok(None);
+        }
+        let doc = self.next;
+        let (start, end) = (self.end(doc.checked_sub(1))?, self.end(Some(doc))?);
+        let (m, path) = (&self.shard.manifest, &self.shard.tokens);
+        let damaged = |why: String| {
+            Error::Data(format!(
+                "{}: document {doc} of this token shard is damaged ({why}); delete the shard's \
+                 files, and `--set dataset.pretokenize=true` builds them again",
+                path.display()
+            ))
+        };
+        if start > end || end > m.tokens {
+            return Err(damaged(format!(
+                "it spans ids {start}..{end} of {}",
+                m.tokens
+            )));
+        }
+        let width = u64::from(m.width);
+        let mut bytes = vec![0u8; ((end - start) * width) as usize];
+        self.tokens
+            .read_exact_at(&mut bytes, start * width)
+            .map_err(|e| Error::io(path, e))?;
+        let ids: Vec<u32> = match m.width {
+            2 => bytes
+                .chunks_exact(2)
+                .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+            _ => bytes
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        };
+        if let Some(bad) = ids.iter().find(|&&id| u64::from(id) >= m.vocab_size) {
+            return Err(damaged(format!(
+                "id {bad} is outside the vocabulary of {}",
+                m.vocab_size
+            )));
+        }
+        self.next += 1;
+        Ok(Some(ids))
+    }
+
+    /// `(next document, 0)`: where it is.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.next, 0)
+    }
+}
