@@ -327,7 +327,7 @@ impl Tokenizer for BpeTokenizer {
     fn identity(&self) -> Option<String> {
         use sha2::Digest;
         let json = self.inner.to_string(false).ok()?;
-        Some(crate::data::hex(&sha2::Sha256::digest(json.as_bytes())))
+        Some(format!("{:x}", sha2::Sha256::digest(json.as_bytes())))
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>> {

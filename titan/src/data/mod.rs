@@ -32,7 +32,6 @@ pub use loader::{DEFAULT_PREFETCH, LoaderState, TokenLoader};
 pub use packed::{PackedLoader, PackedState, pack_documents};
 pub use read_ahead::{MAX_CHUNK_BYTES, MAX_CHUNK_DOCS, MIN_CHUNK_BYTES, MIN_CHUNK_DOCS, ReadAhead};
 pub use sample::Sample;
-pub(crate) use shards::hex;
 pub use shards::{Lookup, Manifest, SHARD_VERSION, Shard, ShardSet};
 pub use source::{DEFAULT_FIELD, DataSource, HOLDOUT_EVERY, Origin, Split};
 pub use stories::{StoryConfig, StoryGenerator};

@@ -109,12 +109,9 @@ fn key(file: &DataFile, source: &DataSource) -> Result<String> {
         hash.update((part.len() as u64).to_le_bytes());
         hash.update(part);
     }
-    Ok(hex(&hash.finalize()[..8]))
-}
-
-/// Lower-case hexadecimal of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut key = format!("{:x}", hash.finalize());
+    key.truncate(16);
+    Ok(key)
 }
 
 /// The size and modification time of `path`.
