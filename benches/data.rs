@@ -1,6 +1,7 @@
 //! Tokenize + pack throughput (tokens/s) on the shared TinyStories sample, or on the built-in
-//! stories when it is absent, against the tokens/s a tiny_llama training step consumes on this
-//! machine, measured in the same run (CPU, batch 8 × 512; CUDA 32 × 512 when present).
+//! stories (written to a JSONL file) when it is absent, and the same documents read from their
+//! token shards (no tokenizer in the loop), against the tokens/s a tiny_llama training step
+//! consumes on this machine, measured in the same run (CPU, batch 8 × 512).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use titan::data::{
     Collator, DataSource, Dataloader, Dataset, Documents, HfConvention, HfLabels, Layout,
-    MIN_CHUNK_BYTES, MIN_CHUNK_DOCS, Split, StoryConfig, TokenIds, TokenLoader,
+    MIN_CHUNK_BYTES, MIN_CHUNK_DOCS, ShardSet, Split, StoryConfig, TokenIds, TokenLoader,
 };
 use titan::tch::{Device, Kind, Tensor};
 use titan::{
@@ -24,21 +25,28 @@ static ALLOCATOR: titan::experiment::MiMalloc = titan::experiment::MiMalloc;
 const SEQ: usize = 512;
 const BATCH: usize = 8;
 
-fn source() -> DataSource {
+/// A file source: the shared sample, or the built-in stories written into `dir`.
+fn source(dir: &Path) -> DataSource {
     let shared =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinystories_train_2mib.txt");
     if shared.exists() {
-        DataSource::files(&shared, Split::Train).expect("shared corpus")
-    } else {
-        eprintln!("{} is absent: using the built-in stories", shared.display());
-        DataSource::stories(
-            StoryConfig {
-                seed: 0,
-                num_stories: 20_000,
-            },
-            Split::Train,
-        )
+        return DataSource::files(&shared, Split::Train).expect("shared corpus");
     }
+    eprintln!("{} is absent: using the built-in stories", shared.display());
+    let config = StoryConfig {
+        seed: 0,
+        num_stories: 20_000,
+    };
+    let stories = DataSource::stories(config, Split::All)
+        .sample(20_000)
+        .expect("stories");
+    let path = dir.join("stories.jsonl");
+    let lines: String = stories
+        .iter()
+        .map(|text| format!("{}\n", serde_json::json!({ "text": text })))
+        .collect();
+    std::fs::write(&path, lines).expect("stories file");
+    DataSource::files(&path, Split::Train).expect("stories file")
 }
 
 fn tokenizer(source: &DataSource, dir: &Path) -> BpeTokenizer {
@@ -107,9 +115,15 @@ fn train_step_tokens_per_s() -> f64 {
 
 fn data(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let source = source();
+    let source = source(dir.path());
     let tok = Arc::new(tokenizer(&source, dir.path()));
     let docs = || Documents::new(&dims(), source.clone(), 1024, 0).expect("documents");
+    let started = Instant::now();
+    let shards =
+        ShardSet::build(&source, &dir.path().join("tokens"), &*tok, false).expect("shards");
+    let built = started.elapsed();
+    let sharded = source.clone().with_shards(shards.clone());
+    let shard_docs = || Documents::new(&dims(), sharded.clone(), 1024, 0).expect("documents");
 
     let mut group = c.benchmark_group("data");
     group
@@ -128,6 +142,18 @@ fn data(c: &mut Criterion) {
     group.bench_function("loader_prefetch/b8x512", |b| {
         b.iter(|| loader.next_batch().expect("batch"))
     });
+    let mut from_shards: TokenLoader<_, _, HfConvention> = TokenLoader::new(
+        &dims(),
+        shard_docs(),
+        (*tok).clone(),
+        Layout::Packed,
+        SEQ,
+        BATCH,
+    )
+    .expect("loader");
+    group.bench_function("loader_from_shards/b8x512", |b| {
+        b.iter(|| from_shards.next_batch().expect("batch"))
+    });
     group.finish();
 
     // The ratio the data path must keep: ≥ 10× what training consumes, same machine, same run.
@@ -135,12 +161,24 @@ fn data(c: &mut Criterion) {
         Collator::<_, _, HfConvention>::new(docs(), tok.clone(), Layout::Packed, SEQ, BATCH)
             .expect("collator");
     let data = tokens_per_s(|| drop(collator.next_rows().expect("rows")), 100);
+    let mut collator =
+        Collator::<_, _, HfConvention>::new(shard_docs(), tok.clone(), Layout::Packed, SEQ, BATCH)
+            .expect("collator");
+    let ids = tokens_per_s(|| drop(collator.next_rows().expect("rows")), 100);
     let serial = read_then_tokenize_tokens_per_s(docs(), &tok, 100);
     let train = train_step_tokens_per_s();
     eprintln!(
         "data: tokenize+pack {data:.0} tokens/s (reading and tokenizing by turns, no read-ahead: {serial:.0}, {:.2}x); tiny_llama train step (CPU, {BATCH}x{SEQ}) {train:.0} tokens/s; ratio {:.1}x",
         data / serial,
         data / train
+    );
+    eprintln!(
+        "data: from token shards {ids:.0} tokens/s ({:.1}x tokenize+pack, {:.0}x the train step); \
+         building the shards of {} tokens took {:.2} s",
+        ids / data,
+        ids / train,
+        shards.tokens(),
+        built.as_secs_f64()
     );
 }
 

@@ -504,6 +504,71 @@ fn the_binarys_own_launcher_trains_two_ranks_writes_once_and_resumes_exactly() -
     Ok(())
 }
 
+/// With two ranks and `dataset.pretokenize`, rank 0 alone tokenizes the data files into
+/// shards while the other waits, and both train from them; a later run finds them and leaves
+/// them as they are.
+#[test]
+fn two_ranks_tokenize_the_data_once_and_read_the_shards() -> Result<()> {
+    use titan::data::{DataSource, Split, StoryConfig};
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    let config = StoryConfig {
+        seed: 2,
+        num_stories: 400,
+    };
+    let stories = DataSource::stories(config, Split::All).sample(400)?;
+    for (i, part) in stories.chunks(100).enumerate() {
+        let lines: String = part
+            .iter()
+            .map(|text| format!("{}\n", serde_json::json!({ "text": text })))
+            .collect();
+        std::fs::write(data.join(format!("part-{i}.jsonl")), lines)?;
+    }
+    let tokens = dir.path().join("tokens");
+    let run = |out: &str, extra: &[&str]| -> Result<String> {
+        let output = Command::new(env!("CARGO_BIN_EXE_tiny_llama"))
+            .args(["--steps", "2", "--nproc-per-node", "2", "--data"])
+            .arg(&data)
+            .args(common::SHRUNK)
+            .arg("--output-dir")
+            .arg(dir.path().join(out))
+            .arg("--set")
+            .arg(format!("dataset.tokens_dir={}", tokens.display()))
+            .args(extra)
+            .env_remove("WORLD_SIZE")
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        if !output.status.success() {
+            bail!("tiny_llama failed:\n{stderr}");
+        }
+        Ok(stderr)
+    };
+    let first = run("first", &["--set", "dataset.pretokenize=true"])?;
+    assert!(first.contains("token shards: "), "{first}");
+    let files = |ext: &str| -> Result<Vec<(PathBuf, std::time::SystemTime)>> {
+        let mut found = Vec::new();
+        for sub in std::fs::read_dir(&tokens)? {
+            for entry in std::fs::read_dir(sub?.path())? {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == ext) {
+                    let modified = std::fs::metadata(&path)?.modified()?;
+                    found.push((path, modified));
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    };
+    let manifests = files("json")?;
+    assert_eq!(manifests.len(), 4, "{manifests:?}");
+    assert!(files("tmp")?.is_empty(), "temporary files left");
+    let second = run("second", &[])?;
+    assert!(second.contains("token shards: "), "{second}");
+    assert_eq!(files("json")?, manifests, "the shards were written again");
+    Ok(())
+}
+
 /// A distributed environment of the user's own that counts two processes but has no process
 /// group: the trainer refuses it, rather than two processes training two models.
 #[test]

@@ -124,8 +124,8 @@ impl DatasetConfig {
     }
 
     /// `source` read from its token shards for `tokenizer` when every file has one (built
-    /// first when `pretokenize`, with a progress bar when `progress`); as it is otherwise, saying
-    /// how to build them when only some files have one.
+    /// first when `pretokenize`, by rank 0 while the other ranks wait, with a progress bar when
+    /// `progress`); as it is otherwise, saying how to build them when only some files have one.
     pub fn tokenized<T: crate::Tokenizer + Sync>(
         &self,
         source: &DataSource,
@@ -146,7 +146,22 @@ impl DatasetConfig {
             return Ok(source.clone());
         };
         if self.pretokenize {
-            let shards = ShardSet::build(source, &dir, tokenizer, progress)?;
+            // Rank 0 tokenizes; the others wait for it, then find its shards.
+            let shards = crate::dist::rank_zero_first("token shards", |first| {
+                if first {
+                    return ShardSet::build(source, &dir, tokenizer, progress);
+                }
+                let identity = tokenizer.identity().unwrap_or_default();
+                match ShardSet::find(source, &dir, &identity)? {
+                    Lookup::Found(shards) => Ok(shards),
+                    Lookup::Missing { missing, files } => Err(crate::Error::Data(format!(
+                        "{missing} of {files} data files have no token shard in {} after rank 0 \
+                         built them: every rank must see the same dataset.tokens_dir (a shared \
+                         filesystem)",
+                        dir.display()
+                    ))),
+                }
+            })?;
             tracing::info!(
                 "token shards: {} ({} tokens)",
                 shards.dir().display(),
