@@ -460,6 +460,40 @@ fn loader_reads_shards(
     Ok(config.tokenized(source, tok, false)?.shards.is_some())
 }
 
+/// A position written before documents were counted per file, past its first file, reads on
+/// in the text (with separate validation data the count decides nothing there) but cannot be
+/// placed in token shards: refused, saying so.
+#[test]
+fn an_old_position_past_its_first_file_is_not_placed_in_token_shards() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (source, tok) = story_files(dir.path())?;
+    let source = DataSource {
+        split: Split::All,
+        ..source
+    };
+    let mut config = shard_config(dir.path());
+    config.pretokenize = true;
+    let sharded = config.tokenized(&source, &tok, false)?;
+    assert!(sharded.shards.is_some());
+    let dims = dims(0, 1)?;
+    let mut old = serde_json::to_value(Documents::new(&dims, source.clone(), 0, 0)?.state())?;
+    old["unit"] = 1.into();
+    old["seen"] = 12.into();
+    if let Some(map) = old.as_object_mut() {
+        map.remove("unit_seen");
+    }
+    Documents::new(&dims, source, 0, 0)?.load_state(serde_json::from_value(old.clone())?)?;
+    let err = Documents::new(&dims, sharded, 0, 0)?
+        .load_state(serde_json::from_value(old)?)
+        .expect_err("placed in shards")
+        .to_string();
+    assert!(
+        err.contains("older titan") && err.contains("token shards"),
+        "{err}"
+    );
+    Ok(())
+}
+
 fn source_files(source: &DataSource) -> Vec<PathBuf> {
     match &source.origin {
         titan::data::Origin::Files(files) => files.iter().map(|f| f.path.clone()).collect(),

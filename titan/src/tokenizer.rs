@@ -502,6 +502,34 @@ mod tests {
     }
 
     #[test]
+    fn the_identity_of_a_trained_tokenizer_is_that_of_its_saved_file() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let config = BpeConfig {
+            vocab_size: 300,
+            path: dir.path().join("tokenizer.json"),
+            ..BpeConfig::default()
+        };
+        let trained = BpeTokenizer::train(&config, corpus())?;
+        trained.save(&config.path)?;
+        let loaded = BpeTokenizer::from_file(&config.path, trained.max_len())?;
+        let identity = trained.identity();
+        assert!(
+            identity.as_ref().is_some_and(|id| id.len() == 64),
+            "{identity:?}"
+        );
+        assert_eq!(identity, loaded.identity());
+        let other = BpeTokenizer::train(
+            &BpeConfig {
+                vocab_size: 280,
+                ..config
+            },
+            corpus(),
+        )?;
+        assert_ne!(identity, other.identity());
+        Ok(())
+    }
+
+    #[test]
     fn ids_with_gaps_count_by_the_largest() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let path = dir.path().join("gaps.json");

@@ -172,7 +172,14 @@ impl DatasetConfig {
         let Some(identity) = tokenizer.identity() else {
             return Ok(source.clone());
         };
-        match ShardSet::find(source, &dir, &identity)? {
+        let found = ShardSet::find(source, &dir, &identity).unwrap_or_else(|e| {
+            tracing::warn!("{e}; reading the files");
+            Lookup::Missing {
+                missing: 0,
+                files: 0,
+            }
+        });
+        match found {
             Lookup::Found(shards) => {
                 tracing::info!(
                     "token shards: {} ({} tokens)",

@@ -418,6 +418,9 @@ impl Documents {
                 )));
             }
         }
+        // An old position's document count in its file is unknown past its first file (it
+        // counted across files); it can read text, where the count only decides the split.
+        let count_unknown = state.seen.is_some() && state.unit > 0;
         if let Some(seen) = state.seen.take() {
             // Before the split was per file, `seen` counted along the rank's units, and the
             // held-out documents were the 19th, 39th… of that count. The rules agree where no
@@ -447,6 +450,14 @@ impl Documents {
             let positions =
                 std::iter::once(&mut at).chain(state.leftovers.iter_mut().map(|l| &mut l.at));
             for at in positions {
+                if shards && count_unknown {
+                    return Err(Error::Data(format!(
+                        "the dataset position of rank {rank} was written by an older titan, \
+                         which did not count documents per file, so it cannot be found in the \
+                         token shards of {}: resume with the files (another `dataset.tokens_dir`)",
+                        what()
+                    )));
+                }
                 if shards {
                     // In a token shard, a position is the document's index in its file.
                     (at.offset, at.record) = (at.unit_seen, 0);

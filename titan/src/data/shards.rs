@@ -7,9 +7,10 @@
 //! `TOKENS_DIR/TOKENIZER-ID/`, and they hold every document of the file in order, so the split,
 //! sharding between ranks and positions are those of the text.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,8 +27,11 @@ use crate::{Error, Result};
 /// The layout version of shards this titan writes and reads.
 pub const SHARD_VERSION: u32 = 1;
 
-/// Documents tokenized in one call while building a shard.
+/// Documents tokenized in one call while building a shard…
 const BUILD_CHUNK_DOCS: usize = 2048;
+
+/// …or fewer, once they hold this many bytes of text.
+const BUILD_CHUNK_BYTES: usize = 16 << 20;
 
 /// Index entries read at once.
 const INDEX_BLOCK: u64 = 4096;
@@ -45,6 +49,11 @@ pub struct Manifest {
     pub source_bytes: u64,
     /// Its modification time (nanoseconds since the Unix epoch) when it was tokenized.
     pub source_modified_ns: u128,
+    /// Its status change time (nanoseconds since the Unix epoch) when it was tokenized: a copy
+    /// that keeps the modification time still changes it.
+    pub source_changed_ns: i128,
+    /// Its inode when it was tokenized.
+    pub source_inode: u64,
     /// The tokenizer's identity ([`Tokenizer::identity`]).
     pub tokenizer: String,
     /// The tokenizer's vocabulary: every id is below it.
@@ -114,15 +123,56 @@ fn key(file: &DataFile, source: &DataSource) -> Result<String> {
     Ok(key)
 }
 
-/// The size and modification time of `path`.
-fn stamp(path: &Path) -> Result<(u64, u128)> {
+/// What tells whether `path` changed: its size, modification time, status change time and
+/// inode.
+fn stamp(path: &Path) -> Result<(u64, u128, i128, u64)> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     let modified = meta
         .modified()
         .map_err(|e| Error::io(path, e))?
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    Ok((meta.len(), modified))
+    let changed = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+    Ok((meta.len(), modified, changed, meta.ino()))
+}
+
+/// Temporary files being written, removed when dropped unless kept: a failed or interrupted
+/// build leaves nothing behind.
+struct Scratch(Vec<PathBuf>);
+
+impl Scratch {
+    /// A new temporary file in `dir` for `key` and `ext`, created here and only here.
+    fn create(&mut self, dir: &Path, key: &str, ext: &str) -> Result<File> {
+        let unique: u64 = rand::random();
+        let path = dir.join(format!(
+            ".{key}.{ext}.{}-{unique:016x}.tmp",
+            std::process::id()
+        ));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        self.0.push(path);
+        Ok(file)
+    }
+
+    /// Moves temporary file `i` to `to`; it is no longer removed.
+    fn keep(&mut self, i: usize, to: &Path) -> Result<()> {
+        std::fs::rename(&self.0[i], to).map_err(|e| Error::io(to, e))?;
+        self.0[i] = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            if !path.as_os_str().is_empty() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
 }
 
 /// The data files of `source`, or an error: only files are tokenized ahead.
@@ -154,8 +204,8 @@ impl Shard {
         };
         let bad = |why: String| {
             Error::Data(format!(
-                "{}: a bad token shard of {}: {why}; delete it, and `--set dataset.pretokenize=true` \
-                 builds it again",
+                "{}: a bad token shard of {}: {why}; `--set dataset.pretokenize=true` builds it \
+                 again",
                 manifest_path.display(),
                 file.path.display()
             ))
@@ -163,10 +213,8 @@ impl Shard {
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| bad(format!("not a manifest: {e}")))?;
         if manifest.version != SHARD_VERSION {
-            return Err(bad(format!(
-                "layout version {}, and this titan reads {SHARD_VERSION}",
-                manifest.version
-            )));
+            // Another layout: built again when asked, read as text meanwhile.
+            return Ok(None);
         }
         if manifest.tokenizer != tokenizer {
             return Err(bad(format!(
@@ -177,7 +225,13 @@ impl Shard {
         if !matches!(manifest.width, 2 | 4) {
             return Err(bad(format!("{} bytes per id", manifest.width)));
         }
-        if (manifest.source_bytes, manifest.source_modified_ns) != stamp(&file.path)? {
+        let stamped = (
+            manifest.source_bytes,
+            manifest.source_modified_ns,
+            manifest.source_changed_ns,
+            manifest.source_inode,
+        );
+        if stamped != stamp(&file.path)? {
             // The file changed since: the shard is stale, not damaged.
             return Ok(None);
         }
@@ -214,26 +268,28 @@ impl Shard {
         id: &str,
     ) -> Result<Shard> {
         let key = key(file, source)?;
-        let (source_bytes, source_modified_ns) = stamp(&file.path)?;
+        let (source_bytes, source_modified_ns, source_changed_ns, source_inode) =
+            stamp(&file.path)?;
         let vocab_size = tokenizer.vocab_size() as u64;
         let width: u8 = if vocab_size <= 1 << 16 { 2 } else { 4 };
-        let tmp = |ext: &str| dir.join(format!(".{key}.{ext}.{}.tmp", std::process::id()));
-        let (tokens_tmp, index_tmp) = (tmp("tokens"), tmp("index"));
-        let create = |path: &Path| {
-            File::create(path)
-                .map(|f| BufWriter::with_capacity(1 << 20, f))
-                .map_err(|e| Error::io(path, e))
-        };
-        let (mut tokens, mut index) = (create(&tokens_tmp)?, create(&index_tmp)?);
+        let mut scratch = Scratch(Vec::new());
+        let buffered = |f: File| BufWriter::with_capacity(1 << 20, f);
+        let mut tokens = buffered(scratch.create(dir, &key, "tokens")?);
+        let mut index = buffered(scratch.create(dir, &key, "index")?);
+        let (tokens_tmp, index_tmp) = (scratch.0[0].clone(), scratch.0[1].clone());
         let mut reader = source.open(file, 0, 0)?;
         let (mut documents, mut total) = (0u64, 0u64);
         let mut chunk = Vec::with_capacity(BUILD_CHUNK_DOCS);
         let mut bytes = Vec::new();
         loop {
             chunk.clear();
-            while chunk.len() < BUILD_CHUNK_DOCS {
+            let mut text_bytes = 0;
+            while chunk.len() < BUILD_CHUNK_DOCS && text_bytes < BUILD_CHUNK_BYTES {
                 match reader.next_text()? {
-                    Some(doc) => chunk.push(doc),
+                    Some(doc) => {
+                        text_bytes += doc.len();
+                        chunk.push(doc);
+                    }
                     None => break,
                 }
             }
@@ -277,6 +333,8 @@ impl Shard {
                 source: file.path.clone(),
                 source_bytes,
                 source_modified_ns,
+                source_changed_ns,
+                source_inode,
                 tokenizer: id.to_string(),
                 vocab_size,
                 width,
@@ -284,14 +342,20 @@ impl Shard {
                 tokens: total,
             },
         };
-        let rename =
-            |from: &Path, to: &Path| std::fs::rename(from, to).map_err(|e| Error::io(to, e));
-        rename(&tokens_tmp, &shard.tokens)?;
-        rename(&index_tmp, &shard.index)?;
-        let manifest_tmp = tmp("json");
+        scratch.keep(0, &shard.tokens)?;
+        scratch.keep(1, &shard.index)?;
+        let mut manifest = scratch.create(dir, &key, "json")?;
+        let manifest_tmp = scratch.0[2].clone();
         let json = serde_json::to_vec_pretty(&shard.manifest)?;
-        std::fs::write(&manifest_tmp, json).map_err(|e| Error::io(&manifest_tmp, e))?;
-        rename(&manifest_tmp, &dir.join(format!("{key}.json")))?;
+        manifest
+            .write_all(&json)
+            .and_then(|()| manifest.sync_all())
+            .map_err(|e| Error::io(&manifest_tmp, e))?;
+        scratch.keep(2, &dir.join(format!("{key}.json")))?;
+        // The renames themselves survive a crash once the directory is synced.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
         Ok(shard)
     }
 
@@ -343,9 +407,19 @@ impl ShardSet {
         let dir = tokenizer_dir(tokens_dir, &identity);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let mut todo = Vec::new();
+        let mut keys = HashSet::new();
         for (i, file) in files.iter().enumerate() {
-            if Shard::find(&dir, file, source, &identity)?.is_none() {
-                todo.push(i);
+            // One build per key: two names of one file (links) are tokenized once.
+            if !keys.insert(key(file, source)?) {
+                continue;
+            }
+            match Shard::find(&dir, file, source, &identity) {
+                Ok(Some(_)) => {}
+                Ok(None) => todo.push(i),
+                Err(e) => {
+                    tracing::warn!("{e}: tokenizing it again");
+                    todo.push(i);
+                }
             }
         }
         let bar = if progress && !todo.is_empty() {
@@ -360,9 +434,10 @@ impl ShardSet {
             indicatif::ProgressBar::hidden()
         };
         let next = AtomicUsize::new(0);
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(todo.len());
+        // Each tokenizer call is parallel already: half the cores' files at a time keeps the
+        // cores busy between calls without holding a chunk per core.
+        let workers = (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2)
+            .clamp(1, todo.len().max(1));
         let results: Vec<Result<()>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
