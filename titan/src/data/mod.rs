@@ -18,6 +18,7 @@ mod shards;
 mod source;
 mod stories;
 mod text;
+mod token_shard;
 
 // The shared batch vocabulary lives in `crate::batch`; data re-exports it for its users.
 pub use crate::batch::{
@@ -32,10 +33,11 @@ pub use loader::{DEFAULT_PREFETCH, LoaderState, TokenLoader};
 pub use packed::{PackedLoader, PackedState, pack_documents};
 pub use read_ahead::{MAX_CHUNK_BYTES, MAX_CHUNK_DOCS, MIN_CHUNK_BYTES, MIN_CHUNK_DOCS, ReadAhead};
 pub use sample::Sample;
-pub use shards::{Lookup, Manifest, SHARD_VERSION, Shard, ShardSet};
+pub use shards::Lookup;
 pub use source::{DEFAULT_FIELD, DataSource, HOLDOUT_EVERY, Origin, Split};
 pub use stories::{StoryConfig, StoryGenerator};
 pub use text::{DEFAULT_DELIMITER, MAX_DOCUMENT_BYTES};
+pub use token_shard::{Manifest, SHARD_VERSION, Shard, ShardSet};
 
 use crate::Result;
 

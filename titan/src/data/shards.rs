@@ -1,86 +1,33 @@
 //! Token shards: each data file tokenized once into a shard beside a cache of them, read back
-//! with no tokenizer in the loop. A shard is three files named by the source file's key (its
-//! canonical path and how documents are found in it): `KEY.tokens` (ids back to back, u16 when
-//! the vocabulary fits, u32 otherwise, little-endian), `KEY.index` (each document's end, in
-//! tokens, u64 little-endian) and `KEY.json` (the [`Manifest`]: source, tokenizer, counts),
-//! written last, so a shard is whole or absent. Shards live under
+//! with no tokenizer in the loop (`token_shard.rs`). A shard is three files named by the source
+//! file's key (its canonical path and how documents are found in it): `KEY.tokens` (ids back to
+//! back, u16 when the vocabulary fits, u32 otherwise, little-endian), `KEY.index` (each
+//! document's end, in tokens, u64 little-endian) and `KEY.json` (the [`Manifest`]: source,
+//! tokenizer, counts), written last, so a shard is whole or absent. Shards live under
 //! `TOKENS_DIR/TOKENIZER-ID/`, and they hold every document of the file in order, so the split,
-//! sharding between ranks and positions are those of the text.
+//! sharding between ranks and positions are those of the text. This file finds and builds them.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::UNIX_EPOCH;
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::files::DataFile;
 use super::source::{DataSource, Origin};
+use super::token_shard::{Manifest, SHARD_VERSION, Shard, ShardSet};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
-
-/// The layout version of shards this titan writes and reads.
-pub const SHARD_VERSION: u32 = 1;
 
 /// Documents tokenized in one call while building a shard…
 const BUILD_CHUNK_DOCS: usize = 2048;
 
 /// …or fewer, once they hold this many bytes of text.
 const BUILD_CHUNK_BYTES: usize = 16 << 20;
-
-/// Index entries read at once.
-const INDEX_BLOCK: u64 = 4096;
-
-/// What a shard holds, written last (`KEY.json`): whole shards only, and enough to tell a stale
-/// or foreign one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    /// [`SHARD_VERSION`] of the titan that wrote it.
-    pub version: u32,
-    /// The source file.
-    pub source: PathBuf,
-    /// Its size in bytes when it was tokenized.
-    pub source_bytes: u64,
-    /// Its modification time (nanoseconds since the Unix epoch) when it was tokenized.
-    pub source_modified_ns: u128,
-    /// Its status change time (nanoseconds since the Unix epoch) when it was tokenized: a copy
-    /// that keeps the modification time still changes it.
-    pub source_changed_ns: i128,
-    /// Its inode when it was tokenized.
-    pub source_inode: u64,
-    /// The tokenizer's identity ([`Tokenizer::identity`]).
-    pub tokenizer: String,
-    /// The tokenizer's vocabulary: every id is below it.
-    pub vocab_size: u64,
-    /// Bytes per id in `KEY.tokens`: 2 or 4.
-    pub width: u8,
-    /// Documents in the shard.
-    pub documents: u64,
-    /// Ids in the shard.
-    pub tokens: u64,
-}
-
-/// One source file's shard, checked against its manifest and sizes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Shard {
-    tokens: PathBuf,
-    index: PathBuf,
-    manifest: Manifest,
-}
-
-/// The shards of every file of a source, for one tokenizer: one per unit, in the source's
-/// order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShardSet {
-    dir: PathBuf,
-    shards: Arc<[Shard]>,
-}
 
 /// What a search for a source's shards found.
 #[derive(Debug)]
@@ -358,11 +305,6 @@ impl Shard {
             .map_err(|e| Error::io(dir, e))?;
         Ok(shard)
     }
-
-    /// The file's manifest.
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
-    }
 }
 
 impl ShardSet {
@@ -470,133 +412,5 @@ impl ShardSet {
                 dir.display()
             ))),
         }
-    }
-
-    /// Where the shards are.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Ids in all shards.
-    pub fn tokens(&self) -> u64 {
-        self.shards.iter().map(|s| s.manifest.tokens).sum()
-    }
-
-    /// The shard of unit `unit`.
-    pub(crate) fn shard(&self, unit: usize) -> Result<&Shard> {
-        self.shards.get(unit).ok_or_else(|| {
-            Error::Data(format!(
-                "position names file {unit}, but the source has {} token shards",
-                self.shards.len()
-            ))
-        })
-    }
-}
-
-/// Reads one shard document by document from document `next`: two positioned reads per
-/// document (ids, and a block of the index now and then), nothing held beyond a block.
-#[derive(Debug)]
-pub(crate) struct ShardReader {
-    tokens: File,
-    index: File,
-    shard: Shard,
-    next: u64,
-    block_start: u64,
-    block: Vec<u64>,
-}
-
-impl ShardReader {
-    /// `shard` from document `next`.
-    pub(crate) fn open(shard: &Shard, next: u64) -> Result<Self> {
-        let open = |path: &Path| File::open(path).map_err(|e| Error::io(path, e));
-        if next > shard.manifest.documents {
-            return Err(Error::Data(format!(
-                "position names document {next} of {}, which holds {}",
-                shard.tokens.display(),
-                shard.manifest.documents
-            )));
-        }
-        Ok(Self {
-            tokens: open(&shard.tokens)?,
-            index: open(&shard.index)?,
-            shard: shard.clone(),
-            next,
-            block_start: 0,
-            block: Vec::new(),
-        })
-    }
-
-    /// The end (in ids) of document `doc`; 0 before the first.
-    fn end(&mut self, doc: Option<u64>) -> Result<u64> {
-        let Some(doc) = doc else {
-            return Ok(0);
-        };
-        if doc < self.block_start || doc >= self.block_start + self.block.len() as u64 {
-            let start = doc - doc % INDEX_BLOCK;
-            let len = INDEX_BLOCK.min(self.shard.manifest.documents - start);
-            let mut bytes = vec![0u8; len as usize * 8];
-            self.index
-                .read_exact_at(&mut bytes, start * 8)
-                .map_err(|e| Error::io(&self.shard.index, e))?;
-            self.block = bytes
-                .chunks_exact(8)
-                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-                .collect();
-            self.block_start = start;
-        }
-        Ok(self.block[(doc - self.block_start) as usize])
-    }
-
-    /// The next document's ids; `None` at the end of the shard. A damaged index or an id
-    /// outside the vocabulary is an error naming the shard and the document.
-    pub(crate) fn next_document(&mut self) -> Result<Option<Vec<u32>>> {
-        let m = &self.shard.manifest;
-        if self.next >= m.documents {
-            return Ok(None);
-        }
-        let doc = self.next;
-        let (start, end) = (self.end(doc.checked_sub(1))?, self.end(Some(doc))?);
-        let (m, path) = (&self.shard.manifest, &self.shard.tokens);
-        let damaged = |why: String| {
-            Error::Data(format!(
-                "{}: document {doc} of this token shard is damaged ({why}); delete the shard's \
-                 files, and `--set dataset.pretokenize=true` builds them again",
-                path.display()
-            ))
-        };
-        if start > end || end > m.tokens {
-            return Err(damaged(format!(
-                "it spans ids {start}..{end} of {}",
-                m.tokens
-            )));
-        }
-        let width = u64::from(m.width);
-        let mut bytes = vec![0u8; ((end - start) * width) as usize];
-        self.tokens
-            .read_exact_at(&mut bytes, start * width)
-            .map_err(|e| Error::io(path, e))?;
-        let ids: Vec<u32> = match m.width {
-            2 => bytes
-                .chunks_exact(2)
-                .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
-                .collect(),
-            _ => bytes
-                .chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        };
-        if let Some(bad) = ids.iter().find(|&&id| u64::from(id) >= m.vocab_size) {
-            return Err(damaged(format!(
-                "id {bad} is outside the vocabulary of {}",
-                m.vocab_size
-            )));
-        }
-        self.next += 1;
-        Ok(Some(ids))
-    }
-
-    /// `(next document, 0)`: where it is.
-    pub(crate) fn position(&self) -> (u64, u64) {
-        (self.next, 0)
     }
 }

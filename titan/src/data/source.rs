@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::files::{DataFile, Format, resolve};
 use super::jsonl::JsonlReader;
 use super::parquet::ParquetReader;
-use super::shards::{ShardReader, ShardSet};
 use super::text::{DEFAULT_DELIMITER, MAX_DOCUMENT_BYTES, TextReader};
+use super::token_shard::{ShardReader, ShardSet};
 use super::{Doc, StoryConfig, StoryGenerator};
 use crate::{Error, Result};
 
