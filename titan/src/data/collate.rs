@@ -172,12 +172,7 @@ impl<D: Dataset, T: Tokenizer, C: Convention> Collator<D, T, C> {
     ) -> Result<()> {
         let (datasets, pendings): (Vec<_>, Vec<_>) = states.into_iter().unzip();
         self.docs.load_resharded(datasets)?;
-        self.pending = pendings
-            .into_iter()
-            .flatten()
-            .skip(rank)
-            .step_by(degree.max(1))
-            .collect();
+        self.pending = super::deal(pendings.into_iter().flatten(), rank, degree);
         Ok(())
     }
 

@@ -596,17 +596,8 @@ impl Dataset for Documents {
                 .flat_map(|item| cut(item, degree))
                 .collect();
         }
-        let mine = |i: usize| i % degree as usize == rank;
-        let leftovers: Vec<Leftover> = items
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, item)| mine(i).then_some(item))
-            .collect();
-        let buffer: Vec<Buffered> = buffered
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, doc)| mine(i).then_some(doc))
-            .collect();
+        let leftovers: Vec<Leftover> = super::deal(items, rank, degree as usize);
+        let buffer: Vec<Buffered> = super::deal(buffered, rank, degree as usize);
         self.open = None;
         self.buffered_bytes = buffer.iter().map(Buffered::size).sum();
         self.state = DocumentsState {

@@ -114,6 +114,20 @@ pub trait Dataloader {
     fn epoch(&self) -> u64;
 }
 
+/// The `rank`-th of every `degree` items, in order: how the work of old ranks is dealt to the
+/// new ones on a resume on another number of ranks.
+pub(crate) fn deal<T, C: FromIterator<T>>(
+    items: impl IntoIterator<Item = T>,
+    rank: usize,
+    degree: usize,
+) -> C {
+    items
+        .into_iter()
+        .skip(rank)
+        .step_by(degree.max(1))
+        .collect()
+}
+
 /// The error of a dataset or dataloader `T` that cannot resume the positions of `old` ranks.
 fn cannot_reshard<T: ?Sized>(old: usize) -> crate::Error {
     crate::Error::Data(format!(
