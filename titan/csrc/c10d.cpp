@@ -275,6 +275,12 @@ struct DdpState {
   bool overlap = true;
   // The order in which parameters became ready in the last armed backward.
   std::vector<size_t> order;
+  // Parameters that no rank had a gradient for at the last `finish` (all of them before the
+  // first): the same list on every rank. `finish` sums a flag per such parameter with the stats,
+  // and one that no rank used keeps no gradient, as in one process (where AdamW then skips it).
+  // One that any rank used leaves the list: the optimizers zero gradients in place, so it keeps
+  // a gradient on every rank from then on, as in one process.
+  std::vector<size_t> undecided;
   std::deque<std::vector<at::Tensor>> lists;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   std::mutex mu;
@@ -391,6 +397,7 @@ TitanDdp* titan_ddp_new(TitanGroup* group, at::Tensor* const* params, const uint
     }
     state->pending = state->bucket_size;
     state->filled.assign(n, false);
+    for (size_t i = 0; i < n; ++i) state->undecided.push_back(i);
     auto ddp = std::make_unique<TitanDdp>();
     ddp->state = state;
     for (size_t i = 0; i < n; ++i) {
@@ -428,7 +435,8 @@ int titan_ddp_arm(TitanDdp* ddp, char* err, size_t err_len) {
 }
 
 // Queues what backward did not, then `stats` (summed too), waits for every bucket and writes the
-// sums into the gradients. `launched` gets how many buckets backward itself had queued.
+// sums into the gradients; a parameter that no rank has a gradient for keeps none. `launched`
+// gets how many buckets backward itself had queued.
 int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* err,
                      size_t err_len) {
   return guarded(err, err_len, [&] {
@@ -445,15 +453,39 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
       s.overlap = false;
       s.launched_in_backward = 0;
     }
+    // Whether this rank has a gradient for each parameter no rank had one for so far.
+    auto sums = *stats;
+    if (!s.undecided.empty()) {
+      std::vector<float> here;
+      for (size_t i : s.undecided) here.push_back(s.params[i].grad().defined() ? 1.0f : 0.0f);
+      auto flags = at::tensor(here).to(stats->options());
+      sums = at::cat({stats->reshape({-1}), flags});
+    }
     for (size_t i = 0; i < s.params.size(); ++i)
       if (!s.filled[i]) s.fill(i);
     s.launch_ready();
-    s.launch(*stats);
+    s.launch(sums);
     if (launched != nullptr) *launched = s.launched_in_backward;
     for (auto& work : s.works) work->wait(s.timeout);
     s.works.clear();
     s.lists.clear();
+    std::vector<bool> unused(s.params.size(), false);
+    if (!s.undecided.empty()) {
+      auto n = stats->numel();
+      stats->copy_(sums.narrow(0, 0, n).view(stats->sizes()));
+      auto used = sums.narrow(0, n, int64_t(s.undecided.size())).to(at::kCPU, at::kFloat);
+      auto flag = used.accessor<float, 1>();
+      std::vector<size_t> still;
+      for (size_t k = 0; k < s.undecided.size(); ++k) {
+        if (flag[k] == 0.0f) {
+          still.push_back(s.undecided[k]);
+          unused[s.undecided[k]] = true;
+        }
+      }
+      s.undecided = std::move(still);
+    }
     for (size_t i = 0; i < s.params.size(); ++i) {
+      if (unused[i]) continue;
       auto& p = s.params[i];
       auto summed = s.flats[s.bucket_of[i]].narrow(0, s.offset_of[i], p.numel()).view(p.sizes());
       if (p.grad().defined()) {

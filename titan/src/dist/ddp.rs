@@ -91,8 +91,9 @@ impl GradReducer {
         self.buckets.borrow().arm()
     }
 
-    /// Sums the rest, and `stats`, over every rank; the gradients then hold the sums. Returns
-    /// how many buckets backward itself had queued. After the first step, rebuilds the buckets
+    /// Sums the rest, and `stats`, over every rank; the gradients then hold the sums, and a
+    /// parameter no rank has a gradient for keeps none (as in one process, where the optimizer
+    /// skips it). Returns how many buckets backward itself had queued. After the first step, rebuilds the buckets
     /// in the order backward made the gradients ready.
     pub(crate) fn finish(&self, stats: &Tensor) -> Result<usize> {
         let launched = self.group.explained(
@@ -213,6 +214,70 @@ mod tests {
         // made them ready, rebuilt after step 1).
         assert_eq!(buckets, 2);
         assert_eq!(launched, buckets, "backward queued every bucket in step 2");
+        Ok(())
+    }
+
+    /// One rank's two steps over three parameters: `p0` used by every rank, `p1` by rank 1
+    /// only, `p2` by none. Its gradients after each step (`None`: undefined).
+    fn partly_used(group: Arc<ProcessGroup>) -> Result<Vec<Vec<Option<f32>>>> {
+        let rank = group.rank();
+        let params: Vec<(String, Tensor)> = (0..3)
+            .map(|i| {
+                let p = Tensor::f_ones([4], (Kind::Float, Device::Cpu))?.set_requires_grad(true);
+                Ok((format!("p{i}"), p))
+            })
+            .collect::<Result<_>>()?;
+        let reducer = GradReducer::new(group, &params)?;
+        let mut steps = Vec::new();
+        for _step in 0..2 {
+            for (_, p) in &params {
+                let mut grad = p.grad();
+                if grad.defined() {
+                    let _ = grad.f_zero_()?;
+                }
+            }
+            reducer.arm()?;
+            let mut loss = params[0].1.f_sum(Kind::Float)?;
+            if rank == 1 {
+                loss = loss.f_add(&params[1].1.f_sum(Kind::Float)?.f_mul_scalar(3.0)?)?;
+            }
+            loss.f_backward()?;
+            reducer.finish(&Tensor::from_slice(&[1.0f32]))?;
+            steps.push(
+                params
+                    .iter()
+                    .map(|(_, p)| {
+                        let g = p.grad();
+                        Ok(match g.defined() {
+                            true => Some(g.f_sum(Kind::Float)?.double_value(&[]) as f32),
+                            false => None,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            );
+        }
+        Ok(steps)
+    }
+
+    /// A parameter no rank used keeps no gradient (one process would leave it undefined, and
+    /// the optimizer skip it); one that only rank 1 used gets its gradient on both ranks.
+    #[test]
+    fn a_parameter_no_rank_used_keeps_no_gradient() -> Result<()> {
+        let timeout = Duration::from_secs(30);
+        let store = Store::new("127.0.0.1", 0, true, 2, timeout)?;
+        let port = store.port();
+        let peer = std::thread::spawn(move || {
+            let group = ProcessGroup::join("127.0.0.1", port, 1, 2, Backend::Gloo, timeout)?;
+            partly_used(Arc::new(group))
+        });
+        drop(store);
+        let group = ProcessGroup::join("127.0.0.1", port, 0, 2, Backend::Gloo, timeout)?;
+        let steps = partly_used(Arc::new(group))?;
+        let steps1 = peer.join().expect("rank 1 panicked")?;
+        // Sums over 4 elements: p0 gets 1 from each rank, p1 3 from rank 1.
+        let expected = vec![Some(8.0), Some(12.0), None];
+        assert_eq!(steps, vec![expected.clone(), expected]);
+        assert_eq!(steps1, steps);
         Ok(())
     }
 
