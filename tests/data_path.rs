@@ -309,9 +309,10 @@ fn shard_config(dir: &Path) -> titan::data::DatasetConfig {
     }
 }
 
-/// Token shards give the loader exactly the batches the text gives, on each of two ranks; a
-/// position saved while reading the text resumes on the shards, and one saved on the shards
-/// resumes there exactly.
+/// Token shards give the loader exactly the batches the text gives, on each of two ranks, with
+/// the shuffle buffer bounded by its documents or by its bytes (a shard document counts its
+/// text's); a position saved while reading the text resumes on the shards, and one saved on
+/// the shards resumes there exactly.
 #[test]
 fn token_shards_serve_the_texts_batches_and_resume_exactly() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -331,8 +332,13 @@ fn token_shards_serve_the_texts_batches_and_resume_exactly() -> Result<()> {
     config.pretokenize = false;
     // Found by the next run without asking.
     assert!(config.tokenized(&source, &tok, false)?.shards.is_some());
-    for rank in 0..2 {
+    // 64 documents, or about 4 stories' worth of bytes.
+    for (rank, bytes) in [(0, None), (1, None), (0, Some(4_000)), (1, Some(4_000))] {
         let dims = dims(rank, 2)?;
+        let config = titan::data::DatasetConfig {
+            shuffle_buffer_bytes: bytes.unwrap_or(config.shuffle_buffer_bytes),
+            ..config.clone()
+        };
         // `source` alone would find the shards: the text is read with no shards dir.
         let text_only = titan::data::DatasetConfig {
             tokens_dir: Some(dir.path().join("none")),
@@ -356,7 +362,7 @@ fn token_shards_serve_the_texts_batches_and_resume_exactly() -> Result<()> {
         let mut ids = loader(&sharded)?;
         assert!(
             serve(&mut text, 30)? == serve(&mut ids, 30)?,
-            "rank {rank}: other batches"
+            "rank {rank}, byte bound {bytes:?}: other batches"
         );
         // The text's position, resumed on the shards, and the shards' own.
         let (from_text, from_ids) = (text.state(), ids.state());

@@ -192,7 +192,7 @@ impl<D: Dataset, T: Tokenizer, C: Convention> Collator<D, T, C> {
                         texts.push(text);
                         order.push(None);
                     }
-                    Doc::Tokens(ids) => order.push(Some(ids)),
+                    Doc::Tokens { ids, .. } => order.push(Some(ids)),
                 }
             }
             let mut encoded = if texts.is_empty() {

@@ -105,21 +105,29 @@ impl DocumentsState {
 }
 
 /// A document waiting in the shuffle buffer, shared (a position snapshot copies pointers):
-/// saved as its text, or as its ids when it came from token shards.
+/// saved as its text, or as its ids and its text's size when it came from token shards.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Saved", into = "Saved")]
 pub enum Buffered {
     /// Text.
     Text(Arc<str>),
-    /// Token ids.
-    Tokens(Arc<[u32]>),
+    /// Token ids, and the bytes of the text they were tokenized from.
+    Tokens {
+        /// The ids.
+        ids: Arc<[u32]>,
+        /// Bytes of their text.
+        text_bytes: usize,
+    },
 }
 
-/// [`Buffered`] as a checkpoint holds it: a string, or a list of ids.
+/// [`Buffered`] as a checkpoint holds it: a string, or the ids with their text's size; a bare
+/// list of ids is a checkpoint from before the sizes, whose buffer counted 4 bytes per id (its
+/// resume keeps counting so, to take the same documents).
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum Saved {
     Text(String),
+    Ids { ids: Vec<u32>, text_bytes: usize },
     Tokens(Vec<u32>),
 }
 
@@ -127,7 +135,14 @@ impl From<Saved> for Buffered {
     fn from(saved: Saved) -> Self {
         match saved {
             Saved::Text(text) => Buffered::Text(text.into()),
-            Saved::Tokens(ids) => Buffered::Tokens(ids.into()),
+            Saved::Ids { ids, text_bytes } => Buffered::Tokens {
+                ids: ids.into(),
+                text_bytes,
+            },
+            Saved::Tokens(ids) => Buffered::Tokens {
+                text_bytes: ids.len() * 4,
+                ids: ids.into(),
+            },
         }
     }
 }
@@ -136,7 +151,10 @@ impl From<Buffered> for Saved {
     fn from(doc: Buffered) -> Self {
         match doc {
             Buffered::Text(text) => Saved::Text(text.to_string()),
-            Buffered::Tokens(ids) => Saved::Tokens(ids.to_vec()),
+            Buffered::Tokens { ids, text_bytes } => Saved::Ids {
+                ids: ids.to_vec(),
+                text_bytes,
+            },
         }
     }
 }
@@ -145,17 +163,20 @@ impl From<Doc> for Buffered {
     fn from(doc: Doc) -> Self {
         match doc {
             Doc::Text(text) => Buffered::Text(text.into()),
-            Doc::Tokens(ids) => Buffered::Tokens(ids.into()),
+            Doc::Tokens { ids, text_bytes } => Buffered::Tokens {
+                ids: ids.into(),
+                text_bytes,
+            },
         }
     }
 }
 
 impl Buffered {
-    /// Bytes it holds.
+    /// Bytes of text it holds or was tokenized from (see [`Doc::size`]).
     pub fn size(&self) -> usize {
         match self {
             Buffered::Text(text) => text.len(),
-            Buffered::Tokens(ids) => ids.len() * 4,
+            Buffered::Tokens { text_bytes, .. } => *text_bytes,
         }
     }
 
@@ -163,7 +184,10 @@ impl Buffered {
     fn to_doc(&self) -> Doc {
         match self {
             Buffered::Text(text) => Doc::Text(text.to_string()),
-            Buffered::Tokens(ids) => Doc::Tokens(ids.to_vec()),
+            Buffered::Tokens { ids, text_bytes } => Doc::Tokens {
+                ids: ids.to_vec(),
+                text_bytes: *text_bytes,
+            },
         }
     }
 }
@@ -484,7 +508,7 @@ impl Dataset for Documents {
     fn next_document(&mut self) -> Result<String> {
         match self.next_doc()? {
             Doc::Text(text) => Ok(text),
-            Doc::Tokens(_) => Err(Error::Data(format!(
+            Doc::Tokens { .. } => Err(Error::Data(format!(
                 "{} is read from token shards, which hold ids, not text",
                 self.source.describe()
             ))),
@@ -866,6 +890,24 @@ mod tests {
             }
             assert_eq!(sorted(all), expected, "{ranks} rank(s)");
         }
+        Ok(())
+    }
+
+    /// A buffered shard document keeps its text's size through a checkpoint; a bare list of
+    /// ids (a checkpoint from before the sizes) counts 4 bytes per id, as its run did.
+    #[test]
+    fn buffered_ids_keep_their_texts_size_through_a_checkpoint() -> Result<()> {
+        let doc = Buffered::from(Doc::Tokens {
+            ids: vec![5, 6, 7],
+            text_bytes: 11,
+        });
+        let saved = serde_json::to_string(&doc)?;
+        let back: Buffered = serde_json::from_str(&saved)?;
+        assert_eq!((back.size(), &back), (11, &doc));
+        let old: Buffered = serde_json::from_str("[5, 6, 7]")?;
+        assert_eq!(old.size(), 12);
+        let text: Buffered = serde_json::from_str("\"a story\"")?;
+        assert_eq!(text, Buffered::Text("a story".into()));
         Ok(())
     }
 

@@ -47,16 +47,22 @@ use crate::Result;
 pub enum Doc {
     /// Text.
     Text(String),
-    /// Token ids.
-    Tokens(Vec<u32>),
+    /// Token ids, from token shards.
+    Tokens {
+        /// The ids.
+        ids: Vec<u32>,
+        /// Bytes of the text they were tokenized from.
+        text_bytes: usize,
+    },
 }
 
 impl Doc {
-    /// Bytes it holds in memory (for the bounds of buffers).
+    /// Bytes of text it holds or was tokenized from: what the buffers' byte bounds count, so a
+    /// source's token shards fill them exactly as its text does.
     pub fn size(&self) -> usize {
         match self {
             Doc::Text(text) => text.len(),
-            Doc::Tokens(ids) => ids.len() * 4,
+            Doc::Tokens { text_bytes, .. } => *text_bytes,
         }
     }
 }

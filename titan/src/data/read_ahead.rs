@@ -309,7 +309,7 @@ mod tests {
             .iter()
             .map(|d| match d {
                 Doc::Text(t) => t.parse().expect("a number"),
-                Doc::Tokens(_) => panic!("ids from a text dataset"),
+                Doc::Tokens { .. } => panic!("ids from a text dataset"),
             })
             .collect()
     }

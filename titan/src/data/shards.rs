@@ -2,7 +2,7 @@
 //! with no tokenizer in the loop (`token_shard.rs`). A shard is three files named by the source
 //! file's key (its canonical path and how documents are found in it): `KEY.tokens` (ids back to
 //! back, u16 when the vocabulary fits, u32 otherwise, little-endian), `KEY.index` (each
-//! document's end, in tokens, u64 little-endian) and `KEY.json` (the [`Manifest`]: source,
+//! document's end in ids and in bytes of its text, u64 little-endian each) and `KEY.json` (the [`Manifest`]: source,
 //! tokenizer, counts), written last, so a shard is whole or absent. Shards live under
 //! `TOKENS_DIR/TOKENIZER-ID/`, and they hold every document of the file in order, so the split,
 //! sharding between ranks and positions are those of the text. This file finds and builds them.
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::files::DataFile;
 use super::source::{DataSource, Origin};
-use super::token_shard::{Manifest, SHARD_VERSION, Shard, ShardSet};
+use super::token_shard::{INDEX_ENTRY, Manifest, SHARD_VERSION, Shard, ShardSet};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -190,7 +190,7 @@ impl Shard {
         let m = &shard.manifest;
         for (path, expected) in [
             (&shard.tokens, m.tokens * u64::from(m.width)),
-            (&shard.index, m.documents * 8),
+            (&shard.index, m.documents * INDEX_ENTRY),
         ] {
             let found = std::fs::metadata(path)
                 .map_err(|e| Error::io(path, e))?
@@ -225,7 +225,7 @@ impl Shard {
         let mut index = buffered(scratch.create(dir, &key, "index")?);
         let (tokens_tmp, index_tmp) = (scratch.0[0].clone(), scratch.0[1].clone());
         let mut reader = source.open(file, 0, 0)?;
-        let (mut documents, mut total) = (0u64, 0u64);
+        let (mut documents, mut total, mut text_total) = (0u64, 0u64, 0u64);
         let mut chunk = Vec::with_capacity(BUILD_CHUNK_DOCS);
         let mut bytes = Vec::new();
         loop {
@@ -243,7 +243,16 @@ impl Shard {
             if chunk.is_empty() {
                 break;
             }
-            for ids in tokenizer.encode_batch(&chunk)? {
+            let encoded = tokenizer.encode_batch(&chunk)?;
+            if encoded.len() != chunk.len() {
+                return Err(Error::Tokenizer(format!(
+                    "encode_batch gave {} results for {} documents of {}",
+                    encoded.len(),
+                    chunk.len(),
+                    file.path.display()
+                )));
+            }
+            for (ids, text) in encoded.into_iter().zip(&chunk) {
                 bytes.clear();
                 for id in ids {
                     if u64::from(id) >= vocab_size {
@@ -260,8 +269,10 @@ impl Shard {
                 tokens
                     .write_all(&bytes)
                     .map_err(|e| Error::io(&tokens_tmp, e))?;
+                text_total += text.len() as u64;
                 index
                     .write_all(&total.to_le_bytes())
+                    .and_then(|()| index.write_all(&text_total.to_le_bytes()))
                     .map_err(|e| Error::io(&index_tmp, e))?;
                 documents += 1;
             }
@@ -287,6 +298,7 @@ impl Shard {
                 width,
                 documents,
                 tokens: total,
+                text_bytes: text_total,
             },
         };
         scratch.keep(0, &shard.tokens)?;

@@ -292,7 +292,9 @@ impl Reader {
     /// The next document of the unit, `None` at its end.
     pub(crate) fn next_document(&mut self) -> Result<Option<Doc>> {
         match self {
-            Reader::Shard(r) => Ok(r.next_document()?.map(Doc::Tokens)),
+            Reader::Shard(r) => Ok(r
+                .next_document()?
+                .map(|(ids, text_bytes)| Doc::Tokens { ids, text_bytes })),
             _ => Ok(self.next_text()?.map(Doc::Text)),
         }
     }

@@ -12,10 +12,13 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, Result};
 
 /// The layout version of shards this titan writes and reads.
-pub const SHARD_VERSION: u32 = 1;
+pub const SHARD_VERSION: u32 = 2;
 
 /// Index entries read at once.
 const INDEX_BLOCK: u64 = 4096;
+
+/// Bytes of one index entry: a document's end in ids, then in bytes of text (u64 each).
+pub(crate) const INDEX_ENTRY: u64 = 16;
 
 /// What a shard holds, written last (`KEY.json`): whole shards only, and enough to tell a stale
 /// or foreign one.
@@ -45,6 +48,10 @@ pub struct Manifest {
     pub documents: u64,
     /// Ids in the shard.
     pub tokens: u64,
+    /// Bytes of text its documents held (layout 2 on; the shuffle buffer's byte bound counts a
+    /// document's text, so shards fill it as the text does).
+    #[serde(default)]
+    pub text_bytes: u64,
 }
 
 /// One source file's shard, checked against its manifest and sizes.
@@ -93,7 +100,9 @@ impl ShardSet {
 }
 
 /// Reads one shard document by document from document `next`: two positioned reads per
-/// document (ids, and a block of the index now and then), nothing held beyond a block.
+/// document (ids, and a block of the index now and then), nothing held beyond a block. Not a
+/// memory map: a shard truncated or replaced while a run reads it is an error naming it here,
+/// where a map would end the process with SIGBUS; the page cache serves both alike.
 #[derive(Debug)]
 pub(crate) struct ShardReader {
     tokens: File,
@@ -101,7 +110,7 @@ pub(crate) struct ShardReader {
     shard: Shard,
     next: u64,
     block_start: u64,
-    block: Vec<u64>,
+    block: Vec<(u64, u64)>,
 }
 
 impl ShardReader {
@@ -125,36 +134,40 @@ impl ShardReader {
         })
     }
 
-    /// The end (in ids) of document `doc`; 0 before the first.
-    fn end(&mut self, doc: Option<u64>) -> Result<u64> {
+    /// The end of document `doc` in ids and in bytes of text; zeros before the first.
+    fn end(&mut self, doc: Option<u64>) -> Result<(u64, u64)> {
         let Some(doc) = doc else {
-            return Ok(0);
+            return Ok((0, 0));
         };
         if doc < self.block_start || doc >= self.block_start + self.block.len() as u64 {
             let start = doc - doc % INDEX_BLOCK;
             let len = INDEX_BLOCK.min(self.shard.manifest.documents - start);
-            let mut bytes = vec![0u8; len as usize * 8];
+            let mut bytes = vec![0u8; (len * INDEX_ENTRY) as usize];
             self.index
-                .read_exact_at(&mut bytes, start * 8)
+                .read_exact_at(&mut bytes, start * INDEX_ENTRY)
                 .map_err(|e| Error::io(&self.shard.index, e))?;
+            let word =
+                |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
             self.block = bytes
-                .chunks_exact(8)
-                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .chunks_exact(INDEX_ENTRY as usize)
+                .map(|e| (word(&e[..8]), word(&e[8..])))
                 .collect();
             self.block_start = start;
         }
         Ok(self.block[(doc - self.block_start) as usize])
     }
 
-    /// The next document's ids; `None` at the end of the shard. A damaged index or an id
-    /// outside the vocabulary is an error naming the shard and the document.
-    pub(crate) fn next_document(&mut self) -> Result<Option<Vec<u32>>> {
+    /// The next document's ids and the bytes of its text; `None` at the end of the shard. A
+    /// damaged index or an id outside the vocabulary is an error naming the shard and the
+    /// document.
+    pub(crate) fn next_document(&mut self) -> Result<Option<(Vec<u32>, usize)>> {
         let m = &self.shard.manifest;
         if self.next >= m.documents {
             return Ok(None);
         }
         let doc = self.next;
-        let (start, end) = (self.end(doc.checked_sub(1))?, self.end(Some(doc))?);
+        let ((start, text_start), (end, text_end)) =
+            (self.end(doc.checked_sub(1))?, self.end(Some(doc))?);
         let (m, path) = (&self.shard.manifest, &self.shard.tokens);
         let damaged = |why: String| {
             Error::Data(format!(
@@ -167,6 +180,12 @@ impl ShardReader {
             return Err(damaged(format!(
                 "it spans ids {start}..{end} of {}",
                 m.tokens
+            )));
+        }
+        if text_start > text_end || text_end > m.text_bytes {
+            return Err(damaged(format!(
+                "it spans bytes {text_start}..{text_end} of {} of text",
+                m.text_bytes
             )));
         }
         let width = u64::from(m.width);
@@ -191,7 +210,7 @@ impl ShardReader {
             )));
         }
         self.next += 1;
-        Ok(Some(ids))
+        Ok(Some((ids, (text_end - text_start) as usize)))
     }
 
     /// `(next document, 0)`: where it is.

@@ -31,8 +31,8 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
 ];
 
 /// Keys of any section a resumed run may change: a schedule's length follows `training.steps`;
-/// how far the loader reads ahead changes no batch, nor, unless the shuffle buffer's byte bound
-/// binds, does reading the files' token shards (positions carry over from text to shards).
+/// how far the loader reads ahead changes no batch, nor does reading the files' token shards
+/// (positions carry over from text to shards).
 const ANY_MAY_CHANGE: &[&str] = &[
     "total_steps",
     "warmup_steps",
