@@ -504,9 +504,9 @@ fn the_binarys_own_launcher_trains_two_ranks_writes_once_and_resumes_exactly() -
     Ok(())
 }
 
-/// With two ranks and `dataset.pretokenize`, rank 0 alone tokenizes the data files into
-/// shards while the other waits, and both train from them; a later run finds them and leaves
-/// them as they are.
+/// With two ranks and `--pretokenize`, rank 0 alone tokenizes the data files into shards while
+/// the other waits, and nothing trains; a later run finds them, trains on them and leaves them
+/// as they are.
 #[test]
 fn two_ranks_tokenize_the_data_once_and_read_the_shards() -> Result<()> {
     use titan::data::{DataSource, Split, StoryConfig};
@@ -544,8 +544,13 @@ fn two_ranks_tokenize_the_data_once_and_read_the_shards() -> Result<()> {
         }
         Ok(stderr)
     };
-    let first = run("first", &["--set", "dataset.pretokenize=true"])?;
+    let first = run("first", &["--pretokenize"])?;
     assert!(first.contains("token shards: "), "{first}");
+    assert!(first.contains("tokenized: the token shards of"), "{first}");
+    assert!(
+        !dir.path().join("first/metrics.jsonl").exists(),
+        "--pretokenize trained"
+    );
     let files = |ext: &str| -> Result<Vec<(PathBuf, std::time::SystemTime)>> {
         let mut found = Vec::new();
         for sub in std::fs::read_dir(&tokens)? {
@@ -565,6 +570,7 @@ fn two_ranks_tokenize_the_data_once_and_read_the_shards() -> Result<()> {
     assert!(files("tmp")?.is_empty(), "temporary files left");
     let second = run("second", &[])?;
     assert!(second.contains("token shards: "), "{second}");
+    assert!(dir.path().join("second/metrics.jsonl").exists(), "{second}");
     assert_eq!(files("json")?, manifests, "the shards were written again");
     Ok(())
 }

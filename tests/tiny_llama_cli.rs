@@ -225,6 +225,23 @@ fn bad_flags_are_clear_errors() -> Result<()> {
         "{stderr}"
     );
     assert!(!out_dir.exists(), "nothing is written for a bad setting");
+
+    // --pretokenize tokenizes data files: the built-in stories have none.
+    let out = run(&[
+        "--output-dir",
+        out_dir.to_str().context("utf8 path")?,
+        "--pretokenize",
+    ])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--pretokenize") && stderr.contains("--data"),
+        "{stderr}"
+    );
+    assert!(
+        !out_dir.exists(),
+        "nothing is written for --pretokenize without data"
+    );
     Ok(())
 }
 

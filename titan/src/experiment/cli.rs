@@ -30,6 +30,9 @@ pub struct TrainArgs {
     /// `--nproc-per-node N`: start N ranks of this binary on this machine (torchrun's
     /// variables, loopback rendezvous) and wait for them.
     pub nproc_per_node: Option<usize>,
+    /// `--pretokenize`: tokenize the data files into token shards (`dataset.pretokenize`),
+    /// then exit without training.
+    pub pretokenize: bool,
 }
 
 impl TrainArgs {
@@ -72,6 +75,7 @@ impl TrainArgs {
             print_config: matches.get_flag("print_config"),
             export_hf: matches.get_one::<PathBuf>("export_hf").cloned(),
             nproc_per_node: matches.get_one::<usize>("nproc_per_node").copied(),
+            pretokenize: matches.get_flag("pretokenize"),
         }
     }
 
@@ -140,6 +144,15 @@ fn command(name: &'static str) -> Command {
                 .help(
                     "Train on N data-parallel ranks on this machine (this binary started N \
                      times with torchrun's variables; Gloo on CPU, NCCL on GPUs)",
+                ),
+        )
+        .arg(
+            Arg::new("pretokenize")
+                .long("pretokenize")
+                .action(ArgAction::SetTrue)
+                .help(
+                    "Tokenize the --data files that have no token shard yet (in parallel, into \
+                     dataset.tokens_dir), then exit; later runs on them read the shards",
                 ),
         )
         .arg(

@@ -292,8 +292,13 @@ pub fn main<E: Experiment>() -> ExitCode {
 
 /// Runs experiment `E` as its binary would with `args`.
 pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
-    let overrides = args.overrides()?.named(E::NAME);
+    let mut overrides = args.overrides()?.named(E::NAME);
     let builder = E::builder();
+    if args.pretokenize {
+        let config = E::resolve_config(&builder, &overrides)?;
+        let section = dataset_section(&config, E::NAME)?;
+        overrides.push(&format!("{section}.pretokenize"), true);
+    }
     if args.print_config {
         let config = E::resolve_config(&builder, &overrides)?;
         config.finish()?;
@@ -307,6 +312,13 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     // output directory is this process's until the run ends.
     let settings = training_of(&config, E::NAME)?;
     settings.validate()?;
+    if args.pretokenize && settings.data.is_none() {
+        return Err(crate::Error::Usage(
+            "--pretokenize tokenizes the files of --data (and --val-data); without them the run \
+             trains on the built-in stories, which are generated, not read"
+                .into(),
+        ));
+    }
     // Rank 0 writes the run's outputs (torchrun's RANK: the process group comes later, with
     // the components); the other ranks only read the output directory.
     let ranks = crate::dist::Torchrun::from_env()?.map_or(1, |t| t.world_size);
@@ -330,6 +342,29 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
             to.display(),
             checkpoint.dir().display()
         );
+        return Ok(());
+    }
+    if let (true, Some(data)) = (args.pretokenize, &settings.data) {
+        // The loaders, as they are built, tokenize what has no current shard (rank 0, while
+        // the others wait); nothing trains.
+        let section = dataset_section(&config, E::NAME)?;
+        let dataset: crate::data::DatasetConfig =
+            serde_json::from_value(config.tree()[section.as_str()].clone())?;
+        drop(E::build_from(builder, &overrides)?);
+        // No rank leaves (rank 0 would take the store with it) before every rank is done.
+        if let Some(group) = crate::dist::current() {
+            group.barrier()?;
+        }
+        if writer {
+            let dir = dataset.tokens_dir().unwrap_or_default();
+            eprintln!(
+                "tokenized: the token shards of {} are in {}; runs with the same --data and \
+                 tokenizer ({}) read them",
+                data.display(),
+                dir.display(),
+                settings.output_dir().display()
+            );
+        }
         return Ok(());
     }
     let start = find_start(&settings, E::NAME, &config)?;
@@ -375,6 +410,25 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
             .map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"))
     );
     Ok(())
+}
+
+/// The name of the experiment's data settings (a [`crate::data::DatasetConfig`] section, found
+/// by its keys whatever its name), for `--pretokenize`.
+fn dataset_section(config: &ConfigSet<'_>, name: &str) -> Result<String> {
+    let tree = config.tree();
+    let found = tree.as_object().and_then(|sections| {
+        sections.iter().find_map(|(section, keys)| {
+            let keys = keys.as_object()?;
+            (keys.contains_key("pretokenize") && keys.contains_key("tokens_dir"))
+                .then(|| section.clone())
+        })
+    });
+    found.ok_or_else(|| {
+        crate::Error::Usage(format!(
+            "--pretokenize: experiment `{name}` has no data settings to tokenize with (a \
+             `#[config(DatasetConfig::default())] dataset: DatasetConfig` field)"
+        ))
+    })
 }
 
 /// The run's `training` settings as `config` resolved them (the defaults when the experiment
