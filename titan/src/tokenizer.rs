@@ -139,6 +139,8 @@ pub struct BpeTokenizer {
     pad: Option<u32>,
     /// One more than the largest id.
     ids: usize,
+    /// [`Tokenizer::identity`], hashed once (its definition never changes), shared by clones.
+    identity: std::sync::Arc<std::sync::OnceLock<Option<String>>>,
 }
 
 fn tok_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
@@ -301,6 +303,7 @@ impl BpeTokenizer {
             eos,
             pad,
             ids,
+            identity: Default::default(),
         })
     }
 
@@ -326,8 +329,11 @@ impl Tokenizer for BpeTokenizer {
     /// The SHA-256 of its `tokenizer.json` form, in hexadecimal.
     fn identity(&self) -> Option<String> {
         use sha2::Digest;
-        let json = self.inner.to_string(false).ok()?;
-        Some(format!("{:x}", sha2::Sha256::digest(json.as_bytes())))
+        let hash = || {
+            let json = self.inner.to_string(false).ok()?;
+            Some(format!("{:x}", sha2::Sha256::digest(json.as_bytes())))
+        };
+        self.identity.get_or_init(hash).clone()
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
