@@ -7,10 +7,12 @@ optimizer step, timed per step.
 Usage: torch_step.py CONFIG_JSON BATCH SEQ STEPS DEVICE THREADS [fp32|bf16] [eager|compile]
 bf16 is autocast to bfloat16 over f32 weights (what titan's bf16 does); compile wraps the model
 in torch.compile (the optimizer stays eager).
-Prints one JSON line: {"step_s": median seconds per step, "threads": ..., "torch": version}.
+Prints one JSON line: {"step_s": median seconds per step, "peak_gib": peak memory (CUDA: the
+caching allocator's reserved; CPU: the process's peak RSS), "threads": ..., "torch": version}.
 """
 
 import json
+import resource
 import statistics
 import sys
 import time
@@ -55,8 +57,13 @@ def main():
         step()
         sync()
         times.append(time.perf_counter() - start)
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_reserved(device) / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps({
         "step_s": statistics.median(times),
+        "peak_gib": peak,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }))

@@ -89,6 +89,53 @@ impl LlamaConfig {
         }
     }
 
+    /// Llama 3.2 1B's shape (~1.24B parameters): 16 layers of width 2048, 32 query and 8
+    /// key/value heads, SwiGLU width 8192, Llama 3's 128,256-token vocabulary with tied
+    /// embeddings, sequences of 2048 (its recipe's), rope θ 500,000.
+    pub fn llama3_1b() -> Self {
+        Self {
+            vocab_size: 128_256,
+            hidden_size: 2048,
+            intermediate_size: 8192,
+            num_hidden_layers: 16,
+            num_attention_heads: 32,
+            num_key_value_heads: 8,
+            max_position_embeddings: 2048,
+            rope_theta: 500_000.0,
+            rms_norm_eps: 1e-5,
+            tie_word_embeddings: true,
+            initializer_range: 0.02,
+        }
+    }
+
+    /// Parameters of a model of this shape (embeddings and, when untied, the output head
+    /// included), without building it.
+    pub fn num_parameters(&self) -> i64 {
+        let (h, kv) = (self.hidden_size, self.num_key_value_heads * self.head_dim());
+        let attention = 2 * h * h + 2 * h * kv;
+        let mlp = 3 * h * self.intermediate_size;
+        let layer = attention + mlp + 2 * h;
+        let head = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * h
+        };
+        self.vocab_size * h + self.num_hidden_layers * layer + h + head
+    }
+
+    /// Training FLOPs per token at `seq_len` (PaLM's count, as the step metrics' MFU), without
+    /// building the model.
+    pub fn flops_per_token(&self, seq_len: i64) -> f64 {
+        crate::metrics::palm_flops_per_token(
+            self.num_parameters(),
+            self.vocab_size * self.hidden_size,
+            self.num_hidden_layers,
+            self.num_attention_heads,
+            self.head_dim(),
+            seq_len,
+        )
+    }
+
     /// Width of one attention head.
     pub fn head_dim(&self) -> i64 {
         self.hidden_size / self.num_attention_heads
@@ -597,15 +644,7 @@ impl Model for Llama {
     }
 
     fn flops_per_token(&self, seq_len: i64) -> f64 {
-        let c = &self.config;
-        crate::metrics::palm_flops_per_token(
-            self.parameters().count(),
-            c.vocab_size * c.hidden_size,
-            c.num_hidden_layers,
-            c.num_attention_heads,
-            c.hidden_size / c.num_attention_heads,
-            seq_len,
-        )
+        self.config.flops_per_token(seq_len)
     }
 
     fn max_seq_len(&self) -> i64 {
@@ -630,6 +669,23 @@ mod tests {
     use super::*;
 
     const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
+
+    /// The count from the shape is the built model's, tied or not, with grouped-query heads.
+    #[test]
+    fn the_parameter_count_from_the_config_is_the_models() -> Result<()> {
+        for tie in [false, true] {
+            let config = LlamaConfig {
+                tie_word_embeddings: tie,
+                num_key_value_heads: 1,
+                ..LlamaConfig::tiny()
+            };
+            let model = Llama::new(config.clone(), Device::Cpu)?;
+            assert_eq!(config.num_parameters(), model.parameters().count());
+        }
+        // Llama 3.2 1B: 1,235,814,400 parameters (its model card's 1.24B).
+        assert_eq!(LlamaConfig::llama3_1b().num_parameters(), 1_235_814_400);
+        Ok(())
+    }
 
     /// Largest |a - b| relative to the largest |b| (so the scale of the values does not matter).
     fn rel_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
