@@ -270,7 +270,10 @@ struct DdpState {
   // A parameter whose accumulator ran twice in one backward (a weight used twice, e.g. tied
   // embeddings under activation checkpointing, which runs backward per block): its bucket may
   // have left with part of its gradient, so `finish` reduces every bucket again, and later steps
-  // reduce only in `finish`. Every rank runs the same graph, so all take this path together.
+  // reduce only in `finish`. Each rank decides alone, so this assumes what titan's models do:
+  // every rank uses the same weights twice (parameters used by some ranks only are fine; one
+  // used twice by some ranks only, through data-dependent control flow, would pair the ranks'
+  // collectives wrongly).
   bool refired = false;
   bool overlap = true;
   // The order in which parameters became ready in the last armed backward.
@@ -279,7 +282,9 @@ struct DdpState {
   // first): the same list on every rank. `finish` sums a flag per such parameter with the stats,
   // and one that no rank used keeps no gradient, as in one process (where AdamW then skips it).
   // One that any rank used leaves the list: the optimizers zero gradients in place, so it keeps
-  // a gradient on every rank from then on, as in one process.
+  // a gradient on every rank from then on, as in one process. While the list is not empty, the
+  // summed flags are read on the host (on CUDA, a wait for the reduction each step): only a
+  // model with a parameter that no rank ever uses pays it after the first step.
   std::vector<size_t> undecided;
   std::deque<std::vector<at::Tensor>> lists;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;

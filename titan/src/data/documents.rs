@@ -121,8 +121,8 @@ pub enum Buffered {
 }
 
 /// [`Buffered`] as a checkpoint holds it: a string, or the ids with their text's size; a bare
-/// list of ids is a checkpoint from before the sizes, whose buffer counted 4 bytes per id (its
-/// resume keeps counting so, to take the same documents).
+/// list of ids is a checkpoint from before the sizes, whose buffer counted 4 bytes per id: those
+/// documents keep that count (documents read after the resume count their text).
 #[derive(Serialize, Deserialize)]
 #[serde(untagged)]
 enum Saved {
@@ -488,9 +488,9 @@ impl Documents {
                 } else if at.offset != 0 || at.record != 0 {
                     return Err(Error::Data(format!(
                         "the dataset position of rank {rank} was written while reading token \
-                         shards of {}, and this run reads the files (its shards are gone, or \
-                         belong to another tokenizer): rebuild them with `--set \
-                         dataset.pretokenize=true`",
+                         shards of {}, and this run reads the files (its shards are gone, \
+                         belong to another tokenizer, or were written by an older titan in \
+                         another layout): rebuild them with `--set dataset.pretokenize=true`",
                         what()
                     )));
                 }

@@ -2,8 +2,8 @@
 //! with no tokenizer in the loop (`token_shard.rs`). A shard is three files named by the source
 //! file's key (its canonical path and how documents are found in it): `KEY.tokens` (ids back to
 //! back, u16 when the vocabulary fits, u32 otherwise, little-endian), `KEY.index` (each
-//! document's end in ids and in bytes of its text, u64 little-endian each) and `KEY.json` (the [`Manifest`]: source,
-//! tokenizer, counts), written last, so a shard is whole or absent. Shards live under
+//! document's end in ids and in bytes of its text, u64 little-endian each) and `KEY.json` (the
+//! [`Manifest`]: source, tokenizer, counts), written last, so a shard is whole or absent. Shards live under
 //! `TOKENS_DIR/TOKENIZER-ID/`, and they hold every document of the file in order, so the split,
 //! sharding between ranks and positions are those of the text. This file finds and builds them.
 
@@ -134,8 +134,8 @@ fn files_of(source: &DataSource) -> Result<&[DataFile]> {
 
 impl Shard {
     /// The shard of `file` in `dir`, if it has a whole, current one for `tokenizer`: `None`
-    /// when there is none or the file changed since; an error when one is there but damaged
-    /// (truncated, or written for another tokenizer or layout).
+    /// when there is none, the file changed since, or it has another layout (stale); an error
+    /// when one is there but damaged (truncated, or written for another tokenizer).
     fn find(
         dir: &Path,
         file: &DataFile,
@@ -188,9 +188,14 @@ impl Shard {
             manifest,
         };
         let m = &shard.manifest;
+        let size = |count: u64, each: u64, what: &str| {
+            count
+                .checked_mul(each)
+                .ok_or_else(|| bad(format!("{count} {what} cannot be in a file")))
+        };
         for (path, expected) in [
-            (&shard.tokens, m.tokens * u64::from(m.width)),
-            (&shard.index, m.documents * INDEX_ENTRY),
+            (&shard.tokens, size(m.tokens, u64::from(m.width), "ids")?),
+            (&shard.index, size(m.documents, INDEX_ENTRY, "documents")?),
         ] {
             let found = std::fs::metadata(path)
                 .map_err(|e| Error::io(path, e))?

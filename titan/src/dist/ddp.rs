@@ -93,8 +93,8 @@ impl GradReducer {
 
     /// Sums the rest, and `stats`, over every rank; the gradients then hold the sums, and a
     /// parameter no rank has a gradient for keeps none (as in one process, where the optimizer
-    /// skips it). Returns how many buckets backward itself had queued. After the first step, rebuilds the buckets
-    /// in the order backward made the gradients ready.
+    /// skips it). Returns how many buckets backward itself had queued. After the first step,
+    /// rebuilds the buckets in the order backward made the gradients ready.
     pub(crate) fn finish(&self, stats: &Tensor) -> Result<usize> {
         let launched = self.group.explained(
             "the gradient all-reduce",
