@@ -188,22 +188,28 @@ mod tests {
         Ok((grads, summed, launched, reducer.buckets()))
     }
 
-    /// Two ranks (threads, Gloo over loopback) with 2 micro-batches: every gradient is the sum
-    /// of both ranks' accumulated ones, and backward itself queued every bucket (the overlap).
-    #[test]
-    fn buckets_are_summed_over_the_ranks_while_backward_runs() -> Result<()> {
+    /// `f` on two ranks (threads, Gloo over loopback): rank 0's result and rank 1's.
+    fn on_two_ranks<T: Send + 'static>(f: fn(Arc<ProcessGroup>) -> Result<T>) -> Result<(T, T)> {
         let timeout = Duration::from_secs(30);
         let store = Store::new("127.0.0.1", 0, true, 2, timeout)?;
         let port = store.port();
         let peer = std::thread::spawn(move || {
             let group = ProcessGroup::join("127.0.0.1", port, 1, 2, Backend::Gloo, timeout)?;
-            rank_step(Arc::new(group), 2)
+            f(Arc::new(group))
         });
         // Rank 0 serves the store itself; the one above only reserved a port, so it goes.
         drop(store);
         let group = ProcessGroup::join("127.0.0.1", port, 0, 2, Backend::Gloo, timeout)?;
-        let (grads, stats, launched, buckets) = rank_step(Arc::new(group), 2)?;
-        let (grads1, stats1, _, _) = peer.join().expect("rank 1 panicked")?;
+        let first = f(Arc::new(group))?;
+        Ok((first, peer.join().expect("rank 1 panicked")?))
+    }
+
+    /// Two ranks with 2 micro-batches: every gradient is the sum of both ranks' accumulated
+    /// ones, and backward itself queued every bucket (the overlap).
+    #[test]
+    fn buckets_are_summed_over_the_ranks_while_backward_runs() -> Result<()> {
+        let ((grads, stats, launched, buckets), (grads1, stats1, _, _)) =
+            on_two_ranks(|group| rank_step(group, 2))?;
         // Rank r's accumulated gradient is 2 (r + 1); summed: 2 + 4 = 6 everywhere.
         for g in grads.iter().chain(&grads1) {
             assert!(g.iter().all(|v| *v == 6.0), "{:?}", &g[..3]);
@@ -263,17 +269,7 @@ mod tests {
     /// the optimizer skip it); one that only rank 1 used gets its gradient on both ranks.
     #[test]
     fn a_parameter_no_rank_used_keeps_no_gradient() -> Result<()> {
-        let timeout = Duration::from_secs(30);
-        let store = Store::new("127.0.0.1", 0, true, 2, timeout)?;
-        let port = store.port();
-        let peer = std::thread::spawn(move || {
-            let group = ProcessGroup::join("127.0.0.1", port, 1, 2, Backend::Gloo, timeout)?;
-            partly_used(Arc::new(group))
-        });
-        drop(store);
-        let group = ProcessGroup::join("127.0.0.1", port, 0, 2, Backend::Gloo, timeout)?;
-        let steps = partly_used(Arc::new(group))?;
-        let steps1 = peer.join().expect("rank 1 panicked")?;
+        let (steps, steps1) = on_two_ranks(partly_used)?;
         // Sums over 4 elements: p0 gets 1 from each rank, p1 3 from rank 1.
         let expected = vec![Some(8.0), Some(12.0), None];
         assert_eq!(steps, vec![expected.clone(), expected]);
