@@ -24,6 +24,29 @@ pub trait Tokenizer {
     fn encode(&self, text: &str) -> Result<Vec<u32>>;
     /// Ids of many documents, encoded in parallel across the machine's cores.
     fn encode_batch(&self, texts: &[String]) -> Result<Vec<Vec<u32>>>;
+    /// [`Tokenizer::encode_batch`], checked as the data path needs it: one result per
+    /// document, and every id below [`Tokenizer::vocab_size`] (an id past the embedding would
+    /// be a device-side assert on CUDA); a mistake is an error naming the numbers.
+    fn encode_documents(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+        let encoded = self.encode_batch(texts)?;
+        if encoded.len() != texts.len() {
+            return Err(Error::Tokenizer(format!(
+                "encode_batch gave {} results for {} documents",
+                encoded.len(),
+                texts.len()
+            )));
+        }
+        let vocab = self.vocab_size();
+        for (i, ids) in encoded.iter().enumerate() {
+            if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+                return Err(Error::Tokenizer(format!(
+                    "id {bad} of document {i} of this batch is outside the tokenizer's \
+                     vocabulary of {vocab}"
+                )));
+            }
+        }
+        Ok(encoded)
+    }
     /// Text of `ids`, special tokens skipped.
     fn decode(&self, ids: &[u32]) -> Result<String>;
     /// One more than the largest id it can produce (special tokens included): the rows an
@@ -408,6 +431,73 @@ pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Ids of each document's bytes, with a mistake or two on request.
+    struct Faulty {
+        drop_last: bool,
+        vocab: usize,
+    }
+
+    impl Tokenizer for Faulty {
+        fn encode(&self, text: &str) -> Result<Vec<u32>> {
+            Ok(text.bytes().map(u32::from).collect())
+        }
+        fn encode_batch(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+            let n = texts.len() - usize::from(self.drop_last);
+            texts[..n].iter().map(|t| self.encode(t)).collect()
+        }
+        fn decode(&self, ids: &[u32]) -> Result<String> {
+            Ok(ids.iter().map(|&i| char::from(i as u8)).collect())
+        }
+        fn vocab_size(&self) -> usize {
+            self.vocab
+        }
+        fn max_len(&self) -> usize {
+            512
+        }
+        fn eos_id(&self) -> Option<u32> {
+            Some(0)
+        }
+        fn pad_id(&self) -> Option<u32> {
+            None
+        }
+    }
+
+    /// A tokenizer that loses a document or gives an id past its vocabulary is an error naming
+    /// the numbers, not a silently short or out-of-range batch.
+    #[test]
+    fn documents_are_encoded_one_for_one_within_the_vocabulary() {
+        let docs = vec!["ab".to_string(), "z".to_string()];
+        let fine = Faulty {
+            drop_last: false,
+            vocab: 256,
+        };
+        assert_eq!(
+            fine.encode_documents(&docs).ok(),
+            Some(vec![vec![97, 98], vec![122]])
+        );
+        let short = Faulty {
+            drop_last: true,
+            vocab: 256,
+        };
+        let err = short
+            .encode_documents(&docs)
+            .expect_err("short")
+            .to_string();
+        assert!(err.contains("1 results for 2 documents"), "{err}");
+        let small = Faulty {
+            drop_last: false,
+            vocab: 100,
+        };
+        let err = small
+            .encode_documents(&docs)
+            .expect_err("range")
+            .to_string();
+        assert!(
+            err.contains("id 122 of document 1") && err.contains("vocabulary of 100"),
+            "{err}"
+        );
+    }
 
     fn corpus() -> Vec<String> {
         (0..200)

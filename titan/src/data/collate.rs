@@ -198,7 +198,7 @@ impl<D: Dataset, T: Tokenizer, C: Convention> Collator<D, T, C> {
             let mut encoded = if texts.is_empty() {
                 Vec::new()
             } else {
-                self.tokenizer.encode_batch(&texts)?
+                self.tokenizer.encode_documents(&texts)?
             }
             .into_iter();
             for slot in order {

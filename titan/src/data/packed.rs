@@ -21,7 +21,7 @@ pub fn pack_documents<T: Tokenizer + ?Sized>(tokenizer: &T, docs: &[String]) -> 
         ));
     };
     let mut stream = Vec::new();
-    for ids in tokenizer.encode_batch(docs)? {
+    for ids in tokenizer.encode_documents(docs)? {
         stream.extend_from_slice(&ids);
         stream.push(eos);
     }

@@ -248,23 +248,13 @@ impl Shard {
             if chunk.is_empty() {
                 break;
             }
-            let encoded = tokenizer.encode_batch(&chunk)?;
-            if encoded.len() != chunk.len() {
-                return Err(Error::Tokenizer(format!(
-                    "encode_batch gave {} results for {} documents of {}",
-                    encoded.len(),
-                    chunk.len(),
-                    file.path.display()
-                )));
-            }
+            let encoded = tokenizer
+                .encode_documents(&chunk)
+                .map_err(|e| Error::Tokenizer(format!("{}: {e}", file.path.display())))?;
             for (ids, text) in encoded.into_iter().zip(&chunk) {
                 bytes.clear();
+                // encode_documents checked every id against the vocabulary.
                 for id in ids {
-                    if u64::from(id) >= vocab_size {
-                        return Err(Error::Tokenizer(format!(
-                            "id {id} is outside the tokenizer's vocabulary of {vocab_size}"
-                        )));
-                    }
                     match width {
                         2 => bytes.extend_from_slice(&(id as u16).to_le_bytes()),
                         _ => bytes.extend_from_slice(&id.to_le_bytes()),
