@@ -2,8 +2,9 @@
 //! whose manifest points here): an rpath to the project-local libtorch so binaries run without
 //! `LD_LIBRARY_PATH`, and `libtorch_cuda.so` kept in `NEEDED` so CUDA works when a GPU is there.
 //! For `titan` itself it also compiles `csrc/shim.cpp`, the few libtorch functions tch does not
-//! expose (fused optimizers, allocator statistics, CUDA graphs), and `csrc/fused_cpu.cpp`, fused
-//! CPU kernels for the Llama block, against the same headers.
+//! expose (fused optimizers, allocator statistics, CUDA graphs), `csrc/fused_cpu.cpp`, fused
+//! CPU kernels for the Llama block, and `csrc/cross_entropy.cpp`, the chunked cross-entropy,
+//! against the same headers.
 //! Link flags live here rather than in `RUSTFLAGS`, which would rebuild all of tch.
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,7 @@ fn main() {
 fn shim(libtorch: &Path, lib: &Path) {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
     println!("cargo:rerun-if-changed=csrc/fused_cpu.cpp");
+    println!("cargo:rerun-if-changed=csrc/cross_entropy.cpp");
     println!("cargo:rerun-if-changed=csrc/guarded.h");
     println!("cargo:rerun-if-changed=csrc/c10d.cpp");
     println!("cargo:rerun-if-changed=csrc/gloo_names");
@@ -59,6 +61,7 @@ fn shim(libtorch: &Path, lib: &Path) {
         .std("c++17")
         .file("csrc/shim.cpp")
         .file("csrc/fused_cpu.cpp")
+        .file("csrc/cross_entropy.cpp")
         .file("csrc/c10d.cpp")
         .include(&include)
         // c10d's headers reach libtorch's C++ API (`torch/types.h`).

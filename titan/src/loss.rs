@@ -1,7 +1,7 @@
 //! The `Loss` role. Each loss names the label convention it accepts, so a batch in the other
 //! convention is a compile error rather than a silent off-by-one.
 
-use tch::{Kind, Reduction, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::Result;
 use crate::batch::{HfLabels, IGNORE_INDEX, ShiftedLabels};
@@ -40,12 +40,11 @@ impl Stateless for CausalLmLoss {}
 impl Loss<HfLabels> for CausalLmLoss {
     fn loss_sum(&self, logits: &Tensor, labels: &HfLabels) -> Result<(Tensor, Tensor)> {
         let (b, t, v) = logits.size3()?;
-        let logits = logits
-            .f_narrow(1, 0, t - 1)?
-            .f_reshape([b * (t - 1), v])?
-            .f_to_kind(Kind::Float)?;
-        let targets = labels.0.f_narrow(1, 1, t - 1)?.f_reshape([b * (t - 1)])?;
-        cross_entropy_sum(&logits, &targets)
+        // Each row's targets are its next ids, the last position ignored: the logits are
+        // scored whole (a view, not a copy without the last position).
+        let last = Tensor::f_full([b, 1], IGNORE_INDEX, (Kind::Int64, labels.0.device()))?;
+        let targets = Tensor::f_cat(&[labels.0.f_narrow(1, 1, t - 1)?, last], 1)?;
+        cross_entropy_sum(&logits.f_reshape([b * t, v])?, &targets.f_reshape([b * t])?)
     }
 }
 
@@ -59,16 +58,24 @@ impl Stateless for ShiftedLoss {}
 impl Loss<ShiftedLabels> for ShiftedLoss {
     fn loss_sum(&self, logits: &Tensor, labels: &ShiftedLabels) -> Result<(Tensor, Tensor)> {
         let (b, t, v) = logits.size3()?;
-        let logits = logits.f_reshape([b * t, v])?.f_to_kind(Kind::Float)?;
-        let targets = labels.0.f_reshape([b * t])?;
-        cross_entropy_sum(&logits, &targets)
+        cross_entropy_sum(
+            &logits.f_reshape([b * t, v])?,
+            &labels.0.f_reshape([b * t])?,
+        )
     }
 }
 
-/// Summed cross-entropy of logits (n, vocab) against targets (n), and the non-ignored count.
+/// Logits per chunk of the cross-entropy: 2^26 (256 MiB in f32), so a 128K vocabulary is
+/// scored 512 rows at a time and a small one all at once.
+const CROSS_ENTROPY_CHUNK: i64 = 1 << 26;
+
+/// Summed cross-entropy of logits (n, vocab; any float dtype) against targets (n), and the
+/// non-ignored count: computed in f32 a chunk of rows at a time, never holding f32 logits (or
+/// their log-softmax) for the whole batch (`shim::chunked_cross_entropy`).
 fn cross_entropy_sum(logits: &Tensor, targets: &Tensor) -> Result<(Tensor, Tensor)> {
-    let sum =
-        logits.f_cross_entropy_loss::<Tensor>(targets, None, Reduction::Sum, IGNORE_INDEX, 0.0)?;
+    let (_, v) = logits.size2()?;
+    let rows = (CROSS_ENTROPY_CHUNK / v.max(1)).max(1);
+    let sum = crate::shim::chunked_cross_entropy(logits, targets, IGNORE_INDEX, rows)?;
     let count = targets.f_ne(IGNORE_INDEX)?.f_sum(Kind::Float)?;
     Ok((sum, count))
 }
