@@ -212,14 +212,29 @@ impl Setup {
     }
 }
 
-fn timed(device: Device, iters: u64, mut f: impl FnMut()) -> Duration {
+/// Time of `iters` calls of `f`, the device synchronized before and after; the first error
+/// stops it.
+fn try_timed(
+    device: Device,
+    iters: u64,
+    mut f: impl FnMut() -> titan::Result<()>,
+) -> titan::Result<Duration> {
     titan::device::synchronize(device);
     let start = Instant::now();
     for _ in 0..iters {
-        f();
+        f()?;
     }
     titan::device::synchronize(device);
-    start.elapsed()
+    Ok(start.elapsed())
+}
+
+/// [`try_timed`] of a call that cannot fail (criterion's loops).
+fn timed(device: Device, iters: u64, mut f: impl FnMut()) -> Duration {
+    try_timed(device, iters, || {
+        f();
+        Ok(())
+    })
+    .expect("an infallible call")
 }
 
 fn bench_device(c: &mut Criterion, device: Device, batch: i64) {
@@ -295,11 +310,7 @@ fn titan_step(shape: Shape, steps: usize, variant: Variant) -> Outcome {
         }
         let mut times = Vec::with_capacity(steps);
         for _ in 0..steps {
-            titan::device::synchronize(device);
-            let start = Instant::now();
-            setup.try_step()?;
-            titan::device::synchronize(device);
-            times.push(start.elapsed().as_secs_f64());
+            times.push(try_timed(device, 1, || setup.try_step())?.as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
         let peak_gib = match titan::shim::device_memory(device)? {

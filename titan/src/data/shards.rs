@@ -3,8 +3,8 @@
 //! file's key (its canonical path and how documents are found in it): `KEY.tokens` (ids back to
 //! back, u16 when the vocabulary fits, u32 otherwise, little-endian), `KEY.index` (each
 //! document's end in ids and in bytes of its text, u64 little-endian each) and `KEY.json` (the
-//! [`Manifest`]: source, tokenizer, counts), written last, so a shard is whole or absent. Shards live under
-//! `TOKENS_DIR/TOKENIZER-ID/`, and they hold every document of the file in order, so the split,
+//! [`Manifest`]: source, tokenizer, counts), written last, so a shard is whole or absent. Shards
+//! live under `TOKENS_DIR/TOKENIZER-ID/`, and they hold every document of the file in order, so the split,
 //! sharding between ranks and positions are those of the text. This file finds and builds them.
 
 use std::collections::HashSet;

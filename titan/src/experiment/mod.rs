@@ -294,11 +294,15 @@ pub fn main<E: Experiment>() -> ExitCode {
 pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     let mut overrides = args.overrides()?.named(E::NAME);
     let builder = E::builder();
-    if args.pretokenize {
-        let config = E::resolve_config(&builder, &overrides)?;
-        let section = dataset_section(&config, E::NAME)?;
-        overrides.push(&format!("{section}.pretokenize"), true);
-    }
+    // `--pretokenize` sets the data settings' `pretokenize`, wherever the experiment keeps them.
+    let data_section = match args.pretokenize {
+        true => {
+            let section = dataset_section(&E::resolve_config(&builder, &overrides)?, E::NAME)?;
+            overrides.push(&format!("{section}.pretokenize"), true);
+            Some(section)
+        }
+        false => None,
+    };
     if args.print_config {
         let config = E::resolve_config(&builder, &overrides)?;
         config.finish()?;
@@ -344,10 +348,9 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
         );
         return Ok(());
     }
-    if let (true, Some(data)) = (args.pretokenize, &settings.data) {
+    if let (Some(section), Some(data)) = (&data_section, &settings.data) {
         // The loaders, as they are built, tokenize what has no current shard (rank 0, while
         // the others wait); nothing trains.
-        let section = dataset_section(&config, E::NAME)?;
         let dataset: crate::data::DatasetConfig =
             serde_json::from_value(config.tree()[section.as_str()].clone())?;
         drop(E::build_from(builder, &overrides)?);
