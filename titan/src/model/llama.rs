@@ -238,6 +238,9 @@ impl RmsNorm {
         if fused_for(xs, fused) && self.weight.kind() == Kind::Float {
             return shim::fused_rms_norm(xs, &self.weight, self.eps);
         }
+        if fused && xs.device().is_cuda() {
+            return self.libtorch_fused(xs);
+        }
         let kind = xs.kind();
         let xs32 = xs.f_to_kind(Kind::Float)?;
         let variance = xs32
@@ -247,6 +250,16 @@ impl RmsNorm {
         Ok(normed
             .f_to_kind(kind)?
             .f_mul(&self.weight.f_to_kind(kind)?)?)
+    }
+
+    /// libtorch's fused RMSNorm (`at::_fused_rms_norm`): on CUDA one kernel each way, summing
+    /// in f32 whatever the dtype and scaling by the weight before the one rounding; elsewhere
+    /// its composite ops.
+    fn libtorch_fused(&self, xs: &Tensor) -> Result<Tensor> {
+        let weight = self.weight.f_to_kind(xs.kind())?;
+        let (ys, _rstd) =
+            xs.f_internal_fused_rms_norm(weight.size().as_slice(), Some(&weight), self.eps)?;
+        Ok(ys)
     }
 }
 
@@ -466,8 +479,9 @@ impl Llama {
 
     /// With `on` (the default), f32 work on the CPU runs titan's fused kernels for RMSNorm, the
     /// rotary embedding and the SwiGLU gate (`csrc/fused_cpu.cpp`: one pass over memory where
-    /// libtorch's composite ops take several); off, or on other devices and precisions, the
-    /// composite ops Hugging Face's model uses.
+    /// libtorch's composite ops take several), and RMSNorm on CUDA runs libtorch's fused kernel
+    /// (`at::_fused_rms_norm`); off, or for other cases, the composite ops Hugging Face's
+    /// model uses.
     pub fn with_fused_cpu_kernels(mut self, on: bool) -> Self {
         self.fused = on;
         self
@@ -764,6 +778,39 @@ mod tests {
             })
         };
         assert_close("RMSNorm", &run(true)?, &run(false)?, 1e-4)
+    }
+
+    #[test]
+    fn libtorchs_fused_rms_norm_matches_composite() -> Result<()> {
+        // What CUDA runs (at::_fused_rms_norm), called as the CUDA path calls it; on the CPU
+        // libtorch computes it with its own composite ops, so this checks the call (shape,
+        // weight, eps) and the math, in f32 and in bf16.
+        tch::manual_seed(11);
+        let weight = Tensor::f_randn([48], CPU)?.f_add_scalar(1.0)?;
+        // Small values (mean square 0.0025), so a lost eps of 1e-3 shows.
+        let xs = Tensor::f_randn([3, 20, 48], CPU)?.f_mul_scalar(0.05)?;
+        let probe = Tensor::f_randn([3, 20, 48], CPU)?;
+        let run = |libtorch: bool| {
+            trace(&[&xs, &weight], &probe, |t| {
+                let norm = RmsNorm {
+                    weight: t[1].shallow_clone(),
+                    eps: 1e-3,
+                };
+                if libtorch {
+                    norm.libtorch_fused(&t[0])
+                } else {
+                    norm.forward(&t[0], false)
+                }
+            })
+        };
+        assert_close("libtorch RMSNorm", &run(true)?, &run(false)?, 1e-4)?;
+        let norm = RmsNorm { weight, eps: 1e-3 };
+        let half = xs.f_to_kind(Kind::BFloat16)?;
+        let fused = norm.libtorch_fused(&half)?;
+        assert_eq!(fused.kind(), Kind::BFloat16);
+        let d = rel_diff(&fused.f_to_kind(Kind::Float)?, &norm.forward(&xs, false)?)?;
+        assert!(d < 1e-2, "bf16 relative difference {d}");
+        Ok(())
     }
 
     #[test]
