@@ -35,7 +35,7 @@ fn four_micro_batches_of_8_give_the_gradient_of_one_batch_of_32() -> Result<()> 
     let step_on = |rows: (i64, i64)| -> titan::Result<(Tensor, Tensor)> {
         let x = TokenIds(input.0.narrow(0, rows.0, rows.1));
         let y = HfLabels(labels.0.narrow(0, rows.0, rows.1));
-        model.forward_backward(&x, &mut |logits| CausalLmLoss.loss_sum(logits, &y))
+        model.forward_backward(&x, &mut |logits: &Tensor| CausalLmLoss.loss_sum(logits, &y))
     };
     let loss_of = |rows: (i64, i64)| -> titan::Result<(Tensor, Tensor)> {
         let x = TokenIds(input.0.narrow(0, rows.0, rows.1));
@@ -122,8 +122,9 @@ fn activation_checkpointing_gives_the_same_loss_and_gradients() -> Result<()> {
     let (input, labels) = batch(4, 16);
     let mut sums = Vec::new();
     for model in [&plain, &recomputed] {
-        let (sum, count) =
-            model.forward_backward(&input, &mut |logits| CausalLmLoss.loss_sum(logits, &labels))?;
+        let (sum, count) = model.forward_backward(&input, &mut |logits: &Tensor| {
+            CausalLmLoss.loss_sum(logits, &labels)
+        })?;
         sums.push((sum.double_value(&[]), count.double_value(&[])));
     }
     assert!((sums[0].0 - sums[1].0).abs() < 1e-4, "{sums:?}");

@@ -3,9 +3,9 @@
 
 use tch::{Kind, Tensor};
 
-use crate::Result;
 use crate::batch::{HfLabels, IGNORE_INDEX, ShiftedLabels};
 use crate::checkpoint::Stateless;
+use crate::{Error, Result};
 
 /// Scores logits against labels of type `Labels`.
 #[diagnostic::on_unimplemented(
@@ -18,10 +18,62 @@ pub trait Loss<Labels> {
     /// so gradient accumulation can weight micro-batches by their tokens.
     fn loss_sum(&self, logits: &Tensor, labels: &Labels) -> Result<(Tensor, Tensor)>;
 
+    /// Whether this loss scores a slice of a batch's rows ([`Loss::loss_sum_rows`]), which lets
+    /// a model score its logits a slice at a time and never hold the whole batch's. False
+    /// unless the loss overrides it.
+    fn scores_rows(&self) -> bool {
+        false
+    }
+
+    /// Loss sum and count of a slice of a batch's logits: summed over all the batch's slices,
+    /// what [`Loss::loss_sum`] gives for the whole. Losses that say [`Loss::scores_rows`]
+    /// implement it; the default is an error.
+    fn loss_sum_rows(&self, rows: &LogitRows<'_>, labels: &Labels) -> Result<(Tensor, Tensor)> {
+        let _ = (rows, labels);
+        Err(Error::Unsupported(format!(
+            "{} scores only a batch's whole logits",
+            std::any::type_name::<Self>()
+        )))
+    }
+
     /// Mean loss over counted tokens.
     fn loss(&self, logits: &Tensor, labels: &Labels) -> Result<Tensor> {
         let (sum, count) = self.loss_sum(logits, labels)?;
         mean_loss(&sum, &count)
+    }
+}
+
+/// A slice of one batch's logits: `logits` (n, vocab) are rows `start..start + n` of the
+/// batch's logits (batch, seq_len, vocab) flattened to (batch · seq_len, vocab).
+#[derive(Debug)]
+pub struct LogitRows<'t> {
+    /// The slice's logits, (n, vocab).
+    pub logits: &'t Tensor,
+    /// Its first row among the batch's.
+    pub start: i64,
+    /// The batch's size.
+    pub batch: i64,
+    /// The batch's sequence length.
+    pub seq_len: i64,
+}
+
+impl LogitRows<'_> {
+    /// The slice's targets out of the whole batch's, which must be (batch, seq_len); errors
+    /// name both shapes.
+    fn targets(&self, targets: &Tensor) -> Result<Tensor> {
+        let (rows, _) = self.logits.size2()?;
+        let shape = targets.size();
+        let total = self.batch * self.seq_len;
+        if shape != [self.batch, self.seq_len] || self.start + rows > total {
+            return Err(Error::Mismatch(format!(
+                "logit rows {}..{} of a ({}, {}) batch do not fit labels of shape {shape:?}",
+                self.start,
+                self.start + rows,
+                self.batch,
+                self.seq_len
+            )));
+        }
+        Ok(targets.f_reshape([total])?.f_narrow(0, self.start, rows)?)
     }
 }
 
@@ -37,14 +89,29 @@ pub struct CausalLmLoss;
 
 impl Stateless for CausalLmLoss {}
 
+impl CausalLmLoss {
+    /// Each position's target, (b, t): its next id, the last position ignored, so logits are
+    /// scored whole (a view, not a copy without the last position).
+    fn targets(labels: &HfLabels) -> Result<Tensor> {
+        let (b, t) = labels.0.size2()?;
+        let last = Tensor::f_full([b, 1], IGNORE_INDEX, (Kind::Int64, labels.0.device()))?;
+        Ok(Tensor::f_cat(&[labels.0.f_narrow(1, 1, t - 1)?, last], 1)?)
+    }
+}
+
 impl Loss<HfLabels> for CausalLmLoss {
     fn loss_sum(&self, logits: &Tensor, labels: &HfLabels) -> Result<(Tensor, Tensor)> {
         let (b, t, v) = logits.size3()?;
-        // Each row's targets are its next ids, the last position ignored: the logits are
-        // scored whole (a view, not a copy without the last position).
-        let last = Tensor::f_full([b, 1], IGNORE_INDEX, (Kind::Int64, labels.0.device()))?;
-        let targets = Tensor::f_cat(&[labels.0.f_narrow(1, 1, t - 1)?, last], 1)?;
+        let targets = Self::targets(labels)?;
         cross_entropy_sum(&logits.f_reshape([b * t, v])?, &targets.f_reshape([b * t])?)
+    }
+
+    fn scores_rows(&self) -> bool {
+        true
+    }
+
+    fn loss_sum_rows(&self, rows: &LogitRows<'_>, labels: &HfLabels) -> Result<(Tensor, Tensor)> {
+        cross_entropy_sum(rows.logits, &rows.targets(&Self::targets(labels)?)?)
     }
 }
 
@@ -62,6 +129,18 @@ impl Loss<ShiftedLabels> for ShiftedLoss {
             &logits.f_reshape([b * t, v])?,
             &labels.0.f_reshape([b * t])?,
         )
+    }
+
+    fn scores_rows(&self) -> bool {
+        true
+    }
+
+    fn loss_sum_rows(
+        &self,
+        rows: &LogitRows<'_>,
+        labels: &ShiftedLabels,
+    ) -> Result<(Tensor, Tensor)> {
+        cross_entropy_sum(rows.logits, &rows.targets(&labels.0)?)
     }
 }
 
@@ -125,6 +204,75 @@ mod tests {
         );
         let titan = ShiftedLoss.loss(&logits, &ShiftedLabels(shifted))?;
         assert!((hf.double_value(&[]) - titan.double_value(&[])).abs() < 1e-6);
+        Ok(())
+    }
+
+    /// Sums of `loss` over the rows of `logits` (b, t, v) taken `per` at a time.
+    fn by_rows<Lab>(
+        loss: &impl Loss<Lab>,
+        logits: &Tensor,
+        labels: &Lab,
+        per: i64,
+    ) -> Result<(f64, f64)> {
+        let (b, t, v) = logits.size3()?;
+        let flat = logits.f_reshape([b * t, v])?;
+        let (mut sum, mut count) = (0.0, 0.0);
+        for start in (0..b * t).step_by(per as usize) {
+            let n = per.min(b * t - start);
+            let slice = flat.f_narrow(0, start, n)?;
+            let rows = LogitRows {
+                logits: &slice,
+                start,
+                batch: b,
+                seq_len: t,
+            };
+            let (s, c) = loss.loss_sum_rows(&rows, labels)?;
+            sum += s.f_double_value(&[])?;
+            count += c.f_double_value(&[])?;
+        }
+        Ok((sum, count))
+    }
+
+    #[test]
+    fn scoring_by_rows_sums_to_the_whole() -> Result<()> {
+        tch::manual_seed(3);
+        let logits = Tensor::randn([3, 5, 11], (Kind::Float, tch::Device::Cpu));
+        let ids = Tensor::randint(11, [3, 5], (Kind::Int64, tch::Device::Cpu));
+        let _ = ids.narrow(1, 2, 2).fill_(IGNORE_INDEX);
+        let (hf, shifted) = (
+            HfLabels(ids.shallow_clone()),
+            ShiftedLabels(ids.shallow_clone()),
+        );
+        let whole_hf = CausalLmLoss.loss_sum(&logits, &hf)?;
+        let whole_shifted = ShiftedLoss.loss_sum(&logits, &shifted)?;
+        for per in [1, 4, 7, 15, 100] {
+            for ((sum, count), (ws, wc)) in [
+                (by_rows(&CausalLmLoss, &logits, &hf, per)?, &whole_hf),
+                (
+                    by_rows(&ShiftedLoss, &logits, &shifted, per)?,
+                    &whole_shifted,
+                ),
+            ] {
+                assert!(
+                    (sum - ws.double_value(&[])).abs() < 1e-4,
+                    "{per} rows at a time"
+                );
+                assert_eq!(count, wc.double_value(&[]), "{per} rows at a time");
+            }
+        }
+        // Rows of a batch shaped unlike the labels are an error naming both.
+        let slice = logits.f_reshape([15, 11])?;
+        let rows = LogitRows {
+            logits: &slice,
+            start: 0,
+            batch: 5,
+            seq_len: 4,
+        };
+        let err = CausalLmLoss
+            .loss_sum_rows(&rows, &hf)
+            .expect_err("20 rows of labels 3 x 5")
+            .to_string();
+        assert!(err.contains("(5, 4)") && err.contains("[3, 5]"), "{err}");
         Ok(())
     }
 }

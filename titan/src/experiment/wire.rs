@@ -79,11 +79,11 @@ impl<'a, I: 'a, Lab: 'a> WireData<'a, I, Lab> {
     /// between steps.
     pub fn loss<L: Loss<Lab> + Stateful>(mut self, loss: &'a mut L) -> WireLoss<'a, I, Lab> {
         let loss = Rc::new(RefCell::new(loss));
-        let scores = loss.clone();
+        let scores: LossFn<'a, Lab> = loss.clone();
         self.model.states.push(Box::new(Shared::new("loss", loss)));
         WireLoss {
             data: self,
-            loss: Rc::new(move |logits, labels| scores.borrow().loss_sum(logits, labels)),
+            loss: scores,
             validate: None,
         }
     }
@@ -119,7 +119,7 @@ impl<'a, I: 'a, Lab: 'a> WireLoss<'a, I, Lab> {
                 device,
                 &*forward,
                 &|logits, labels: &<V::Batch as Batch>::Labels| {
-                    loss(logits, labels.as_train_labels())
+                    loss.whole(logits, labels.as_train_labels())
                 },
             )
         }));

@@ -13,9 +13,10 @@ mod hf;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
 
-use super::{Model, ParamGroup, Parameters, SpecialTokens};
+use super::{Model, ParamGroup, Parameters, ScoreLogits, SpecialTokens};
 use crate::batch::TokenIds;
 use crate::checkpoint::Stateless;
+use crate::loss::LogitRows;
 use crate::shim;
 use crate::{Error, Result};
 
@@ -430,7 +431,13 @@ pub struct Llama {
     compute: Kind,
     checkpoint: bool,
     fused: bool,
+    logits_chunk: i64,
 }
+
+/// Logits a training pass holds at once by default ([`Llama::with_logits_chunk`]): 2^27, 256
+/// MiB in bf16, so a 128K vocabulary is scored about 1,000 positions at a time and a small one
+/// all at once.
+const LOGITS_CHUNK: i64 = 1 << 27;
 
 impl Llama {
     /// Builds a randomly initialised model (normal, std `initializer_range`) on `device`.
@@ -466,6 +473,7 @@ impl Llama {
             compute: Kind::Float,
             checkpoint: false,
             fused: true,
+            logits_chunk: LOGITS_CHUNK,
         })
     }
 
@@ -487,6 +495,19 @@ impl Llama {
         self
     }
 
+    /// Training scores a batch's logits at most `logits` (positions × vocabulary) at a time,
+    /// when the loss can score a slice of rows ([`crate::Loss::scores_rows`]): the output
+    /// projection, the loss and their backward run one slice of positions after another, so
+    /// the whole batch's logits and their gradient never exist. Default 2^27; a chunk under
+    /// the vocabulary still takes one position at a time. At least 1.
+    pub fn with_logits_chunk(mut self, logits: i64) -> Result<Self> {
+        if logits < 1 {
+            return Err(Error::config("logits chunk", logits, "must be at least 1"));
+        }
+        self.logits_chunk = logits;
+        Ok(self)
+    }
+
     /// Whether blocks are recomputed in backward.
     pub fn activation_checkpointing(&self) -> bool {
         self.checkpoint
@@ -504,13 +525,103 @@ impl Llama {
         Ok(xs.f_linear::<Tensor>(&self.lm_head.f_to_kind(xs.kind())?, None)?)
     }
 
+    /// The final hidden states (b, t, hidden) for token ids (b, t), before the final norm.
+    fn hidden(&self, input_ids: &Tensor) -> Result<Tensor> {
+        self.check_len(input_ids)?;
+        let mut xs = self.embed(input_ids)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, &self.rotary, self.fused)?;
+        }
+        Ok(xs)
+    }
+
+    /// The head, the loss and their backward from the final hidden states `xs`, into `xs`'s
+    /// graph; returns the loss sum (detached) and count. The batch's logits are made whole,
+    /// unless they number over [`Llama::with_logits_chunk`]'s and the loss scores rows: then
+    /// each slice of positions runs the projection, the loss and their backward on its own
+    /// (its logits and their gradient freed before the next), the head weight's gradient is
+    /// summed over the slices in f32, and one backward carries both gradients on, so every
+    /// parameter receives its gradient once, as from the whole.
+    fn head_loss_backward(
+        &self,
+        xs: &Tensor,
+        loss: &mut dyn ScoreLogits,
+    ) -> Result<(Tensor, Tensor)> {
+        let (b, t, h) = xs.size3()?;
+        let (rows, v) = (b * t, self.config.vocab_size);
+        if !loss.scores_rows() || rows * v <= self.logits_chunk {
+            let (sum, count) = loss.whole(&self.head(xs)?)?;
+            sum.f_backward()?;
+            return Ok((sum.f_detach()?, count));
+        }
+        let normed = self.norm.forward(xs, self.fused)?;
+        let flat = normed.f_detach()?.f_reshape([rows, h])?;
+        // Leaves of the slices' graphs: their gradients are returned, not accumulated, so no
+        // parameter hook (data parallel's) fires per slice.
+        let weight = self
+            .lm_head
+            .f_to_kind(normed.kind())?
+            .f_detach()?
+            .f_requires_grad_(true)?;
+        let per = (self.logits_chunk / v).max(1);
+        let mut grad_rows = Vec::new();
+        let mut grad_weight = Tensor::f_zeros([v, h], (Kind::Float, xs.device()))?;
+        let (mut sum, mut count) = (None::<Tensor>, None::<Tensor>);
+        let mut start = 0;
+        while start < rows {
+            let n = per.min(rows - start);
+            let slice = flat.f_narrow(0, start, n)?.f_requires_grad_(true)?;
+            let logits = slice.f_linear::<Tensor>(&weight, None)?;
+            let (s, c) = loss.rows(&LogitRows {
+                logits: &logits,
+                start,
+                batch: b,
+                seq_len: t,
+            })?;
+            let grads = Tensor::f_run_backward(&[&s], &[&slice, &weight], false, false)?;
+            let [grad_slice, grad_w] = <[Tensor; 2]>::try_from(grads).map_err(|g| {
+                Error::Training(format!(
+                    "backward of a logit slice gave {} gradients",
+                    g.len()
+                ))
+            })?;
+            grad_rows.push(grad_slice);
+            let _ = grad_weight.f_add_(&grad_w)?;
+            let s = s.f_detach()?;
+            sum = Some(match sum {
+                Some(total) => total.f_add(&s)?,
+                None => s,
+            });
+            count = Some(match count {
+                Some(total) => total.f_add(&c)?,
+                None => c,
+            });
+            start += n;
+        }
+        let grad = Tensor::f_cat(&grad_rows, 0)?.f_reshape([b, t, h])?;
+        // The vector-Jacobian products of both: <normed, grad> reaches the final norm and
+        // `xs`, <lm_head, grad_weight> the head's weight (a tied embedding's with the rest).
+        let head = self
+            .lm_head
+            .f_mul(&grad_weight.f_to_kind(self.lm_head.kind())?)?;
+        normed
+            .f_mul(&grad)?
+            .f_sum(Kind::Float)?
+            .f_add(&head.f_sum(Kind::Float)?)?
+            .f_backward()?;
+        match (sum, count) {
+            (Some(sum), Some(count)) => Ok((sum, count)),
+            _ => Err(Error::Training("a batch with no positions to score".into())),
+        }
+    }
+
     /// The training pass with per-layer recomputation: blocks run without a graph, keeping
     /// their inputs; the head and the loss run with one; then, last block first, each block is
     /// recomputed with a graph and back-propagated from the gradient of its output.
     fn checkpointed_forward_backward(
         &self,
         input_ids: &Tensor,
-        loss: &mut dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)>,
+        loss: &mut dyn ScoreLogits,
     ) -> Result<(Tensor, Tensor)> {
         self.check_len(input_ids)?;
         let mut inputs = Vec::with_capacity(self.layers.len());
@@ -525,8 +636,7 @@ impl Llama {
             xs
         };
         let top = top.f_detach()?.f_requires_grad_(true)?;
-        let (sum, count) = loss(&self.head(&top)?)?;
-        sum.f_backward()?;
+        let (sum, count) = self.head_loss_backward(&top, loss)?;
         let mut grad = top.f_grad()?;
         for (i, layer) in self.layers.iter().enumerate().rev() {
             // Block 0 recomputes from the embedding, so the embedding's gradient flows too.
@@ -542,7 +652,7 @@ impl Llama {
                 grad = xs.f_grad()?;
             }
         }
-        Ok((sum.f_detach()?, count))
+        Ok((sum, count))
     }
 
     fn check_len(&self, input_ids: &Tensor) -> Result<()> {
@@ -583,12 +693,7 @@ impl Llama {
 
     /// Logits (b, t, vocab) for token ids (b, t).
     pub fn logits(&self, input_ids: &Tensor) -> Result<Tensor> {
-        self.check_len(input_ids)?;
-        let mut xs = self.embed(input_ids)?;
-        for layer in &self.layers {
-            xs = layer.forward(&xs, &self.rotary, self.fused)?;
-        }
-        self.head(&xs)
+        self.head(&self.hidden(input_ids)?)
     }
 
     /// Loads weights from a safetensors file with Hugging Face names (e.g. `model.safetensors`).
@@ -636,12 +741,12 @@ impl Model for Llama {
     fn forward_backward(
         &self,
         input: &TokenIds,
-        loss: &mut dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)>,
+        loss: &mut dyn ScoreLogits,
     ) -> Result<(Tensor, Tensor)> {
         if self.checkpoint {
             self.checkpointed_forward_backward(&input.0, loss)
         } else {
-            super::forward_then_backward(self, input, loss)
+            self.head_loss_backward(&self.hidden(&input.0)?, loss)
         }
     }
 
@@ -758,6 +863,109 @@ mod tests {
         if tch::get_num_threads() < 2 {
             eprintln!("one libtorch thread: the fused kernels' chunks run in turn");
         }
+    }
+
+    /// Scores by rows with [`CausalLmLoss`], counting the slices it is given.
+    struct BySlices<'a> {
+        labels: &'a crate::batch::HfLabels,
+        slices: usize,
+    }
+
+    impl ScoreLogits for BySlices<'_> {
+        fn whole(&mut self, logits: &Tensor) -> Result<(Tensor, Tensor)> {
+            crate::Loss::loss_sum(&crate::CausalLmLoss, logits, self.labels)
+        }
+
+        fn scores_rows(&self) -> bool {
+            true
+        }
+
+        fn rows(&mut self, rows: &LogitRows<'_>) -> Result<(Tensor, Tensor)> {
+            self.slices += 1;
+            crate::Loss::loss_sum_rows(&crate::CausalLmLoss, rows, self.labels)
+        }
+    }
+
+    /// Loss sum, count, slices scored and every parameter's gradient of one training pass.
+    type Pass = (f64, f64, usize, Vec<Tensor>);
+
+    fn one_pass(model: &Llama, ids: &Tensor, labels: &crate::batch::HfLabels) -> Result<Pass> {
+        let mut scorer = BySlices { labels, slices: 0 };
+        let (sum, count) = model.forward_backward(&TokenIds(ids.shallow_clone()), &mut scorer)?;
+        let grads = model
+            .parameters()
+            .named()
+            .iter()
+            .map(|(_, p)| p.f_grad())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let (sum, count) = (sum.f_double_value(&[])?, count.f_double_value(&[])?);
+        Ok((sum, count, scorer.slices, grads))
+    }
+
+    #[test]
+    fn logits_scored_by_slices_give_the_wholes_loss_and_gradients() -> Result<()> {
+        let (v, b, t) = (50, 3, 7);
+        tch::manual_seed(7);
+        let ids = Tensor::f_randint(v, [b, t], (Kind::Int64, Device::Cpu))?;
+        let labels = crate::batch::HfLabels(ids.copy());
+        let _ = labels
+            .0
+            .f_narrow(1, 4, 2)?
+            .f_fill_(crate::batch::IGNORE_INDEX)?;
+        for (tied, checkpoint, kind) in [
+            (false, false, Kind::Float),
+            (true, false, Kind::Float),
+            (false, true, Kind::Float),
+            (true, true, Kind::Float),
+            (true, false, Kind::BFloat16),
+        ] {
+            let config = LlamaConfig {
+                vocab_size: v,
+                hidden_size: 16,
+                intermediate_size: 32,
+                num_hidden_layers: 2,
+                num_attention_heads: 2,
+                num_key_value_heads: 1,
+                max_position_embeddings: 16,
+                tie_word_embeddings: tied,
+                ..LlamaConfig::tiny()
+            };
+            let pass = |chunk: i64| -> Result<Pass> {
+                tch::manual_seed(8);
+                let model = Llama::new(config.clone(), Device::Cpu)?
+                    .with_activation_checkpointing(checkpoint)
+                    .with_compute_kind(kind)?
+                    .with_logits_chunk(chunk)?;
+                one_pass(&model, &ids, &labels)
+            };
+            let case = format!("tied {tied}, checkpointing {checkpoint}, {kind:?}");
+            let whole = pass(b * t * v)?;
+            assert_eq!(
+                whole.2, 0,
+                "{case}: logits within the chunk are scored whole"
+            );
+            let tol = if kind == Kind::Float { 1e-5 } else { 2e-2 };
+            // 5 positions a slice (21 = 4 x 5 + 1) and one position a slice.
+            for (chunk, slices) in [(5 * v, 5), (1, 21)] {
+                let sliced = pass(chunk)?;
+                assert_eq!(sliced.2, slices, "{case}: slices of {chunk} logits");
+                assert!(
+                    (sliced.0 - whole.0).abs() <= tol * whole.0.abs(),
+                    "{case}: loss"
+                );
+                assert_eq!(sliced.1, whole.1, "{case}: count");
+                for (i, (s, w)) in sliced.3.iter().zip(&whole.3).enumerate() {
+                    let d = rel_diff(s, w)?;
+                    assert!(d < tol, "{case}: parameter {i}'s gradient differs by {d:e}");
+                }
+            }
+        }
+        let err = Llama::new(LlamaConfig::tiny(), Device::Cpu)?
+            .with_logits_chunk(0)
+            .expect_err("an empty chunk")
+            .to_string();
+        assert!(err.contains("logits chunk") && err.contains('0'), "{err}");
+        Ok(())
     }
 
     #[test]

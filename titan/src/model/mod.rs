@@ -11,6 +11,7 @@ pub use params::{ParamGroup, Parameter, Parameters};
 use tch::{Device, Tensor};
 
 use crate::Result;
+use crate::loss::LogitRows;
 
 /// A trainable model. `Input` is what a batch must carry for it (checked at compile time
 /// against the dataloader's batch by `#[experiment]`). Checkpoints save its weights as its
@@ -36,14 +37,15 @@ pub trait Model {
     fn vocab_size(&self) -> i64;
     /// Longest sequence the model accepts.
     fn max_seq_len(&self) -> i64;
-    /// Runs the forward pass, `loss` on the logits (it returns a loss sum and its token count)
-    /// and the backward pass of the sum, accumulating gradients; returns the sum (detached) and
-    /// the count. Models that recompute activations in backward (activation checkpointing)
-    /// override it; the default is [`forward_then_backward`].
+    /// Runs the forward pass, `loss` on the logits (it returns a loss sum and its token count;
+    /// a closure of the logits is one) and the backward pass of the sum, accumulating
+    /// gradients; returns the sum (detached) and the count. Models that recompute activations
+    /// in backward (activation checkpointing) or score their logits a slice of rows at a time
+    /// ([`ScoreLogits::rows`]) override it; the default is [`forward_then_backward`].
     fn forward_backward(
         &self,
         input: &Self::Input,
-        loss: &mut dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)>,
+        loss: &mut dyn ScoreLogits,
     ) -> Result<(Tensor, Tensor)> {
         forward_then_backward(self, input, loss)
     }
@@ -75,6 +77,33 @@ pub trait Model {
     }
 }
 
+/// The loss a model's training pass scores its logits with: the batch's whole logits, or,
+/// where the loss can, a slice of their rows at a time. A closure of the whole logits is one.
+pub trait ScoreLogits {
+    /// Loss sum and token count of the batch's logits (b, t, vocab).
+    fn whole(&mut self, logits: &Tensor) -> Result<(Tensor, Tensor)>;
+
+    /// Whether [`ScoreLogits::rows`] scores a slice of rows; false unless overridden.
+    fn scores_rows(&self) -> bool {
+        false
+    }
+
+    /// Loss sum and token count of a slice of the batch's logits; summed over all slices,
+    /// what [`ScoreLogits::whole`] gives. An error unless [`ScoreLogits::scores_rows`].
+    fn rows(&mut self, rows: &LogitRows<'_>) -> Result<(Tensor, Tensor)> {
+        let _ = rows;
+        Err(crate::Error::Unsupported(
+            "this loss scores only a batch's whole logits".into(),
+        ))
+    }
+}
+
+impl<F: FnMut(&Tensor) -> Result<(Tensor, Tensor)>> ScoreLogits for F {
+    fn whole(&mut self, logits: &Tensor) -> Result<(Tensor, Tensor)> {
+        self(logits)
+    }
+}
+
 /// The tokenizer's special ids, which a model's Hugging Face config names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SpecialTokens {
@@ -91,10 +120,10 @@ pub struct SpecialTokens {
 pub fn forward_then_backward<M: Model + ?Sized>(
     model: &M,
     input: &M::Input,
-    loss: &mut dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)>,
+    loss: &mut dyn ScoreLogits,
 ) -> Result<(Tensor, Tensor)> {
     let logits = model.forward(input)?;
-    let (sum, count) = loss(&logits)?;
+    let (sum, count) = loss.whole(&logits)?;
     sum.f_backward()?;
     Ok((sum.f_detach()?, count))
 }

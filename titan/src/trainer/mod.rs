@@ -18,7 +18,7 @@ pub use contracts::{FitsModelInput, SameLabels, SameOptimizer};
 pub use eval::evaluate;
 pub(crate) use eval::evaluate_with;
 pub use grads::{accumulate_gradients, clip_grad_norm};
-pub use parts::{Fetched, LabelsLoss, LogitsLoss, Parts, Staged};
+pub use parts::{Fetched, LabelsLoss, LogitsLoss, Parts, ScoreLabels, Staged};
 pub use settings::{Precision, SHORTHANDS, Shorthand, TrainingConfig};
 
 use std::sync::Arc;

@@ -14,6 +14,8 @@ use super::update::Update;
 use crate::batch::{Batch, upload};
 use crate::checkpoint::{StateDict, Stateful};
 use crate::data::Dataloader;
+use crate::loss::{LogitRows, Loss};
+use crate::model::ScoreLogits;
 use crate::{Error, Result};
 
 pub(crate) type Forward<'a, I> = Rc<dyn Fn(&I) -> Result<Tensor> + 'a>;
@@ -21,16 +23,65 @@ pub(crate) type Forward<'a, I> = Rc<dyn Fn(&I) -> Result<Tensor> + 'a>;
 pub(crate) type ForwardBackward<'a, I> =
     Rc<dyn Fn(&I, &mut LogitsLoss<'_>) -> Result<(Tensor, Tensor)> + 'a>;
 /// Loss sum and count of one batch's logits.
-pub type LogitsLoss<'l> = dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)> + 'l;
+pub type LogitsLoss<'l> = dyn ScoreLogits + 'l;
 /// Loss sum and count of logits against labels, passed to a micro-batch step.
-pub type LabelsLoss<'l, Lab> = dyn FnMut(&Tensor, &Lab) -> Result<(Tensor, Tensor)> + 'l;
+pub type LabelsLoss<'l, Lab> = dyn ScoreLabels<Lab> + 'l;
 /// The model's training FLOPs per token at a sequence length.
 pub(crate) type FlopsFn<'a> = Rc<dyn Fn(i64) -> f64 + 'a>;
-pub(crate) type LossFn<'a, Lab> = Rc<ScoreFn<'a, Lab>>;
+pub(crate) type LossFn<'a, Lab> = Rc<LabelsLoss<'a, Lab>>;
 /// Loss sum and token count of logits against labels.
 pub(crate) type ScoreFn<'a, Lab> = dyn Fn(&Tensor, &Lab) -> Result<(Tensor, Tensor)> + 'a;
 /// Runs one evaluation over a number of batches: mean loss and tokens counted.
 pub(crate) type Validate<'a> = Option<Box<dyn FnMut(usize) -> Result<(f64, f64)> + 'a>>;
+
+/// The experiment's loss with its type erased: a batch's logits against its labels, whole or
+/// a slice of rows at a time where the loss can ([`Loss::scores_rows`]).
+pub trait ScoreLabels<Lab> {
+    /// [`Loss::loss_sum`].
+    fn whole(&self, logits: &Tensor, labels: &Lab) -> Result<(Tensor, Tensor)>;
+    /// [`Loss::scores_rows`].
+    fn scores_rows(&self) -> bool;
+    /// [`Loss::loss_sum_rows`].
+    fn rows(&self, rows: &LogitRows<'_>, labels: &Lab) -> Result<(Tensor, Tensor)>;
+}
+
+impl<L: Loss<Lab> + ?Sized, Lab> ScoreLabels<Lab> for RefCell<&mut L> {
+    fn whole(&self, logits: &Tensor, labels: &Lab) -> Result<(Tensor, Tensor)> {
+        self.borrow().loss_sum(logits, labels)
+    }
+
+    fn scores_rows(&self) -> bool {
+        self.borrow().scores_rows()
+    }
+
+    fn rows(&self, rows: &LogitRows<'_>, labels: &Lab) -> Result<(Tensor, Tensor)> {
+        self.borrow().loss_sum_rows(rows, labels)
+    }
+}
+
+/// A loss with one batch's labels, as the model's training pass scores that batch's logits;
+/// it notes the batch's sequence length.
+struct WithLabels<'l, Lab> {
+    loss: &'l LabelsLoss<'l, Lab>,
+    labels: &'l Lab,
+    seq_len: i64,
+}
+
+impl<Lab> ScoreLogits for WithLabels<'_, Lab> {
+    fn whole(&mut self, logits: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.seq_len = logits.size().get(1).copied().unwrap_or(0);
+        self.loss.whole(logits, self.labels)
+    }
+
+    fn scores_rows(&self) -> bool {
+        self.loss.scores_rows()
+    }
+
+    fn rows(&mut self, rows: &LogitRows<'_>) -> Result<(Tensor, Tensor)> {
+        self.seq_len = rows.seq_len;
+        self.loss.rows(rows, self.labels)
+    }
+}
 
 /// One fetched training micro-batch, after its forward and backward passes.
 pub struct Fetched {
@@ -68,7 +119,7 @@ pub struct Staged {
 /// graph replays, since it reads the same memory every time.
 pub(crate) trait MicroBatches<Lab> {
     /// Fetches the next micro-batch and runs its forward and backward passes under `loss`.
-    fn next(&mut self, loss: &mut LabelsLoss<'_, Lab>) -> Result<Fetched>;
+    fn next(&mut self, loss: &LabelsLoss<'_, Lab>) -> Result<Fetched>;
     /// Fetches the next micro-batch into slot `slot`, copying it into the buffers the slot's
     /// first batch created.
     fn stage(&mut self, slot: usize) -> Result<Staged>;
@@ -77,7 +128,7 @@ pub(crate) trait MicroBatches<Lab> {
     fn run_staged(
         &mut self,
         slot: usize,
-        loss: &mut LabelsLoss<'_, Lab>,
+        loss: &LabelsLoss<'_, Lab>,
     ) -> Result<(Tensor, Tensor, i64)>;
     /// The dataloader's position after the batches served so far, for a checkpoint.
     fn state(&self) -> Result<serde_json::Value>;
@@ -131,14 +182,15 @@ where
         &self,
         input: &<D::Batch as Batch>::Input,
         labels: &<D::Batch as Batch>::Labels,
-        loss: &mut LabelsLoss<'_, <D::Batch as Batch>::Labels>,
+        loss: &LabelsLoss<'_, <D::Batch as Batch>::Labels>,
     ) -> Result<(Tensor, Tensor, i64)> {
-        let mut seq_len = 0;
-        let (sum, count) = (self.forward_backward)(input.as_model_input(), &mut |logits| {
-            seq_len = logits.size().get(1).copied().unwrap_or(0);
-            loss(logits, labels)
-        })?;
-        Ok((sum, count, seq_len))
+        let mut scored = WithLabels {
+            loss,
+            labels,
+            seq_len: 0,
+        };
+        let (sum, count) = (self.forward_backward)(input.as_model_input(), &mut scored)?;
+        Ok((sum, count, scored.seq_len))
     }
 }
 
@@ -147,7 +199,7 @@ where
     D: Dataloader,
     <D::Batch as Batch>::Input: FitsModelInput<I>,
 {
-    fn next(&mut self, loss: &mut LabelsLoss<'_, <D::Batch as Batch>::Labels>) -> Result<Fetched> {
+    fn next(&mut self, loss: &LabelsLoss<'_, <D::Batch as Batch>::Labels>) -> Result<Fetched> {
         let started = Instant::now();
         let batch = self.data.next_batch()?.to_device(self.device)?;
         let wait = started.elapsed();
@@ -215,7 +267,7 @@ where
     fn run_staged(
         &mut self,
         slot: usize,
-        loss: &mut LabelsLoss<'_, <D::Batch as Batch>::Labels>,
+        loss: &LabelsLoss<'_, <D::Batch as Batch>::Labels>,
     ) -> Result<(Tensor, Tensor, i64)> {
         let held = self
             .slots

@@ -194,13 +194,12 @@ fn device_step<Lab>(
     let (window, info) = (&mut *cx.window, &mut *cx.info);
     let accum = cx.config.grad_accum_steps;
     let (step_loss, _) = accumulate_across(&parts.params, accum, cx.reducer, |slot| {
-        let mut score = |logits: &Tensor, labels: &Lab| loss(logits, labels);
         if staged {
-            let (sum, count, seq_len) = data.run_staged(slot, &mut score)?;
+            let (sum, count, seq_len) = data.run_staged(slot, &*loss)?;
             info.seq_len = seq_len;
             return Ok((sum, count));
         }
-        let fetched = data.next(&mut score)?;
+        let fetched = data.next(&*loss)?;
         window.data_wait += fetched.wait;
         window.tokens += fetched.tokens;
         info.epoch = fetched.epoch;
