@@ -41,6 +41,14 @@ fn validation_data_without_documents_stops_the_run_before_step_1() -> Result<()>
             && err.contains("every 20th document"),
         "{err}"
     );
+    // What to do about it: the split's rule, --val-data, and how a text file's documents are
+    // separated (a file of blank-line paragraphs is one document).
+    ensure!(
+        err.contains("fewer than 20 documents")
+            && err.contains("--val-data")
+            && err.contains("`<|endoftext|>` (dataset.delimiter)"),
+        "{err}"
+    );
     ensure!(!trained(&out));
 
     let empty = dir.path().join("empty.txt");

@@ -398,11 +398,17 @@ impl Documents {
                 return Ok(doc);
             }
             if self.state.yielded == 0 {
+                let why = self.source.why_empty(filter.0 as usize);
                 return Err(Error::Data(format!(
-                    "{}: no documents for data-parallel rank {} of {} in one whole pass",
+                    "{}: no documents for data-parallel rank {} of {} in one whole pass{}",
                     self.source.describe(),
                     self.dp_rank,
-                    self.dp_degree
+                    self.dp_degree,
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({why})")
+                    }
                 )));
             }
             self.state.epoch += 1;

@@ -178,6 +178,34 @@ impl DataSource {
         format!("{what}{split}{shards}")
     }
 
+    /// What to check when a whole pass finds no documents for a rank that reads every
+    /// `stride`-th document: how files are split into documents, and the split's own rule.
+    pub fn why_empty(&self, stride: usize) -> String {
+        let mut why = Vec::new();
+        if self.split == Split::Validation {
+            why.push(format!(
+                "the held-out split keeps every {HOLDOUT_EVERY}th document of each file, so \
+                 files of fewer than {HOLDOUT_EVERY} documents give it none: give --val-data"
+            ));
+        }
+        if stride > 1 {
+            why.push(format!(
+                "this rank reads every {stride}th document, so data with fewer documents than \
+                 ranks gives some none"
+            ));
+        }
+        if let Origin::Files(files) = &self.origin {
+            if files.iter().any(|f| f.format == Format::Text) {
+                why.push(format!(
+                    "a text file is one document unless lines equal to `{}` \
+                     (dataset.delimiter) separate its documents",
+                    self.delimiter
+                ));
+            }
+        }
+        why.join("; ")
+    }
+
     /// Number of units the source is read in: files, or 1 for the stories.
     pub fn num_units(&self) -> usize {
         match &self.origin {
