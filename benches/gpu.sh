@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The GPU checks of issues #17 and #18 in one script, for a session lent a GPU machine: that
+# machine has PyTorch's CUDA libtorch but no cargo, so build here (`cargo build --release` and
+# `cargo bench --no-run --bench train_step`) and carry `target/release`. Each part is its own
+# process and prints one summary line (median step time over the timed steps, tokens/s, data
+# wait per step, peak reserved memory, last losses; logged every 10 steps, the first 10 left
+# out); logs and metrics stay under $out.
+#   graph   tiny_llama's default (bf16, one replayed CUDA graph), 300 steps
+#   eager   the same without the graph
+#   nccl    the same as `graph` on a 1-rank NCCL world (`--nproc-per-node 1`), issue #17
+#   shards  the same as `graph` from token shards of $DATA (`--pretokenize` first), issue #18.2
+#   bench   cargo's train_step bench on CUDA: titan beside PyTorch eager and torch.compile for
+#           tiny, ~125M and ~1B (needs transformers beside the device's PyTorch), issue #18.4
+#   scale   benches/scale.sh cuda, issue #18.6
+# Usage: bash benches/gpu.sh [part ...]   (default: graph eager nccl; DATA=FILE for shards;
+# STEPS=N to shorten the runs; DEVICE=cpu tries the script itself on a machine without a GPU)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+parts="${*:-graph eager nccl}"
+out="${OUT:-target}/gpu"
+mkdir -p "$out"
+bin=target/release/tiny_llama
+device="${DEVICE:-cuda}"
+steps=()
+if [ -n "${STEPS:-}" ]; then steps=(--steps "$STEPS"); fi
+
+summary() { # name dir
+    python3 - "$2/metrics.jsonl" "$1" <<'PY'
+import json, statistics, sys
+path, name = sys.argv[1:]
+rows = [json.loads(line) for line in open(path)]
+steps = [r for r in rows if "loss" in r]
+steps = steps[1:] or steps  # the first window includes warm-up and the graph's capture
+val = [r["val_loss"] for r in rows if "val_loss" in r]
+if not steps:
+    sys.exit(f"{name}: no logged steps in {path}")
+step = statistics.median(r["step_time_s"] for r in steps) * 1e3
+tps = statistics.median(r["tps"] for r in steps)
+wait = statistics.median(r["data_wait_s"] for r in steps) * 1e3
+mem = max(r.get("max_reserved_gib") or 0 for r in steps)
+print(f"{name}: step {step:.2f} ms, {tps:,.0f} tokens/s, data wait {wait:.3f} ms/step, "
+      f"reserved {mem:.2f} GiB, train loss {steps[-1]['loss']:.4f}, "
+      f"val loss {f'{val[-1]:.4f}' if val else 'none'}")
+PY
+}
+
+run() { # name args...
+    local name=$1
+    shift
+    local dir="$out/$name"
+    rm -rf "$dir"
+    if "$bin" --device "$device" "${steps[@]}" --log-every 10 --samples 0 --output-dir "$dir" \
+        --set training.checkpoint_every=0 "$@" > "$dir.log" 2>&1; then
+        summary "$name" "$dir"
+    else
+        echo "$name: failed (exit $?), last lines of $dir.log:"
+        tail -n 15 "$dir.log"
+    fi
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null ||
+    echo "no nvidia-smi: device $device"
+for part in $parts; do
+    case "$part" in
+    graph) run graph ;;
+    eager) run eager --set training.cuda_graph=false ;;
+    nccl) run nccl --nproc-per-node 1 ;;
+    shards)
+        : "${DATA:?shards needs DATA=a text file of documents (e.g. TinyStories)}"
+        rm -rf "$out/pretokenize"
+        "$bin" --device "$device" --data "$DATA" --pretokenize --output-dir "$out/pretokenize" \
+            > "$out/pretokenize.log" 2>&1 || { echo "pretokenize failed:"; tail -n 15 "$out/pretokenize.log"; }
+        run shards --data "$DATA"
+        grep -m 1 "token shards" "$out/shards.log" || echo "shards: the run read text, not shards"
+        ;;
+    bench)
+        bench=$(ls -t target/release/deps/train_step-* 2>/dev/null | grep -v '\.d$' | head -n 1)
+        [ -n "$bench" ] || { echo "bench: no train_step binary (cargo bench --no-run --bench train_step)"; continue; }
+        TITAN_BENCH_DEVICES=cuda TITAN_BENCH_SIZES="${TITAN_BENCH_SIZES:-tiny,125m,1b}" \
+            "$bench" --bench 2>&1 | tee "$out/bench.log" | grep -E '^\||ratio|MFU|error' || true
+        ;;
+    scale) bash benches/scale.sh cuda ;;
+    *) echo "unknown part $part (graph, eager, nccl, shards, bench, scale)" && exit 2 ;;
+    esac
+done
