@@ -194,14 +194,14 @@ impl DataSource {
                  ranks gives some none"
             ));
         }
-        if let Origin::Files(files) = &self.origin {
-            if files.iter().any(|f| f.format == Format::Text) {
-                why.push(format!(
-                    "a text file is one document unless lines equal to `{}` \
-                     (dataset.delimiter) separate its documents",
-                    self.delimiter
-                ));
-            }
+        if let Origin::Files(files) = &self.origin
+            && files.iter().any(|f| f.format == Format::Text)
+        {
+            why.push(format!(
+                "a text file is one document unless lines equal to `{}` (dataset.delimiter) \
+                 separate its documents",
+                self.delimiter
+            ));
         }
         why.join("; ")
     }
