@@ -58,13 +58,13 @@ pub struct LogitRows<'t> {
 }
 
 impl LogitRows<'_> {
-    /// The slice's targets out of the whole batch's, which must be (batch, seq_len); errors
-    /// name both shapes.
-    fn targets(&self, targets: &Tensor) -> Result<Tensor> {
+    /// The slice's rows: (start, count), checked against the batch and against `labels`,
+    /// which must be (batch, seq_len); errors name the rows and both shapes.
+    fn checked(&self, labels: &Tensor) -> Result<(i64, i64)> {
         let (rows, _) = self.logits.size2()?;
-        let shape = targets.size();
+        let shape = labels.size();
         let total = self.batch * self.seq_len;
-        if shape != [self.batch, self.seq_len] || self.start + rows > total {
+        if shape != [self.batch, self.seq_len] || self.start < 0 || self.start + rows > total {
             return Err(Error::Mismatch(format!(
                 "logit rows {}..{} of a ({}, {}) batch do not fit labels of shape {shape:?}",
                 self.start,
@@ -73,7 +73,31 @@ impl LogitRows<'_> {
                 self.seq_len
             )));
         }
-        Ok(targets.f_reshape([total])?.f_narrow(0, self.start, rows)?)
+        Ok((self.start, rows))
+    }
+
+    /// The slice's own labels out of the batch's `labels` (batch, seq_len), flattened: what
+    /// a loss that scores position `i` against `labels[i]` takes.
+    pub fn labels_of(&self, labels: &Tensor) -> Result<Tensor> {
+        let (start, rows) = self.checked(labels)?;
+        Ok(labels
+            .f_reshape([self.batch * self.seq_len])?
+            .f_narrow(0, start, rows)?)
+    }
+
+    /// The slice's next-token targets out of the batch's unshifted `labels` (batch,
+    /// seq_len): each position's next id in its sequence, a sequence's last position
+    /// ignored (Hugging Face's shift), made for the slice's rows only.
+    pub fn next_tokens_of(&self, labels: &Tensor) -> Result<Tensor> {
+        let (start, rows) = self.checked(labels)?;
+        let total = self.batch * self.seq_len;
+        let at = Tensor::f_arange_start(start, start + rows, (Kind::Int64, labels.device()))?;
+        let last = at.f_remainder(self.seq_len)?.f_eq(self.seq_len - 1)?;
+        let next = at.f_add_scalar(1)?.f_clamp_max(total - 1)?;
+        Ok(labels
+            .f_reshape([total])?
+            .f_index_select(0, &next)?
+            .f_masked_fill(&last, IGNORE_INDEX)?)
     }
 }
 
@@ -111,7 +135,7 @@ impl Loss<HfLabels> for CausalLmLoss {
     }
 
     fn loss_sum_rows(&self, rows: &LogitRows<'_>, labels: &HfLabels) -> Result<(Tensor, Tensor)> {
-        cross_entropy_sum(rows.logits, &rows.targets(&Self::targets(labels)?)?)
+        cross_entropy_sum(rows.logits, &rows.next_tokens_of(&labels.0)?)
     }
 }
 
@@ -140,7 +164,7 @@ impl Loss<ShiftedLabels> for ShiftedLoss {
         rows: &LogitRows<'_>,
         labels: &ShiftedLabels,
     ) -> Result<(Tensor, Tensor)> {
-        cross_entropy_sum(rows.logits, &rows.targets(&labels.0)?)
+        cross_entropy_sum(rows.logits, &rows.labels_of(&labels.0)?)
     }
 }
 
@@ -273,6 +297,18 @@ mod tests {
             .expect_err("20 rows of labels 3 x 5")
             .to_string();
         assert!(err.contains("(5, 4)") && err.contains("[3, 5]"), "{err}");
+        let slice = logits.f_reshape([15, 11])?.f_narrow(0, 0, 2)?;
+        let before = LogitRows {
+            logits: &slice,
+            start: -1,
+            batch: 3,
+            seq_len: 5,
+        };
+        let err = ShiftedLoss
+            .loss_sum_rows(&before, &shifted)
+            .expect_err("rows before the batch")
+            .to_string();
+        assert!(err.contains("rows -1..1"), "{err}");
         Ok(())
     }
 }

@@ -490,9 +490,16 @@ impl Llama {
     /// libtorch's composite ops take several), and RMSNorm on CUDA runs libtorch's fused kernel
     /// (`at::_fused_rms_norm`); off, or for other cases, the composite ops Hugging Face's
     /// model uses.
-    pub fn with_fused_cpu_kernels(mut self, on: bool) -> Self {
+    pub fn with_fused_kernels(mut self, on: bool) -> Self {
         self.fused = on;
         self
+    }
+
+    /// The former name of [`Llama::with_fused_kernels`], from before it switched CUDA's
+    /// RMSNorm too.
+    #[deprecated(note = "use `with_fused_kernels`, which also switches CUDA's fused RMSNorm")]
+    pub fn with_fused_cpu_kernels(self, on: bool) -> Self {
+        self.with_fused_kernels(on)
     }
 
     /// Training scores a batch's logits at most `logits` (positions × vocabulary) at a time,
@@ -556,13 +563,10 @@ impl Llama {
         }
         let normed = self.norm.forward(xs, self.fused)?;
         let flat = normed.f_detach()?.f_reshape([rows, h])?;
-        // Leaves of the slices' graphs: their gradients are returned, not accumulated, so no
-        // parameter hook (data parallel's) fires per slice.
-        let weight = self
-            .lm_head
-            .f_to_kind(normed.kind())?
-            .f_detach()?
-            .f_requires_grad_(true)?;
+        // The slices run outside autograd but for the loss: each slice's logits are a leaf
+        // whose gradient is returned, not accumulated, and the projection's two products are
+        // written out, so no parameter (nor data parallel's hook) sees a slice.
+        let weight = self.lm_head.f_to_kind(normed.kind())?.f_detach()?;
         let per = (self.logits_chunk / v).max(1);
         let mut grad_rows = Vec::new();
         let mut grad_weight = Tensor::f_zeros([v, h], (Kind::Float, xs.device()))?;
@@ -570,23 +574,28 @@ impl Llama {
         let mut start = 0;
         while start < rows {
             let n = per.min(rows - start);
-            let slice = flat.f_narrow(0, start, n)?.f_requires_grad_(true)?;
-            let logits = slice.f_linear::<Tensor>(&weight, None)?;
+            let slice = flat.f_narrow(0, start, n)?;
+            let logits = slice
+                .f_mm(&weight.f_transpose(0, 1)?)?
+                .f_requires_grad_(true)?;
             let (s, c) = loss.rows(&LogitRows {
                 logits: &logits,
                 start,
                 batch: b,
                 seq_len: t,
             })?;
-            let grads = Tensor::f_run_backward(&[&s], &[&slice, &weight], false, false)?;
-            let [grad_slice, grad_w] = <[Tensor; 2]>::try_from(grads).map_err(|g| {
-                Error::Training(format!(
-                    "backward of a logit slice gave {} gradients",
-                    g.len()
-                ))
-            })?;
-            grad_rows.push(grad_slice);
-            let _ = grad_weight.f_add_(&grad_w)?;
+            let grad_logits = Tensor::f_run_backward(&[&s], &[&logits], false, false)?
+                .pop()
+                .ok_or_else(|| Error::Training("a logit slice's backward gave nothing".into()))?;
+            grad_rows.push(grad_logits.f_mm(&weight)?);
+            // The head weight's gradient, summed over the slices in f32: by the product itself
+            // where it is f32, else through one product per slice in the compute dtype.
+            let grad_t = grad_logits.f_transpose(0, 1)?;
+            if grad_logits.kind() == Kind::Float {
+                let _ = grad_weight.f_addmm_(&grad_t, &slice)?;
+            } else {
+                let _ = grad_weight.f_add_(&grad_t.f_mm(&slice)?)?;
+            }
             let s = s.f_detach()?;
             sum = Some(match sum {
                 Some(total) => total.f_add(&s)?,
@@ -598,17 +607,27 @@ impl Llama {
             });
             start += n;
         }
+        drop((weight, flat));
         let grad = Tensor::f_cat(&grad_rows, 0)?.f_reshape([b, t, h])?;
+        drop(grad_rows);
         // The vector-Jacobian products of both: <normed, grad> reaches the final norm and
-        // `xs`, <lm_head, grad_weight> the head's weight (a tied embedding's with the rest).
-        let head = self
-            .lm_head
-            .f_mul(&grad_weight.f_to_kind(self.lm_head.kind())?)?;
-        normed
-            .f_mul(&grad)?
-            .f_sum(Kind::Float)?
-            .f_add(&head.f_sum(Kind::Float)?)?
-            .f_backward()?;
+        // `xs`, <lm_head, grad_weight> the head's weight (a tied embedding's with the rest),
+        // as dot products, so no weight-sized product is kept through the backward.
+        let grad_weight = grad_weight.f_to_kind(self.lm_head.kind())?;
+        let vjp = normed
+            .f_reshape([-1])?
+            .f_dot(&grad.f_reshape([-1])?)?
+            .f_to_kind(Kind::Float)?
+            .f_add(
+                &self
+                    .lm_head
+                    .f_reshape([-1])?
+                    .f_dot(&grad_weight.f_reshape([-1])?)?
+                    .f_to_kind(Kind::Float)?,
+            )?;
+        drop((grad, grad_weight));
+        vjp.f_backward()?;
+        // Unreachable with rows > 0 (zero rows take the whole path above), kept over a panic.
         match (sum, count) {
             (Some(sum), Some(count)) => Ok((sum, count)),
             _ => Err(Error::Training("a batch with no positions to score".into())),
@@ -904,9 +923,62 @@ mod tests {
 
     #[test]
     fn logits_scored_by_slices_give_the_wholes_loss_and_gradients() -> Result<()> {
+        slices_match_the_whole(Device::Cpu)?;
+        let err = Llama::new(LlamaConfig::tiny(), Device::Cpu)?
+            .with_logits_chunk(0)
+            .expect_err("an empty chunk")
+            .to_string();
+        assert!(err.contains("logits chunk") && err.contains('0'), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn on_cuda_logit_slices_and_fused_rms_norm_match() -> Result<()> {
+        if !tch::Cuda::is_available() {
+            eprintln!("no CUDA device: nothing to check");
+            return Ok(());
+        }
+        let device = Device::Cuda(0);
+        slices_match_the_whole(device)?;
+        // libtorch's CUDA kernel for RMSNorm, forward and backward, against the composite.
+        tch::manual_seed(12);
+        let weight = Tensor::f_randn([64], (Kind::Float, device))?.f_add_scalar(1.0)?;
+        let probe = Tensor::f_randn([4, 33, 64], (Kind::Float, device))?;
+        for (kind, tol) in [(Kind::Float, 1e-5), (Kind::BFloat16, 2e-2)] {
+            let xs = Tensor::f_randn([4, 33, 64], (Kind::Float, device))?
+                .f_mul_scalar(0.05)?
+                .f_to_kind(kind)?;
+            let run = |fused: bool| {
+                trace(&[&xs, &weight], &probe.f_to_kind(kind)?, |t| {
+                    let norm = RmsNorm {
+                        weight: t[1].shallow_clone(),
+                        eps: 1e-3,
+                    };
+                    let ys = norm.forward(&t[0], fused)?;
+                    assert_eq!(ys.kind(), kind);
+                    Ok(ys)
+                })
+            };
+            let (fused, composite) = (run(true)?, run(false)?);
+            let d = rel_diff(
+                &fused.0.f_to_kind(Kind::Float)?,
+                &composite.0.f_to_kind(Kind::Float)?,
+            )?;
+            assert!(d < tol, "{kind:?}: output differs by {d:e}");
+            for (i, (f, c)) in fused.1.iter().zip(&composite.1).enumerate() {
+                let d = rel_diff(&f.f_to_kind(Kind::Float)?, &c.f_to_kind(Kind::Float)?)?;
+                assert!(d < tol, "{kind:?}: gradient {i} differs by {d:e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Llama's loss, count and every gradient with its logits scored by slices, against the
+    /// whole, on `device`: f32 tied or not, checkpointed or not, and bf16.
+    fn slices_match_the_whole(device: Device) -> Result<()> {
         let (v, b, t) = (50, 3, 7);
         tch::manual_seed(7);
-        let ids = Tensor::f_randint(v, [b, t], (Kind::Int64, Device::Cpu))?;
+        let ids = Tensor::f_randint(v, [b, t], (Kind::Int64, device))?;
         let labels = crate::batch::HfLabels(ids.copy());
         let _ = labels
             .0
@@ -930,13 +1002,22 @@ mod tests {
                 tie_word_embeddings: tied,
                 ..LlamaConfig::tiny()
             };
-            let pass = |chunk: i64| -> Result<Pass> {
-                tch::manual_seed(8);
-                let model = Llama::new(config.clone(), Device::Cpu)?
+            // One model for every pass (tests share libtorch's generator, so two models built
+            // from one seed could differ), its gradients cleared before each.
+            let mut model = Some(
+                Llama::new(config.clone(), device)?
                     .with_activation_checkpointing(checkpoint)
-                    .with_compute_kind(kind)?
-                    .with_logits_chunk(chunk)?;
-                one_pass(&model, &ids, &labels)
+                    .with_compute_kind(kind)?,
+            );
+            let mut pass = |chunk: i64| -> Result<Pass> {
+                let built = model.take().ok_or(Error::Training("no model".into()))?;
+                let built = built.with_logits_chunk(chunk)?;
+                for (_, mut p) in built.parameters().named() {
+                    p.zero_grad();
+                }
+                let out = one_pass(&built, &ids, &labels);
+                model = Some(built);
+                out
             };
             let case = format!("tied {tied}, checkpointing {checkpoint}, {kind:?}");
             let whole = pass(b * t * v)?;
@@ -951,7 +1032,9 @@ mod tests {
                 assert_eq!(sliced.2, slices, "{case}: slices of {chunk} logits");
                 assert!(
                     (sliced.0 - whole.0).abs() <= tol * whole.0.abs(),
-                    "{case}: loss"
+                    "{case}: loss {} against {}",
+                    sliced.0,
+                    whole.0
                 );
                 assert_eq!(sliced.1, whole.1, "{case}: count");
                 for (i, (s, w)) in sliced.3.iter().zip(&whole.3).enumerate() {
@@ -960,11 +1043,6 @@ mod tests {
                 }
             }
         }
-        let err = Llama::new(LlamaConfig::tiny(), Device::Cpu)?
-            .with_logits_chunk(0)
-            .expect_err("an empty chunk")
-            .to_string();
-        assert!(err.contains("logits chunk") && err.contains('0'), "{err}");
         Ok(())
     }
 
@@ -1129,7 +1207,7 @@ mod tests {
             let m = model
                 .take()
                 .ok_or_else(|| Error::Mismatch("no model".into()))?
-                .with_fused_cpu_kernels(fused);
+                .with_fused_kernels(fused);
             let logits = m.logits(&ids)?;
             logits
                 .f_logsumexp([-1], false)?

@@ -92,9 +92,10 @@ pub trait ScoreLogits {
     /// what [`ScoreLogits::whole`] gives. An error unless [`ScoreLogits::scores_rows`].
     fn rows(&mut self, rows: &LogitRows<'_>) -> Result<(Tensor, Tensor)> {
         let _ = rows;
-        Err(crate::Error::Unsupported(
-            "this loss scores only a batch's whole logits".into(),
-        ))
+        Err(crate::Error::Unsupported(format!(
+            "{} scores only a batch's whole logits",
+            std::any::type_name::<Self>()
+        )))
     }
 }
 
