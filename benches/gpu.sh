@@ -5,6 +5,8 @@
 # process and prints one summary line (median step time over the timed steps, tokens/s, data
 # wait per step, peak reserved memory, last losses; logged every 10 steps, the first 10 left
 # out); logs and metrics stay under $out.
+#   tests   the tests that check CUDA when it is there (libtorch's fused RMSNorm, logits by
+#           slices, the CUDA graph), from `cargo test --release --no-run` binaries
 #   graph   tiny_llama's default (bf16, one replayed CUDA graph), 300 steps
 #   eager   the same without the graph
 #   nccl    the same as `graph` on a 1-rank NCCL world (`--nproc-per-node 1`), issue #17
@@ -12,17 +14,21 @@
 #   bench   cargo's train_step bench on CUDA: titan beside PyTorch eager and torch.compile for
 #           tiny, ~125M and ~1B (needs transformers beside the device's PyTorch), issue #18.4
 #   scale   benches/scale.sh cuda, issue #18.6
-# Usage: bash benches/gpu.sh [part ...]   (default: graph eager nccl; DATA=FILE for shards;
+# Usage: bash benches/gpu.sh [part ...]   (default: tests graph eager nccl; DATA=FILE for shards;
 # STEPS=N to shorten the runs; DEVICE=cpu tries the script itself on a machine without a GPU)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-parts="${*:-graph eager nccl}"
+parts="${*:-tests graph eager nccl}"
 out="${OUT:-target}/gpu"
 mkdir -p "$out"
 bin=target/release/tiny_llama
 device="${DEVICE:-cuda}"
 steps=()
 if [ -n "${STEPS:-}" ]; then steps=(--steps "$STEPS"); fi
+
+newest() { # the newest test or bench binary named $1-<hash> in target/release/deps
+    ls -t target/release/deps/"$1"-* 2>/dev/null | grep -v '\.d$' | head -n 1 || true
+}
 
 summary() { # name dir
     python3 - "$2/metrics.jsonl" "$1" <<'PY'
@@ -49,9 +55,9 @@ run() { # name args...
     shift
     local dir="$out/$name"
     rm -rf "$dir"
-    if "$bin" --device "$device" "${steps[@]}" --log-every 10 --samples 0 --output-dir "$dir" \
-        --set training.checkpoint_every=0 "$@" > "$dir.log" 2>&1; then
-        summary "$name" "$dir"
+    if "$bin" --device "$device" ${steps[@]+"${steps[@]}"} --log-every 10 --samples 0 \
+        --output-dir "$dir" --set training.checkpoint_every=0 "$@" > "$dir.log" 2>&1; then
+        summary "$name" "$dir" || echo "$name: no summary"
     else
         echo "$name: failed (exit $?), last lines of $dir.log:"
         tail -n 15 "$dir.log"
@@ -62,6 +68,19 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
     echo "no nvidia-smi: device $device"
 for part in $parts; do
     case "$part" in
+    tests)
+        for test in titan trainer_loop; do
+            exe=$(newest "$test")
+            if [ -z "$exe" ]; then
+                echo "tests: no $test test binary (cargo test --release --no-run)"
+            elif "$exe" cuda > "$out/test-$test.log" 2>&1; then
+                echo "tests ($test, those named cuda): $(grep -E '^test result' "$out/test-$test.log")"
+            else
+                echo "tests ($test): failed, see $out/test-$test.log:"
+                grep -E 'panicked|FAILED|differs' "$out/test-$test.log" | head -n 10
+            fi
+        done
+        ;;
     graph) run graph ;;
     eager) run eager --set training.cuda_graph=false ;;
     nccl) run nccl --nproc-per-node 1 ;;
@@ -74,12 +93,13 @@ for part in $parts; do
         grep -m 1 "token shards" "$out/shards.log" || echo "shards: the run read text, not shards"
         ;;
     bench)
-        bench=$(ls -t target/release/deps/train_step-* 2>/dev/null | grep -v '\.d$' | head -n 1)
+        bench=$(newest train_step)
         [ -n "$bench" ] || { echo "bench: no train_step binary (cargo bench --no-run --bench train_step)"; continue; }
-        TITAN_BENCH_DEVICES=cuda TITAN_BENCH_SIZES="${TITAN_BENCH_SIZES:-tiny,125m,1b}" \
-            "$bench" --bench 2>&1 | tee "$out/bench.log" | grep -E '^\||ratio|MFU|error' || true
+        TITAN_BENCH_DEVICES="$device" TITAN_BENCH_SIZES="${TITAN_BENCH_SIZES:-tiny,125m,1b}" \
+            "$bench" --bench > "$out/bench.log" 2>&1 || echo "bench: failed (exit $?), see $out/bench.log"
+        grep -E '^\||ratio|MFU|error' "$out/bench.log" || tail -n 15 "$out/bench.log"
         ;;
-    scale) bash benches/scale.sh cuda ;;
+    scale) bash benches/scale.sh "$device" || echo "scale: failed (exit $?)" ;;
     *) echo "unknown part $part (graph, eager, nccl, shards, bench, scale)" && exit 2 ;;
     esac
 done

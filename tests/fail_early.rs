@@ -44,7 +44,7 @@ fn validation_data_without_documents_stops_the_run_before_step_1() -> Result<()>
     // What to do about it: the split's rule, --val-data, and how a text file's documents are
     // separated (a file of blank-line paragraphs is one document).
     ensure!(
-        err.contains("fewer than 20 documents")
+        err.contains("fewer than 20 documents may give it none")
             && err.contains("--val-data")
             && err.contains("`<|endoftext|>` (dataset.delimiter)"),
         "{err}"

@@ -184,13 +184,13 @@ impl DataSource {
         let mut why = Vec::new();
         if self.split == Split::Validation {
             why.push(format!(
-                "the held-out split keeps every {HOLDOUT_EVERY}th document of each file, so \
-                 files of fewer than {HOLDOUT_EVERY} documents give it none: give --val-data"
+                "the held-out split keeps one document in {HOLDOUT_EVERY} of each file, so \
+                 files of fewer than {HOLDOUT_EVERY} documents may give it none: give --val-data"
             ));
         }
         if stride > 1 {
             why.push(format!(
-                "this rank reads every {stride}th document, so data with fewer documents than \
+                "this rank reads one document in {stride}, so data with fewer documents than \
                  ranks gives some none"
             ));
         }
