@@ -58,6 +58,7 @@ run() { # name args...
     if "$bin" --device "$device" ${steps[@]+"${steps[@]}"} --log-every 10 --samples 0 \
         --output-dir "$dir" --set training.checkpoint_every=0 "$@" > "$dir.log" 2>&1; then
         summary "$name" "$dir" || echo "$name: no summary"
+        grep -m 3 "^note:" "$dir.log" || true
     else
         echo "$name: failed (exit $?), last lines of $dir.log:"
         tail -n 15 "$dir.log"

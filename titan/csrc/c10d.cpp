@@ -257,6 +257,8 @@ namespace {
 struct DdpState {
   c10::intrusive_ptr<c10d::Backend> backend;
   std::chrono::milliseconds timeout;
+  // NCCL's work is waited for on the stream, not the host (see `wait_for`).
+  bool stream_ordered = false;
   std::vector<at::Tensor> params;
   std::vector<size_t> bucket_of;
   std::vector<int64_t> offset_of;
@@ -333,6 +335,18 @@ struct DdpState {
     launched_in_backward += next - before;
   }
 
+  // Makes what follows wait for `work`. NCCL: the current stream waits for it and the host goes
+  // on, so the step runs ahead and a captured CUDA graph holds the wait (a timeout here would
+  // block the host until the reduction ends: `WorkNCCL::wait`); the group's watchdog enforces
+  // its timeout, as in torch.distributed. Gloo: the host waits, within the timeout.
+  void wait_for(const c10::intrusive_ptr<c10d::Work>& work) {
+    if (stream_ordered) {
+      work->wait();
+    } else {
+      work->wait(timeout);
+    }
+  }
+
   // Starts a reduction round: nothing filled or queued.
   void reset() {
     pending = bucket_size;
@@ -378,6 +392,7 @@ TitanDdp* titan_ddp_new(TitanGroup* group, at::Tensor* const* params, const uint
     auto state = std::make_shared<DdpState>();
     state->backend = group->backend;
     state->timeout = group->timeout;
+    state->stream_ordered = group->backend->getBackendName() == "nccl";
     size_t buckets = 0;
     for (size_t i = 0; i < n; ++i) buckets = std::max(buckets, size_t(bucket_of[i]) + 1);
     std::vector<int64_t> sizes(buckets, 0);
@@ -452,7 +467,7 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
     if (s.refired) {
       // What backward queued went out with partial gradients: let it finish (every rank queued
       // the same), then reduce everything again from the whole gradients.
-      for (auto& work : s.works) work->wait(s.timeout);
+      for (auto& work : s.works) s.wait_for(work);
       s.reset();
       s.refired = false;
       s.overlap = false;
@@ -471,7 +486,7 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
     s.launch_ready();
     s.launch(sums);
     if (launched != nullptr) *launched = s.launched_in_backward;
-    for (auto& work : s.works) work->wait(s.timeout);
+    for (auto& work : s.works) s.wait_for(work);
     s.works.clear();
     s.lists.clear();
     std::vector<bool> unused(s.params.size(), false);
@@ -512,6 +527,13 @@ int titan_ddp_order(TitanDdp* ddp, uint64_t* out, size_t cap, size_t* len, char*
     *len = s.order.size();
     for (size_t k = 0; k < s.order.size() && k < cap; ++k) out[k] = s.order[k];
   });
+}
+
+// Whether `finish` can be captured in a CUDA graph: it reads nothing on the host (no parameter is
+// still unused by every rank, whose flags it would read).
+bool titan_ddp_capturable(TitanDdp* ddp) {
+  std::lock_guard<std::mutex> lock(ddp->state->mu);
+  return ddp->state->undecided.empty();
 }
 
 // Whether backward still queues buckets (false after a parameter's gradient arrived twice).

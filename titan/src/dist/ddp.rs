@@ -106,6 +106,12 @@ impl GradReducer {
         Ok(launched)
     }
 
+    /// Whether a step's reduction can be captured in a CUDA graph: the buckets are rebuilt (after
+    /// the first step) and `finish` reads nothing on the host.
+    pub(crate) fn capturable(&self) -> bool {
+        self.rebuilt.get() && self.buckets.borrow().capturable()
+    }
+
     /// New buckets in rank 0's order of ready gradients.
     fn rebuild(&self) -> Result<()> {
         let n = self.params.len();
@@ -158,6 +164,7 @@ mod tests {
             })
             .collect::<Result<_>>()?;
         let reducer = GradReducer::new(group, &params)?;
+        assert!(!reducer.capturable(), "before the first step");
         // Two steps: the second runs on the buckets rebuilt in backward's order.
         let (mut launched, mut summed) = (0, Vec::new());
         for _step in 0..2 {
@@ -181,6 +188,10 @@ mod tests {
             launched = reducer.finish(&stats)?;
             summed = Vec::<f32>::try_from(&stats)?;
         }
+        assert!(
+            reducer.capturable(),
+            "every parameter used, buckets rebuilt"
+        );
         let grads = params
             .iter()
             .map(|(_, p)| Ok(Vec::<f32>::try_from(&p.grad())?))
@@ -262,6 +273,8 @@ mod tests {
                     .collect::<Result<_>>()?,
             );
         }
+        // p2 is still unused everywhere: finish reads its flag on the host each step.
+        assert!(!reducer.capturable(), "a parameter no rank used");
         Ok(steps)
     }
 

@@ -100,6 +100,7 @@ unsafe extern "C" {
         err_len: usize,
     ) -> i32;
     fn titan_ddp_overlaps(ddp: *mut c_void) -> bool;
+    fn titan_ddp_capturable(ddp: *mut c_void) -> bool;
     fn titan_ddp_finish(
         ddp: *mut c_void,
         stats: *const c_void,
@@ -427,6 +428,13 @@ impl GradBuckets {
     pub fn overlaps(&self) -> bool {
         // SAFETY: the handle is live.
         unsafe { titan_ddp_overlaps(self.raw) }
+    }
+
+    /// Whether [`GradBuckets::finish`] reads nothing on the host, so a CUDA graph can hold it:
+    /// false while some parameter has had no gradient on any rank.
+    pub fn capturable(&self) -> bool {
+        // SAFETY: the handle is live.
+        unsafe { titan_ddp_capturable(self.raw) }
     }
 
     /// Reduces what backward did not reach and `stats` (summed over the ranks too), waits for

@@ -217,8 +217,7 @@ impl Trainer {
                 eprintln!("note: {message}");
             }
         };
-        let mut executor =
-            Executor::choose(&parts, &cfg, start, self.staged, group.is_some(), &notice)?;
+        let mut executor = Executor::choose(&parts, &cfg, start, self.staged, &notice)?;
         let mut info = StepInfo::default();
         // Non-finite steps the optimizer skips are tolerated up to this many in a row.
         let skip_limit = |info: &StepInfo| info.skipping.then_some(cfg.max_skipped_steps);

@@ -64,19 +64,11 @@ impl Executor {
         config: &TrainingConfig,
         start: u64,
         staged: bool,
-        distributed: bool,
         notice: &dyn Fn(&str),
     ) -> Result<Self> {
         let eager = if staged { Self::Staged } else { Self::Eager };
         let warm_until = start + GRAPH_WARMUP_STEPS;
         if !(config.cuda_graph && parts.device.is_cuda()) || config.steps <= warm_until {
-            return Ok(eager);
-        }
-        if distributed {
-            notice(
-                "data parallel: the gradient all-reduce is not captured in a CUDA graph yet, \
-                 eager steps",
-            );
             return Ok(eager);
         }
         if !shim::has_cuda_graphs() {
@@ -143,9 +135,18 @@ fn graph_step<Lab>(
         ));
         return Ok((device_step(parts, cx, true)?, true));
     }
+    if outputs.is_none() && cx.reducer.is_some_and(|r| !r.capturable()) {
+        (cx.notice)(&format!(
+            "step {step}: data parallel: a parameter no rank has had a gradient for yet keeps \
+             the gradient all-reduce reading its flag on the host, which a CUDA graph cannot \
+             hold: eager steps from here"
+        ));
+        return Ok((device_step(parts, cx, true)?, true));
+    }
     if outputs.is_none() {
         // The warm-up's blocks, cached on its side stream, are free now: give them back
-        // rather than hold them beside the graph's pool.
+        // rather than hold them beside the graph's pool. With data parallel, the capture holds
+        // the gradient all-reduce too (NCCL's kernels, on the same communicator).
         shim::empty_cache(parts.device)?;
         match graph.capture(|| device_step(parts, cx, true)) {
             Ok(captured) => *outputs = Some(captured),
