@@ -11,12 +11,16 @@
 
 #ifdef TITAN_CUDA
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/core/Event.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
 #include <dlfcn.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cstdint>
 #include <cstdlib>
@@ -311,6 +315,26 @@ int titan_graph_replay(TitanGraph* graph, char* err, size_t err_len) {
   return guarded(err, err_len, [&] {
     DeviceScope scope(graph->device);
     graph->graph.replay();
+  });
+}
+
+// Waits, polling, for the work queued so far on `device`'s current stream, at most `timeout_ms`:
+// `*done` says whether it finished. What a replayed graph holds (its collectives included) is
+// in no watchdog, so this is where a peer that stopped or hung is noticed.
+int titan_cuda_finish_within(int8_t device, int64_t timeout_ms, bool* done, char* err,
+                             size_t err_len) {
+  return guarded(err, err_len, [&] {
+    DeviceScope scope(device);
+    // c10's device-generic event: its calls go through libc10_cuda, not the CUDA runtime,
+    // which titan does not link.
+    c10::Event event(c10::DeviceType::CUDA);
+    event.record(c10::cuda::getCurrentCUDAStream(device).unwrap());
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    *done = event.query();
+    while (!*done && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+      *done = event.query();
+    }
   });
 }
 #endif

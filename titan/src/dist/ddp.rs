@@ -112,6 +112,15 @@ impl GradReducer {
         self.rebuilt.get() && self.buckets.borrow().capturable()
     }
 
+    /// Whether `ok` holds on every rank (one host-side reduction of a flag).
+    pub(crate) fn all_ranks(&self, ok: bool) -> Result<bool> {
+        let device = self.params.first().map_or(tch::Device::Cpu, Tensor::device);
+        let failed = self
+            .group
+            .max_values(&[if ok { 0.0 } else { 1.0 }], device)?;
+        Ok(failed.first().is_some_and(|f| *f == 0.0))
+    }
+
     /// New buckets in rank 0's order of ready gradients.
     fn rebuild(&self) -> Result<()> {
         let n = self.params.len();
@@ -192,6 +201,9 @@ mod tests {
             reducer.capturable(),
             "every parameter used, buckets rebuilt"
         );
+        // Rank 1 says no: no rank hears yes.
+        assert!(!reducer.all_ranks(rank == 0.0)?, "one rank said no");
+        assert!(reducer.all_ranks(true)?, "every rank said yes");
         let grads = params
             .iter()
             .map(|(_, p)| Ok(Vec::<f32>::try_from(&p.grad())?))

@@ -4,9 +4,9 @@
 #![allow(unsafe_code)] // Calls into the C++ shim; each call states why it is sound.
 
 #[cfg(titan_cuda)]
-pub use cuda::CudaGraph;
+pub use cuda::{CudaGraph, finish_within};
 #[cfg(not(titan_cuda))]
-pub use without_cuda::CudaGraph;
+pub use without_cuda::{CudaGraph, finish_within};
 
 unsafe extern "C" {
     fn titan_has_cuda_graphs() -> bool;
@@ -36,6 +36,28 @@ mod cuda {
         fn titan_graph_capture_begin(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
         fn titan_graph_capture_end(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
         fn titan_graph_replay(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
+        fn titan_cuda_finish_within(
+            device: i8,
+            timeout_ms: i64,
+            done: *mut bool,
+            err: *mut c_char,
+            err_len: usize,
+        ) -> i32;
+    }
+
+    /// Waits for the work queued on `device`'s current stream (a replayed graph's included),
+    /// at most `timeout`; false when it has not finished by then. On the CPU, true at once.
+    pub fn finish_within(device: Device, timeout: std::time::Duration) -> Result<bool> {
+        let Some(index) = cuda_index(device)? else {
+            return Ok(true);
+        };
+        let ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        let mut done = false;
+        call("waiting for the device's work", |err, len| {
+            // SAFETY: `done` outlives the call; the error buffer is `call`'s.
+            unsafe { titan_cuda_finish_within(index, ms, &mut done, err, len) }
+        })?;
+        Ok(done)
     }
 
     /// Where a graph is in its life.
@@ -182,6 +204,12 @@ mod without_cuda {
         pub(super) _unbuilt: (),
     }
 
+    /// Waits for all of `device`'s work (this build cannot poll it): true once it is done.
+    pub fn finish_within(device: Device, _timeout: std::time::Duration) -> Result<bool> {
+        crate::device::synchronize(device);
+        Ok(true)
+    }
+
     /// The error of a graph operation this build cannot do.
     fn without_headers(what: &str) -> Error {
         Error::Training(format!(
@@ -231,6 +259,25 @@ mod tests {
     #[test]
     fn the_shim_and_its_bindings_agree_on_cuda_graphs() {
         assert_eq!(has_cuda_graphs(), cfg!(titan_cuda));
+    }
+
+    /// The CPU has nothing to wait for; on a GPU, queued work finishes well within a minute
+    /// (the test names CUDA so the GPU check script picks it).
+    #[test]
+    fn on_cuda_queued_work_finishes_within_a_timeout() -> crate::Result<()> {
+        use std::time::Duration;
+        assert!(super::finish_within(Device::Cpu, Duration::ZERO)?);
+        if !tch::Cuda::is_available() {
+            eprintln!("no CUDA device: only the CPU's case is checked");
+            return Ok(());
+        }
+        let x = tch::Tensor::f_randn([2048, 2048], (tch::Kind::Float, Device::Cuda(0)))?;
+        let _queued = x.f_matmul(&x)?.f_matmul(&x)?;
+        assert!(super::finish_within(
+            Device::Cuda(0),
+            Duration::from_secs(60)
+        )?);
+        Ok(())
     }
 
     #[test]

@@ -236,7 +236,19 @@ impl Trainer {
             bar.inc(1);
 
             if step % cfg.log_every == 0 || step == cfg.steps {
-                // The only host syncs of the loop: values are read at log points alone.
+                // The only host syncs of the loop: values are read at log points alone. With data
+                // parallel, within the group's timeout: a replayed graph's reductions are in no
+                // watchdog, so a rank that stopped or hung is noticed here.
+                if let Some(group) = group
+                    && !shim::finish_within(parts.device, group.timeout())?
+                {
+                    return Err(Error::Distributed(format!(
+                        "step {step}: the device's work (the gradient all-reduce among it) did \
+                         not finish within the process group's timeout of {} s \
+                         (parallelism.timeout_s): another rank stopped or hung",
+                        group.timeout().as_secs()
+                    )));
+                }
                 crate::device::synchronize(parts.device);
                 let skipped = non_finite.check(accum, info.epoch, skip_limit(&info))?;
                 if let Some(group) = group {

@@ -53,6 +53,9 @@ pub(crate) enum Executor {
         warm_until: u64,
         /// The captured step's loss and gradient norm, rewritten by every replay.
         outputs: Option<(Tensor, Tensor)>,
+        /// Whether the capture waits (and the run was told): the gradient all-reduce reads a
+        /// flag on the host while some parameter has had no gradient on any rank.
+        deferred: bool,
     },
 }
 
@@ -86,6 +89,7 @@ impl Executor {
             graph: CudaGraph::new(parts.device)?,
             warm_until,
             outputs: None,
+            deferred: false,
         })
     }
 
@@ -109,6 +113,25 @@ impl Executor {
                 graph.on_side_stream(|| device_step(parts, cx, false))?,
                 false,
             ),
+            Self::Graph {
+                graph,
+                outputs: None,
+                deferred,
+                ..
+            } if cx.reducer.is_some_and(|r| !r.capturable()) => {
+                if !*deferred {
+                    (cx.notice)(&format!(
+                        "step {step}: data parallel: some parameter has had no gradient on any \
+                         rank yet, and until it has, the gradient all-reduce reads its flag on \
+                         the host, which a CUDA graph cannot hold: warm-up steps go on until then"
+                    ));
+                    *deferred = true;
+                }
+                (
+                    graph.on_side_stream(|| device_step(parts, cx, false))?,
+                    false,
+                )
+            }
             Self::Graph { graph, outputs, .. } => graph_step(step, graph, outputs, parts, cx)?,
         };
         if fall_back {
@@ -135,21 +158,27 @@ fn graph_step<Lab>(
         ));
         return Ok((device_step(parts, cx, true)?, true));
     }
-    if outputs.is_none() && cx.reducer.is_some_and(|r| !r.capturable()) {
-        (cx.notice)(&format!(
-            "step {step}: data parallel: a parameter no rank has had a gradient for yet keeps \
-             the gradient all-reduce reading its flag on the host, which a CUDA graph cannot \
-             hold: eager steps from here"
-        ));
-        return Ok((device_step(parts, cx, true)?, true));
-    }
     if outputs.is_none() {
         // The warm-up's blocks, cached on its side stream, are free now: give them back
         // rather than hold them beside the graph's pool. With data parallel, the capture holds
         // the gradient all-reduce too (NCCL's kernels, on the same communicator).
         shim::empty_cache(parts.device)?;
-        match graph.capture(|| device_step(parts, cx, true)) {
-            Ok(captured) => *outputs = Some(captured),
+        let captured = graph.capture(|| device_step(parts, cx, true));
+        // With data parallel every rank replays, or none: a rank stepping eagerly beside
+        // replaying ones would pair its collectives with theirs on an untested path.
+        let everywhere = match cx.reducer {
+            Some(reducer) => reducer.all_ranks(captured.is_ok())?,
+            None => captured.is_ok(),
+        };
+        match captured {
+            Ok(captured) if everywhere => *outputs = Some(captured),
+            Ok(_) => {
+                (cx.notice)(&format!(
+                    "step {step}: another rank could not capture the step as a CUDA graph: \
+                     eager steps from here on every rank"
+                ));
+                return Ok((device_step(parts, cx, true)?, true));
+            }
             Err(e) => {
                 // Nothing captured ran: run this step's batches eagerly.
                 (cx.notice)(&format!(
