@@ -302,6 +302,90 @@ mod tests {
         Ok(())
     }
 
+    /// Scores a batch's logits with [`crate::CausalLmLoss`], a slice of rows at a time when
+    /// the model asks, counting the slices.
+    struct BySlices<'a> {
+        labels: &'a crate::batch::HfLabels,
+        slices: usize,
+    }
+
+    impl crate::ScoreLogits for BySlices<'_> {
+        fn whole(&mut self, logits: &Tensor) -> Result<(Tensor, Tensor)> {
+            crate::Loss::loss_sum(&crate::CausalLmLoss, logits, self.labels)
+        }
+
+        fn scores_rows(&self) -> bool {
+            true
+        }
+
+        fn rows(&mut self, rows: &crate::LogitRows<'_>) -> Result<(Tensor, Tensor)> {
+            self.slices += 1;
+            crate::Loss::loss_sum_rows(&crate::CausalLmLoss, rows, self.labels)
+        }
+    }
+
+    /// Buckets backward queued in the second of two steps of a tied-embedding Llama scoring
+    /// its logits by slices on a 1-rank Gloo group, and the slices scored.
+    fn sliced_steps(checkpointing: bool) -> Result<(usize, usize, usize)> {
+        let timeout = Duration::from_secs(30);
+        let port = Store::new("127.0.0.1", 0, true, 1, timeout)?.port();
+        let group = ProcessGroup::join("127.0.0.1", port, 0, 1, Backend::Gloo, timeout)?;
+        let config = crate::LlamaConfig {
+            vocab_size: 50,
+            hidden_size: 16,
+            intermediate_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            max_position_embeddings: 16,
+            tie_word_embeddings: true,
+            ..crate::LlamaConfig::tiny()
+        };
+        // 4 positions a slice.
+        let model = crate::Llama::new(config, Device::Cpu)?
+            .with_activation_checkpointing(checkpointing)
+            .with_logits_chunk(4 * 50)?;
+        let params = crate::Model::parameters(&model).named();
+        let reducer = GradReducer::new(Arc::new(group), &params)?;
+        let ids = Tensor::f_randint(50, [2, 8], (Kind::Int64, Device::Cpu))?;
+        let labels = crate::batch::HfLabels(ids.copy());
+        let mut scorer = BySlices {
+            labels: &labels,
+            slices: 0,
+        };
+        let mut launched = 0;
+        for _step in 0..2 {
+            for (_, p) in &params {
+                let mut grad = p.grad();
+                if grad.defined() {
+                    let _ = grad.f_zero_()?;
+                }
+            }
+            reducer.arm()?;
+            let input = crate::batch::TokenIds(ids.shallow_clone());
+            crate::Model::forward_backward(&model, &input, &mut scorer)?;
+            launched = reducer.finish(&Tensor::from_slice(&[1.0f32]))?;
+        }
+        Ok((launched, reducer.buckets(), scorer.slices))
+    }
+
+    /// The slices of the logits run outside the parameters' graph: each parameter's gradient
+    /// arrives once, so backward queues every bucket. With activation checkpointing the tied
+    /// embedding's arrives twice (the head's backward, then block 0's), which the reducer
+    /// notices and answers by reducing after backward: the contrast shows the check can fail.
+    #[test]
+    fn logits_scored_by_slices_bring_each_gradient_once() -> Result<()> {
+        let (launched, buckets, slices) = sliced_steps(false)?;
+        assert_eq!(slices, 8, "16 positions, 4 a slice, 2 steps");
+        assert_eq!(launched, buckets, "backward queued every bucket");
+        let (launched, _, _) = sliced_steps(true)?;
+        assert_eq!(
+            launched, 0,
+            "a gradient that arrives twice stops the overlap"
+        );
+        Ok(())
+    }
+
     fn params(sizes: &[i64]) -> Vec<Tensor> {
         sizes
             .iter()
