@@ -363,7 +363,7 @@ mod tests {
             }
             reducer.arm()?;
             let input = crate::batch::TokenIds(ids.shallow_clone());
-            crate::Model::forward_backward(&model, &input, &mut scorer)?;
+            let _scored = crate::Model::forward_backward(&model, &input, &mut scorer)?;
             launched = reducer.finish(&Tensor::from_slice(&[1.0f32]))?;
         }
         Ok((launched, reducer.buckets(), scorer.slices))
