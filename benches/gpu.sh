@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The GPU checks of issues #17 and #18 in one script, for a session lent a GPU machine: that
-# machine has PyTorch's CUDA libtorch but no cargo, so build here (`cargo build --release` and
-# `cargo bench --no-run --bench train_step`) and carry `target/release`. Each part is its own
+# machine has PyTorch's CUDA libtorch but no cargo. Here: `cargo build --release`, `cargo test
+# --release --no-run`, `cargo bench --no-run --bench train_step`, then `bash benches/gpu.sh
+# pack`, which strips the binaries the parts run into target/gpu-bin (about 55 MB; the
+# unstripped ones are 110-130 MB each); carry that folder and run the script there with
+# BIN=target/gpu-bin (libtorch is taken from the machine's PyTorch). Each part is its own
 # process and prints one summary line (median step time over the timed steps, tokens/s, data
 # wait per step, peak reserved memory, last losses; logged every 10 steps, the first 10 left
 # out); logs and metrics stay under $out.
+#   pack    (here, not on the device) the stripped binaries, as above
 #   tests   the tests that check CUDA when it is there (libtorch's fused RMSNorm, logits by
 #           slices, the CUDA graph), from `cargo test --release --no-run` binaries
 #   graph   tiny_llama's default (bf16, one replayed CUDA graph), 300 steps
@@ -21,13 +25,22 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 parts="${*:-tests graph eager nccl}"
 out="${OUT:-target}/gpu"
 mkdir -p "$out"
-bin=target/release/tiny_llama
+bindir="${BIN:-target/release}"
+bin="$bindir/tiny_llama"
+# The binaries' rpath names this checkout's libtorch; on the GPU machine, its PyTorch's.
+for lib in /opt/torch/.venv/lib/python3*/site-packages/torch/lib; do
+    if [ -d "$lib" ]; then export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; fi
+done
 device="${DEVICE:-cuda}"
 steps=()
 if [ -n "${STEPS:-}" ]; then steps=(--steps "$STEPS"); fi
 
-newest() { # the newest test or bench binary named $1-<hash> in target/release/deps
+built() { # the newest test or bench binary cargo built as $1-<hash>
     ls -t target/release/deps/"$1"-* 2>/dev/null | grep -v '\.d$' | head -n 1 || true
+}
+
+newest() { # the test or bench binary $1: packed as $bindir/$1, else as cargo built it
+    if [ -x "$bindir/$1" ]; then echo "$bindir/$1"; else built "$1"; fi
 }
 
 summary() { # name dir
@@ -69,6 +82,20 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
     echo "no nvidia-smi: device $device"
 for part in $parts; do
     case "$part" in
+    pack)
+        mkdir -p target/gpu-bin
+        for name in tiny_llama llama_125m; do strip -o "target/gpu-bin/$name" "target/release/$name"; done
+        for name in titan trainer_loop train_step; do
+            exe=$(built "$name")
+            if [ -z "$exe" ]; then echo "pack: no $name binary" && continue; fi
+            lib=$(ls -t target/release/deps/libtitan-*.rlib 2>/dev/null | head -n 1 || true)
+            if [ -n "$lib" ] && [ "$exe" -ot "$lib" ]; then
+                echo "pack: $exe is older than titan's library: rebuild it (see above)"
+            fi
+            strip -o "target/gpu-bin/$name" "$exe"
+        done
+        du -sh target/gpu-bin
+        ;;
     tests)
         for test in titan trainer_loop; do
             exe=$(newest "$test")
@@ -100,7 +127,7 @@ for part in $parts; do
             "$bench" --bench > "$out/bench.log" 2>&1 || echo "bench: failed (exit $?), see $out/bench.log"
         grep -E '^\||ratio|MFU|error' "$out/bench.log" || tail -n 15 "$out/bench.log"
         ;;
-    scale) bash benches/scale.sh "$device" || echo "scale: failed (exit $?)" ;;
+    scale) BIN="$bindir" bash benches/scale.sh "$device" || echo "scale: failed (exit $?)" ;;
     *) echo "unknown part $part (graph, eager, nccl, shards, bench, scale)" && exit 2 ;;
     esac
 done

@@ -16,7 +16,7 @@ mkdir -p "$out"
 point() { # binary name seq batch extra-args...
     local binary=$1 name=$2 seq=$3 batch=$4
     shift 4
-    local bin=target/release/$binary dir="$out/$binary-$seq-$batch"
+    local bin=${BIN:-target/release}/$binary dir="$out/$binary-$seq-$batch"
     rm -rf "$dir"
     "$bin" --device "$device" --steps 4 --log-every 1 --eval-every 0 --samples 0 \
         --batch-size "$batch" --output-dir "$dir" \
