@@ -177,12 +177,7 @@ mod tests {
         // Two steps: the second runs on the buckets rebuilt in backward's order.
         let (mut launched, mut summed) = (0, Vec::new());
         for _step in 0..2 {
-            for (_, p) in &params {
-                let mut grad = p.grad();
-                if grad.defined() {
-                    let _ = grad.f_zero_()?;
-                }
-            }
+            zero_grads(&params)?;
             for micro in 0..accum {
                 if micro + 1 == accum {
                     reducer.arm()?;
@@ -259,12 +254,7 @@ mod tests {
         let reducer = GradReducer::new(group, &params)?;
         let mut steps = Vec::new();
         for _step in 0..2 {
-            for (_, p) in &params {
-                let mut grad = p.grad();
-                if grad.defined() {
-                    let _ = grad.f_zero_()?;
-                }
-            }
+            zero_grads(&params)?;
             reducer.arm()?;
             let mut loss = params[0].1.f_sum(Kind::Float)?;
             if rank == 1 {
@@ -302,45 +292,13 @@ mod tests {
         Ok(())
     }
 
-    /// Scores a batch's logits with [`crate::CausalLmLoss`], a slice of rows at a time when
-    /// the model asks, counting the slices.
-    struct BySlices<'a> {
-        labels: &'a crate::batch::HfLabels,
-        slices: usize,
-    }
-
-    impl crate::ScoreLogits for BySlices<'_> {
-        fn whole(&mut self, logits: &Tensor) -> Result<(Tensor, Tensor)> {
-            crate::Loss::loss_sum(&crate::CausalLmLoss, logits, self.labels)
-        }
-
-        fn scores_rows(&self) -> bool {
-            true
-        }
-
-        fn rows(&mut self, rows: &crate::LogitRows<'_>) -> Result<(Tensor, Tensor)> {
-            self.slices += 1;
-            crate::Loss::loss_sum_rows(&crate::CausalLmLoss, rows, self.labels)
-        }
-    }
-
     /// Buckets backward queued in the second of two steps of a tied-embedding Llama scoring
     /// its logits by slices on a 1-rank Gloo group, and the slices scored.
     fn sliced_steps(checkpointing: bool) -> Result<(usize, usize, usize)> {
         let timeout = Duration::from_secs(30);
         let port = Store::new("127.0.0.1", 0, true, 1, timeout)?.port();
         let group = ProcessGroup::join("127.0.0.1", port, 0, 1, Backend::Gloo, timeout)?;
-        let config = crate::LlamaConfig {
-            vocab_size: 50,
-            hidden_size: 16,
-            intermediate_size: 32,
-            num_hidden_layers: 2,
-            num_attention_heads: 2,
-            num_key_value_heads: 1,
-            max_position_embeddings: 16,
-            tie_word_embeddings: true,
-            ..crate::LlamaConfig::tiny()
-        };
+        let config = crate::model::testing::small_llama(50, true);
         // 4 positions a slice.
         let model = crate::Llama::new(config, Device::Cpu)?
             .with_activation_checkpointing(checkpointing)
@@ -349,18 +307,13 @@ mod tests {
         let reducer = GradReducer::new(Arc::new(group), &params)?;
         let ids = Tensor::f_randint(50, [2, 8], (Kind::Int64, Device::Cpu))?;
         let labels = crate::batch::HfLabels(ids.copy());
-        let mut scorer = BySlices {
+        let mut scorer = crate::model::testing::BySlices {
             labels: &labels,
             slices: 0,
         };
         let mut launched = 0;
         for _step in 0..2 {
-            for (_, p) in &params {
-                let mut grad = p.grad();
-                if grad.defined() {
-                    let _ = grad.f_zero_()?;
-                }
-            }
+            zero_grads(&params)?;
             reducer.arm()?;
             let input = crate::batch::TokenIds(ids.shallow_clone());
             let _scored = crate::Model::forward_backward(&model, &input, &mut scorer)?;
@@ -383,6 +336,17 @@ mod tests {
             launched, 0,
             "a gradient that arrives twice stops the overlap"
         );
+        Ok(())
+    }
+
+    /// Zeroes the gradients `params` have, in place, as the optimizers do.
+    fn zero_grads(params: &[(String, Tensor)]) -> Result<()> {
+        for (_, p) in params {
+            let mut grad = p.grad();
+            if grad.defined() {
+                let _ = grad.f_zero_()?;
+            }
+        }
         Ok(())
     }
 

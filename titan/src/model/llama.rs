@@ -884,32 +884,11 @@ mod tests {
         }
     }
 
-    /// Scores by rows with [`CausalLmLoss`], counting the slices it is given.
-    struct BySlices<'a> {
-        labels: &'a crate::batch::HfLabels,
-        slices: usize,
-    }
-
-    impl ScoreLogits for BySlices<'_> {
-        fn whole(&mut self, logits: &Tensor) -> Result<(Tensor, Tensor)> {
-            crate::Loss::loss_sum(&crate::CausalLmLoss, logits, self.labels)
-        }
-
-        fn scores_rows(&self) -> bool {
-            true
-        }
-
-        fn rows(&mut self, rows: &LogitRows<'_>) -> Result<(Tensor, Tensor)> {
-            self.slices += 1;
-            crate::Loss::loss_sum_rows(&crate::CausalLmLoss, rows, self.labels)
-        }
-    }
-
     /// Loss sum, count, slices scored and every parameter's gradient of one training pass.
     type Pass = (f64, f64, usize, Vec<Tensor>);
 
     fn one_pass(model: &Llama, ids: &Tensor, labels: &crate::batch::HfLabels) -> Result<Pass> {
-        let mut scorer = BySlices { labels, slices: 0 };
+        let mut scorer = crate::model::testing::BySlices { labels, slices: 0 };
         let (sum, count) = model.forward_backward(&TokenIds(ids.shallow_clone()), &mut scorer)?;
         let grads = model
             .parameters()
@@ -991,17 +970,7 @@ mod tests {
             (true, true, Kind::Float),
             (true, false, Kind::BFloat16),
         ] {
-            let config = LlamaConfig {
-                vocab_size: v,
-                hidden_size: 16,
-                intermediate_size: 32,
-                num_hidden_layers: 2,
-                num_attention_heads: 2,
-                num_key_value_heads: 1,
-                max_position_embeddings: 16,
-                tie_word_embeddings: tied,
-                ..LlamaConfig::tiny()
-            };
+            let config = crate::model::testing::small_llama(v, tied);
             // One model for every pass (tests share libtorch's generator, so two models built
             // from one seed could differ), its gradients cleared before each.
             let mut model = Some(

@@ -3,6 +3,8 @@
 mod generate;
 mod llama;
 mod params;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use generate::{GenerateConfig, generate};
 pub use llama::{Llama, LlamaConfig};
