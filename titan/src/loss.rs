@@ -113,21 +113,27 @@ pub struct CausalLmLoss;
 
 impl Stateless for CausalLmLoss {}
 
-impl CausalLmLoss {
-    /// Each position's target, (b, t): its next id, the last position ignored, so logits are
-    /// scored whole (a view, not a copy without the last position).
-    fn targets(labels: &HfLabels) -> Result<Tensor> {
-        let (b, t) = labels.0.size2()?;
-        let last = Tensor::f_full([b, 1], IGNORE_INDEX, (Kind::Int64, labels.0.device()))?;
-        Ok(Tensor::f_cat(&[labels.0.f_narrow(1, 1, t - 1)?, last], 1)?)
-    }
+/// `loss`'s sum over a batch's whole logits (b, t, vocab), as one slice of all its rows: the
+/// logits are scored whole (a view), the same way as a slice.
+fn whole_batch<Lab>(
+    loss: &impl Loss<Lab>,
+    logits: &Tensor,
+    labels: &Lab,
+) -> Result<(Tensor, Tensor)> {
+    let (b, t, v) = logits.size3()?;
+    let flat = logits.f_reshape([b * t, v])?;
+    let rows = LogitRows {
+        logits: &flat,
+        start: 0,
+        batch: b,
+        seq_len: t,
+    };
+    loss.loss_sum_rows(&rows, labels)
 }
 
 impl Loss<HfLabels> for CausalLmLoss {
     fn loss_sum(&self, logits: &Tensor, labels: &HfLabels) -> Result<(Tensor, Tensor)> {
-        let (b, t, v) = logits.size3()?;
-        let targets = Self::targets(labels)?;
-        cross_entropy_sum(&logits.f_reshape([b * t, v])?, &targets.f_reshape([b * t])?)
+        whole_batch(self, logits, labels)
     }
 
     fn scores_rows(&self) -> bool {
@@ -148,11 +154,7 @@ impl Stateless for ShiftedLoss {}
 
 impl Loss<ShiftedLabels> for ShiftedLoss {
     fn loss_sum(&self, logits: &Tensor, labels: &ShiftedLabels) -> Result<(Tensor, Tensor)> {
-        let (b, t, v) = logits.size3()?;
-        cross_entropy_sum(
-            &logits.f_reshape([b * t, v])?,
-            &labels.0.f_reshape([b * t])?,
-        )
+        whole_batch(self, logits, labels)
     }
 
     fn scores_rows(&self) -> bool {

@@ -570,7 +570,8 @@ impl Llama {
         let per = (self.logits_chunk / v).max(1);
         let mut grad_rows = Vec::new();
         let mut grad_weight = Tensor::f_zeros([v, h], (Kind::Float, xs.device()))?;
-        let (mut sum, mut count) = (None::<Tensor>, None::<Tensor>);
+        let zero = || Tensor::f_zeros([], (Kind::Float, xs.device()));
+        let (mut sum, mut count) = (zero()?, zero()?);
         let mut start = 0;
         while start < rows {
             let n = per.min(rows - start);
@@ -596,15 +597,8 @@ impl Llama {
             } else {
                 let _ = grad_weight.f_add_(&grad_t.f_mm(&slice)?)?;
             }
-            let s = s.f_detach()?;
-            sum = Some(match sum {
-                Some(total) => total.f_add(&s)?,
-                None => s,
-            });
-            count = Some(match count {
-                Some(total) => total.f_add(&c)?,
-                None => c,
-            });
+            sum = sum.f_add(&s.f_detach()?)?;
+            count = count.f_add(&c)?;
             start += n;
         }
         drop((weight, flat));
@@ -627,11 +621,7 @@ impl Llama {
             )?;
         drop((grad, grad_weight));
         vjp.f_backward()?;
-        // Unreachable with rows > 0 (zero rows take the whole path above), kept over a panic.
-        match (sum, count) {
-            (Some(sum), Some(count)) => Ok((sum, count)),
-            _ => Err(Error::Training("a batch with no positions to score".into())),
-        }
+        Ok((sum, count))
     }
 
     /// The training pass with per-layer recomputation: blocks run without a graph, keeping

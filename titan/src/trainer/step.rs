@@ -107,19 +107,16 @@ impl Executor {
                 stage(parts, cx)?;
                 (device_step(parts, cx, true)?, false)
             }
-            Self::Graph {
-                graph, warm_until, ..
-            } if step <= *warm_until => (
-                graph.on_side_stream(|| device_step(parts, cx, false))?,
-                false,
-            ),
+            // The warm-up, and its extension while data parallel's reduction cannot be captured.
             Self::Graph {
                 graph,
-                outputs: None,
+                warm_until,
+                outputs,
                 deferred,
-                ..
-            } if cx.reducer.is_some_and(|r| !r.capturable()) => {
-                if !*deferred {
+            } if step <= *warm_until
+                || (outputs.is_none() && cx.reducer.is_some_and(|r| !r.capturable())) =>
+            {
+                if step > *warm_until && !*deferred {
                     (cx.notice)(&format!(
                         "step {step}: data parallel: some parameter has had no gradient on any \
                          rank yet, and until it has, the gradient all-reduce reads its flag on \
