@@ -1,6 +1,6 @@
 //! The `LrScheduler` role, built by a factory over the optimizer it drives, and linear warmup
 //! followed by constant, linear, cosine or square-root decay, over all remaining steps or only
-//! the last ones (warmup-stable-decay), with torchtitan's settings.
+//! the last ones (warmup-stable-decay): torchtitan's `linear_warmup_stable_decay`, step for step.
 
 use std::marker::PhantomData;
 
@@ -32,11 +32,11 @@ pub trait LrScheduler {
 pub enum Decay {
     /// Stay at the peak.
     Constant,
-    /// Linear from the peak to `min_lr_ratio · peak` at the last step.
+    /// Linear from the peak towards `min_lr_ratio · peak`.
     Linear,
-    /// Half-cosine from the peak to `min_lr_ratio · peak` at the last step.
+    /// Half-cosine from the peak towards `min_lr_ratio · peak`.
     Cosine,
-    /// `1 − √progress` from the peak to `min_lr_ratio · peak` at the last step.
+    /// `1 − √progress` from the peak towards `min_lr_ratio · peak`.
     Sqrt,
 }
 
@@ -44,16 +44,19 @@ pub enum Decay {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WarmupConfig {
-    /// Steps of linear warmup from `peak / (warmup_steps + 1)` to the peak.
+    /// Steps of linear warmup, from `peak / warmup_steps` on the first step to the peak on the
+    /// last (at most `total_steps`: more are cut to it, with a warning, as torchtitan does).
     pub warmup_steps: u64,
-    /// Total training steps (where the decay ends).
+    /// Total training steps. The decay ends one step past the last, torchtitan's "virtual last
+    /// step": the last step trains at a rate just above `min_lr_ratio · peak`, never at 0.
     pub total_steps: u64,
     /// What follows the warmup.
     pub decay: Decay,
     /// Final rate as a fraction of the peak.
     pub min_lr_ratio: f64,
-    /// Decay only over the last `decay_ratio · total_steps` steps, holding the peak between
-    /// warmup and decay (warmup-stable-decay, WSD); `None`: decay over all steps after warmup.
+    /// Decay only over the last `decay_ratio · total_steps` steps (rounded half to even, as
+    /// Python's `round`; at most the steps after warmup), holding the peak between warmup and
+    /// decay (warmup-stable-decay, WSD); `None`: decay over all steps after warmup.
     pub decay_ratio: Option<f64>,
 }
 
@@ -73,6 +76,8 @@ impl Default for WarmupConfig {
 #[derive(Debug)]
 pub struct Warmup<O> {
     config: WarmupConfig,
+    /// The steps of the decay, fixed by `config`.
+    decay_steps: u64,
     peak: f64,
     steps: u64,
     last: f64,
@@ -98,7 +103,18 @@ impl<O: Optimizer> Warmup<O> {
                 "must be within (0, 1]",
             ));
         }
+        let mut config = config;
+        if config.warmup_steps > config.total_steps {
+            tracing::warn!(
+                "warmup_steps ({}) exceed total_steps ({}): warming up over {} steps",
+                config.warmup_steps,
+                config.total_steps,
+                config.total_steps
+            );
+            config.warmup_steps = config.total_steps;
+        }
         let mut s = Self {
+            decay_steps: Self::decay_steps_of(&config),
             config,
             peak: optimizer.base_lr(),
             steps: 0,
@@ -109,32 +125,45 @@ impl<O: Optimizer> Warmup<O> {
         Ok(s)
     }
 
-    /// The rate at step `step` (0-based).
+    /// The steps of the decay: the last `decay_ratio · total_steps` (at most all steps after
+    /// warmup), or all steps after warmup.
+    fn decay_steps_of(c: &WarmupConfig) -> u64 {
+        let after_warmup = c.total_steps - c.warmup_steps;
+        match c.decay_ratio {
+            None => after_warmup,
+            Some(ratio) => {
+                let decay = (c.total_steps as f64 * ratio).round_ties_even() as u64;
+                if decay > after_warmup {
+                    tracing::warn!(
+                        "warmup ({}) + decay ({decay}) steps exceed total_steps ({}): decaying \
+                         over {after_warmup} steps",
+                        c.warmup_steps,
+                        c.total_steps
+                    );
+                }
+                decay.min(after_warmup)
+            }
+        }
+    }
+
+    /// The rate at step `step` (0-based), as torchtitan's `linear_warmup_stable_decay`.
     pub fn lr_at(&self, step: u64) -> f64 {
         let c = &self.config;
         if step < c.warmup_steps {
-            return self.peak * (step + 1) as f64 / (c.warmup_steps + 1) as f64;
+            return self.peak * (step + 1) as f64 / c.warmup_steps as f64;
         }
-        // Decay starts after warmup, or, with a decay ratio, that many steps before the end.
-        let decay_start = match c.decay_ratio {
-            None => c.warmup_steps,
-            Some(ratio) => {
-                let decay_steps = (c.total_steps as f64 * ratio).round() as u64;
-                c.total_steps
-                    .saturating_sub(decay_steps)
-                    .max(c.warmup_steps)
-            }
-        };
-        if step < decay_start {
+        let decay_steps = self.decay_steps;
+        // The stable phase holds one step more than the gap: the "virtual last step" after the
+        // last keeps the final rate above the floor.
+        let decay_start = c.total_steps + 1 - decay_steps;
+        if step < decay_start || decay_steps == 0 {
             return self.peak;
         }
-        // The last step (total_steps - 1) is the one that reaches the floor.
-        let span = c.total_steps.saturating_sub(decay_start + 1).max(1) as f64;
-        let progress = ((step - decay_start) as f64 / span).min(1.0);
+        let progress = ((step + 1 - decay_start) as f64 / decay_steps as f64).min(1.0);
         let floor = c.min_lr_ratio;
         let factor = match c.decay {
             Decay::Constant => 1.0,
-            Decay::Linear => 1.0 - (1.0 - floor) * progress,
+            Decay::Linear => floor + (1.0 - floor) * (1.0 - progress),
             Decay::Cosine => {
                 floor + (1.0 - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
@@ -200,63 +229,123 @@ mod tests {
         }
     }
 
-    #[test]
-    fn warmup_then_cosine_reaches_the_floor() -> Result<()> {
+    fn rates(config: WarmupConfig) -> Result<Vec<f64>> {
         let mut opt = Fake(0.0);
-        let config = WarmupConfig {
-            warmup_steps: 4,
-            total_steps: 14,
-            decay: Decay::Cosine,
-            min_lr_ratio: 0.1,
-            decay_ratio: None,
-        };
+        let steps = config.total_steps;
         let mut s = Warmup::new(&opt, config)?;
-        let lrs: Vec<f64> = (0..14).map(|_| s.step(&mut opt)).collect();
-        assert!((lrs[0] - 0.2).abs() < 1e-12);
-        assert!((lrs[4] - 1.0).abs() < 1e-12, "peak right after warmup");
-        assert!(lrs.windows(2).skip(4).all(|w| w[1] < w[0]));
-        assert!(
-            (lrs[13] - 0.1).abs() < 1e-12,
-            "the last of 14 steps is at the floor"
+        let lrs: Vec<f64> = (0..steps).map(|_| s.step(&mut opt)).collect();
+        assert_eq!(
+            opt.0,
+            *lrs.last().unwrap_or(&0.0),
+            "the last rate is applied"
         );
-        assert_eq!(opt.0, lrs[13]);
+        Ok(lrs)
+    }
+
+    fn config(
+        total_steps: u64,
+        warmup_steps: u64,
+        decay_ratio: Option<f64>,
+        decay: Decay,
+        min_lr_ratio: f64,
+    ) -> WarmupConfig {
+        WarmupConfig {
+            warmup_steps,
+            total_steps,
+            decay,
+            min_lr_ratio,
+            decay_ratio,
+        }
+    }
+
+    /// Every rate equals torchtitan's `linear_warmup_stable_decay` (components/optimizer/
+    /// lr_scheduler.py at b5bcd76; the expected values were printed by that function).
+    #[test]
+    fn rates_match_torchtitan_step_for_step() -> Result<()> {
+        let cases: [(WarmupConfig, &[f64]); 6] = [
+            // torchtitan's debug model: the last step stays above the floor of 0.
+            (
+                config(10, 2, Some(0.8), Decay::Linear, 0.0),
+                &[0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125],
+            ),
+            (
+                config(14, 4, None, Decay::Cosine, 0.1),
+                &[
+                    0.25,
+                    0.5,
+                    0.75,
+                    1.0,
+                    1.0,
+                    0.9779754323328191,
+                    0.9140576474687263,
+                    0.8145033635316129,
+                    0.6890576474687263,
+                    0.55,
+                    0.41094235253127376,
+                    0.2854966364683872,
+                    0.18594235253127372,
+                    0.12202456766718092,
+                ],
+            ),
+            // Warmup-stable-decay: the peak holds until the last 5 steps.
+            (
+                config(20, 2, Some(0.25), Decay::Linear, 0.0),
+                &[
+                    0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
+                    0.8, 0.6, 0.4, 0.2,
+                ],
+            ),
+            // round(2.5) is 2, as Python rounds.
+            (
+                config(10, 2, Some(0.25), Decay::Sqrt, 0.0),
+                &[
+                    0.5,
+                    1.0,
+                    1.0,
+                    1.0,
+                    1.0,
+                    1.0,
+                    1.0,
+                    1.0,
+                    1.0,
+                    0.2928932188134524,
+                ],
+            ),
+            // More warmup steps than steps: cut to the steps.
+            (
+                config(5, 10, None, Decay::Linear, 0.0),
+                &[0.2, 0.4, 0.6, 0.8, 1.0],
+            ),
+            // Warmup plus decay over the total: the decay is cut to the steps left.
+            (
+                config(10, 8, Some(0.5), Decay::Cosine, 0.0),
+                &[0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0, 1.0, 0.5],
+            ),
+        ];
+        for (config, expected) in cases {
+            let got = rates(config.clone())?;
+            assert_eq!(got.len(), expected.len(), "{config:?}");
+            for (step, (g, e)) in got.iter().zip(expected).enumerate() {
+                assert!((g - e).abs() < 1e-12, "{config:?} step {step}: {g} != {e}");
+            }
+        }
         Ok(())
     }
 
     #[test]
-    fn warmup_stable_decay_holds_the_peak_then_decays_at_the_end() -> Result<()> {
-        let mut opt = Fake(0.0);
-        let config = WarmupConfig {
-            warmup_steps: 2,
-            total_steps: 20,
-            decay: Decay::Linear,
-            min_lr_ratio: 0.0,
-            decay_ratio: Some(0.25),
-        };
-        let mut s = Warmup::new(&opt, config.clone())?;
-        let lrs: Vec<f64> = (0..20).map(|_| s.step(&mut opt)).collect();
-        // Warmup 0..2, stable 2..15, decay over the last 5 steps (15..20) to 0 on step 19.
-        assert!(lrs[..2].iter().all(|&lr| lr < 1.0));
-        assert!(lrs[2..=15].iter().all(|&lr| lr == 1.0), "{lrs:?}");
-        assert!(lrs[15..].windows(2).all(|w| w[1] < w[0]), "{lrs:?}");
-        assert_eq!(lrs[19], 0.0);
-        let sqrt = Warmup::new(
-            &opt,
-            WarmupConfig {
-                decay: Decay::Sqrt,
-                ..config.clone()
-            },
-        )?;
-        assert!((sqrt.lr_at(16) - (1.0 - 0.25f64.sqrt())).abs() < 1e-12);
-        let bad = Warmup::new(
-            &opt,
-            WarmupConfig {
-                decay_ratio: Some(1.5),
-                ..config
-            },
-        );
+    fn constant_holds_the_peak_and_bad_ratios_are_refused() -> Result<()> {
+        let lrs = rates(config(6, 2, None, Decay::Constant, 0.0))?;
+        assert_eq!(lrs, [0.5, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        let opt = Fake(0.0);
+        let bad = Warmup::new(&opt, config(20, 2, Some(1.5), Decay::Linear, 0.0));
         let err = bad.expect_err("ratio above 1").to_string();
         assert!(err.contains("decay_ratio") && err.contains("1.5"), "{err}");
+        let bad = Warmup::new(&opt, config(20, 2, None, Decay::Linear, -0.1));
+        let err = bad.expect_err("negative floor").to_string();
+        assert!(
+            err.contains("min_lr_ratio") && err.contains("-0.1"),
+            "{err}"
+        );
         Ok(())
     }
 
