@@ -125,11 +125,17 @@ impl LlamaConfig {
     }
 
     /// Training FLOPs per token at `seq_len` (PaLM's count, as the step metrics' MFU), without
-    /// building the model.
+    /// building the model. A tied embedding counts as the output head's matmul, as torchtitan
+    /// counts it.
     pub fn flops_per_token(&self, seq_len: i64) -> f64 {
+        let lookup_only = if self.tie_word_embeddings {
+            0
+        } else {
+            self.vocab_size * self.hidden_size
+        };
         crate::metrics::palm_flops_per_token(
             self.num_parameters(),
-            self.vocab_size * self.hidden_size,
+            lookup_only,
             self.num_hidden_layers,
             self.num_attention_heads,
             self.head_dim(),
@@ -813,6 +819,28 @@ mod tests {
         // Llama 3.2 1B: 1,235,814,400 parameters (its model card's 1.24B).
         assert_eq!(LlamaConfig::llama3_1b().num_parameters(), 1_235_814_400);
         Ok(())
+    }
+
+    /// torchtitan's count (`get_dense_model_nparams_and_flops`): an untied embedding is a
+    /// lookup and costs no FLOPs; a tied one is also the output head's matmul and counts.
+    #[test]
+    fn flops_per_token_count_a_tied_embedding_as_the_head() {
+        let attention = |c: &LlamaConfig, seq: i64| {
+            12.0 * (c.num_hidden_layers * c.num_attention_heads * c.head_dim() * seq) as f64
+        };
+        let tied = LlamaConfig::llama3_1b();
+        assert!(tied.tie_word_embeddings);
+        let expected = 6.0 * tied.num_parameters() as f64 + attention(&tied, 2048);
+        assert_eq!(tied.flops_per_token(2048), expected);
+        // 8.22 GFLOP a token, as torchtitan counts Llama 3.2 1B at 2,048 (6.64 without the head).
+        assert!((expected / 1e9 - 8.22).abs() < 0.01, "{expected}");
+        let untied = LlamaConfig::llama3_125m();
+        assert!(!untied.tie_word_embeddings);
+        let matmuls = untied.num_parameters() - untied.vocab_size * untied.hidden_size;
+        assert_eq!(
+            untied.flops_per_token(512),
+            6.0 * matmuls as f64 + attention(&untied, 512)
+        );
     }
 
     /// Largest |a - b| relative to the largest |b| (so the scale of the values does not matter).
