@@ -662,8 +662,9 @@ fn bad_input_gives_one_clear_error() -> Result<()> {
         "{err}"
     );
 
+    // Refused when named, before any pass reaches it.
     let empty = write("empty.txt", b"\n\n")?;
-    let err = data_error(read_all(DataSource::files(&empty, Split::All)?));
+    let err = data_error(DataSource::files(&empty, Split::All));
     assert!(
         err.contains("empty.txt") && err.contains("no documents"),
         "{err}"

@@ -76,3 +76,36 @@ fn a_file_whose_first_record_does_not_read_is_refused_when_named() -> Result<()>
     ensure!(err.contains("latin1.txt"), "{err}");
     Ok(())
 }
+
+/// A file with no document among good ones, and a delimiter that could never match, stop the
+/// run before step 1, each named (not hours in, when a pass reaches the file).
+#[test]
+fn a_blank_file_and_a_delimiter_that_cannot_match_are_refused_at_start() -> Result<()> {
+    use titan::data::{DataSource, Split};
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data)?;
+    std::fs::write(
+        data.join("a.txt"),
+        "A fox ran.\n<|endoftext|>\nA hen sat.\n",
+    )?;
+    std::fs::write(data.join("b.txt"), "  \n\n<|endoftext|>\n\n")?;
+    let err = DataSource::files(&data, Split::Train)
+        .expect_err("a file with no document")
+        .to_string();
+    ensure!(
+        err.contains("b.txt") && err.contains("no documents"),
+        "{err}"
+    );
+    let good = data.join("a.txt");
+    for bad in ["", "  ", "<|a|>\n<|b|>", " <|endoftext|>"] {
+        let err = DataSource::files_with(&good, Split::All, bad, "text", 1 << 20)
+            .expect_err("a delimiter that cannot match")
+            .to_string();
+        ensure!(
+            err.contains("dataset.delimiter") && err.contains(&format!("{bad:?}")),
+            "{bad:?}: {err}"
+        );
+    }
+    Ok(())
+}

@@ -240,7 +240,26 @@ impl BpeTokenizer {
             }
             return Ok(cached);
         }
-        let tokenizer = Self::train(config, text.documents()?)?;
+        let documents = text.documents()?;
+        if documents.iter().all(|d| d.trim().is_empty()) {
+            return Err(Error::Tokenizer(format!(
+                "no text to train the tokenizer {} on ({} documents, all blank): raise \
+                 dataset.tokenizer_sample, or give a trained tokenizer.json",
+                config.path.display(),
+                documents.len()
+            )));
+        }
+        let tokenizer = Self::train(config, documents)?;
+        if tokenizer.vocab_size() < config.vocab_size {
+            tracing::warn!(
+                "the tokenizer learned {} ids of the {} asked (BpeConfig.vocab_size): its sample \
+                 has too little text to merge further; the model's embedding still has {} rows \
+                 (raise dataset.tokenizer_sample for a fuller vocabulary)",
+                tokenizer.vocab_size(),
+                config.vocab_size,
+                config.vocab_size
+            );
+        }
         // The fingerprint first: a crash before the tokenizer is saved leaves no tokenizer, and
         // the next run trains and writes both again.
         if let Some(dir) = fingerprint_path
@@ -310,7 +329,10 @@ impl BpeTokenizer {
         Self::from_hf(inner, max_len)
     }
 
-    fn from_hf(inner: HfTokenizer, max_len: usize) -> Result<Self> {
+    fn from_hf(mut inner: HfTokenizer, max_len: usize) -> Result<Self> {
+        // Data is text: a document that spells `<|EOS|>` gets the characters, not a document
+        // break (nor a BOS or padding) in its middle. Not saved in `tokenizer.json`.
+        inner.set_encode_special_tokens(true);
         let eos = inner.token_to_id(EOS);
         let pad = inner.token_to_id(PAD);
         // By the largest id, not the count: a file whose ids have gaps must not index past
@@ -519,7 +541,36 @@ mod tests {
         assert_eq!(ids[0], 0);
         assert_eq!(tok.decode(&ids)?, "Once upon a time");
         assert!(tok.vocab_size() <= 300);
+        // A special token spelt in a document is text: no document break inside it, also in a
+        // tokenizer read back from its file.
+        let path = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let path = path.path().join("tokenizer.json");
+        tok.save(&path)?;
+        for tok in [tok.clone(), BpeTokenizer::from_file(&path, 512)?] {
+            let ids = tok.encode(&format!("cat {EOS} mat {BOS}{PAD}"))?;
+            assert_eq!(ids.iter().filter(|&&id| id < 4).count(), 1, "{ids:?}");
+            let docs = tok.encode_documents(&[format!("a{EOS}b")])?;
+            assert!(!docs[0].contains(&2), "{docs:?}");
+        }
         Ok(())
+    }
+
+    #[test]
+    fn a_sample_with_no_text_is_an_error_naming_the_setting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = BpeConfig {
+            vocab_size: 300,
+            path: dir.path().join("tokenizer.json"),
+            ..BpeConfig::default()
+        };
+        let err = BpeTokenizer::train_or_load(&config, vec![" \n".to_string()])
+            .expect_err("no text")
+            .to_string();
+        assert!(
+            err.contains("tokenizer_sample") && err.contains("tokenizer.json"),
+            "{err}"
+        );
+        assert!(!config.path.exists(), "nothing written");
     }
 
     #[test]

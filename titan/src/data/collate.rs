@@ -113,7 +113,11 @@ impl<D: Dataset, T: Tokenizer, C: Convention> Collator<D, T, C> {
             return Err(Error::config("batch_size", batch_size, "must be positive"));
         }
         let eos = tokenizer.eos_id().ok_or_else(|| {
-            Error::Tokenizer("the tokenizer has no EOS token to end documents with".into())
+            Error::Tokenizer(format!(
+                "the tokenizer has no EOS token (`Tokenizer::eos_id`; `{}` for BpeTokenizer) to \
+                 end documents with",
+                crate::tokenizer::EOS
+            ))
         })?;
         let pad = match (layout, tokenizer.pad_id()) {
             (_, Some(pad)) => pad,

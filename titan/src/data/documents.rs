@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::source::{DataSource, HOLDOUT_EVERY, Reader, Split};
+use super::source::{DataSource, FileStamp, HOLDOUT_EVERY, Reader, Split};
 use super::{Dataset, Doc};
 use crate::parallel_dims::DataParallel;
 use crate::{Error, Result};
@@ -83,6 +83,37 @@ pub struct DocumentsState {
     /// passed this epoch before the split filter. Read only to resume such a checkpoint.
     #[serde(default, skip_serializing)]
     pub seen: Option<u64>,
+    /// The data files the positions point into, as they were ([`FileStamp`]); `None` for the
+    /// built-in stories and in checkpoints from before the stamps. Shared: a snapshot per
+    /// batch copies a pointer.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "shared_stamps"
+    )]
+    pub files: Option<Arc<[FileStamp]>>,
+}
+
+/// `Option<Arc<[FileStamp]>>` saved as a plain list.
+mod shared_stamps {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::FileStamp;
+
+    pub fn serialize<S: Serializer>(
+        files: &Option<Arc<[FileStamp]>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        files.as_deref().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Arc<[FileStamp]>>, D::Error> {
+        Ok(Option::<Vec<FileStamp>>::deserialize(deserializer)?.map(Arc::from))
+    }
 }
 
 impl DocumentsState {
@@ -316,6 +347,7 @@ impl Documents {
         let rng = ChaCha8Rng::seed_from_u64(seed ^ rank.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (units, by_document) = share(source.num_units(), rank, degree);
         let source_has_shards = source.shards.is_some();
+        let files = source.file_stamps()?.map(Arc::from);
         Ok(Self {
             source,
             units: units.into(),
@@ -338,6 +370,7 @@ impl Documents {
                 leftovers: Vec::new(),
                 tokens: source_has_shards,
                 seen: None,
+                files,
             },
             open: None,
         })
@@ -417,6 +450,47 @@ impl Documents {
         }
     }
 
+    /// Refuses a saved position of rank `rank` into data files other than this source's now
+    /// (added, removed, renamed or resized since): its offsets would land in other documents.
+    fn check_files(&self, saved: Option<&[FileStamp]>, rank: u64) -> Result<()> {
+        let (Some(saved), Some(now)) = (saved, self.state.files.as_deref()) else {
+            return Ok(());
+        };
+        let changed = |what: String| {
+            Err(Error::Data(format!(
+                "the dataset position of rank {rank} points into data files that have changed \
+                 since it was saved: {what}; resuming would read other documents than the run \
+                 left off at: restore the files as they were, or start a new run (another \
+                 --output-dir)"
+            )))
+        };
+        for (i, (was, is)) in saved.iter().zip(now).enumerate() {
+            if was != is {
+                return changed(format!(
+                    "file {i} was {} ({} bytes), now {} ({} bytes)",
+                    was.path.display(),
+                    was.bytes,
+                    is.path.display(),
+                    is.bytes
+                ));
+            }
+        }
+        if saved.len() != now.len() {
+            let (more, extra) = if saved.len() > now.len() {
+                ("fewer", &saved[now.len()])
+            } else {
+                ("more", &now[saved.len()])
+            };
+            return changed(format!(
+                "{} files then, {} now ({more}: {})",
+                saved.len(),
+                now.len(),
+                extra.path.display()
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks a saved state of rank `rank` against this source and `units` (the share it was
     /// read with), and brings one written before the split was per file up to date.
     fn checked(
@@ -426,6 +500,8 @@ impl Documents {
         rank: u64,
     ) -> Result<DocumentsState> {
         let what = || self.source.describe();
+        self.check_files(state.files.as_deref(), rank)?;
+        state.files = self.state.files.clone();
         if state.unit >= units.len() {
             return Err(Error::Data(format!(
                 "the dataset position of rank {rank} names unit {}, but that rank reads {} of {}",
@@ -644,6 +720,7 @@ impl Dataset for Documents {
             leftovers,
             tokens: self.source.shards.is_some(),
             seen: None,
+            files: self.state.files.clone(),
         };
         Ok(())
     }
@@ -949,6 +1026,56 @@ mod tests {
                 .with_shuffle_bytes(0)
                 .is_err()
         );
+        Ok(())
+    }
+
+    /// A position into files resumes only into the same files: one added, removed, resized or
+    /// renamed since is named, whichever way the position is loaded.
+    #[test]
+    fn a_position_into_files_that_changed_is_refused_naming_the_file() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let write = |name: &str, n: usize| -> Result<()> {
+            let text: String = (0..n)
+                .map(|i| format!("{name} document {i}\n<|endoftext|>\n"))
+                .collect();
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+        };
+        write("a.txt", 5)?;
+        write("b.txt", 5)?;
+        let source = || DataSource::files(dir.path(), Split::All);
+        let mut d = Documents::new(&dims(0, 1), source()?, 0, 0)?;
+        take(&mut d, 3)?;
+        let saved: DocumentsState = serde_json::from_str(&serde_json::to_string(&d.state())?)?;
+        assert_eq!(saved.files.as_ref().map(|f| f.len()), Some(2));
+        // Unchanged: resumes, on one rank or re-dealt.
+        let mut again = Documents::new(&dims(0, 1), source()?, 0, 0)?;
+        again.load_state(saved.clone())?;
+        assert_eq!(take(&mut again, 1)?, take(&mut d, 1)?);
+        for (change, named) in [
+            (("b.txt", 6), "b.txt (155 bytes), now"),
+            (("0.txt", 1), "file 0 was"),
+        ] {
+            write(change.0, change.1)?;
+            let mut d = Documents::new(&dims(0, 1), source()?, 0, 0)?;
+            let err = d
+                .load_state(saved.clone())
+                .expect_err("changed")
+                .to_string();
+            assert!(err.contains(named) && err.contains("changed"), "{err}");
+            let mut d = Documents::new(&dims(0, 2), source()?, 0, 0)?;
+            let err = d
+                .load_resharded(vec![saved.clone()])
+                .expect_err("changed, re-dealt")
+                .to_string();
+            assert!(err.contains("changed"), "{err}");
+        }
+        // A position saved before the stamps is taken as it is.
+        let mut old = saved;
+        old.files = None;
+        write("b.txt", 5)?;
+        std::fs::remove_file(dir.path().join("0.txt")).map_err(|e| Error::io("0.txt", e))?;
+        Documents::new(&dims(0, 1), source()?, 0, 0)?.load_state(old)?;
         Ok(())
     }
 

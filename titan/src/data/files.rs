@@ -1,6 +1,7 @@
 //! Where a dataset's documents live: a file, a directory of shards or a glob, each file read in
 //! the format its extension names (`.txt`, `.jsonl`, `.parquet`).
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -19,9 +20,9 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format an extension names (`txt`, `text`, `jsonl`, `json`, `parquet`).
+    /// The format an extension names (`txt`, `text`, `jsonl`, `json`, `parquet`, in any case).
     pub fn from_extension(path: &Path) -> Option<Self> {
-        match path.extension()?.to_str()? {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "txt" | "text" => Some(Format::Text),
             "jsonl" | "json" | "ndjson" => Some(Format::Jsonl),
             "parquet" => Some(Format::Parquet),
@@ -43,8 +44,11 @@ pub struct DataFile {
 }
 
 /// The data files `spec` names, in a stable (sorted) order: the file itself, every data file of
-/// a directory (recursively), or every data file a glob pattern (`shards/*.parquet`) matches.
-/// A missing path, an empty directory or a glob matching nothing is an error naming it.
+/// a directory (recursively, past hidden entries such as `.cache/`, each directory once however
+/// many links lead to it), or every data file a glob pattern (`shards/*.parquet`) matches.
+/// A missing path, an empty directory or a glob matching nothing is an error naming it, and so
+/// is one file reached by two names (it would be read twice); files of other extensions are
+/// skipped with a warning naming them.
 pub fn resolve(spec: &Path) -> Result<Vec<DataFile>> {
     let text = spec.to_string_lossy();
     let is_glob = text.contains(['*', '?', '[']) && !spec.exists();
@@ -52,15 +56,22 @@ pub fn resolve(spec: &Path) -> Result<Vec<DataFile>> {
         let entries = glob::glob(&text)
             .map_err(|e| Error::config("data", &text, format!("not a valid glob pattern: {e}")))?;
         let mut paths = Vec::new();
+        let mut skipped = Vec::new();
         for entry in entries {
             let path = entry.map_err(|e| {
                 let path = e.path().to_path_buf();
                 Error::io(path, e.into())
             })?;
-            if path.is_file() && Format::from_extension(&path).is_some() {
+            if !path.is_file() {
+                continue;
+            }
+            if Format::from_extension(&path).is_some() {
                 paths.push(path);
+            } else {
+                skipped.push(path);
             }
         }
+        warn_skipped(&text, &skipped);
         if paths.is_empty() {
             return Err(Error::Data(format!(
                 "{text}: the pattern matches no data file ({EXTENSIONS})"
@@ -71,7 +82,10 @@ pub fn resolve(spec: &Path) -> Result<Vec<DataFile>> {
         let meta = std::fs::metadata(spec).map_err(|e| Error::io(spec, e))?;
         if meta.is_dir() {
             let mut paths = Vec::new();
-            walk(spec, &mut paths)?;
+            let mut skipped = Vec::new();
+            let mut seen = HashSet::new();
+            walk(spec, &mut seen, &mut paths, &mut skipped)?;
+            warn_skipped(&spec.to_string_lossy(), &skipped);
             if paths.is_empty() {
                 return Err(Error::Data(format!(
                     "{}: the directory holds no data file ({EXTENSIONS})",
@@ -90,23 +104,69 @@ pub fn resolve(spec: &Path) -> Result<Vec<DataFile>> {
         }
     };
     paths.sort();
+    let mut names = HashMap::new();
+    for path in &paths {
+        let real = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+        if let Some(first) = names.insert(real, path) {
+            return Err(Error::Data(format!(
+                "{} and {} are one file (a link or a repeated name): it would be read twice; \
+                 name it once",
+                first.display(),
+                path.display()
+            )));
+        }
+    }
     Ok(paths
         .into_iter()
         .filter_map(|path| Format::from_extension(&path).map(|format| DataFile { path, format }))
         .collect())
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Collects the data files under `dir` into `out` and the other files into `skipped`, past
+/// hidden entries, entering each directory once (`seen`: canonical paths), so a link to a
+/// directory above it cannot loop.
+fn walk(
+    dir: &Path,
+    seen: &mut HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+    skipped: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let real = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+    if !seen.insert(real) {
+        tracing::warn!(
+            "{}: a directory already read under another name; skipped",
+            dir.display()
+        );
+        return Ok(());
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
-        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
         if path.is_dir() {
-            walk(&path, out)?;
+            walk(&path, seen, out, skipped)?;
         } else if Format::from_extension(&path).is_some() {
             out.push(path);
+        } else {
+            skipped.push(path);
         }
     }
     Ok(())
+}
+
+/// Warns that `skipped` (files `spec` reached that name no data format) are not read.
+fn warn_skipped(spec: &str, skipped: &[PathBuf]) {
+    if let Some(first) = skipped.iter().min() {
+        tracing::warn!(
+            "{spec}: {} file(s) skipped, not named as data ({EXTENSIONS}; compressed files are \
+             not read), e.g. {}",
+            skipped.len(),
+            first.display()
+        );
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +199,33 @@ mod tests {
         assert_eq!(names(resolve(&pattern)?), ["b.jsonl"]);
         let one = resolve(&dir.path().join("c.parquet"))?;
         assert_eq!(one[0].format, Format::Parquet);
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn hidden_entries_loops_and_one_file_twice() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let root = dir.path();
+        let io = |e| Error::io(root, e);
+        std::fs::create_dir_all(root.join("sub/.ipynb_checkpoints")).map_err(io)?;
+        std::fs::write(root.join("sub/a.TXT"), "x").map_err(io)?;
+        std::fs::write(root.join("sub/.ipynb_checkpoints/a-checkpoint.txt"), "x").map_err(io)?;
+        std::fs::write(root.join(".hidden.jsonl"), "x").map_err(io)?;
+        std::fs::write(root.join("b.jsonl.gz"), "x").map_err(io)?;
+        // A link to the directory above: walked once, not until the links run out.
+        std::os::unix::fs::symlink(root, root.join("sub/up")).map_err(io)?;
+        let files = resolve(root)?;
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].path.ends_with("sub/a.TXT"));
+        assert_eq!(files[0].format, Format::Text);
+        // A second name of one file is refused, naming both.
+        std::os::unix::fs::symlink(root.join("sub/a.TXT"), root.join("again.txt")).map_err(io)?;
+        let err = resolve(root).expect_err("one file twice").to_string();
+        assert!(
+            err.contains("again.txt") && err.contains("a.TXT") && err.contains("twice"),
+            "{err}"
+        );
         Ok(())
     }
 

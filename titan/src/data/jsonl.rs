@@ -75,8 +75,18 @@ impl JsonlReader {
                 )));
             };
             let serde_json::Value::String(text) = text else {
+                // The value as JSON, cut to a readable length (it may be a whole document).
+                let mut value = text.to_string();
+                if value.len() > 80 {
+                    let cut = (0..=77)
+                        .rev()
+                        .find(|&i| value.is_char_boundary(i))
+                        .unwrap_or(0);
+                    value.truncate(cut);
+                    value.push_str("...");
+                }
                 return Err(Error::Data(format!(
-                    "{}: field `{field}` is {text}, not a string",
+                    "{}: field `{field}` is {value}, not a string",
                     where_()
                 )));
             };

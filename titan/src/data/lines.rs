@@ -71,7 +71,7 @@ impl LineReader {
     }
 
     /// The next piece of a line: the whole line when it fits the bound, without its `\n` or
-    /// `\r\n`; `None` at the end. Invalid UTF-8 is an error naming the file, the line and the
+    /// `\r\n` (nor the file's byte-order mark); `None` at the end. Invalid UTF-8 is an error naming the file, the line and the
     /// byte offset.
     pub(crate) fn next_piece(&mut self) -> Result<Option<Piece<'_>>> {
         self.line.clear();
@@ -143,6 +143,12 @@ impl LineReader {
         } else {
             text
         };
+        // A UTF-8 byte-order mark (as some Windows editors write) is not text.
+        let text = if start == 0 {
+            text.strip_prefix('\u{feff}').unwrap_or(text)
+        } else {
+            text
+        };
         Ok(Some(Piece {
             text,
             number,
@@ -191,6 +197,10 @@ mod tests {
         // A cut inside a character takes the rest of it: `é` is 2 bytes, 5 is mid-character.
         let got = pieces("aaaéb".as_bytes(), 4)?;
         assert_eq!(got[0].0, "aaaé");
+        // A byte-order mark starts no text; elsewhere U+FEFF is the text's own.
+        let got = pieces("\u{feff}<|endoftext|>\nA\u{feff}\n".as_bytes(), 64)?;
+        assert_eq!(got[0].0, "<|endoftext|>");
+        assert_eq!(got[1].0, "A\u{feff}");
         Ok(())
     }
 }

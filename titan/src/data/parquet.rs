@@ -94,7 +94,8 @@ impl ParquetReader {
         (self.row_group as u64, self.row)
     }
 
-    /// The next non-null, non-blank document, trimmed; `None` after the last row group.
+    /// The next non-blank document, trimmed; `None` after the last row group. A null value is an
+    /// error naming the row.
     pub(crate) fn next_document(&mut self) -> Result<Option<String>> {
         loop {
             if let Some(value) = self.pending.pop_front() {
@@ -115,7 +116,17 @@ impl ParquetReader {
                     Some(text) if !text.trim().is_empty() => {
                         return Ok(Some(text.trim().to_string()));
                     }
-                    _ => continue,
+                    Some(_) => continue,
+                    // As a JSONL line whose field is null: a hole in the data, not a document.
+                    None => {
+                        return Err(Error::Data(format!(
+                            "{}: row group {}, row {}: the value is null, not a string; drop \
+                             the row, or fill it",
+                            self.path.display(),
+                            self.row_group,
+                            self.row - 1
+                        )));
+                    }
                 }
             }
             if !self.fill()? {
@@ -278,6 +289,42 @@ mod tests {
         let (g, r) = read[450].1;
         assert_eq!((g, r), (1, 151));
         assert_eq!(all(&path, g, r)?, read[451..]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_null_value_is_an_error_naming_its_row() -> Result<()> {
+        use parquet::data_type::ByteArray;
+        use parquet::file::writer::SerializedFileWriter;
+        use parquet::schema::parser::parse_message_type;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let path = dir.path().join("holes.parquet");
+        let write = || -> parquet::errors::Result<()> {
+            let schema = parse_message_type("message s { OPTIONAL BYTE_ARRAY text (UTF8); }")?;
+            let file = File::create(&path)?;
+            let mut writer = SerializedFileWriter::new(file, Arc::new(schema), Default::default())?;
+            let mut group = writer.next_row_group()?;
+            while let Some(mut col) = group.next_column()? {
+                // Rows: "first", null, "third".
+                let values = [ByteArray::from("first"), ByteArray::from("third")];
+                col.typed::<ByteArrayType>()
+                    .write_batch(&values, Some(&[1, 0, 1]), None)?;
+                col.close()?;
+            }
+            group.close()?;
+            writer.close()?;
+            Ok(())
+        };
+        write().map_err(|e| parquet_err(&path, e))?;
+        let mut reader = ParquetReader::open(&path, "text", 0, 0, 1 << 20)?;
+        assert_eq!(reader.next_document()?.as_deref(), Some("first"));
+        let err = reader.next_document().expect_err("null").to_string();
+        assert!(
+            err.contains("holes.parquet") && err.contains("row 1") && err.contains("null"),
+            "{err}"
+        );
         Ok(())
     }
 

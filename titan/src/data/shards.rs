@@ -45,7 +45,20 @@ pub enum Lookup {
 
 /// The directory of `tokenizer`'s shards under `tokens_dir`.
 fn tokenizer_dir(tokens_dir: &Path, tokenizer: &str) -> PathBuf {
-    tokens_dir.join(&tokenizer[..tokenizer.len().min(16)])
+    // The first 16 characters (not bytes: an identity of any text cannot split one), kept to
+    // those a directory name may hold everywhere.
+    let name: String = tokenizer
+        .chars()
+        .take(16)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    tokens_dir.join(name)
 }
 
 /// The key of `file` as `source` reads it: its canonical path and how documents are found.

@@ -87,8 +87,8 @@ pub const DEFAULT_FIELD: &str = "text";
 
 impl DataSource {
     /// The data files `spec` names (a file, a directory or a glob; see [`resolve`]), checked
-    /// now: each opens and its first record reads (JSONL and Parquet files have the `text`
-    /// field or column).
+    /// now: each opens and has a first document, which reads (JSONL and Parquet files have the
+    /// `text` field or column).
     pub fn files(spec: &Path, split: Split) -> Result<Self> {
         Self::files_with(
             spec,
@@ -114,6 +114,27 @@ impl DataSource {
                 "must be at least 1",
             ));
         }
+        // Lines are compared trimmed: a delimiter that is blank, spans lines or has outer
+        // spaces would never match (or match every blank line), silently making each file one
+        // document cut by size.
+        if delimiter.trim().is_empty() || delimiter.contains(['\n', '\r']) {
+            return Err(Error::config(
+                "dataset.delimiter",
+                format!("{delimiter:?}"),
+                "must be one line with text on it (a line equal to it separates documents)",
+            ));
+        }
+        if delimiter.trim() != delimiter {
+            return Err(Error::config(
+                "dataset.delimiter",
+                format!("{delimiter:?}"),
+                format!(
+                    "lines are compared without their outer spaces, so it would never match; \
+                     write {:?}",
+                    delimiter.trim()
+                ),
+            ));
+        }
         let source = Self {
             origin: Origin::Files(resolve(spec)?),
             split,
@@ -125,8 +146,13 @@ impl DataSource {
         if let Origin::Files(files) = &source.origin {
             for file in files {
                 // Its first record is read now (UTF-8, the JSONL field, the Parquet column), so
-                // a bad file stops the run before step 1; an empty one is reported when read.
-                source.open(file, 0, 0)?.next_document()?;
+                // a bad or empty file stops the run before step 1, not when a pass reaches it.
+                if source.open(file, 0, 0)?.next_document()?.is_none() {
+                    return Err(Error::Data(format!(
+                        "{}: no documents (the file is empty or holds only blank documents)",
+                        file.path.display()
+                    )));
+                }
             }
         }
         Ok(source)
@@ -212,6 +238,25 @@ impl DataSource {
             Origin::Files(files) => files.len(),
             Origin::Stories(_) => 1,
         }
+    }
+
+    /// Each data file's path and size now, in order (`None` for the built-in stories): what a
+    /// saved position into the files is checked against on resume.
+    pub fn file_stamps(&self) -> Result<Option<Vec<FileStamp>>> {
+        let Origin::Files(files) = &self.origin else {
+            return Ok(None);
+        };
+        files
+            .iter()
+            .map(|f| {
+                let meta = std::fs::metadata(&f.path).map_err(|e| Error::io(&f.path, e))?;
+                Ok(FileStamp {
+                    path: f.path.clone(),
+                    bytes: meta.len(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     /// The first `n` documents of the split in source order (fewer when the source is shorter):
@@ -301,6 +346,16 @@ impl DataSource {
             Origin::Stories(_) => "built-in stories".to_string(),
         }
     }
+}
+
+/// A data file as a saved position found it: positions are offsets into these files, so a
+/// resume refuses files added, removed, renamed or resized since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    /// Its path.
+    pub path: std::path::PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// Reads one unit of a source, document by document, and reports where it is.
