@@ -32,7 +32,9 @@ impl<'o> ConfigSet<'o> {
     }
 
     /// Names the experiment's `training` section (`#[experiment]` does), which takes what the
-    /// experiment fills in where it is unset ([`Overrides::named`]).
+    /// experiment fills in where it is unset ([`Overrides::named`]) and, under another name
+    /// (`#[role(training)] run: TrainingConfig`), the `training.*` keys too (the standard flags
+    /// write those).
     pub fn with_training(mut self, section: &'static str) -> Self {
         self.training = Some(section);
         self
@@ -41,6 +43,18 @@ impl<'o> ConfigSet<'o> {
     /// Applies the overrides of `section` to `value` and records the result for printing.
     pub fn resolve<T: Section>(&mut self, section: &str, value: T) -> Result<T> {
         let mut tree = serde_json::to_value(&value)?;
+        if !tree.is_object() {
+            return Err(Error::config(
+                section,
+                &tree,
+                format!(
+                    "a `#[config]` section is a struct of settings (`--set {section}.KEY=VALUE`, \
+                     a `[{section}]` table); a lone value cannot be set or printed: put it in a \
+                     struct with `#[derive(Clone, Serialize, Deserialize)]`, or make the field \
+                     `#[build(...)]`"
+                ),
+            ));
+        }
         let prefix = format!("{section}.");
         let mut touched = false;
         if let Some(file) = &self.overrides.file
@@ -53,6 +67,9 @@ impl<'o> ConfigSet<'o> {
                 touched |= set_value::<T>(&mut tree, section, &path, value, &at)?;
             }
         }
+        // The training role's section answers to `training.` whatever its field's name.
+        let alias =
+            (self.training == Some(section) && section != "training").then_some("training.");
         for (i, (key, raw)) in self.overrides.entries.iter().enumerate() {
             if key == section {
                 return Err(Error::config(
@@ -63,7 +80,10 @@ impl<'o> ConfigSet<'o> {
                     ),
                 ));
             }
-            let Some(path) = key.strip_prefix(&prefix) else {
+            let Some(path) = key
+                .strip_prefix(&prefix)
+                .or_else(|| alias.and_then(|a| key.strip_prefix(a)))
+            else {
                 continue;
             };
             self.used[i] = true;
@@ -107,6 +127,19 @@ impl<'o> ConfigSet<'o> {
         for (i, (key, raw)) in self.overrides.entries.iter().enumerate() {
             if !self.used[i] {
                 let section = key.split('.').next().unwrap_or(key);
+                if section == "training" && self.training.is_none() {
+                    return Err(Error::config(
+                        key,
+                        raw,
+                        format!(
+                            "this experiment has no training settings, which the standard flags \
+                             (--steps, --batch-size, …) and `training.*` keys set: add a field \
+                             `#[config(TrainingConfig::default())] training: TrainingConfig`; \
+                             its sections are: {}",
+                            sections.join(", ")
+                        ),
+                    ));
+                }
                 return Err(Error::config(
                     key,
                     raw,
@@ -272,16 +305,20 @@ fn set_path<T: DeserializeOwned>(
         Ok(v) => vec![v],
         Err(_) => vec![Value::String(raw.to_string())],
     };
-    let mut last_error = None;
+    // The literal's error says more than the string fallback's (`1e3` for an integer: "a
+    // floating point, expected u64", not "a string").
+    let mut first_error = None;
     for candidate in candidates {
         set_at(tree, &parts, candidate);
         match serde_json::from_value::<T>(tree.clone()) {
             Ok(_) => return Ok(()),
-            Err(e) => last_error = Some(e),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
     set_at(tree, &parts, previous);
-    let reason = last_error.map_or_else(String::new, |e| e.to_string());
+    let reason = first_error.map_or_else(String::new, |e| e.to_string());
     Err(Error::config(&full, raw, format!("bad value: {reason}")))
 }
 
@@ -318,6 +355,19 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_value_is_no_section() {
+        let none = Overrides::none();
+        let err = ConfigSet::new(&none)
+            .resolve("lr", 1e-3f64)
+            .expect_err("a scalar section")
+            .to_string();
+        assert!(
+            err.contains("lr") && err.contains("struct of settings"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn paths_that_look_like_json_stay_paths() -> Result<()> {
         let o = Overrides::parse(["training.output_dir=2024", "training.data=\"null\""])?;
         let t = ConfigSet::new(&o).resolve("training", TrainingConfig::default())?;
@@ -348,6 +398,16 @@ mod tests {
             .expect_err("bad value")
             .to_string();
         assert!(err.contains("training") && err.contains("many"), "{err}");
+        // A float for an integer: the error is about the number, not about a string.
+        let o = Overrides::parse(["training.steps=1e3"])?;
+        let err = ConfigSet::new(&o)
+            .resolve("training", TrainingConfig::default())
+            .expect_err("a float for an integer")
+            .to_string();
+        assert!(
+            err.contains("1e3") && err.contains("floating point"),
+            "{err}"
+        );
         let o = Overrides::parse(["modle.layers=2"])?;
         let mut set = ConfigSet::new(&o);
         set.resolve("training", TrainingConfig::default())?;
@@ -407,6 +467,16 @@ mod tests {
             err.contains("`training.steps`") && err.contains("run.toml") && err.contains("many"),
             "{err}"
         );
+        // NaN or infinity would reach the settings as null (JSON has neither).
+        for bad in ["nan", "inf", "-inf"] {
+            let err = file_with(&format!("[training]\nmax_grad_norm = {bad}\n"))
+                .expect_err("a non-finite number")
+                .to_string();
+            assert!(
+                err.contains("training.max_grad_norm") && err.contains("run.toml"),
+                "{err}"
+            );
+        }
         let (_dir, o) = file_with("[modle]\nlayers = 2\n")?;
         let mut set = ConfigSet::new(&o);
         set.resolve("training", TrainingConfig::default())?;
@@ -461,6 +531,21 @@ mod tests {
             .with_training("run")
             .resolve("run", given)?;
         assert_eq!(t.output_dir(), std::path::PathBuf::from("elsewhere"));
+        // The standard flags write `training.*`: they reach the section under its own name.
+        let o = Overrides::parse(["training.steps=5", "run.log_every=2"])?;
+        let mut set = ConfigSet::new(&o).with_training("run");
+        let t = set.resolve("run", TrainingConfig::default())?;
+        set.finish()?;
+        assert_eq!((t.steps, t.log_every), (5, 2));
+        // Without a training section, the error says which field to add.
+        let o = Overrides::parse(["training.steps=5"])?;
+        let mut set = ConfigSet::new(&o);
+        set.resolve("llama", crate::model::LlamaConfig::tiny())?;
+        let err = set.finish().expect_err("no training section").to_string();
+        assert!(
+            err.contains("no training settings") && err.contains("training: TrainingConfig"),
+            "{err}"
+        );
         Ok(())
     }
 }

@@ -59,6 +59,14 @@ impl Overrides {
         })?;
         let mut sections = serde_json::Map::new();
         for (name, value) in table {
+            // JSON has no NaN or infinity: they would become null, which unsets an option.
+            if let Some((key, x)) = non_finite(&value, &name) {
+                return Err(Error::config(
+                    &format!("{} (key `{key}`)", path.display()),
+                    x,
+                    "a setting must be a finite number",
+                ));
+            }
             let value = serde_json::to_value(&value)?;
             if !value.is_object() {
                 return Err(Error::config(
@@ -160,5 +168,20 @@ fn insert_null(map: &mut serde_json::Map<String, Value>, path: &[String], key: S
                 insert_null(inner, rest, key);
             }
         }
+    }
+}
+
+/// The first non-finite float in a TOML `value` at `key` (its dotted key and the number).
+fn non_finite(value: &toml::Value, key: &str) -> Option<(String, f64)> {
+    match value {
+        toml::Value::Float(x) if !x.is_finite() => Some((key.to_string(), *x)),
+        toml::Value::Table(table) => table
+            .iter()
+            .find_map(|(k, v)| non_finite(v, &format!("{key}.{k}"))),
+        toml::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| non_finite(v, &format!("{key}[{i}]"))),
+        _ => None,
     }
 }
