@@ -55,14 +55,34 @@ fn resume_repeats_the_run(extra: &[&str]) -> Result<()> {
     std::fs::remove_dir_all(checkpoints.join("step-6"))?;
     run(dir.path(), extra)?;
     let all = steps(dir.path())?;
-    // The resumed run adds steps 4 to 6 to the metrics, as the first run logged them.
-    ensure!(all.len() == 9, "{all:?}");
+    // The resumed run logs steps 4 to 6 as the first run logged them, each step once: the
+    // stopped run's records after its checkpoint are moved aside, not lost.
+    ensure!(all.len() == 6, "{all:?}");
     ensure!(
-        all[6..] == first[3..],
+        all[3..] == first[3..],
         "resumed {:?}\nstraight {:?}",
-        &all[6..],
+        &all[3..],
         &first[3..]
     );
+    let aside = std::fs::read_to_string(dir.path().join("metrics.superseded.jsonl"))?;
+    let moved: Vec<u64> = aside
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l)?["step"]
+                .as_u64()
+                .context("step")
+        })
+        .collect::<Result<_>>()?;
+    ensure!(
+        moved.iter().all(|&s| s > 3) && moved.contains(&6),
+        "{moved:?}"
+    );
+    // TensorBoard drops the stopped run's points from step 4 on, as the resumed file says.
+    let mut purges = Vec::new();
+    for file in std::fs::read_dir(dir.path().join("tb"))? {
+        purges.extend(titan::metrics::read_purge_steps(&file?.path())?);
+    }
+    ensure!(purges == [4], "{purges:?}");
     ensure!(
         checkpoints.join("step-6").is_dir(),
         "the resumed run saved step 6 again"
@@ -177,6 +197,17 @@ fn export_hf_writes_any_checkpoint_and_init_from_hf_starts_a_run_from_it() -> Re
     let early = tensors(&three.join("model.safetensors"))?;
     ensure!(same_tensors(&early, &tensors(&step(3))?));
     ensure!(!same_tensors(&early, &exported));
+    // An `hf/` of an earlier end (a longer run stopped before its export replaced it) is
+    // exported again when the complete run is rerun.
+    std::fs::remove_dir_all(a.join("hf"))?;
+    std::fs::rename(&three, a.join("hf"))?;
+    ensure!(titan::checkpoint::exported_step(&a.join("hf")) == Some(3));
+    run(&a, &[])?;
+    ensure!(titan::checkpoint::exported_step(&a.join("hf")) == Some(6));
+    ensure!(same_tensors(
+        &exported,
+        &tensors(&a.join("hf/model.safetensors"))?
+    ));
     // A directory that holds anything but an export is never replaced: here, the run's own.
     let err = run(&a, &["--export-hf", &path(&a)?])
         .expect_err("the output directory")

@@ -11,9 +11,31 @@ use crate::model::{Model, SpecialTokens};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
+/// The file in which an export records the training step its model is from (`{"step": N}`),
+/// so a run can tell an export of its end from one of an earlier end ([`exported_step`]).
+pub const EXPORT_STAMP: &str = "titan_export.json";
+
 /// Writes `model` (its `save_hf`) and `tokenizer` (its `save_hf`) into `dir`, replacing a
 /// previous export there only once the new one is complete.
 pub fn export_hf<M, T>(model: &M, tokenizer: &T, dir: &Path) -> Result<()>
+where
+    M: Model + ?Sized,
+    T: Tokenizer + ?Sized,
+{
+    export_hf_at(model, tokenizer, dir, None)
+}
+
+/// The training step of the export in `dir`, when it recorded one ([`EXPORT_STAMP`]).
+pub fn exported_step(dir: &Path) -> Option<u64> {
+    let bytes = std::fs::read(dir.join(EXPORT_STAMP)).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()?
+        .get("step")?
+        .as_u64()
+}
+
+/// [`export_hf`] of a model at training step `step`, which the export records when given.
+pub fn export_hf_at<M, T>(model: &M, tokenizer: &T, dir: &Path, step: Option<u64>) -> Result<()>
 where
     M: Model + ?Sized,
     T: Tokenizer + ?Sized,
@@ -48,7 +70,15 @@ where
     };
     let written = model
         .save_hf(&partial, &tokens)
-        .and_then(|()| tokenizer.save_hf(&partial));
+        .and_then(|()| tokenizer.save_hf(&partial))
+        .and_then(|()| match step {
+            Some(step) => {
+                let path = partial.join(EXPORT_STAMP);
+                let json = serde_json::json!({ "step": step }).to_string();
+                std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
+            }
+            None => Ok(()),
+        });
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&partial);
         return Err(e);
@@ -86,6 +116,7 @@ const EXPORT_FILES: &[&str] = &[
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    EXPORT_STAMP,
 ];
 
 /// Refuses `dir` unless it is absent, empty, or a previous export (only [`EXPORT_FILES`]), so

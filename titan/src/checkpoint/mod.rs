@@ -10,7 +10,7 @@ mod state;
 mod store;
 mod weights;
 
-pub use hf::export_hf;
+pub use hf::{EXPORT_STAMP, export_hf, export_hf_at, exported_step};
 pub use manifest::{FORMAT, FileEntry, Manifest};
 pub use state::{StateDict, Stateful, Stateless};
 pub use store::{Checkpoint, CheckpointStore, MODEL_FILE};

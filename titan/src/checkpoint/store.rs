@@ -90,7 +90,7 @@ impl CheckpointStore {
     pub fn latest(&self) -> Result<Option<Checkpoint>> {
         for left in self.leftovers()? {
             tracing::warn!(
-                "ignoring {}: a checkpoint whose writing did not finish (the next save removes it)",
+                "ignoring {}: a checkpoint whose writing or removal did not finish (the next save removes it)",
                 left.display()
             );
         }
@@ -185,13 +185,18 @@ impl CheckpointStore {
         Ok(manifest)
     }
 
-    /// Removes the oldest checkpoints beyond the last `keep`.
+    /// Removes the oldest checkpoints beyond the last `keep`, each first renamed out of sight
+    /// (a hidden partial name, which the next save cleans up), so a crash midway never leaves
+    /// a half-deleted directory that looks like a checkpoint.
     fn retire(&self) -> Result<()> {
         let steps = self.steps()?;
         let excess = steps.len().saturating_sub(self.keep);
         for step in &steps[..excess] {
-            let dir = self.dir.join(step_dir_name(*step));
-            fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let name = step_dir_name(*step);
+            let dir = self.dir.join(&name);
+            let retiring = self.dir.join(format!(".{name}.retiring{PARTIAL}"));
+            fs::rename(&dir, &retiring).map_err(|e| Error::io(&dir, e))?;
+            fs::remove_dir_all(&retiring).map_err(|e| Error::io(&retiring, e))?;
         }
         Ok(())
     }

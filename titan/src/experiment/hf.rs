@@ -22,7 +22,8 @@ where
         return Ok(());
     }
     let dir = training.output_dir().join("hf");
-    match crate::checkpoint::export_hf(model, tokenizer, &dir) {
+    // The run's end: its last step.
+    match crate::checkpoint::export_hf_at(model, tokenizer, &dir, Some(training.steps)) {
         Ok(()) => {
             eprintln!("hugging face: {}", dir.display());
             Ok(())
@@ -54,7 +55,7 @@ where
             checkpoint.dir().display()
         ))
     })?;
-    crate::checkpoint::export_hf(model, tokenizer, dir)
+    crate::checkpoint::export_hf_at(model, tokenizer, dir, Some(checkpoint.step()))
 }
 
 /// Loads the weights of `training.init_from_hf`, when set, into `model`; a run that resumes

@@ -63,21 +63,33 @@ pub trait Experiment: Sized {
 /// The trainer of a new run: `training`'s loop settings, `metrics.jsonl` and TensorBoard event
 /// files (`tb/`) in the output dir.
 pub fn trainer_for(training: &TrainingConfig, experiment: &str) -> Result<Trainer> {
-    sinks(Trainer::new(training.clone()), training, experiment, false)
+    sinks(Trainer::new(training.clone()), training, experiment, None)
 }
 
-/// `trainer` with the run's metrics sinks: `metrics.jsonl` (added to when `resumed`) and a new
-/// TensorBoard event file in `tb/` (TensorBoard reads them all).
+/// `trainer` with the run's metrics sinks: `metrics.jsonl` and a new TensorBoard event file in
+/// `tb/` (TensorBoard reads them all). A run resumed from its checkpoint at step `resumed_at`
+/// adds to `metrics.jsonl` once the stopped run's later records are moved aside, and its event
+/// file drops the earlier files' points after that step: each step is logged once.
 fn sinks(
     trainer: Trainer,
     training: &TrainingConfig,
     experiment: &str,
-    resumed: bool,
+    resumed_at: Option<u64>,
 ) -> Result<Trainer> {
     let dir = training.clone().for_experiment(experiment).output_dir();
     let metrics = dir.join("metrics.jsonl");
-    let jsonl = if resumed {
-        JsonlSink::append(metrics)?
+    let jsonl = if let Some(step) = resumed_at {
+        let superseded = dir.join("metrics.superseded.jsonl");
+        let (sink, moved) = JsonlSink::resume(&metrics, step, &superseded)?;
+        if moved > 0 {
+            eprintln!(
+                "note: {moved} records of {} after step {step} (logged before the run stopped; \
+                 it logs those steps again) are moved to {}",
+                metrics.display(),
+                superseded.display()
+            );
+        }
+        sink
     } else {
         // A new run keeps an earlier one's metrics and TensorBoard files, moved aside, so
         // neither is truncated nor mixed into the new run's curves.
@@ -92,9 +104,11 @@ fn sinks(
         }
         JsonlSink::create(metrics)?
     };
-    Ok(trainer
-        .with_sink(jsonl)
-        .with_sink(TensorBoardSink::create(dir.join("tb"))?))
+    let tb = match resumed_at {
+        Some(step) => TensorBoardSink::resume(dir.join("tb"), step)?,
+        None => TensorBoardSink::create(dir.join("tb"))?,
+    };
+    Ok(trainer.with_sink(jsonl).with_sink(tb))
 }
 
 /// Where a run starts in its output directory: the checkpoints it keeps, and the checkpoint it
@@ -164,7 +178,7 @@ fn trainer_for_run(
             Trainer::new(training.clone()),
             training,
             name,
-            start.resume.is_some(),
+            start.resume.as_ref().map(Checkpoint::step),
         )?,
         // Another rank: no metrics files and no console lines (rank 0 shows the global ones).
         false => Trainer::new(training.clone()).quiet(),
@@ -382,9 +396,23 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
             done.step(),
             settings.steps
         );
-        // Nothing to build unless its end was never exported.
-        if settings.output_dir().join("hf").exists() {
+        // Nothing to build unless its end was never exported: a missing `hf/`, or one of an
+        // earlier end (a longer run stopped before its export replaced it).
+        let hf = settings.output_dir().join("hf");
+        let exported = crate::checkpoint::exported_step(&hf);
+        if exported == Some(done.step()) {
             return Ok(());
+        }
+        if hf.exists() {
+            eprintln!(
+                "note: {} holds {}, not the end of the run (step {}): exporting it again",
+                hf.display(),
+                exported.map_or_else(
+                    || "an export that records no step".to_string(),
+                    |step| format!("step {step}")
+                ),
+                done.step()
+            );
         }
         if ranks > 1 {
             eprintln!(
@@ -445,7 +473,7 @@ fn training_of(config: &ConfigSet<'_>, name: &str) -> Result<TrainingConfig> {
 }
 
 /// A complete run whose end was never exported (it was stopped between its last checkpoint
-/// and the export) gets its `hf/` from that checkpoint.
+/// and the export) gets its `hf/` from that checkpoint, also over an export of an earlier end.
 fn export_if_missing<E: Experiment>(
     experiment: &mut E,
     training: &TrainingConfig,
@@ -456,7 +484,7 @@ fn export_if_missing<E: Experiment>(
         .for_experiment(E::NAME)
         .output_dir()
         .join("hf");
-    if hf.exists() {
+    if crate::checkpoint::exported_step(&hf) == Some(done.step()) {
         return Ok(());
     }
     match experiment.export_hf(done, &hf) {

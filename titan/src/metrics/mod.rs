@@ -8,7 +8,7 @@ mod tensorboard;
 
 pub use flops::{PEAK_FLOPS, max_rss_gib, palm_flops_per_token, peak_flops};
 pub use jsonl::JsonlSink;
-pub use tensorboard::{TensorBoardSink, read_events};
+pub use tensorboard::{TensorBoardSink, read_events, read_purge_steps};
 
 use serde::Serialize;
 

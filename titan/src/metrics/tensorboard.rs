@@ -18,7 +18,7 @@ struct Event {
     wall_time: f64,
     #[prost(int64, tag = "2")]
     step: i64,
-    #[prost(oneof = "What", tags = "3, 5")]
+    #[prost(oneof = "What", tags = "3, 5, 6")]
     what: Option<What>,
 }
 
@@ -28,6 +28,16 @@ enum What {
     FileVersion(String),
     #[prost(message, tag = "5")]
     Summary(Summary),
+    #[prost(message, tag = "6")]
+    SessionLog(SessionLog),
+}
+
+/// `tensorflow.SessionLog`: titan writes only `START` (status 1), which tells TensorBoard to
+/// drop the events of earlier files at or after its step (a resumed run's "purge step").
+#[derive(Clone, PartialEq, prost::Message)]
+struct SessionLog {
+    #[prost(int32, tag = "1")]
+    status: i32,
 }
 
 /// `tensorflow.Summary`.
@@ -70,6 +80,18 @@ pub struct TensorBoardSink {
 impl TensorBoardSink {
     /// Creates a new event file in `dir` (created if missing).
     pub fn create(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::create_purging(dir, None)
+    }
+
+    /// Creates a new event file in `dir` for a run resumed after step `resumed_after`: as
+    /// torch's `SummaryWriter(purge_step=…)`, it starts with a session start at the next step,
+    /// so TensorBoard drops the earlier files' points from there on (the stopped run's steps
+    /// after its checkpoint, which the resumed run logs again).
+    pub fn resume(dir: impl AsRef<Path>, resumed_after: u64) -> Result<Self> {
+        Self::create_purging(dir, Some(resumed_after + 1))
+    }
+
+    fn create_purging(dir: impl AsRef<Path>, purge_step: Option<u64>) -> Result<Self> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let secs = SystemTime::now()
@@ -80,17 +102,40 @@ impl TensorBoardSink {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "titan".into());
-        let path = dir.join(format!("events.out.tfevents.{secs}.{host}"));
-        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        // A name of its own (as torch's: time, host, process, count), never an earlier file's:
+        // a run restarted within the same second must not truncate its predecessor's.
+        let pid = std::process::id();
+        let (path, file) = (0..)
+            .map(|n| dir.join(format!("events.out.tfevents.{secs}.{host}.{pid}.{n}")))
+            .find_map(|path| {
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+                    opened => Some((path, opened)),
+                }
+            })
+            .unwrap_or_else(|| unreachable!("some numbered name is free"));
+        let file = file.map_err(|e| Error::io(&path, e))?;
         let mut sink = Self {
             path,
             file: std::io::BufWriter::new(file),
         };
+        let step = purge_step.unwrap_or(0) as i64;
         sink.write_event(&Event {
             wall_time: now(),
-            step: 0,
+            step,
             what: Some(What::FileVersion("brain.Event:2".into())),
         })?;
+        if purge_step.is_some() {
+            sink.write_event(&Event {
+                wall_time: now(),
+                step,
+                what: Some(What::SessionLog(SessionLog { status: 1 })),
+            })?;
+        }
         Ok(sink)
     }
 
@@ -180,6 +225,30 @@ impl MetricsSink for TensorBoardSink {
 /// Reads the scalars of an event file back as `(step, tag, value)`, checking every record's
 /// checksums; a damaged file is an error naming it and the byte offset.
 pub fn read_events(path: &Path) -> Result<Vec<(i64, String, f32)>> {
+    let mut out = Vec::new();
+    for event in read_records(path)? {
+        if let Some(What::Summary(summary)) = event.what {
+            for v in summary.value {
+                if let Some(Value::SimpleValue(x)) = v.value {
+                    out.push((event.step, v.tag, x));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The steps of an event file's session starts: where TensorBoard drops earlier files' points
+/// from ([`TensorBoardSink::resume`]).
+pub fn read_purge_steps(path: &Path) -> Result<Vec<i64>> {
+    Ok(read_records(path)?
+        .into_iter()
+        .filter(|e| matches!(e.what, Some(What::SessionLog(SessionLog { status: 1 }))))
+        .map(|e| e.step)
+        .collect())
+}
+
+fn read_records(path: &Path) -> Result<Vec<Event>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |offset: usize, what: &str| {
         Error::Data(format!(
@@ -210,13 +279,7 @@ pub fn read_events(path: &Path) -> Result<Vec<(i64, String, f32)>> {
             return Err(bad(at, "data checksum mismatch"));
         }
         let event = Event::decode(data).map_err(|e| bad(at, &format!("not an Event: {e}")))?;
-        if let Some(What::Summary(summary)) = event.what {
-            for v in summary.value {
-                if let Some(Value::SimpleValue(x)) = v.value {
-                    out.push((event.step, v.tag, x));
-                }
-            }
-        }
+        out.push(event);
         at += 16 + n;
     }
     Ok(out)
@@ -274,6 +337,24 @@ mod tests {
         std::fs::write(&path, &bytes).map_err(|e| Error::io(&path, e))?;
         let err = read_events(&path).expect_err("damaged").to_string();
         assert!(err.contains("checksum mismatch"), "{err}");
+        Ok(())
+    }
+
+    /// A resumed run's file starts a session at the step after its checkpoint; files made in
+    /// the same second by one process never replace each other.
+    #[test]
+    fn a_resumed_file_purges_from_the_next_step_and_names_never_collide() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let first = TensorBoardSink::create(dir.path())?;
+        let resumed = TensorBoardSink::resume(dir.path(), 300)?;
+        assert_ne!(first.path(), resumed.path());
+        assert_eq!(read_purge_steps(first.path())?, Vec::<i64>::new());
+        assert_eq!(read_purge_steps(resumed.path())?, [301]);
+        assert!(read_events(resumed.path())?.is_empty());
+        let files = std::fs::read_dir(dir.path())
+            .map_err(|e| Error::io(dir.path(), e))?
+            .count();
+        assert_eq!(files, 2);
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+use super::nonfinite::{NonFinite, NonFiniteState};
 use super::parts::Parts;
 use crate::checkpoint::{Checkpoint, CheckpointStore, MODEL_FILE, StateDict};
 use crate::dist::ProcessGroup;
@@ -40,6 +41,9 @@ struct TrainState {
     train_data_by_rank: Vec<serde_json::Value>,
     /// Every role's state value (`StateDict::value`), by role.
     components: BTreeMap<String, serde_json::Value>,
+    /// The non-finite steps skipped so far (absent in checkpoints from before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    non_finite: Option<NonFiniteState>,
 }
 
 /// The file that holds `role`'s state tensors (written only when it has some).
@@ -107,6 +111,7 @@ impl Checkpointing {
         &mut self,
         step: u64,
         parts: &Parts<'_, Lab>,
+        non_finite: &NonFinite,
         group: Option<&ProcessGroup>,
     ) -> Result<Option<Saved>> {
         let train_data = parts.data.state()?;
@@ -146,6 +151,7 @@ impl Checkpointing {
             train_data,
             train_data_by_rank,
             components,
+            non_finite: Some(non_finite.state()?),
         };
         let state = serde_json::to_vec_pretty(&state)?;
         let rng = rng_states(parts.device)?;
@@ -222,8 +228,8 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
 }
 
-/// Restores `parts` from `checkpoint` and returns its step and the number of data-parallel ranks
-/// that wrote it: every file's checksum, the train state and every weight's name and shape are
+/// Restores `parts` from `checkpoint` and returns its step, the number of data-parallel ranks
+/// that wrote it and its count of skipped steps (when it kept one): every file's checksum, the train state and every weight's name and shape are
 /// checked before any weight is copied; each component checks its own state before it changes.
 /// With a process `group`, each rank takes its own dataloader position; a checkpoint of another
 /// number of ranks gives every rank all their positions, to take its share of what they had
@@ -232,7 +238,7 @@ pub(crate) fn restore<Lab>(
     checkpoint: &Checkpoint,
     parts: &mut Parts<'_, Lab>,
     group: Option<&ProcessGroup>,
-) -> Result<(u64, usize)> {
+) -> Result<(u64, usize, Option<NonFiniteState>)> {
     checkpoint.verify()?;
     let misfit = |what: String| {
         Error::Checkpoint(format!(
@@ -301,7 +307,7 @@ pub(crate) fn restore<Lab>(
             }
         }
     }
-    Ok((state.step, saved_ranks))
+    Ok((state.step, saved_ranks, state.non_finite))
 }
 
 /// The training data's position to restore: this rank's, or every old rank's when the

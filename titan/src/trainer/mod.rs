@@ -169,8 +169,8 @@ impl Trainer {
         }
         let resumed = match &self.resume {
             Some(checkpoint) => {
-                let (step, ranks) = checkpointing::restore(checkpoint, &mut parts, group)?;
-                Some((step, ranks, checkpoint))
+                let (step, ranks, skipped) = checkpointing::restore(checkpoint, &mut parts, group)?;
+                Some((step, ranks, checkpoint, skipped))
             }
             None => None,
         };
@@ -189,7 +189,7 @@ impl Trainer {
             Some(group) => Some(GradReducer::new(Arc::clone(group), &parts.params)?),
             None => None,
         };
-        let start = resumed.map_or(0, |(step, _, _)| step);
+        let start = resumed.map_or(0, |(step, ..)| step);
         if let Some(group) = group {
             same_start(group, start, parts.device)?;
         }
@@ -197,13 +197,16 @@ impl Trainer {
         self.announce(
             &parts,
             &cfg,
-            resumed.map(|(step, ranks, c)| (step, ranks, c.dir())),
+            resumed.map(|(step, ranks, c, _)| (step, ranks, c.dir())),
             buckets,
         );
         // Throughput is counted over every rank, so MFU is against every rank's peak.
         let ranks = group.map_or(1, ProcessGroup::size) as f64;
         let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops).map(|p| p * ranks);
-        let mut non_finite = NonFinite::new(parts.device)?;
+        let mut non_finite = match resumed.and_then(|(.., skipped)| skipped) {
+            Some(skipped) => NonFinite::restored(parts.device, skipped)?,
+            None => NonFinite::new(parts.device)?,
+        };
         let accum = cfg.grad_accum_steps as u64;
         let bar = self.progress_bar(cfg.steps);
         bar.set_position(start);
@@ -303,7 +306,7 @@ impl Trainer {
                 // Never a checkpoint of non-finite weights.
                 crate::device::synchronize(parts.device);
                 non_finite.check(accum, info.epoch, skip_limit(&info))?;
-                let previous = checkpoints.save(step, &parts, group)?;
+                let previous = checkpoints.save(step, &parts, &non_finite, group)?;
                 report(self.progress, &bar, previous);
                 // The copy is not a step: the next log line's rates leave it out.
                 window.restart();

@@ -2,6 +2,7 @@
 //! sync, and read wherever the loop syncs anyway (log points, evaluations, checkpoints): the
 //! first such step, how many there were, and the longest run of them in a row.
 
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::{Error, Result};
@@ -22,6 +23,19 @@ pub(crate) struct NonFinite {
     total: Tensor,
 }
 
+/// [`NonFinite`] on the host, as a checkpoint keeps it: a resumed run goes on counting (a run of
+/// skipped steps across the checkpoint is one run, and `skipped_steps` does not restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NonFiniteState {
+    first_bad: i64,
+    in_a_row: i64,
+    run_start: i64,
+    longest: i64,
+    longest_start: i64,
+    total: i64,
+}
+
 /// What [`NonFinite::check`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Skipped {
@@ -40,6 +54,31 @@ impl NonFinite {
             longest: zero()?,
             longest_start: zero()?,
             total: zero()?,
+        })
+    }
+
+    /// The counts so far, read to the host (a sync: at a checkpoint, where the loop syncs).
+    pub fn state(&self) -> Result<NonFiniteState> {
+        Ok(NonFiniteState {
+            first_bad: self.first_bad.f_int64_value(&[])?,
+            in_a_row: self.in_a_row.f_int64_value(&[])?,
+            run_start: self.run_start.f_int64_value(&[])?,
+            longest: self.longest.f_int64_value(&[])?,
+            longest_start: self.longest_start.f_int64_value(&[])?,
+            total: self.total.f_int64_value(&[])?,
+        })
+    }
+
+    /// The tracker of a run resumed with `state`, on `device`.
+    pub fn restored(device: Device, state: NonFiniteState) -> Result<Self> {
+        let at = |v: i64| Tensor::f_full([], v, (Kind::Int64, device));
+        Ok(Self {
+            first_bad: at(state.first_bad)?,
+            in_a_row: at(state.in_a_row)?,
+            run_start: at(state.run_start)?,
+            longest: at(state.longest)?,
+            longest_start: at(state.longest_start)?,
+            total: at(state.total)?,
         })
     }
 
@@ -136,6 +175,32 @@ mod tests {
             .expect_err("not skipped")
             .to_string();
         assert!(err.contains("at step 3 (training batches 5..=6 "), "{err}");
+        Ok(())
+    }
+
+    /// A run of skipped steps that a checkpoint cuts is one run after the resume.
+    #[test]
+    fn a_restored_tracker_goes_on_counting() -> Result<()> {
+        let ok = Tensor::f_from_slice(&[1.0f32])?.f_squeeze()?;
+        let nan = Tensor::f_from_slice(&[f32::NAN])?.f_squeeze()?;
+        let mut before = NonFinite::new(Device::Cpu)?;
+        for step in 1..=4u64 {
+            before.record(step, if step >= 3 { &nan } else { &ok }, &ok)?;
+        }
+        let saved: NonFiniteState =
+            serde_json::from_str(&serde_json::to_string(&before.state()?)?)?;
+        let mut after = NonFinite::restored(Device::Cpu, saved)?;
+        after.record(5, &nan, &ok)?;
+        assert_eq!(after.check(1, 0, Some(3))?, Skipped { total: 3 });
+        after.record(6, &nan, &ok)?;
+        let err = after
+            .check(1, 0, Some(3))
+            .expect_err("4 in a row")
+            .to_string();
+        assert!(
+            err.contains("at step 3 ") && err.contains("4 steps in a row"),
+            "{err}"
+        );
         Ok(())
     }
 }
