@@ -13,6 +13,9 @@ mod custom_dataset;
 #[path = "ui/pass/adafactor.rs"]
 mod adafactor;
 
+#[path = "ui/pass/wiring_forms.rs"]
+mod wiring_forms;
+
 // Its `main` (from `titan::main!`) is unused here: the test runs it through `run`.
 #[allow(dead_code)]
 #[path = "../experiments/tiny_llama.rs"]
@@ -38,6 +41,11 @@ fn a_dataloader_written_in_the_experiment_file_trains_and_validates() {
 #[test]
 fn adafactor_wsd_accumulation_and_titan_batches_by_editing_the_file_alone() {
     adafactor::main();
+}
+
+#[test]
+fn a_renamed_training_section_a_raw_identifier_and_a_shadowing_let_wire_as_written() {
+    wiring_forms::main();
 }
 
 #[test]

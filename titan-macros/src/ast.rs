@@ -90,6 +90,8 @@ pub struct Field {
     pub unknown_role: bool,
     /// The role an unknown `#[role(...)]` is closest to, when one is: the role it meant.
     pub meant_role: Option<Role>,
+    /// It carried a `#[cfg]` or `#[cfg_attr]` (already reported, and dropped).
+    pub had_cfg: bool,
 }
 
 pub struct Experiment {
@@ -124,8 +126,12 @@ impl Experiment {
                 continue;
             };
             // A second field of the same name is left out, so rustc does not report it again
-            // (nor the builder's duplicate setter).
-            if fields.iter().any(|g| g.ident == field.ident) {
+            // (nor the builder's duplicate setter); two alternatives under `#[cfg]` were
+            // reported at their `cfg` already.
+            if let Some(first) = fields.iter().find(|g| g.ident == field.ident) {
+                if first.had_cfg || field.had_cfg {
+                    continue;
+                }
                 errors.error(
                     field.ident.span(),
                     format!(
@@ -202,7 +208,27 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
     let mut unknown_role = false;
     let mut meant_role = None;
     let mut attrs = Vec::new();
+    let mut had_cfg = false;
     for attr in &field.attrs {
+        // The macro sees the fields before `cfg` removes any: the builder, the build order and
+        // the wiring would still use a field the struct has lost.
+        if let Some(name) = attr
+            .path()
+            .get_ident()
+            .filter(|name| *name == "cfg" || *name == "cfg_attr")
+        {
+            had_cfg = true;
+            errors.error(
+                name.span(),
+                format!(
+                    "`#[{name}]` cannot choose an experiment's fields (`#[experiment]` reads them \
+                     before `cfg` applies, so it would still build `{ident}`): choose in the \
+                     expression instead, e.g. `#[build(if cfg!(feature = \"x\") {{ a }} else \
+                     {{ b }})]`, or write one experiment file per choice"
+                ),
+            );
+            continue;
+        }
         let Some((which, recovered)) = ours(attr, errors) else {
             attrs.push(attr.clone());
             continue;
@@ -260,7 +286,8 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
             None => init = Some((kind, parsed)),
         }
     }
-    if init.is_none() {
+    // A `#[cfg_attr(.., build(..))]` was reported at its `cfg_attr`.
+    if init.is_none() && !had_cfg {
         missing_init(&ident, &mut attrs, errors);
     }
     if is_reserved(&ident) {
@@ -269,8 +296,9 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
             format!("`{ident}` is reserved by the generated builder (`build()`, `__titan_*`); rename the field"),
         );
     }
-    let role =
-        explicit_role.or_else(|| Role::from_name(&ident.to_string()).map(|r| (r, ident.span())));
+    // `r#type` is the field `type`: its name gives its role and its section's name.
+    let name = syn::ext::IdentExt::unraw(&ident).to_string();
+    let role = explicit_role.or_else(|| Role::from_name(&name).map(|r| (r, ident.span())));
     let (kind, expr) = match init {
         Some((kind, expr)) => (Some(kind), expr),
         None => (None, Expr::Verbatim(proc_macro2::TokenStream::new())),
@@ -285,6 +313,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
         role,
         unknown_role,
         meant_role,
+        had_cfg,
     })
 }
 

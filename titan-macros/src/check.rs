@@ -293,7 +293,6 @@ mod tests {
             /// The model.
             #[doc = "more"]
             #[allow(dead_code)]
-            #[cfg(all())]
             #[serde(skip)]
             #[build(M::new())]
             model: M,
@@ -302,7 +301,24 @@ mod tests {
         let exp = Experiment::parse(&item, &mut errors).expect("parses");
         check(&exp, &mut errors);
         assert!(errors.finish().is_ok());
-        assert_eq!(exp.fields[0].attrs.len(), 5);
+        assert_eq!(exp.fields[0].attrs.len(), 4);
+    }
+
+    /// `#[experiment]` reads fields before `cfg` applies: a `cfg` is one error, at it, and
+    /// two alternatives of one field are not also reported as a duplicate.
+    #[test]
+    fn cfg_on_a_field_is_one_error_each() {
+        let m = messages(experiment! {
+            #[cfg(feature = "a")] #[build(A::new())] dist: A,
+            #[cfg(not(feature = "a"))] #[build(B::new())] dist: B,
+            #[cfg_attr(all(), build(M::new()))] model: M,
+        });
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert!(
+            m.iter()
+                .all(|m| m.contains("cannot choose an experiment's fields")),
+            "{m:?}"
+        );
     }
 
     #[test]

@@ -14,14 +14,13 @@ pub struct Reference {
     pub ident: Ident,
 }
 
-/// Free single-segment identifiers in `expr` (candidates for field references).
+/// Free single-segment identifiers in `expr` (candidates for field references): a name is
+/// free where no enclosing `let`, closure parameter, `match` arm, `if let` or `for` binds it
+/// yet, so `{ let dims = &dims; ... }` still names the field `dims`.
 pub fn references(expr: &Expr) -> Vec<Reference> {
     let mut v = Collector::default();
     v.visit_expr(expr);
     v.found
-        .into_iter()
-        .filter(|r| !v.bound.contains(&r.ident.to_string()))
-        .collect()
 }
 
 /// Identifiers used the way fields are (`x.method()`, `x.field`, `&x`, `&mut x`): the places
@@ -67,15 +66,58 @@ impl<'ast> Visit<'ast> for FieldLike {
 #[derive(Default)]
 struct Collector {
     found: Vec<Reference>,
-    bound: BTreeSet<String>,
+    /// The names bound around the current point, innermost last.
+    scopes: Vec<BTreeSet<String>>,
+}
+
+impl Collector {
+    fn bound(&self, name: &str) -> bool {
+        self.scopes.iter().any(|s| s.contains(name))
+    }
+
+    /// Binds the names `pat` introduces in the innermost scope.
+    fn bind(&mut self, pat: &syn::Pat) {
+        let mut names = PatNames::default();
+        names.visit_pat(pat);
+        if self.scopes.is_empty() {
+            self.scopes.push(BTreeSet::new());
+        }
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.extend(names.0);
+        }
+    }
+
+    /// Runs `f` in a new scope.
+    fn scoped(&mut self, f: impl FnOnce(&mut Self)) {
+        self.scopes.push(BTreeSet::new());
+        f(self);
+        self.scopes.pop();
+    }
+
+    fn reference(&mut self, ident: &Ident) {
+        if !self.bound(&ident.to_string()) {
+            self.found.push(Reference {
+                ident: ident.clone(),
+            });
+        }
+    }
+}
+
+/// The identifiers a pattern binds.
+#[derive(Default)]
+struct PatNames(Vec<String>);
+
+impl<'ast> Visit<'ast> for PatNames {
+    fn visit_pat_ident(&mut self, node: &'ast syn::PatIdent) {
+        self.0.push(node.ident.to_string());
+        syn::visit::visit_pat_ident(self, node);
+    }
 }
 
 impl<'ast> Visit<'ast> for Collector {
     fn visit_expr_path(&mut self, node: &'ast syn::ExprPath) {
         if let (None, Some(ident)) = (&node.qself, node.path.get_ident()) {
-            self.found.push(Reference {
-                ident: ident.clone(),
-            });
+            self.reference(ident);
         }
         syn::visit::visit_expr_path(self, node);
     }
@@ -90,21 +132,128 @@ impl<'ast> Visit<'ast> for Collector {
         }
     }
 
-    fn visit_pat_ident(&mut self, node: &'ast syn::PatIdent) {
-        self.bound.insert(node.ident.to_string());
-        syn::visit::visit_pat_ident(self, node);
+    fn visit_block(&mut self, node: &'ast syn::Block) {
+        self.scoped(|v| syn::visit::visit_block(v, node));
+    }
+
+    fn visit_local(&mut self, node: &'ast syn::Local) {
+        // The initializer sees the names before this `let`; the pattern binds after it.
+        if let Some(init) = &node.init {
+            self.visit_expr(&init.expr);
+            if let Some((_, diverge)) = &init.diverge {
+                self.visit_expr(diverge);
+            }
+        }
+        self.bind(&node.pat);
+    }
+
+    fn visit_expr_closure(&mut self, node: &'ast syn::ExprClosure) {
+        self.scoped(|v| {
+            for input in &node.inputs {
+                v.bind(input);
+            }
+            v.visit_expr(&node.body);
+        });
+    }
+
+    fn visit_arm(&mut self, node: &'ast syn::Arm) {
+        self.scoped(|v| {
+            v.bind(&node.pat);
+            if let Some((_, guard)) = &node.guard {
+                v.visit_expr(guard);
+            }
+            v.visit_expr(&node.body);
+        });
+    }
+
+    fn visit_expr_let(&mut self, node: &'ast syn::ExprLet) {
+        // `if let` / `while let`: bound for the rest of the condition and the body (the
+        // enclosing `if` or `while` holds the scope).
+        self.visit_expr(&node.expr);
+        self.bind(&node.pat);
+    }
+
+    fn visit_expr_if(&mut self, node: &'ast syn::ExprIf) {
+        self.scoped(|v| {
+            v.visit_expr(&node.cond);
+            v.visit_block(&node.then_branch);
+        });
+        if let Some((_, otherwise)) = &node.else_branch {
+            self.visit_expr(otherwise);
+        }
+    }
+
+    fn visit_expr_while(&mut self, node: &'ast syn::ExprWhile) {
+        self.scoped(|v| {
+            v.visit_expr(&node.cond);
+            v.visit_block(&node.body);
+        });
+    }
+
+    fn visit_expr_for_loop(&mut self, node: &'ast syn::ExprForLoop) {
+        self.visit_expr(&node.expr);
+        self.scoped(|v| {
+            v.bind(&node.pat);
+            v.visit_block(&node.body);
+        });
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {
+        // A nested `fn` or `const` cannot name the experiment's locals.
     }
 
     fn visit_macro(&mut self, node: &'ast syn::Macro) {
-        // `format!("{}", a)`, `vec![a, b]`: arguments that parse as expressions are visited.
-        let args = node
+        // `format!("{}", a)`, `vec![a, b]`, `vec![x; n]`: arguments that parse as expressions
+        // are visited, and a format string's inline captures (`"{a}"`, `"{a:?}"`) too.
+        let list = node
             .parse_body_with(syn::punctuated::Punctuated::<Expr, syn::Token![,]>::parse_terminated);
-        if let Ok(args) = args {
-            for arg in &args {
-                self.visit_expr(arg);
+        let args: Vec<Expr> = match list {
+            Ok(args) => args.into_iter().collect(),
+            Err(_) => node
+                .parse_body_with(|input: syn::parse::ParseStream<'_>| {
+                    let value: Expr = input.parse()?;
+                    input.parse::<syn::Token![;]>()?;
+                    let count: Expr = input.parse()?;
+                    Ok(vec![value, count])
+                })
+                .unwrap_or_default(),
+        };
+        if let Some(Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(text),
+            ..
+        })) = args.first()
+        {
+            for name in inline_captures(&text.value()) {
+                self.reference(&Ident::new(&name, text.span()));
             }
         }
+        for arg in &args {
+            self.visit_expr(arg);
+        }
     }
+}
+
+/// The names a format string captures inline: `{name}`, `{name:?}`, `{name:>8}` (not `{}`,
+/// `{0}`, nor an escaped `{{`).
+fn inline_captures(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        rest = &rest[open + 1..];
+        if let Some(after) = rest.strip_prefix('{') {
+            rest = after;
+            continue;
+        }
+        let end = rest.find(['}', ':']).unwrap_or(rest.len());
+        let name = &rest[..end];
+        let is_ident = name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+        if is_ident && syn::parse_str::<Ident>(name).is_ok() {
+            out.push(name.to_string());
+        }
+        rest = &rest[end..];
+    }
+    out
 }
 
 /// Edges `from` needs `to`, found at `span` (the reference in `from`'s expression).
@@ -245,6 +394,35 @@ mod tests {
         let e = edges(&exp);
         let pairs: Vec<(usize, usize)> = e.iter().map(|e| (e.from, e.to)).collect();
         assert_eq!(pairs, vec![(2, 0)]);
+    }
+
+    /// Names bound inside an expression hide a field only after their binding and inside
+    /// their scope; macro arguments, `[x; n]` and format captures name fields too.
+    #[test]
+    fn bindings_hide_fields_only_in_their_scope() {
+        let exp = experiment(parse_quote! {
+            struct E {
+                #[build({ let dims = &dims; dims.rank() })] a: u8,
+                #[build(match x { Some(a) => a, None => 0 })] b: u8,
+                #[build(vec![0u8; count])] c: Vec<u8>,
+                #[build(format!("{dims:?} {{a}} {}", 1))] d: String,
+                #[build({ if let Some(b) = y { b } else { b } })] e: u8,
+                #[build(1)] dims: u8,
+                #[build(1)] count: usize,
+                #[build(None)] x: Option<u8>,
+                #[build(None)] y: Option<u8>,
+            }
+        });
+        let e = edges(&exp);
+        let mut pairs: Vec<(usize, usize)> = e.iter().map(|e| (e.from, e.to)).collect();
+        pairs.sort();
+        // a→dims; b→x (its arm's `a` is bound); c→count; d→dims (not `{{a}}`); e→y and the
+        // `else` branch's `b` (outside the `if let`).
+        assert_eq!(pairs, vec![(0, 5), (1, 7), (2, 6), (3, 5), (4, 1), (4, 8)]);
+        assert_eq!(
+            inline_captures("{a} {b:?} {{c}} {} {0} {d:>8}"),
+            ["a", "b", "d"]
+        );
     }
 
     #[test]

@@ -1,0 +1,28 @@
+//! One field, two types chosen by `#[cfg]`: valid Rust, but `#[experiment]` reads fields before
+//! `cfg` applies; each `cfg` is refused once, with what to write instead.
+// The expressions of a rejected experiment are not compiled, so some imports go unused.
+#![allow(unused_imports)]
+use titan::prelude::*;
+use titan::tch::Device;
+
+#[experiment]
+pub struct Exp {
+    #[cfg(any())]
+    #[build(C10dEnv::from_env(Device::Cpu, &ParallelConfig::default())?)]
+    dist: C10dEnv,
+    #[cfg(not(any()))]
+    #[build(LocalEnv::single())]
+    dist: LocalEnv,
+    #[build(Llama::new(LlamaConfig::tiny(), Device::Cpu)?)]
+    model: Llama,
+    #[build(PackedLoader::new(&ParallelDims::new(&LocalEnv::single(), Device::Cpu)?, (0..4096).collect(), 64, 2, 0, true)?)]
+    train_data: PackedLoader,
+    #[build(CausalLmLoss)]
+    loss: CausalLmLoss,
+    #[build(AdamW::new(model.parameters(), AdamWConfig::default())?)]
+    optimizer: AdamW,
+    #[build(Warmup::new(&optimizer, WarmupConfig::default())?)]
+    lr_scheduler: Warmup<AdamW>,
+}
+
+fn main() {}
