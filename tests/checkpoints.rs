@@ -440,3 +440,28 @@ fn a_tokenizer_trained_on_other_data_is_refused_not_reused() -> Result<()> {
     );
     Ok(())
 }
+
+/// A checkpoint records the identity of its tokenizer: a resume, or an export, with another
+/// one (here a `tokenizer.json` swapped in without its fingerprint) is refused by name.
+#[test]
+fn a_resume_or_export_with_another_tokenizer_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    run(&a, &[])?;
+    // Another tokenizer of the same vocabulary size: trained on fewer stories.
+    run_for(1, &b, &["--set", "dataset.tokenizer_sample=100"])?;
+    std::fs::copy(b.join("tokenizer.json"), a.join("tokenizer.json"))?;
+    std::fs::remove_file(a.join("tokenizer.fingerprint.json"))?;
+    std::fs::remove_dir_all(a.join("checkpoints/step-6"))?;
+    let err = run(&a, &[]).expect_err("another tokenizer").to_string();
+    ensure!(
+        err.contains("step-3") && err.contains("another tokenizer"),
+        "{err}"
+    );
+    let out = dir.path().join("out").display().to_string();
+    let err = run(&a, &["--export-hf", &out])
+        .expect_err("another tokenizer")
+        .to_string();
+    ensure!(err.contains("another tokenizer"), "{err}");
+    Ok(())
+}

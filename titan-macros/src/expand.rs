@@ -232,11 +232,12 @@ fn wiring(exp: &Experiment) -> TokenStream {
     let samples = field(Role::Tokenizer).map(|(tok, sp)| {
         quote_spanned!(sp=> ::titan::experiment::print_samples(&self.#model, &self.#tok, &__titan_training)?;)
     });
-    // Before step 1: the tokenizer's ids and the run's sequence length fit the model (only
-    // with a `training` section: without one, no `seq_len` sizes the batches).
+    // Before step 1: the tokenizer's ids and the run's sequence length fit the model, and the
+    // checkpoints will record the tokenizer (only with a `training` section: without one, no
+    // `seq_len` sizes the batches).
     let with_training = exp.role(Role::Training).is_some();
     let fits = field(Role::Tokenizer).filter(|_| with_training).map(|(tok, sp)| {
-        quote_spanned!(sp=> ::titan::experiment::check_fits(&self.#tok, &self.#model, __titan_training.seq_len)?;)
+        quote_spanned!(sp=> ::titan::experiment::tokenizer_fits(trainer, &self.#tok, &self.#model, __titan_training.seq_len)?;)
     });
     // After the run: the model and tokenizer in Hugging Face's form, in `output_dir/hf`.
     let export = field(Role::Tokenizer).filter(|_| with_training).map(|(tok, sp)| {

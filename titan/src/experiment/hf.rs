@@ -49,6 +49,13 @@ where
     T: Tokenizer,
 {
     checkpoint.verify()?;
+    // Weights and a tokenizer export as a pair only when they were trained as one.
+    let saved = crate::trainer::tokenizer_of(checkpoint)?;
+    crate::trainer::check_tokenizer(
+        checkpoint,
+        saved.as_deref(),
+        tokenizer.identity().as_deref(),
+    )?;
     checkpoint.load_model_weights(&model.parameters().named(), |what| {
         Error::Checkpoint(format!(
             "{} does not fit the experiment's model: {what}",

@@ -20,6 +20,24 @@ pub use section::{Section, is_section, section_clone};
 pub use wire::{WireData, WireLoss, WireModel, WireOpt, wire};
 // What the generated code names here, whose home is elsewhere.
 pub use crate::model::check_fits;
+
+/// Before step 1 of a run with a tokenizer: its ids and the run's `seq_len` fit `model`
+/// ([`check_fits`]), and `trainer`'s checkpoints will record the tokenizer's identity (a
+/// resume with another tokenizer is refused). The generated `train` calls it.
+pub fn tokenizer_fits<T, M>(
+    trainer: &mut Trainer,
+    tokenizer: &T,
+    model: &M,
+    seq_len: usize,
+) -> Result<()>
+where
+    T: Tokenizer + ?Sized,
+    M: Model + ?Sized,
+{
+    check_fits(tokenizer, model, seq_len)?;
+    trainer.set_tokenizer_identity(tokenizer.identity());
+    Ok(())
+}
 pub use crate::trainer::{FitsModelInput, Precision, SameLabels, SameOptimizer, TrainingConfig};
 
 use std::process::ExitCode;

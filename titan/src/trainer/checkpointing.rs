@@ -44,6 +44,10 @@ struct TrainState {
     /// The non-finite steps skipped so far (absent in checkpoints from before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     non_finite: Option<NonFiniteState>,
+    /// The identity of the tokenizer the run's ids came from (`Tokenizer::identity`), when the
+    /// run has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokenizer: Option<String>,
 }
 
 /// The file that holds `role`'s state tensors (written only when it has some).
@@ -112,6 +116,7 @@ impl Checkpointing {
         step: u64,
         parts: &Parts<'_, Lab>,
         non_finite: &NonFinite,
+        tokenizer: Option<String>,
         group: Option<&ProcessGroup>,
     ) -> Result<Option<Saved>> {
         let train_data = parts.data.state()?;
@@ -152,6 +157,7 @@ impl Checkpointing {
             train_data_by_rank,
             components,
             non_finite: Some(non_finite.state()?),
+            tokenizer,
         };
         let state = serde_json::to_vec_pretty(&state)?;
         let rng = rng_states(parts.device)?;
@@ -237,6 +243,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 pub(crate) fn restore<Lab>(
     checkpoint: &Checkpoint,
     parts: &mut Parts<'_, Lab>,
+    tokenizer: Option<&str>,
     group: Option<&ProcessGroup>,
 ) -> Result<(u64, usize, Option<NonFiniteState>)> {
     checkpoint.verify()?;
@@ -248,6 +255,7 @@ pub(crate) fn restore<Lab>(
     };
     let mut state: TrainState = serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?)
         .map_err(|e| misfit(format!("{TRAIN_STATE} is not titan's: {e}")))?;
+    check_tokenizer(checkpoint, state.tokenizer.as_deref(), tokenizer)?;
     let (rank, ranks) = group.map_or((0, 1), |g| (g.rank(), g.size()));
     let saved_ranks = state.train_data_by_rank.len().max(1);
     let train_data = if saved_ranks != ranks {
@@ -308,6 +316,43 @@ pub(crate) fn restore<Lab>(
         }
     }
     Ok((state.step, saved_ranks, state.non_finite))
+}
+
+/// The identity of the tokenizer `checkpoint` was trained with, when it recorded one.
+pub(crate) fn tokenizer_of(checkpoint: &Checkpoint) -> Result<Option<String>> {
+    let state: TrainState =
+        serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?).map_err(|e| {
+            Error::Checkpoint(format!(
+                "{}: {TRAIN_STATE} is not titan's: {e}",
+                checkpoint.dir().display()
+            ))
+        })?;
+    Ok(state.tokenizer)
+}
+
+/// Refuses `checkpoint` (trained with the tokenizer `saved`) for a run or export with the
+/// tokenizer `now`: the same ids would stand for other text. Either unknown passes.
+pub(crate) fn check_tokenizer(
+    checkpoint: &Checkpoint,
+    saved: Option<&str>,
+    now: Option<&str>,
+) -> Result<()> {
+    match (saved, now) {
+        (Some(saved), Some(now)) if saved != now => Err(Error::Checkpoint(format!(
+            "{} was trained with another tokenizer (identity {} there, {} here): its ids stand \
+             for other text to this tokenizer; restore the tokenizer.json it was trained with, \
+             or start a new run (another --output-dir)",
+            checkpoint.dir().display(),
+            short(saved),
+            short(now)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The first 16 characters of an identity, enough to tell two apart in a message.
+fn short(identity: &str) -> String {
+    identity.chars().take(16).collect()
 }
 
 /// The training data's position to restore: this rank's, or every old rank's when the

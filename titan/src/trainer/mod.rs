@@ -14,6 +14,7 @@ pub(crate) mod update;
 mod window;
 
 pub use checkpointing::Checkpointing;
+pub(crate) use checkpointing::{check_tokenizer, tokenizer_of};
 pub use contracts::{FitsModelInput, SameLabels, SameOptimizer};
 pub use eval::evaluate;
 pub(crate) use eval::evaluate_with;
@@ -58,6 +59,7 @@ pub struct Trainer {
     checkpoints: Option<Checkpointing>,
     resume: Option<Checkpoint>,
     group: Option<Arc<ProcessGroup>>,
+    tokenizer: Option<String>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -80,7 +82,15 @@ impl Trainer {
             checkpoints: None,
             resume: None,
             group: None,
+            tokenizer: None,
         }
+    }
+
+    /// The identity of the tokenizer that makes the run's token ids (`Tokenizer::identity`):
+    /// checkpoints record it, and a resume with another tokenizer is refused (its ids would
+    /// mean other text to the trained embedding). `#[experiment]` sets it.
+    pub fn set_tokenizer_identity(&mut self, identity: Option<String>) {
+        self.tokenizer = identity;
     }
 
     /// Trains as one rank of `env`: gradients, losses and token counts are summed over its
@@ -169,7 +179,12 @@ impl Trainer {
         }
         let resumed = match &self.resume {
             Some(checkpoint) => {
-                let (step, ranks, skipped) = checkpointing::restore(checkpoint, &mut parts, group)?;
+                let (step, ranks, skipped) = checkpointing::restore(
+                    checkpoint,
+                    &mut parts,
+                    self.tokenizer.as_deref(),
+                    group,
+                )?;
                 Some((step, ranks, checkpoint, skipped))
             }
             None => None,
@@ -306,7 +321,8 @@ impl Trainer {
                 // Never a checkpoint of non-finite weights.
                 crate::device::synchronize(parts.device);
                 non_finite.check(accum, info.epoch, skip_limit(&info))?;
-                let previous = checkpoints.save(step, &parts, &non_finite, group)?;
+                let tokenizer = self.tokenizer.clone();
+                let previous = checkpoints.save(step, &parts, &non_finite, tokenizer, group)?;
                 report(self.progress, &bar, previous);
                 // The copy is not a step: the next log line's rates leave it out.
                 window.restart();
