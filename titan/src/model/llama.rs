@@ -726,7 +726,9 @@ impl Llama {
 }
 
 /// Llama's parameter groups, by Hugging Face name: norm weights and the token embedding take
-/// no weight decay (as in torchtitan and nanoGPT), the projection matrices and `lm_head` do.
+/// no weight decay, the projection matrices and `lm_head` do. This is titan's own choice:
+/// torchtitan's default AdamW decays every parameter, and nanoGPT and Hugging Face's Trainer
+/// exempt the norms but decay the embedding.
 fn param_group(name: &str) -> ParamGroup {
     if name.ends_with("norm.weight") || name == "model.embed_tokens.weight" {
         ParamGroup::NoDecay
