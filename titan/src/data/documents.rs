@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::source::{DataSource, FileStamp, HOLDOUT_EVERY, Reader, Split};
+use super::source::{DataSource, FilesStamp, HOLDOUT_EVERY, Reader, Split};
 use super::{Dataset, Doc};
 use crate::parallel_dims::DataParallel;
 use crate::{Error, Result};
@@ -83,27 +83,27 @@ pub struct DocumentsState {
     /// passed this epoch before the split filter. Read only to resume such a checkpoint.
     #[serde(default, skip_serializing)]
     pub seen: Option<u64>,
-    /// The data files the positions point into, as they were ([`FileStamp`]); `None` for the
+    /// The data files the positions point into, as they were ([`FilesStamp`]); `None` for the
     /// built-in stories and in checkpoints from before the stamps. Shared: a snapshot per
     /// batch copies a pointer.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        with = "shared_stamps"
+        with = "shared_stamp"
     )]
-    pub files: Option<Arc<[FileStamp]>>,
+    pub files: Option<Arc<FilesStamp>>,
 }
 
-/// `Option<Arc<[FileStamp]>>` saved as a plain list.
-mod shared_stamps {
+/// `Option<Arc<FilesStamp>>` saved as the stamp itself.
+mod shared_stamp {
     use std::sync::Arc;
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use super::FileStamp;
+    use super::FilesStamp;
 
     pub fn serialize<S: Serializer>(
-        files: &Option<Arc<[FileStamp]>>,
+        files: &Option<Arc<FilesStamp>>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         files.as_deref().serialize(serializer)
@@ -111,8 +111,8 @@ mod shared_stamps {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
-    ) -> Result<Option<Arc<[FileStamp]>>, D::Error> {
-        Ok(Option::<Vec<FileStamp>>::deserialize(deserializer)?.map(Arc::from))
+    ) -> Result<Option<Arc<FilesStamp>>, D::Error> {
+        Ok(Option::<FilesStamp>::deserialize(deserializer)?.map(Arc::new))
     }
 }
 
@@ -347,7 +347,7 @@ impl Documents {
         let rng = ChaCha8Rng::seed_from_u64(seed ^ rank.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (units, by_document) = share(source.num_units(), rank, degree);
         let source_has_shards = source.shards.is_some();
-        let files = source.file_stamps()?.map(Arc::from);
+        let files = source.file_stamps()?.map(Arc::new);
         Ok(Self {
             source,
             units: units.into(),
@@ -452,43 +452,29 @@ impl Documents {
 
     /// Refuses a saved position of rank `rank` into data files other than this source's now
     /// (added, removed, renamed or resized since): its offsets would land in other documents.
-    fn check_files(&self, saved: Option<&[FileStamp]>, rank: u64) -> Result<()> {
-        let (Some(saved), Some(now)) = (saved, self.state.files.as_deref()) else {
+    fn check_files(&self, saved: Option<&FilesStamp>, rank: u64) -> Result<()> {
+        let Some(now) = self.state.files.as_deref() else {
             return Ok(());
         };
-        let changed = |what: String| {
-            Err(Error::Data(format!(
+        let Some(saved) = saved else {
+            // Only warned: it may be the very same files.
+            tracing::warn!(
+                "the dataset position of rank {rank} was written before titan recorded the data \
+                 files it points into: taken as it is; if files of {} were added, removed or \
+                 changed since, it reads other documents than the run left off at",
+                self.source.describe()
+            );
+            return Ok(());
+        };
+        match saved.changed(now) {
+            None => Ok(()),
+            Some(what) => Err(Error::Data(format!(
                 "the dataset position of rank {rank} points into data files that have changed \
                  since it was saved: {what}; resuming would read other documents than the run \
                  left off at: restore the files as they were, or start a new run (another \
                  --output-dir)"
-            )))
-        };
-        for (i, (was, is)) in saved.iter().zip(now).enumerate() {
-            if was != is {
-                return changed(format!(
-                    "file {i} was {} ({} bytes), now {} ({} bytes)",
-                    was.path.display(),
-                    was.bytes,
-                    is.path.display(),
-                    is.bytes
-                ));
-            }
+            ))),
         }
-        if saved.len() != now.len() {
-            let (more, extra) = if saved.len() > now.len() {
-                ("fewer", &saved[now.len()])
-            } else {
-                ("more", &now[saved.len()])
-            };
-            return changed(format!(
-                "{} files then, {} now ({more}: {})",
-                saved.len(),
-                now.len(),
-                extra.path.display()
-            ));
-        }
-        Ok(())
     }
 
     /// Checks a saved state of rank `rank` against this source and `units` (the share it was
@@ -1047,7 +1033,7 @@ mod tests {
         let mut d = Documents::new(&dims(0, 1), source()?, 0, 0)?;
         take(&mut d, 3)?;
         let saved: DocumentsState = serde_json::from_str(&serde_json::to_string(&d.state())?)?;
-        assert_eq!(saved.files.as_ref().map(|f| f.len()), Some(2));
+        assert_eq!(saved.files.as_ref().map(|f| f.count), Some(2));
         // Unchanged: resumes, on one rank or re-dealt.
         let mut again = Documents::new(&dims(0, 1), source()?, 0, 0)?;
         again.load_state(saved.clone())?;

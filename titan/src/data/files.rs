@@ -139,9 +139,14 @@ fn walk(
         );
         return Ok(());
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    // In name order, so which name of a linked directory is read does not depend on the
+    // filesystem's order (it decides the paths, and so the files' order and stamps).
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .map(|entry| entry.map_err(|e| Error::io(dir, e)))
+        .collect::<Result<Vec<_>>>()?;
+    entries.sort_by_key(|entry| entry.file_name());
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }

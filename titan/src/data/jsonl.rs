@@ -11,6 +11,8 @@ pub(crate) struct JsonlReader {
     lines: LineReader,
     field: String,
     max_document_bytes: usize,
+    /// A null field was met (and said) already.
+    saw_null: bool,
 }
 
 impl JsonlReader {
@@ -27,6 +29,7 @@ impl JsonlReader {
             lines: LineReader::open(path, offset, line_number, max_document_bytes)?,
             field: field.to_string(),
             max_document_bytes,
+            saw_null: false,
         })
     }
 
@@ -35,8 +38,9 @@ impl JsonlReader {
         self.lines.position()
     }
 
-    /// The next document (blank lines and blank documents skipped); `None` at the end. A line
-    /// that is not JSON, not an object, or lacks the field is an error naming file and line.
+    /// The next document (blank lines, blank documents and null fields skipped, the first null
+    /// of the file with a warning); `None` at the end. A line that is not JSON, not an object,
+    /// or lacks the field is an error naming file and line.
     pub(crate) fn next_document(&mut self) -> Result<Option<String>> {
         let field = self.field.as_str();
         loop {
@@ -74,6 +78,16 @@ impl JsonlReader {
                     fields.join(", ")
                 )));
             };
+            // A hole in the data, not a document: skipped, the first one said.
+            if text.is_null() {
+                if !std::mem::replace(&mut self.saw_null, true) {
+                    tracing::warn!(
+                        "{}: field `{field}` is null: skipped (and any later null of this file)",
+                        where_()
+                    );
+                }
+                continue;
+            }
             let serde_json::Value::String(text) = text else {
                 // The value as JSON, cut to a readable length (it may be a whole document).
                 let mut value = text.to_string();

@@ -34,7 +34,7 @@ pub use packed::{PackedLoader, PackedState, pack_documents};
 pub use read_ahead::{MAX_CHUNK_BYTES, MAX_CHUNK_DOCS, MIN_CHUNK_BYTES, MIN_CHUNK_DOCS, ReadAhead};
 pub use sample::Sample;
 pub use shards::Lookup;
-pub use source::{DEFAULT_FIELD, DataSource, HOLDOUT_EVERY, Origin, Split};
+pub use source::{DEFAULT_FIELD, DataSource, FileStamp, FilesStamp, HOLDOUT_EVERY, Origin, Split};
 pub use stories::{StoryConfig, StoryGenerator};
 pub use text::{DEFAULT_DELIMITER, MAX_DOCUMENT_BYTES};
 pub use token_shard::{Manifest, SHARD_VERSION, Shard, ShardSet};

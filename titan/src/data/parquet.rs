@@ -28,6 +28,8 @@ pub(crate) struct ParquetReader {
     max_document_bytes: usize,
     reader: Option<ColumnReaderImpl<ByteArrayType>>,
     pending: VecDeque<Option<String>>,
+    /// A null value was met (and said) already.
+    saw_null: bool,
 }
 
 impl std::fmt::Debug for ParquetReader {
@@ -86,6 +88,7 @@ impl ParquetReader {
             max_document_bytes,
             reader: None,
             pending: VecDeque::new(),
+            saw_null: false,
         })
     }
 
@@ -94,8 +97,8 @@ impl ParquetReader {
         (self.row_group as u64, self.row)
     }
 
-    /// The next non-blank document, trimmed; `None` after the last row group. A null value is an
-    /// error naming the row.
+    /// The next non-blank document, trimmed; `None` after the last row group. Null values are
+    /// skipped, the first of the file with a warning naming its row.
     pub(crate) fn next_document(&mut self) -> Result<Option<String>> {
         loop {
             if let Some(value) = self.pending.pop_front() {
@@ -117,15 +120,18 @@ impl ParquetReader {
                         return Ok(Some(text.trim().to_string()));
                     }
                     Some(_) => continue,
-                    // As a JSONL line whose field is null: a hole in the data, not a document.
+                    // A hole in the data, not a document: skipped, the first one said.
                     None => {
-                        return Err(Error::Data(format!(
-                            "{}: row group {}, row {}: the value is null, not a string; drop \
-                             the row, or fill it",
-                            self.path.display(),
-                            self.row_group,
-                            self.row - 1
-                        )));
+                        if !std::mem::replace(&mut self.saw_null, true) {
+                            tracing::warn!(
+                                "{}: row group {}, row {}: the value is null: skipped (and any \
+                                 later null of this file)",
+                                self.path.display(),
+                                self.row_group,
+                                self.row - 1
+                            );
+                        }
+                        continue;
                     }
                 }
             }
@@ -293,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn a_null_value_is_an_error_naming_its_row() -> Result<()> {
+    fn a_null_value_is_skipped() -> Result<()> {
         use parquet::data_type::ByteArray;
         use parquet::file::writer::SerializedFileWriter;
         use parquet::schema::parser::parse_message_type;
@@ -320,11 +326,8 @@ mod tests {
         write().map_err(|e| parquet_err(&path, e))?;
         let mut reader = ParquetReader::open(&path, "text", 0, 0, 1 << 20)?;
         assert_eq!(reader.next_document()?.as_deref(), Some("first"));
-        let err = reader.next_document().expect_err("null").to_string();
-        assert!(
-            err.contains("holes.parquet") && err.contains("row 1") && err.contains("null"),
-            "{err}"
-        );
+        assert_eq!(reader.next_document()?.as_deref(), Some("third"));
+        assert_eq!(reader.next_document()?, None);
         Ok(())
     }
 

@@ -240,13 +240,13 @@ impl DataSource {
         }
     }
 
-    /// Each data file's path and size now, in order (`None` for the built-in stories): what a
-    /// saved position into the files is checked against on resume.
-    pub fn file_stamps(&self) -> Result<Option<Vec<FileStamp>>> {
+    /// The data files' paths and sizes now (`None` for the built-in stories): what a saved
+    /// position into the files is checked against on resume.
+    pub fn file_stamps(&self) -> Result<Option<FilesStamp>> {
         let Origin::Files(files) = &self.origin else {
             return Ok(None);
         };
-        files
+        let stamps = files
             .iter()
             .map(|f| {
                 let meta = std::fs::metadata(&f.path).map_err(|e| Error::io(&f.path, e))?;
@@ -255,8 +255,8 @@ impl DataSource {
                     bytes: meta.len(),
                 })
             })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(FilesStamp::of(stamps)))
     }
 
     /// The first `n` documents of the split in source order (fewer when the source is shorter):
@@ -358,6 +358,81 @@ pub struct FileStamp {
     pub bytes: u64,
 }
 
+/// A source's data files as a saved position found them: their number, total size and a hash
+/// of every path and size, with the list itself when it is short (up to
+/// [`FilesStamp::LISTED`] files; every rank's position carries it, so a corpus of thousands of
+/// files is not written once per rank and checkpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesStamp {
+    /// Number of files.
+    pub count: usize,
+    /// Their total size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of each path and size, in order.
+    pub digest: String,
+    /// The files, when there are at most [`FilesStamp::LISTED`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<Vec<FileStamp>>,
+}
+
+impl FilesStamp {
+    /// The most files listed one by one.
+    pub const LISTED: usize = 64;
+
+    /// The stamp of `files`, in order.
+    pub fn of(files: Vec<FileStamp>) -> Self {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for f in &files {
+            hash.update(f.path.to_string_lossy().as_bytes());
+            hash.update([0]);
+            hash.update(f.bytes.to_le_bytes());
+        }
+        Self {
+            count: files.len(),
+            bytes: files.iter().map(|f| f.bytes).sum(),
+            digest: format!("{:x}", hash.finalize()),
+            list: (files.len() <= Self::LISTED).then_some(files),
+        }
+    }
+
+    /// How `now` differs from `self`, in words (the first file that differs when both are
+    /// listed); `None` when they are the same files.
+    pub fn changed(&self, now: &FilesStamp) -> Option<String> {
+        if self.digest == now.digest {
+            return None;
+        }
+        if let (Some(was), Some(is)) = (&self.list, &now.list) {
+            for (i, (was, is)) in was.iter().zip(is).enumerate() {
+                if was != is {
+                    return Some(format!(
+                        "file {i} was {} ({} bytes), now {} ({} bytes)",
+                        was.path.display(),
+                        was.bytes,
+                        is.path.display(),
+                        is.bytes
+                    ));
+                }
+            }
+            let (more, extra) = if was.len() > is.len() {
+                ("fewer", &was[is.len()])
+            } else {
+                ("more", &is[was.len()])
+            };
+            return Some(format!(
+                "{} files then, {} now ({more}: {})",
+                was.len(),
+                is.len(),
+                extra.path.display()
+            ));
+        }
+        Some(format!(
+            "{} files of {} bytes then, {} files of {} bytes now (or a path or size differs)",
+            self.count, self.bytes, now.count, now.bytes
+        ))
+    }
+}
+
 /// Reads one unit of a source, document by document, and reports where it is.
 #[derive(Debug)]
 pub(crate) enum Reader {
@@ -411,5 +486,44 @@ impl Reader {
             Reader::Shard(r) => r.position(),
             Reader::Stories { next, .. } => (0, *next),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(n: usize, bytes: u64) -> Vec<FileStamp> {
+        (0..n)
+            .map(|i| FileStamp {
+                path: format!("shard-{i:05}.parquet").into(),
+                bytes,
+            })
+            .collect()
+    }
+
+    /// A long list is kept as a hash and totals only; a change is still found and said.
+    #[test]
+    fn a_stamp_of_many_files_is_short_and_still_tells_a_change() {
+        let few = FilesStamp::of(files(3, 10));
+        assert_eq!(few.list.as_ref().map(Vec::len), Some(3));
+        assert_eq!(few.changed(&FilesStamp::of(files(3, 10))), None);
+        let grown = few
+            .changed(&FilesStamp::of(files(3, 11)))
+            .unwrap_or_default();
+        assert!(
+            grown.contains("file 0 was shard-00000.parquet (10 bytes)"),
+            "{grown}"
+        );
+        let many = FilesStamp::of(files(1000, 10));
+        assert_eq!(
+            (many.list.as_ref(), many.count, many.bytes),
+            (None, 1000, 10_000)
+        );
+        assert_eq!(many.changed(&FilesStamp::of(files(1000, 10))), None);
+        let mut renamed = files(1000, 10);
+        renamed[500].path = "other.parquet".into();
+        let what = many.changed(&FilesStamp::of(renamed)).unwrap_or_default();
+        assert!(what.contains("1000 files of 10000 bytes then"), "{what}");
     }
 }

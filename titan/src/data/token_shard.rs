@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-/// The layout version of shards this titan writes and reads.
-pub const SHARD_VERSION: u32 = 2;
+/// The version of shards this titan writes and reads: their layout, and how text becomes ids
+/// (3: a byte-order mark is not text, and a special token spelt in a document is its text).
+pub const SHARD_VERSION: u32 = 3;
 
 /// Index entries read at once.
 const INDEX_BLOCK: u64 = 4096;
