@@ -43,22 +43,15 @@ impl<'o> ConfigSet<'o> {
     /// Applies the overrides of `section` to `value` and records the result for printing.
     pub fn resolve<T: Section>(&mut self, section: &str, value: T) -> Result<T> {
         let mut tree = serde_json::to_value(&value)?;
-        if !tree.is_object() {
-            return Err(Error::config(
-                section,
-                &tree,
-                format!(
-                    "a `#[config]` section is a struct of settings (`--set {section}.KEY=VALUE`, \
-                     a `[{section}]` table); a lone value cannot be set or printed: put it in a \
-                     struct with `#[derive(Clone, Serialize, Deserialize)]`, or make the field \
-                     `#[build(...)]`"
-                ),
-            ));
-        }
         let prefix = format!("{section}.");
         let mut touched = false;
+        // The training role's section answers to `training` whatever its field's name.
+        let alias = (self.training == Some(section) && section != "training").then_some("training");
         if let Some(file) = &self.overrides.file
-            && let Some(table) = file.sections.get(section)
+            && let Some(table) = file
+                .sections
+                .get(section)
+                .or_else(|| alias.and_then(|a| file.sections.get(a)))
         {
             let at = file.path.display().to_string();
             let mut leaves = Vec::new();
@@ -67,10 +60,15 @@ impl<'o> ConfigSet<'o> {
                 touched |= set_value::<T>(&mut tree, section, &path, value, &at)?;
             }
         }
-        // The training role's section answers to `training.` whatever its field's name.
-        let alias =
-            (self.training == Some(section) && section != "training").then_some("training.");
+        let alias = alias.map(|a| format!("{a}."));
         for (i, (key, raw)) in self.overrides.entries.iter().enumerate() {
+            // A section that is one value (`#[config(1e-3)] lr: f64`) is set whole: `lr=0.01`.
+            if key == section && !tree.is_object() {
+                self.used[i] = true;
+                touched = true;
+                set_path::<T>(&mut tree, section, "", raw)?;
+                continue;
+            }
             if key == section {
                 return Err(Error::config(
                     key,
@@ -82,7 +80,7 @@ impl<'o> ConfigSet<'o> {
             }
             let Some(path) = key
                 .strip_prefix(&prefix)
-                .or_else(|| alias.and_then(|a| key.strip_prefix(a)))
+                .or_else(|| alias.as_deref().and_then(|a| key.strip_prefix(a)))
             else {
                 continue;
             };
@@ -109,11 +107,10 @@ impl<'o> ConfigSet<'o> {
     /// Fails on overrides (and file sections) that named no section of this experiment.
     pub fn finish(&self) -> Result<()> {
         let sections: Vec<&str> = self.sections.iter().map(|(s, _)| s.as_str()).collect();
+        // `[training]` names the training settings whatever their field's name.
+        let known = |k: &str| sections.contains(&k) || (k == "training" && self.training.is_some());
         if let Some(file) = &self.overrides.file
-            && let Some(unknown) = file
-                .sections
-                .keys()
-                .find(|k| !sections.contains(&k.as_str()))
+            && let Some(unknown) = file.sections.keys().find(|k| !known(k.as_str()))
         {
             return Err(Error::config(
                 &file.path.display().to_string(),
@@ -295,8 +292,11 @@ fn set_path<T: DeserializeOwned>(
     path: &str,
     raw: &str,
 ) -> Result<()> {
-    let full = format!("{section}.{path}");
-    let parts: Vec<&str> = path.split('.').collect();
+    // An empty path is the whole section (one that is a single value).
+    let (full, parts): (String, Vec<&str>) = match path {
+        "" => (section.to_string(), Vec::new()),
+        path => (format!("{section}.{path}"), path.split('.').collect()),
+    };
     let previous = slot(tree, section, &parts, &full, &raw, "")?.clone();
     // A literal (`100`, `1e-3`, `true`, `[0.9, 0.95]`, `"x"`) when the section accepts it;
     // otherwise the text as a string, so paths and names need no quotes.
@@ -354,17 +354,26 @@ mod tests {
         Ok(())
     }
 
+    /// A section that is one value is set whole; its keys are none.
     #[test]
-    fn a_lone_value_is_no_section() {
-        let none = Overrides::none();
-        let err = ConfigSet::new(&none)
+    fn a_section_of_one_value_is_set_whole() -> Result<()> {
+        let o = Overrides::parse(["lr=0.01"])?;
+        let mut set = ConfigSet::new(&o);
+        assert_eq!(set.resolve("lr", 1e-3f64)?, 0.01);
+        set.finish()?;
+        let o = Overrides::parse(["lr=fast"])?;
+        let err = ConfigSet::new(&o)
             .resolve("lr", 1e-3f64)
-            .expect_err("a scalar section")
+            .expect_err("not a number")
             .to_string();
-        assert!(
-            err.contains("lr") && err.contains("struct of settings"),
-            "{err}"
-        );
+        assert!(err.contains("lr") && err.contains("fast"), "{err}");
+        let o = Overrides::parse(["lr.x=1"])?;
+        let err = ConfigSet::new(&o)
+            .resolve("lr", 1e-3f64)
+            .expect_err("no keys")
+            .to_string();
+        assert!(err.contains("no sub-keys"), "{err}");
+        Ok(())
     }
 
     #[test]
@@ -537,6 +546,11 @@ mod tests {
         let t = set.resolve("run", TrainingConfig::default())?;
         set.finish()?;
         assert_eq!((t.steps, t.log_every), (5, 2));
+        // And a file's `[training]` table.
+        let (_dir, o) = file_with("[training]\nsteps = 4\n")?;
+        let mut set = ConfigSet::new(&o).with_training("run");
+        assert_eq!(set.resolve("run", TrainingConfig::default())?.steps, 4);
+        set.finish()?;
         // Without a training section, the error says which field to add.
         let o = Overrides::parse(["training.steps=5"])?;
         let mut set = ConfigSet::new(&o);
