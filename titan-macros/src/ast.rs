@@ -211,11 +211,12 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
     let mut had_cfg = false;
     for attr in &field.attrs {
         // The macro sees the fields before `cfg` removes any: the builder, the build order and
-        // the wiring would still use a field the struct has lost.
+        // the wiring would still use a field the struct has lost. A `cfg_attr` that adds only
+        // rustc's or another derive's attributes (`allow`, `doc`, `serde`) is kept.
         if let Some(name) = attr
             .path()
             .get_ident()
-            .filter(|name| *name == "cfg" || *name == "cfg_attr")
+            .filter(|name| *name == "cfg" || (*name == "cfg_attr" && chooses_ours(attr)))
         {
             had_cfg = true;
             errors.error(
@@ -314,6 +315,20 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
         unknown_role,
         meant_role,
         had_cfg,
+    })
+}
+
+/// Whether `#[cfg_attr(predicate, attrs…)]` would add one of the macro's attributes, or a `cfg`.
+fn chooses_ours(attr: &Attribute) -> bool {
+    let Ok(metas) = attr.parse_args_with(
+        syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated,
+    ) else {
+        return false;
+    };
+    metas.iter().skip(1).any(|meta| {
+        meta.path().get_ident().is_some_and(|name| {
+            ATTRIBUTES.contains(&name.to_string().as_str()) || name == "cfg" || name == "cfg_attr"
+        })
     })
 }
 

@@ -294,6 +294,7 @@ mod tests {
             #[doc = "more"]
             #[allow(dead_code)]
             #[serde(skip)]
+            #[cfg_attr(feature = "x", allow(unused))]
             #[build(M::new())]
             model: M,
         };
@@ -301,7 +302,7 @@ mod tests {
         let exp = Experiment::parse(&item, &mut errors).expect("parses");
         check(&exp, &mut errors);
         assert!(errors.finish().is_ok());
-        assert_eq!(exp.fields[0].attrs.len(), 4);
+        assert_eq!(exp.fields[0].attrs.len(), 5);
     }
 
     /// `#[experiment]` reads fields before `cfg` applies: a `cfg` is one error, at it, and

@@ -218,11 +218,21 @@ impl<'ast> Visit<'ast> for Collector {
                 })
                 .unwrap_or_default(),
         };
-        if let Some(Expr::Lit(syn::ExprLit {
-            lit: syn::Lit::Str(text),
-            ..
-        })) = args.first()
-        {
+        // The format string of a formatting macro: its first string literal argument (after
+        // `f` in `write!(f, ...)`, after the condition in `assert!(c, ...)`).
+        let formats = node
+            .path
+            .segments
+            .last()
+            .is_some_and(|s| FORMATTING.contains(&s.ident.to_string().as_str()));
+        let format = args.iter().find_map(|arg| match arg {
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(text),
+                ..
+            }) => Some(text),
+            _ => None,
+        });
+        if let Some(text) = format.filter(|_| formats) {
             for name in inline_captures(&text.value()) {
                 self.reference(&Ident::new(&name, text.span()));
             }
@@ -233,9 +243,41 @@ impl<'ast> Visit<'ast> for Collector {
     }
 }
 
-/// The names a format string captures inline: `{name}`, `{name:?}`, `{name:>8}` (not `{}`,
-/// `{0}`, nor an escaped `{{`).
+/// Macros whose first string literal is a format string (std's, and the common error and log
+/// macros of anyhow and tracing).
+const FORMATTING: [&str; 22] = [
+    "format",
+    "format_args",
+    "print",
+    "println",
+    "eprint",
+    "eprintln",
+    "write",
+    "writeln",
+    "panic",
+    "assert",
+    "assert_eq",
+    "assert_ne",
+    "debug_assert",
+    "unreachable",
+    "todo",
+    "unimplemented",
+    "anyhow",
+    "bail",
+    "ensure",
+    "info",
+    "warn",
+    "error",
+];
+
+/// The names a format string captures inline: `{name}`, `{name:?}`, `{name:>8}`, and a width
+/// or precision argument `{:w$}`, `{:.p$}` (not `{}`, `{0}`, `{:1$}`, nor an escaped `{{`).
 fn inline_captures(text: &str) -> Vec<String> {
+    let ident = |name: &str| {
+        name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+            && syn::parse_str::<Ident>(name).is_ok()
+    };
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(open) = rest.find('{') {
@@ -244,12 +286,19 @@ fn inline_captures(text: &str) -> Vec<String> {
             rest = after;
             continue;
         }
-        let end = rest.find(['}', ':']).unwrap_or(rest.len());
-        let name = &rest[..end];
-        let is_ident = name.starts_with(|c: char| c.is_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_alphanumeric() || c == '_');
-        if is_ident && syn::parse_str::<Ident>(name).is_ok() {
+        let end = rest.find('}').unwrap_or(rest.len());
+        let (name, spec) = rest[..end].split_once(':').unwrap_or((&rest[..end], ""));
+        if ident(name) {
             out.push(name.to_string());
+        }
+        // `name$` in the spec: a width or precision taken from a variable.
+        for piece in spec.split('$').take(spec.matches('$').count()) {
+            let start = piece
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(0, |i| i + 1);
+            if ident(&piece[start..]) {
+                out.push(piece[start..].to_string());
+            }
         }
         rest = &rest[end..];
     }
@@ -411,6 +460,8 @@ mod tests {
                 #[build(1)] count: usize,
                 #[build(None)] x: Option<u8>,
                 #[build(None)] y: Option<u8>,
+                #[build(vec!["{dims}".to_string()])] g: Vec<String>,
+                #[build({ assert!(x.is_none(), "{count}"); 1 })] h: u8,
             }
         });
         let e = edges(&exp);
@@ -418,10 +469,23 @@ mod tests {
         pairs.sort();
         // a→dims; b→x (its arm's `a` is bound); c→count; d→dims (not `{{a}}`); e→y and the
         // `else` branch's `b` (outside the `if let`).
-        assert_eq!(pairs, vec![(0, 5), (1, 7), (2, 6), (3, 5), (4, 1), (4, 8)]);
+        // A string that is no format string names nothing; `assert!`'s message does.
         assert_eq!(
-            inline_captures("{a} {b:?} {{c}} {} {0} {d:>8}"),
-            ["a", "b", "d"]
+            pairs,
+            vec![
+                (0, 5),
+                (1, 7),
+                (2, 6),
+                (3, 5),
+                (4, 1),
+                (4, 8),
+                (10, 6),
+                (10, 7)
+            ]
+        );
+        assert_eq!(
+            inline_captures("{a} {b:?} {{c}} {} {0} {d:>8} {:w$} {e:>1$.p$}"),
+            ["a", "b", "d", "w", "e", "p"]
         );
     }
 
