@@ -453,11 +453,15 @@ fn a_resume_or_export_with_another_tokenizer_is_refused() -> Result<()> {
     std::fs::copy(b.join("tokenizer.json"), a.join("tokenizer.json"))?;
     std::fs::remove_file(a.join("tokenizer.fingerprint.json"))?;
     std::fs::remove_dir_all(a.join("checkpoints/step-6"))?;
+    let metrics = std::fs::read_to_string(a.join("metrics.jsonl"))?;
     let err = run(&a, &[]).expect_err("another tokenizer").to_string();
     ensure!(
         err.contains("step-3") && err.contains("another tokenizer"),
         "{err}"
     );
+    // A refused resume touches nothing of the old run: its steps 4 to 6 stay logged.
+    ensure!(std::fs::read_to_string(a.join("metrics.jsonl"))? == metrics);
+    ensure!(!a.join("metrics.superseded.jsonl").exists());
     let out = dir.path().join("out").display().to_string();
     let err = run(&a, &["--export-hf", &out])
         .expect_err("another tokenizer")

@@ -153,13 +153,41 @@ impl Default for BpeConfig {
     }
 }
 
-/// Byte-level BPE with specials `<|BOS|>`=0 `<|PAD|>`=1 `<|EOS|>`=2 `<|UNK|>`=3, BOS prepended.
+/// The names a tokenizer's special tokens go by, titan's first, then those of the Llama 3,
+/// Llama 2 / Mistral, GPT-2 and Gemma families: a `tokenizer.json` of one of them loads with
+/// its own end-of-text (which packed rows need), beginning and padding tokens.
+const EOS_NAMES: [&str; 5] = [EOS, "<|end_of_text|>", "</s>", "<|endoftext|>", "<eos>"];
+const BOS_NAMES: [&str; 4] = [BOS, "<|begin_of_text|>", "<s>", "<bos>"];
+const PAD_NAMES: [&str; 3] = [PAD, "<pad>", "<|finetune_right_pad_id|>"];
+const UNK_NAMES: [&str; 2] = [UNK, "<unk>"];
+
+/// A special token a tokenizer has: its name and id.
+#[derive(Debug, Clone)]
+struct Special {
+    name: String,
+    id: u32,
+}
+
+/// The first of `names` that `inner` has, as a special token.
+fn special(inner: &HfTokenizer, names: &[&str]) -> Option<Special> {
+    names.iter().find_map(|name| {
+        inner.token_to_id(name).map(|id| Special {
+            name: name.to_string(),
+            id,
+        })
+    })
+}
+
+/// Byte-level BPE with specials `<|BOS|>`=0 `<|PAD|>`=1 `<|EOS|>`=2 `<|UNK|>`=3, BOS prepended;
+/// or any Hugging Face `tokenizer.json`, with its own specials ([`BpeTokenizer::from_file`]).
 #[derive(Debug, Clone)]
 pub struct BpeTokenizer {
     inner: HfTokenizer,
     max_len: usize,
-    eos: Option<u32>,
-    pad: Option<u32>,
+    eos: Option<Special>,
+    bos: Option<Special>,
+    pad: Option<Special>,
+    unk: Option<Special>,
     /// One more than the largest id.
     ids: usize,
     /// [`Tokenizer::identity`], hashed once (its definition never changes), shared by clones.
@@ -323,18 +351,31 @@ impl BpeTokenizer {
         Self::from_hf(inner, config.max_len)
     }
 
-    /// Loads any Hugging Face `tokenizer.json`.
+    /// Loads any Hugging Face `tokenizer.json`; its end-of-text, beginning and padding tokens
+    /// are titan's names or those of the Llama 3, Llama 2 / Mistral, GPT-2 and Gemma families
+    /// (`<|end_of_text|>`, `</s>`, `<|endoftext|>`, `<eos>`…). One with no end-of-text token is
+    /// a warning naming the file: packed rows need one.
     pub fn from_file(path: &Path, max_len: usize) -> Result<Self> {
         let inner = HfTokenizer::from_file(path).map_err(|e| tok_err(path.display(), e))?;
-        Self::from_hf(inner, max_len)
+        let tokenizer = Self::from_hf(inner, max_len)?;
+        if tokenizer.eos.is_none() {
+            tracing::warn!(
+                "{} has no end-of-text token (looked for {}): packed rows cannot end documents",
+                path.display(),
+                EOS_NAMES.join(", ")
+            );
+        }
+        Ok(tokenizer)
     }
 
     fn from_hf(mut inner: HfTokenizer, max_len: usize) -> Result<Self> {
         // Data is text: a document that spells `<|EOS|>` gets the characters, not a document
         // break (nor a BOS or padding) in its middle. Not saved in `tokenizer.json`.
         inner.set_encode_special_tokens(true);
-        let eos = inner.token_to_id(EOS);
-        let pad = inner.token_to_id(PAD);
+        let eos = special(&inner, &EOS_NAMES);
+        let bos = special(&inner, &BOS_NAMES);
+        let pad = special(&inner, &PAD_NAMES);
+        let unk = special(&inner, &UNK_NAMES);
         // By the largest id, not the count: a file whose ids have gaps must not index past
         // the embedding (on CUDA that is a device-side assert that poisons the process).
         let ids = inner
@@ -346,7 +387,9 @@ impl BpeTokenizer {
             inner,
             max_len,
             eos,
+            bos,
             pad,
+            unk,
             ids,
             identity: Default::default(),
         })
@@ -414,25 +457,32 @@ impl Tokenizer for BpeTokenizer {
     }
 
     fn eos_id(&self) -> Option<u32> {
-        self.eos
+        self.eos.as_ref().map(|s| s.id)
     }
 
     fn pad_id(&self) -> Option<u32> {
-        self.pad
+        self.pad.as_ref().map(|s| s.id)
     }
 
     fn bos_id(&self) -> Option<u32> {
-        self.inner.token_to_id(BOS)
+        self.bos.as_ref().map(|s| s.id)
     }
 
     fn save_hf(&self, dir: &Path) -> Result<()> {
         self.save(&dir.join("tokenizer.json"))?;
-        let specials = serde_json::json!({
-            "bos_token": BOS,
-            "eos_token": EOS,
-            "pad_token": PAD,
-            "unk_token": UNK,
-        });
+        // The specials it has, by their own names.
+        let mut specials = serde_json::Map::new();
+        for (key, token) in [
+            ("bos_token", &self.bos),
+            ("eos_token", &self.eos),
+            ("pad_token", &self.pad),
+            ("unk_token", &self.unk),
+        ] {
+            if let Some(token) = token {
+                specials.insert(key.into(), token.name.clone().into());
+            }
+        }
+        let specials = serde_json::Value::Object(specials);
         let mut config = specials.clone();
         if let Some(map) = config.as_object_mut() {
             map.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
@@ -442,6 +492,30 @@ impl Tokenizer for BpeTokenizer {
         write_json(&dir.join("tokenizer_config.json"), &config)?;
         write_json(&dir.join("special_tokens_map.json"), &specials)
     }
+}
+
+/// Text of many kinds (prose, digits, punctuation, whitespace, accents, several scripts,
+/// emoji, code) that two different tokenizers all but surely split differently.
+const PROBE: &str = "Once upon a time, a little girl named Lily found a shiny red ball in the \
+    park. \"Can I play?\" she asked. 0 7 42 1234567890 3.14159 +-*/=<>()[]{}!?.,;:'@#$%^&_~`|\\ \
+    \t tabs\n\nnew  lines   and spaces. Éléphant naïve café, Straße, Ελληνικά, русский, 中文字符, \
+    日本語, 한국어, العربية, emoji 🙂🚀. def f(x):\n    return x ** 2  # code";
+
+/// What `tokenizer` does, in a hash: its vocabulary size, its special ids and the ids it
+/// gives a probe text of many kinds. Unlike [`Tokenizer::identity`] (a hash of how a tokenizer
+/// is written down), it does not change when the tokenizers library writes the same tokenizer
+/// differently, so a checkpoint can record it and refuse another tokenizer on resume.
+pub fn fingerprint<T: Tokenizer + ?Sized>(tokenizer: &T) -> Result<String> {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update((tokenizer.vocab_size() as u64).to_le_bytes());
+    for special in [tokenizer.bos_id(), tokenizer.eos_id(), tokenizer.pad_id()] {
+        hash.update(special.map_or(u64::MAX, u64::from).to_le_bytes());
+    }
+    for id in tokenizer.encode(PROBE)? {
+        hash.update(id.to_le_bytes());
+    }
+    Ok(format!("{:x}", hash.finalize()))
 }
 
 /// Writes `value` as pretty JSON to `path`.
@@ -552,6 +626,80 @@ mod tests {
             let docs = tok.encode_documents(&[format!("a{EOS}b")])?;
             assert!(!docs[0].contains(&2), "{docs:?}");
         }
+        Ok(())
+    }
+
+    /// A `tokenizer.json` of another family loads with its own specials, and exports them by
+    /// their names.
+    #[test]
+    fn a_foreign_tokenizer_keeps_its_own_special_tokens() -> Result<()> {
+        use tokenizers::models::wordlevel::WordLevel;
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let write = |name: &str, specials: &[&str]| -> Result<PathBuf> {
+            let mut vocab: std::collections::HashMap<String, u32> = specials
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.to_string(), i as u32))
+                .collect();
+            vocab.insert("a".into(), specials.len() as u32);
+            let model = WordLevel::builder()
+                .vocab(vocab.into_iter().collect())
+                .unk_token("a".into())
+                .build()
+                .map_err(|e| tok_err("word level", e))?;
+            let mut inner = HfTokenizer::new(model);
+            let added: Vec<AddedToken> = specials
+                .iter()
+                .map(|s| AddedToken::from(*s, true))
+                .collect();
+            inner.add_special_tokens(&added);
+            let path = dir.path().join(name);
+            inner.save(&path, false).map_err(|e| tok_err("saving", e))?;
+            Ok(path)
+        };
+        let llama2 =
+            BpeTokenizer::from_file(&write("llama2.json", &["<s>", "</s>", "<unk>"])?, 64)?;
+        assert_eq!(
+            (llama2.bos_id(), llama2.eos_id(), llama2.pad_id()),
+            (Some(0), Some(1), None)
+        );
+        let llama3 = write("llama3.json", &["<|begin_of_text|>", "<|end_of_text|>"])?;
+        let llama3 = BpeTokenizer::from_file(&llama3, 64)?;
+        assert_eq!((llama3.bos_id(), llama3.eos_id()), (Some(0), Some(1)));
+        let export = dir.path().join("export");
+        std::fs::create_dir(&export).map_err(|e| Error::io(&export, e))?;
+        llama2.save_hf(&export)?;
+        let map = std::fs::read_to_string(export.join("special_tokens_map.json"))
+            .map_err(|e| Error::io(&export, e))?;
+        let map: serde_json::Value = serde_json::from_str(&map)?;
+        assert_eq!(
+            map,
+            serde_json::json!({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"})
+        );
+        let none = BpeTokenizer::from_file(&write("none.json", &["<x>"])?, 64)?;
+        assert_eq!(none.eos_id(), None);
+        Ok(())
+    }
+
+    /// The fingerprint follows what a tokenizer does, not how it is written down.
+    #[test]
+    fn the_fingerprint_tells_tokenizers_apart_by_what_they_do() -> Result<()> {
+        let config = BpeConfig {
+            vocab_size: 300,
+            ..BpeConfig::default()
+        };
+        let a = BpeTokenizer::train(&config, corpus())?;
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let path = dir.path().join("tokenizer.json");
+        a.save(&path)?;
+        assert_eq!(
+            fingerprint(&a)?,
+            fingerprint(&BpeTokenizer::from_file(&path, 512)?)?
+        );
+        // Another text teaches other merges.
+        let shouted: Vec<String> = corpus().iter().map(|d| d.to_uppercase()).collect();
+        let b = BpeTokenizer::train(&config, shouted)?;
+        assert_ne!(fingerprint(&a)?, fingerprint(&b)?);
         Ok(())
     }
 

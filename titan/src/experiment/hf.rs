@@ -51,11 +51,8 @@ where
     checkpoint.verify()?;
     // Weights and a tokenizer export as a pair only when they were trained as one.
     let saved = crate::trainer::tokenizer_of(checkpoint)?;
-    crate::trainer::check_tokenizer(
-        checkpoint,
-        saved.as_deref(),
-        tokenizer.identity().as_deref(),
-    )?;
+    let now = crate::tokenizer::fingerprint(tokenizer)?;
+    crate::trainer::check_tokenizer(checkpoint, saved.as_deref(), Some(&now))?;
     checkpoint.load_model_weights(&model.parameters().named(), |what| {
         Error::Checkpoint(format!(
             "{} does not fit the experiment's model: {what}",

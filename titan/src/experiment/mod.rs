@@ -22,8 +22,9 @@ pub use wire::{WireData, WireLoss, WireModel, WireOpt, wire};
 pub use crate::model::check_fits;
 
 /// Before step 1 of a run with a tokenizer: its ids and the run's `seq_len` fit `model`
-/// ([`check_fits`]), and `trainer`'s checkpoints will record the tokenizer's identity (a
-/// resume with another tokenizer is refused). The generated `train` calls it.
+/// ([`check_fits`]), and `trainer`'s checkpoints will record the tokenizer's fingerprint
+/// ([`crate::tokenizer::fingerprint`]: a resume with another tokenizer is refused). The
+/// generated `train` calls it.
 pub fn tokenizer_fits<T, M>(
     trainer: &mut Trainer,
     tokenizer: &T,
@@ -35,7 +36,7 @@ where
     M: Model + ?Sized,
 {
     check_fits(tokenizer, model, seq_len)?;
-    trainer.set_tokenizer_identity(tokenizer.identity());
+    trainer.set_tokenizer_fingerprint(Some(crate::tokenizer::fingerprint(tokenizer)?));
     Ok(())
 }
 pub use crate::trainer::{FitsModelInput, Precision, SameLabels, SameOptimizer, TrainingConfig};
@@ -81,33 +82,23 @@ pub trait Experiment: Sized {
 /// The trainer of a new run: `training`'s loop settings, `metrics.jsonl` and TensorBoard event
 /// files (`tb/`) in the output dir.
 pub fn trainer_for(training: &TrainingConfig, experiment: &str) -> Result<Trainer> {
-    sinks(Trainer::new(training.clone()), training, experiment, None)
+    sinks(Trainer::new(training.clone()), training, experiment, false)
 }
 
-/// `trainer` with the run's metrics sinks: `metrics.jsonl` and a new TensorBoard event file in
-/// `tb/` (TensorBoard reads them all). A run resumed from its checkpoint at step `resumed_at`
-/// adds to `metrics.jsonl` once the stopped run's later records are moved aside, and its event
-/// file drops the earlier files' points after that step: each step is logged once.
+/// `trainer` with the run's metrics sinks: `metrics.jsonl` (added to when `resumed`, once the
+/// checkpoint is restored and the stopped run's later records are moved aside) and a new
+/// TensorBoard event file in `tb/` (TensorBoard reads them all; a resumed run's drops the
+/// earlier files' points after its checkpoint): each step is logged once.
 fn sinks(
     trainer: Trainer,
     training: &TrainingConfig,
     experiment: &str,
-    resumed_at: Option<u64>,
+    resumed: bool,
 ) -> Result<Trainer> {
     let dir = training.clone().for_experiment(experiment).output_dir();
     let metrics = dir.join("metrics.jsonl");
-    let jsonl = if let Some(step) = resumed_at {
-        let superseded = dir.join("metrics.superseded.jsonl");
-        let (sink, moved) = JsonlSink::resume(&metrics, step, &superseded)?;
-        if moved > 0 {
-            eprintln!(
-                "note: {moved} records of {} after step {step} (logged before the run stopped; \
-                 it logs those steps again) are moved to {}",
-                metrics.display(),
-                superseded.display()
-            );
-        }
-        sink
+    let jsonl = if resumed {
+        JsonlSink::resuming(&metrics, dir.join("metrics.superseded.jsonl"))?
     } else {
         // A new run keeps an earlier one's metrics and TensorBoard files, moved aside, so
         // neither is truncated nor mixed into the new run's curves.
@@ -122,11 +113,9 @@ fn sinks(
         }
         JsonlSink::create(metrics)?
     };
-    let tb = match resumed_at {
-        Some(step) => TensorBoardSink::resume(dir.join("tb"), step)?,
-        None => TensorBoardSink::create(dir.join("tb"))?,
-    };
-    Ok(trainer.with_sink(jsonl).with_sink(tb))
+    Ok(trainer
+        .with_sink(jsonl)
+        .with_sink(TensorBoardSink::create(dir.join("tb"))?))
 }
 
 /// Where a run starts in its output directory: the checkpoints it keeps, and the checkpoint it
@@ -196,7 +185,7 @@ fn trainer_for_run(
             Trainer::new(training.clone()),
             training,
             name,
-            start.resume.as_ref().map(Checkpoint::step),
+            start.resume.is_some(),
         )?,
         // Another rank: no metrics files and no console lines (rank 0 shows the global ones).
         false => Trainer::new(training.clone()).quiet(),
@@ -417,20 +406,24 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
         // Nothing to build unless its end was never exported: a missing `hf/`, or one of an
         // earlier end (a longer run stopped before its export replaced it).
         let hf = settings.output_dir().join("hf");
-        let exported = crate::checkpoint::exported_step(&hf);
-        if exported == Some(done.step()) {
-            return Ok(());
-        }
-        if hf.exists() {
-            eprintln!(
-                "note: {} holds {}, not the end of the run (step {}): exporting it again",
+        match crate::checkpoint::exported_step(&hf) {
+            Some(step) if step == done.step() => return Ok(()),
+            Some(step) => eprintln!(
+                "note: {} holds step {step}, not the end of the run (step {}): exporting it again",
                 hf.display(),
-                exported.map_or_else(
-                    || "an export that records no step".to_string(),
-                    |step| format!("step {step}")
-                ),
                 done.step()
-            );
+            ),
+            // An export by an older titan, which recorded no step: kept as it is.
+            None if hf.exists() => {
+                eprintln!(
+                    "note: {} records no step (an export by an older titan): kept as it is; \
+                     --export-hf {} writes the end again",
+                    hf.display(),
+                    hf.display()
+                );
+                return Ok(());
+            }
+            None => {}
         }
         if ranks > 1 {
             eprintln!(
@@ -502,7 +495,8 @@ fn export_if_missing<E: Experiment>(
         .for_experiment(E::NAME)
         .output_dir()
         .join("hf");
-    if crate::checkpoint::exported_step(&hf) == Some(done.step()) {
+    let exported = crate::checkpoint::exported_step(&hf);
+    if exported == Some(done.step()) || (exported.is_none() && hf.exists()) {
         return Ok(());
     }
     match experiment.export_hf(done, &hf) {

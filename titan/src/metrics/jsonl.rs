@@ -11,6 +11,8 @@ use crate::{Error, Result};
 pub struct JsonlSink {
     path: PathBuf,
     file: std::io::BufWriter<std::fs::File>,
+    /// Where the records a resumed run logs again go first ([`JsonlSink::resuming`]).
+    superseded: Option<PathBuf>,
 }
 
 impl JsonlSink {
@@ -24,54 +26,15 @@ impl JsonlSink {
         Self::open(path.as_ref(), true)
     }
 
-    /// Opens `path` for a run resumed from its checkpoint at step `step`: the records of later
-    /// steps (the stopped run's, which the resumed run logs again) and a torn last line are
-    /// moved to `superseded` first (appended there: nothing is lost), so each step is in
-    /// `path` once. Returns the sink and how many records moved.
-    pub fn resume(path: impl AsRef<Path>, step: u64, superseded: &Path) -> Result<(Self, usize)> {
-        let path = path.as_ref();
-        let text = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        let (mut kept, mut moved) = (Vec::new(), Vec::new());
-        for line in text.split_inclusive(|&b| b == b'\n') {
-            let whole = line.ends_with(b"\n");
-            let later = serde_json::from_slice::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v.get("step")?.as_u64())
-                .is_some_and(|s| s > step);
-            if whole && !later {
-                kept.extend_from_slice(line);
-            } else {
-                moved.push(line);
-            }
-        }
-        if !moved.is_empty() {
-            let mut aside = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(superseded)
-                .map_err(|e| Error::io(superseded, e))?;
-            for line in &moved {
-                aside
-                    .write_all(line)
-                    .and_then(|()| match line.ends_with(b"\n") {
-                        true => Ok(()),
-                        false => aside.write_all(b"\n"),
-                    })
-                    .map_err(|e| Error::io(superseded, e))?;
-            }
-            aside.sync_all().map_err(|e| Error::io(superseded, e))?;
-            // Whole or not at all: the kept records replace the file by a rename.
-            let tmp = path.with_extension("jsonl.tmp");
-            std::fs::write(&tmp, &kept)
-                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-                .map_err(|e| Error::io(&tmp, e))?;
-            std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-        }
-        Ok((Self::open(path, true)?, moved.len()))
+    /// [`JsonlSink::append`] for a run that resumes from a checkpoint: once the trainer has
+    /// restored it ([`MetricsSink::resumed`]), the records of later steps (the stopped run's,
+    /// which the resumed run logs again) and a torn last line move to `superseded` (appended
+    /// there: nothing is lost), so each step is in `path` once. Nothing moves before the
+    /// checkpoint is restored: a resume that is refused leaves the file as it was.
+    pub fn resuming(path: impl AsRef<Path>, superseded: impl AsRef<Path>) -> Result<Self> {
+        let mut sink = Self::open(path.as_ref(), true)?;
+        sink.superseded = Some(superseded.as_ref().to_path_buf());
+        Ok(sink)
     }
 
     fn open(path: &Path, append: bool) -> Result<Self> {
@@ -89,8 +52,75 @@ impl JsonlSink {
         Ok(Self {
             path,
             file: std::io::BufWriter::new(file),
+            superseded: None,
         })
     }
+}
+
+/// Moves the records of `path` after step `step`, and a torn last line, to the end of
+/// `superseded`, and ends a whole last record with its newline; rewrites `path` whole (a
+/// temporary file, synced, renamed) when anything changed. Returns how many lines moved.
+fn supersede(path: &Path, step: u64, superseded: &Path) -> Result<usize> {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let (mut kept, mut moved) = (Vec::new(), Vec::new());
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        let record = serde_json::from_slice::<serde_json::Value>(line).ok();
+        let later = record
+            .as_ref()
+            .and_then(|v| v.get("step")?.as_u64())
+            .is_some_and(|s| s > step);
+        // A last line without its newline is whole when it parses (cut between the record
+        // and its newline), torn otherwise.
+        if record.is_some() && !later {
+            kept.extend_from_slice(line);
+            if !line.ends_with(b"\n") {
+                kept.push(b'\n');
+            }
+        } else {
+            moved.push(line);
+        }
+    }
+    if kept == text {
+        return Ok(0);
+    }
+    if !moved.is_empty() {
+        append_lines(superseded, &moved)?;
+    }
+    // Whole or not at all: the kept records replace the file by a rename.
+    let tmp = path.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, &kept)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(moved.len())
+}
+
+/// Appends `lines` to `superseded`, each ended with its newline, and syncs it.
+fn append_lines(superseded: &Path, lines: &[&[u8]]) -> Result<()> {
+    let mut aside = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(superseded)
+        .map_err(|e| Error::io(superseded, e))?;
+    for line in lines {
+        aside
+            .write_all(line)
+            .and_then(|()| match line.ends_with(b"\n") {
+                true => Ok(()),
+                false => aside.write_all(b"\n"),
+            })
+            .map_err(|e| Error::io(superseded, e))?;
+    }
+    aside.sync_all().map_err(|e| Error::io(superseded, e))
 }
 
 impl MetricsSink for JsonlSink {
@@ -100,6 +130,25 @@ impl MetricsSink for JsonlSink {
         writeln!(self.file)
             .and_then(|()| self.file.flush())
             .map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn resumed(&mut self, step: u64) -> Result<()> {
+        let Some(superseded) = self.superseded.take() else {
+            return Ok(());
+        };
+        self.file.flush().map_err(|e| Error::io(&self.path, e))?;
+        let moved = supersede(&self.path, step, &superseded)?;
+        // The file may have been replaced: write to the one at the path now.
+        *self = Self::open(&self.path, true)?;
+        if moved > 0 {
+            tracing::info!(
+                "note: {moved} lines of {} after step {step} (logged before the run stopped; it \
+                 logs those steps again) are moved to {}",
+                self.path.display(),
+                superseded.display()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -155,15 +204,17 @@ mod tests {
         let text = "{\"step\":2,\"loss\":3}\n{\"step\":3,\"loss\":2}\n{\"step\":3,\"val_loss\":2}\n\
                     {\"step\":4,\"loss\":1}\n{\"step\":5,\"lo";
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
-        let (mut sink, moved) = JsonlSink::resume(&path, 3, &aside)?;
-        assert_eq!(moved, 2);
+        let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
+        let mut sink = JsonlSink::resuming(&path, &aside)?;
+        // Nothing moves until the checkpoint is restored.
+        assert_eq!(read(&path)?, text);
+        sink.resumed(3)?;
         sink.record(&Record::Eval(EvalMetrics {
             step: 4,
             val_loss: 1.5,
             val_perplexity: 1.5f64.exp(),
             val_tokens: 10.0,
         }))?;
-        let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
         let kept = read(&path)?;
         assert!(kept.starts_with(&text[..text.find("{\"step\":4").unwrap_or(0)]));
         assert_eq!(kept.lines().count(), 4, "{kept}");
@@ -173,10 +224,24 @@ mod tests {
                 .is_some_and(|l| l.contains("\"val_loss\":1.5"))
         );
         assert_eq!(read(&aside)?, "{\"step\":4,\"loss\":1}\n{\"step\":5,\"lo\n");
-        // Nothing later: the file is left as it is, and nothing is set aside.
-        let (_, moved) = JsonlSink::resume(&path, 9, &dir.path().join("none.jsonl"))?;
-        assert_eq!(moved, 0);
-        assert!(!dir.path().join("none.jsonl").exists());
+        // A whole last record without its newline stays; nothing later: nothing set aside.
+        std::fs::write(&path, "{\"step\":2,\"loss\":3}").map_err(|e| Error::io(&path, e))?;
+        let none = dir.path().join("none.jsonl");
+        let mut sink = JsonlSink::resuming(&path, &none)?;
+        sink.resumed(9)?;
+        sink.record(&Record::Eval(EvalMetrics {
+            step: 10,
+            val_loss: 1.5,
+            val_perplexity: 1.5f64.exp(),
+            val_tokens: 10.0,
+        }))?;
+        let two = read(&path)?;
+        assert!(
+            two.starts_with("{\"step\":2,\"loss\":3}\n{\"step\":10"),
+            "{two}"
+        );
+        assert_eq!(supersede(&path, 10, &none)?, 0);
+        assert!(!none.exists());
         Ok(())
     }
 }

@@ -86,6 +86,13 @@ pub enum Record {
 pub trait MetricsSink {
     /// Records one step or evaluation.
     fn record(&mut self, record: &Record) -> Result<()>;
+
+    /// The run resumed from its checkpoint at `step`, now restored: records of later steps
+    /// will come again (a file sink sets the stopped run's aside). Nothing by default.
+    fn resumed(&mut self, step: u64) -> Result<()> {
+        let _ = step;
+        Ok(())
+    }
 }
 
 /// Formats a record as one console line.

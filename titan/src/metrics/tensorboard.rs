@@ -80,18 +80,6 @@ pub struct TensorBoardSink {
 impl TensorBoardSink {
     /// Creates a new event file in `dir` (created if missing).
     pub fn create(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::create_purging(dir, None)
-    }
-
-    /// Creates a new event file in `dir` for a run resumed after step `resumed_after`: as
-    /// torch's `SummaryWriter(purge_step=…)`, it starts with a session start at the next step,
-    /// so TensorBoard drops the earlier files' points from there on (the stopped run's steps
-    /// after its checkpoint, which the resumed run logs again).
-    pub fn resume(dir: impl AsRef<Path>, resumed_after: u64) -> Result<Self> {
-        Self::create_purging(dir, Some(resumed_after + 1))
-    }
-
-    fn create_purging(dir: impl AsRef<Path>, purge_step: Option<u64>) -> Result<Self> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let secs = SystemTime::now()
@@ -123,19 +111,11 @@ impl TensorBoardSink {
             path,
             file: std::io::BufWriter::new(file),
         };
-        let step = purge_step.unwrap_or(0) as i64;
         sink.write_event(&Event {
             wall_time: now(),
-            step,
+            step: 0,
             what: Some(What::FileVersion("brain.Event:2".into())),
         })?;
-        if purge_step.is_some() {
-            sink.write_event(&Event {
-                wall_time: now(),
-                step,
-                what: Some(What::SessionLog(SessionLog { status: 1 })),
-            })?;
-        }
         Ok(sink)
     }
 
@@ -182,6 +162,17 @@ fn now() -> f64 {
 }
 
 impl MetricsSink for TensorBoardSink {
+    /// As torch's `SummaryWriter(purge_step=…)`: a session start at the step after the
+    /// checkpoint, so TensorBoard drops the earlier files' points from there on (the stopped
+    /// run's steps after its checkpoint, which the resumed run logs again).
+    fn resumed(&mut self, step: u64) -> Result<()> {
+        self.write_event(&Event {
+            wall_time: now(),
+            step: step as i64 + 1,
+            what: Some(What::SessionLog(SessionLog { status: 1 })),
+        })
+    }
+
     fn record(&mut self, record: &Record) -> Result<()> {
         match record {
             Record::Step(m) => {
@@ -239,7 +230,7 @@ pub fn read_events(path: &Path) -> Result<Vec<(i64, String, f32)>> {
 }
 
 /// The steps of an event file's session starts: where TensorBoard drops earlier files' points
-/// from ([`TensorBoardSink::resume`]).
+/// from ([`MetricsSink::resumed`]).
 pub fn read_purge_steps(path: &Path) -> Result<Vec<i64>> {
     Ok(read_records(path)?
         .into_iter()
@@ -346,7 +337,8 @@ mod tests {
     fn a_resumed_file_purges_from_the_next_step_and_names_never_collide() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let first = TensorBoardSink::create(dir.path())?;
-        let resumed = TensorBoardSink::resume(dir.path(), 300)?;
+        let mut resumed = TensorBoardSink::create(dir.path())?;
+        resumed.resumed(300)?;
         assert_ne!(first.path(), resumed.path());
         assert_eq!(read_purge_steps(first.path())?, Vec::<i64>::new());
         assert_eq!(read_purge_steps(resumed.path())?, [301]);

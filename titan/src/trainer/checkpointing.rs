@@ -44,8 +44,8 @@ struct TrainState {
     /// The non-finite steps skipped so far (absent in checkpoints from before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     non_finite: Option<NonFiniteState>,
-    /// The identity of the tokenizer the run's ids came from (`Tokenizer::identity`), when the
-    /// run has one.
+    /// The fingerprint of the tokenizer the run's ids came from
+    /// (`crate::tokenizer::fingerprint`), when the run has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tokenizer: Option<String>,
 }
@@ -318,7 +318,7 @@ pub(crate) fn restore<Lab>(
     Ok((state.step, saved_ranks, state.non_finite))
 }
 
-/// The identity of the tokenizer `checkpoint` was trained with, when it recorded one.
+/// The fingerprint of the tokenizer `checkpoint` was trained with, when it recorded one.
 pub(crate) fn tokenizer_of(checkpoint: &Checkpoint) -> Result<Option<String>> {
     let state: TrainState =
         serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?).map_err(|e| {
@@ -339,9 +339,9 @@ pub(crate) fn check_tokenizer(
 ) -> Result<()> {
     match (saved, now) {
         (Some(saved), Some(now)) if saved != now => Err(Error::Checkpoint(format!(
-            "{} was trained with another tokenizer (identity {} there, {} here): its ids stand \
-             for other text to this tokenizer; restore the tokenizer.json it was trained with, \
-             or start a new run (another --output-dir)",
+            "{} was trained with another tokenizer (it splits text otherwise: fingerprint {} \
+             there, {} here): its ids stand for other text to this tokenizer; restore the \
+             tokenizer.json it was trained with, or start a new run (another --output-dir)",
             checkpoint.dir().display(),
             short(saved),
             short(now)
@@ -350,7 +350,7 @@ pub(crate) fn check_tokenizer(
     }
 }
 
-/// The first 16 characters of an identity, enough to tell two apart in a message.
+/// The first 16 characters of a fingerprint, enough to tell two apart in a message.
 fn short(identity: &str) -> String {
     identity.chars().take(16).collect()
 }

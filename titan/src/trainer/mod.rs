@@ -86,11 +86,12 @@ impl Trainer {
         }
     }
 
-    /// The identity of the tokenizer that makes the run's token ids (`Tokenizer::identity`):
-    /// checkpoints record it, and a resume with another tokenizer is refused (its ids would
-    /// mean other text to the trained embedding). `#[experiment]` sets it.
-    pub fn set_tokenizer_identity(&mut self, identity: Option<String>) {
-        self.tokenizer = identity;
+    /// The fingerprint of the tokenizer that makes the run's token ids
+    /// ([`crate::tokenizer::fingerprint`]): checkpoints record it, and a resume with another
+    /// tokenizer is refused (its ids would mean other text to the trained embedding).
+    /// `#[experiment]` sets it.
+    pub fn set_tokenizer_fingerprint(&mut self, fingerprint: Option<String>) {
+        self.tokenizer = fingerprint;
     }
 
     /// Trains as one rank of `env`: gradients, losses and token counts are summed over its
@@ -185,6 +186,10 @@ impl Trainer {
                     self.tokenizer.as_deref(),
                     group,
                 )?;
+                // Restored: the sinks may now set aside what the stopped run logged after it.
+                for sink in &mut self.sinks {
+                    sink.resumed(step)?;
+                }
                 Some((step, ranks, checkpoint, skipped))
             }
             None => None,
