@@ -95,6 +95,24 @@ fn transformers_loads_the_export_with_the_same_ids_and_logits() -> Result<()> {
 
 #[test]
 fn a_model_transformers_saved_loads_with_the_same_logits() -> Result<()> {
+    transformers_model_loads(None)
+}
+
+/// Llama 3's rotary scaling (as Llama 3.1 and 3.2 have) computes as transformers computes it.
+#[test]
+fn a_model_with_llama3_rope_scaling_loads_with_the_same_logits() -> Result<()> {
+    transformers_model_loads(Some(titan::model::RopeScaling {
+        rope_type: "llama3".into(),
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 16,
+    }))
+}
+
+/// A model transformers initialised and saved (with `rope_scaling`, when given) loads into
+/// titan's Llama with the logits transformers computed; a model of another shape is refused.
+fn transformers_model_loads(rope_scaling: Option<titan::model::RopeScaling>) -> Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     if !have_transformers(root)? {
         return Ok(());
@@ -106,6 +124,7 @@ fn a_model_transformers_saved_loads_with_the_same_logits() -> Result<()> {
         .arg(root.join("tests/fixtures/make_hf_llama.py"))
         .arg(&hub)
         .arg(&expect)
+        .args(rope_scaling.as_ref().map(|_| "llama3"))
         .output()
         .context("running python3")?;
     ensure!(
@@ -121,6 +140,7 @@ fn a_model_transformers_saved_loads_with_the_same_logits() -> Result<()> {
         num_attention_heads: 4,
         num_key_value_heads: 2,
         max_position_embeddings: 64,
+        rope_scaling: rope_scaling.clone(),
         ..LlamaConfig::tiny()
     };
     let mut model = Llama::new(config.clone(), Device::Cpu)?;
@@ -148,5 +168,17 @@ fn a_model_transformers_saved_loads_with_the_same_logits() -> Result<()> {
         err.contains("`num_hidden_layers` is 2 there and 3"),
         "{err}"
     );
+    if rope_scaling.is_some() {
+        // Without the scaling, the same weights compute another function: refused by name.
+        let mut plain = Llama::new(
+            LlamaConfig {
+                rope_scaling: None,
+                ..config
+            },
+            Device::Cpu,
+        )?;
+        let err = plain.load_hf(&hub).expect_err("no scaling").to_string();
+        ensure!(err.contains("rope_scaling"), "{err}");
+    }
     Ok(())
 }

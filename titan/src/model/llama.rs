@@ -46,6 +46,105 @@ pub struct LlamaConfig {
     pub tie_word_embeddings: bool,
     /// Standard deviation of the normal initialisation of linear and embedding weights.
     pub initializer_range: f64,
+    /// Llama 3's rotary scaling (Hugging Face's `rope_scaling`); `None`: plain RoPE.
+    pub rope_scaling: Option<RopeScaling>,
+}
+
+/// Llama 3's scaling of the rotary frequencies (`rope_type = "llama3"`, as in Llama 3.1 and
+/// 3.2): wavelengths longer than `original_max_position_embeddings / low_freq_factor` are
+/// divided by `factor`, those shorter than `… / high_freq_factor` kept, and those between
+/// interpolated; computed as transformers computes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RopeScaling {
+    /// Always `"llama3"` (the only scaling titan's Llama has).
+    pub rope_type: String,
+    /// How much the low frequencies are slowed.
+    pub factor: f64,
+    /// Divides the original context into the wavelength above which frequencies are scaled.
+    pub low_freq_factor: f64,
+    /// Divides the original context into the wavelength below which frequencies are kept.
+    pub high_freq_factor: f64,
+    /// The context length the model was first trained at.
+    pub original_max_position_embeddings: i64,
+}
+
+impl RopeScaling {
+    /// Llama 3.2's (1B and 3B): factor 32, frequency factors 1 and 4, original context 8192.
+    pub fn llama3_2() -> Self {
+        Self {
+            rope_type: "llama3".into(),
+            factor: 32.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192,
+        }
+    }
+
+    /// `inv_freq` scaled, in transformers' order of operations (`_compute_llama3_parameters`).
+    fn apply(&self, inv_freq: &Tensor) -> Result<Tensor> {
+        let old_context = self.original_max_position_embeddings as f64;
+        let low_freq_wavelen = old_context / self.low_freq_factor;
+        let high_freq_wavelen = old_context / self.high_freq_factor;
+        let wavelen = inv_freq
+            .f_reciprocal()?
+            .f_mul_scalar(2.0 * std::f64::consts::PI)?;
+        let long = wavelen.f_gt(low_freq_wavelen)?;
+        let scaled = inv_freq
+            .f_div_scalar(self.factor)?
+            .f_where_self(&long, inv_freq)?;
+        let smooth = wavelen
+            .f_reciprocal()?
+            .f_mul_scalar(old_context)?
+            .f_sub_scalar(self.low_freq_factor)?
+            .f_div_scalar(self.high_freq_factor - self.low_freq_factor)?;
+        let smoothed = smooth
+            .f_neg()?
+            .f_add_scalar(1.0)?
+            .f_mul(&scaled)?
+            .f_div_scalar(self.factor)?
+            .f_add(&smooth.f_mul(&scaled)?)?;
+        let medium = wavelen
+            .f_lt(high_freq_wavelen)?
+            .f_logical_not()?
+            .f_logical_and(&long.f_logical_not()?)?;
+        Ok(smoothed.f_where_self(&medium, &scaled)?)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.rope_type != "llama3" {
+            return Err(Error::config(
+                "LlamaConfig.rope_scaling.rope_type",
+                format!("{:?}", self.rope_type),
+                "titan's Llama has Llama 3's scaling only: \"llama3\"",
+            ));
+        }
+        if !(self.factor.is_finite() && self.factor > 0.0) {
+            return Err(Error::config(
+                "LlamaConfig.rope_scaling.factor",
+                self.factor,
+                "must be positive",
+            ));
+        }
+        if !(self.low_freq_factor > 0.0 && self.high_freq_factor > self.low_freq_factor) {
+            return Err(Error::config(
+                "LlamaConfig.rope_scaling.high_freq_factor",
+                self.high_freq_factor,
+                format!(
+                    "must be above low_freq_factor = {}, which must be positive",
+                    self.low_freq_factor
+                ),
+            ));
+        }
+        if self.original_max_position_embeddings <= 0 {
+            return Err(Error::config(
+                "LlamaConfig.rope_scaling.original_max_position_embeddings",
+                self.original_max_position_embeddings,
+                "must be positive",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for LlamaConfig {
@@ -69,6 +168,7 @@ impl LlamaConfig {
             rms_norm_eps: 1e-6,
             tie_word_embeddings: false,
             initializer_range: 0.02,
+            rope_scaling: None,
         }
     }
 
@@ -87,12 +187,14 @@ impl LlamaConfig {
             rms_norm_eps: 1e-5,
             tie_word_embeddings: false,
             initializer_range: 0.02,
+            rope_scaling: None,
         }
     }
 
     /// Llama 3.2 1B's shape (~1.24B parameters): 16 layers of width 2048, 32 query and 8
     /// key/value heads, SwiGLU width 8192, Llama 3's 128,256-token vocabulary with tied
-    /// embeddings, sequences of 2048 (its recipe's), rope θ 500,000.
+    /// embeddings, sequences of 2048 (its recipe's), rope θ 500,000 with Llama 3.2's scaling
+    /// ([`RopeScaling::llama3_2`]), so Meta's weights load with `--init-from-hf`.
     pub fn llama3_1b() -> Self {
         Self {
             vocab_size: 128_256,
@@ -106,6 +208,7 @@ impl LlamaConfig {
             rms_norm_eps: 1e-5,
             tie_word_embeddings: true,
             initializer_range: 0.02,
+            rope_scaling: Some(RopeScaling::llama3_2()),
         }
     }
 
@@ -186,6 +289,9 @@ impl LlamaConfig {
                     self.num_attention_heads
                 ),
             ));
+        }
+        if let Some(scaling) = &self.rope_scaling {
+            scaling.validate()?;
         }
         if self.head_dim() % 2 != 0 {
             return Err(Error::config(
@@ -288,6 +394,10 @@ impl Rotary {
         let inv_freq = Tensor::f_full([dim / 2], cfg.rope_theta, opts)?
             .f_pow(&exponents)?
             .f_reciprocal()?;
+        let inv_freq = match &cfg.rope_scaling {
+            Some(scaling) => scaling.apply(&inv_freq)?,
+            None => inv_freq,
+        };
         let positions = Tensor::f_arange(cfg.max_position_embeddings, opts)?;
         let freqs = positions.f_unsqueeze(1)?.f_mul(&inv_freq.f_unsqueeze(0)?)?;
         let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?;
@@ -499,6 +609,46 @@ impl Llama {
     pub fn with_fused_kernels(mut self, on: bool) -> Self {
         self.fused = on;
         self
+    }
+
+    /// Re-initialises the weights as torchtitan's Llama 3 does, for runs compared with its loss
+    /// curves (titan's default is Hugging Face's: every weight N(0, `initializer_range`)):
+    /// projections trunc-normal with std 0.02, except each layer's `o_proj`, `up_proj` and
+    /// `down_proj`, whose std is 0.02 / √(2·(layer + 1)); the embedding N(0, 1); the output head
+    /// trunc-normal with std `hidden_size`^-½ cut at 3 std (a tied embedding takes the head's);
+    /// norms 1. Draws from the default generator, as `Llama::new` does.
+    pub fn with_torchtitan_init(self) -> Result<Self> {
+        let _guard = tch::no_grad_guard();
+        let (h, tied) = (self.config.hidden_size, self.config.tie_word_embeddings);
+        let head_std = (h as f64).powf(-0.5);
+        for (name, mut weight) in self.parameters().named() {
+            if name.ends_with("norm.weight") {
+                let _ = weight.f_fill_(1.0)?;
+                continue;
+            }
+            let layer = name
+                .strip_prefix("model.layers.")
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|i| i.parse::<u32>().ok());
+            let depth_scaled = ["o_proj.weight", "up_proj.weight", "down_proj.weight"]
+                .iter()
+                .any(|p| name.ends_with(p));
+            match (name.as_str(), layer) {
+                ("model.embed_tokens.weight", _) if tied => {
+                    trunc_normal_(&mut weight, head_std, 3.0 * head_std)?
+                }
+                ("model.embed_tokens.weight", _) => {
+                    let _ = weight.f_normal_(0.0, 1.0)?;
+                }
+                ("lm_head.weight", _) => trunc_normal_(&mut weight, head_std, 3.0 * head_std)?,
+                (_, Some(layer)) if depth_scaled => {
+                    let std = 0.02 / (2.0 * (f64::from(layer) + 1.0)).sqrt();
+                    trunc_normal_(&mut weight, std, 2.0)?
+                }
+                _ => trunc_normal_(&mut weight, 0.02, 2.0)?,
+            }
+        }
+        Ok(self)
     }
 
     /// The former name of [`Llama::with_fused_kernels`], from before it switched CUDA's
@@ -725,6 +875,25 @@ impl Llama {
     }
 }
 
+/// Fills `t` in place from N(0, `std`) truncated to ±`bound`, as `torch.nn.init.trunc_normal_`
+/// computes it (uniform draws through the inverse normal CDF; its default bound is ±2, not
+/// ±2 std).
+fn trunc_normal_(t: &mut Tensor, std: f64, bound: f64) -> Result<()> {
+    // Φ(x) for the bounds, through libtorch's erf (no scalar erf in Rust's std).
+    let cdf = |x: f64| -> Result<f64> {
+        let erf = Tensor::f_from_slice(&[x / (std * std::f64::consts::SQRT_2)])?
+            .f_erf()?
+            .f_double_value(&[0])?;
+        Ok((1.0 + erf) / 2.0)
+    };
+    let (low, high) = (cdf(-bound)?, cdf(bound)?);
+    let _ = t.f_uniform_(2.0 * low - 1.0, 2.0 * high - 1.0)?;
+    let _ = t.f_erfinv_()?;
+    let _ = t.f_mul_scalar_(std * std::f64::consts::SQRT_2)?;
+    let _ = t.f_clamp_(-bound, bound)?;
+    Ok(())
+}
+
 /// Llama's parameter groups, by Hugging Face name: norm weights and the token embedding take
 /// no weight decay, the projection matrices and `lm_head` do. This is titan's own choice:
 /// torchtitan's default AdamW decays every parameter, and nanoGPT and Hugging Face's Trainer
@@ -820,6 +989,66 @@ mod tests {
         }
         // Llama 3.2 1B: 1,235,814,400 parameters (its model card's 1.24B).
         assert_eq!(LlamaConfig::llama3_1b().num_parameters(), 1_235_814_400);
+        Ok(())
+    }
+
+    /// torchtitan's scheme, weight by weight: the std of each (large enough to measure), the
+    /// head's cut at 3 std, norms at 1; tied, the embedding takes the head's.
+    #[test]
+    fn torchtitan_init_draws_each_weight_as_torchtitan_does() -> Result<()> {
+        let config = LlamaConfig {
+            hidden_size: 256,
+            intermediate_size: 512,
+            vocab_size: 1000,
+            num_hidden_layers: 3,
+            ..LlamaConfig::tiny()
+        };
+        let stat = |t: &Tensor| -> Result<(f64, f64)> {
+            Ok((
+                t.f_std(true)?.f_double_value(&[])?,
+                t.f_abs()?.f_max()?.f_double_value(&[])?,
+            ))
+        };
+        let near = |got: f64, want: f64| (got / want - 1.0).abs() < 0.05;
+        for tie in [false, true] {
+            let model = Llama::new(
+                LlamaConfig {
+                    tie_word_embeddings: tie,
+                    ..config.clone()
+                },
+                Device::Cpu,
+            )?
+            .with_torchtitan_init()?;
+            let head = 256f64.powf(-0.5);
+            for (name, t) in model.parameters().named() {
+                let (std, max) = stat(&t)?;
+                let want = match name.as_str() {
+                    n if n.ends_with("norm.weight") => {
+                        assert_eq!((std, max), (0.0, 1.0), "{n}");
+                        continue;
+                    }
+                    "model.embed_tokens.weight" if !tie => 1.0,
+                    "model.embed_tokens.weight" | "lm_head.weight" => {
+                        assert!(max <= 3.0 * head + 1e-6, "{name}: cut at 3 std, max {max}");
+                        // A normal cut at ±3 std keeps 97.3% of its std.
+                        head * 0.9733
+                    }
+                    n if n.contains("o_proj")
+                        || n.contains("up_proj")
+                        || n.contains("down_proj") =>
+                    {
+                        let layer: f64 = n
+                            .split('.')
+                            .nth(2)
+                            .and_then(|l| l.parse().ok())
+                            .unwrap_or(f64::NAN);
+                        0.02 / (2.0 * (layer + 1.0)).sqrt()
+                    }
+                    _ => 0.02,
+                };
+                assert!(near(std, want), "{name}: std {std}, want {want}");
+            }
+        }
         Ok(())
     }
 

@@ -105,11 +105,7 @@ fn check_config(theirs: &Value, ours: &LlamaConfig) -> std::result::Result<(), S
             return Err(format!("`{key}` is {got} there and {want} here"));
         }
     }
-    if let Some(scaling) = field("rope_scaling") {
-        return Err(format!(
-            "`rope_scaling` is {scaling} there, and titan's Llama has no rope scaling"
-        ));
-    }
+    check_rope_scaling(theirs, ours)?;
     let heads = ours.num_attention_heads;
     // transformers' LlamaConfig defaults, for fields a config may leave out.
     let defaults = [
@@ -122,15 +118,6 @@ fn check_config(theirs: &Value, ours: &LlamaConfig) -> std::result::Result<(), S
     let nested_theta = field("rope_parameters")
         .and_then(|p| p.get("rope_theta"))
         .filter(|v| !v.is_null());
-    if let Some(kind) = field("rope_parameters")
-        .and_then(|p| p.get("rope_type"))
-        .and_then(Value::as_str)
-        .filter(|kind| *kind != "default")
-    {
-        return Err(format!(
-            "`rope_parameters.rope_type` is {kind:?} there, and titan's Llama has no rope scaling"
-        ));
-    }
     let ours = serde_json::to_value(ours).map_err(|e| e.to_string())?;
     for key in [
         "vocab_size",
@@ -156,6 +143,55 @@ fn check_config(theirs: &Value, ours: &LlamaConfig) -> std::result::Result<(), S
         }
     }
     Ok(())
+}
+
+/// Why the rotary scaling of `theirs` (`rope_scaling`, or transformers 5's `rope_parameters`)
+/// is not `ours`'s, if it is not: none, or Llama 3's with the same four numbers.
+fn check_rope_scaling(theirs: &Value, ours: &LlamaConfig) -> std::result::Result<(), String> {
+    let (key, scaling) = match (theirs.get("rope_scaling"), theirs.get("rope_parameters")) {
+        (Some(s), _) if !s.is_null() => ("rope_scaling", s),
+        (_, Some(p)) if !p.is_null() => ("rope_parameters", p),
+        _ => ("rope_scaling", &Value::Null),
+    };
+    // `type` is the older spelling of `rope_type`.
+    let kind = scaling
+        .get("rope_type")
+        .or_else(|| scaling.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    match (kind, &ours.rope_scaling) {
+        ("default", None) => Ok(()),
+        ("default", Some(_)) => Err(format!(
+            "`{key}` has no scaling there, and the experiment's model has Llama 3's \
+             (`rope_scaling`)"
+        )),
+        ("llama3", None) => Err(format!(
+            "`{key}` is Llama 3's scaling there ({scaling}), and the experiment's model has none \
+             (set LlamaConfig.rope_scaling)"
+        )),
+        ("llama3", Some(mine)) => {
+            let mine = serde_json::to_value(mine).map_err(|e| e.to_string())?;
+            for name in [
+                "factor",
+                "low_freq_factor",
+                "high_freq_factor",
+                "original_max_position_embeddings",
+            ] {
+                let got = scaling.get(name).unwrap_or(&Value::Null);
+                if !same_value(got, &mine[name]) {
+                    return Err(format!(
+                        "`{key}.{name}` is {got} there and {} in the experiment's model",
+                        mine[name]
+                    ));
+                }
+            }
+            Ok(())
+        }
+        (other, _) => Err(format!(
+            "`{key}` is of type {other:?} there, and titan's Llama has Llama 3's scaling \
+             (\"llama3\") or none"
+        )),
+    }
 }
 
 /// The weight files of `dir`: `model.safetensors`, or the shards its index lists.
@@ -231,6 +267,41 @@ mod tests {
         theirs["rope_scaling"] = serde_json::json!({"rope_type": "llama3"});
         let err = check_config(&theirs, &ours).expect_err("scaling");
         assert!(err.contains("rope_scaling"), "{err}");
+    }
+
+    /// Llama 3's scaling is read as transformers 4 writes it (`rope_scaling`) and as 5 does
+    /// (`rope_parameters`), and a different number or a missing scaling is named.
+    #[test]
+    fn llama3_rope_scaling_is_compared_in_both_spellings() {
+        let ours = LlamaConfig::llama3_1b();
+        let theirs = exported(&ours);
+        assert_eq!(check_config(&theirs, &ours), Ok(()));
+        let mut nested = theirs.clone();
+        if let Some(map) = nested.as_object_mut() {
+            let mut params = map.remove("rope_scaling").unwrap_or_default();
+            params["rope_theta"] = map.remove("rope_theta").unwrap_or_default();
+            map.insert("rope_parameters".into(), params);
+        }
+        assert_eq!(check_config(&nested, &ours), Ok(()));
+        let mut other = theirs.clone();
+        other["rope_scaling"]["factor"] = 8.0.into();
+        let err = check_config(&other, &ours).expect_err("factor");
+        assert!(
+            err.contains("`rope_scaling.factor` is 8.0 there and 32.0"),
+            "{err}"
+        );
+        let plain = LlamaConfig {
+            rope_scaling: None,
+            ..ours.clone()
+        };
+        let err = check_config(&theirs, &plain).expect_err("no scaling here");
+        assert!(err.contains("set LlamaConfig.rope_scaling"), "{err}");
+        let err = check_config(&exported(&plain), &ours).expect_err("no scaling there");
+        assert!(err.contains("no scaling there"), "{err}");
+        let mut yarn = theirs;
+        yarn["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0});
+        let err = check_config(&yarn, &ours).expect_err("yarn");
+        assert!(err.contains("\"yarn\""), "{err}");
     }
 
     #[test]
