@@ -47,17 +47,27 @@ impl<'o> ConfigSet<'o> {
         let mut touched = false;
         // The training role's section answers to `training` whatever its field's name.
         let alias = (self.training == Some(section) && section != "training").then_some("training");
-        if let Some(file) = &self.overrides.file
-            && let Some(table) = file
-                .sections
-                .get(section)
-                .or_else(|| alias.and_then(|a| file.sections.get(a)))
-        {
+        if let Some(file) = &self.overrides.file {
             let at = file.path.display().to_string();
-            let mut leaves = Vec::new();
-            leaves_of(table, &mut Vec::new(), &mut leaves);
-            for (path, value) in leaves {
-                touched |= set_value::<T>(&mut tree, section, &path, value, &at)?;
+            let own = file.sections.get(section);
+            let aliased = alias.and_then(|a| file.sections.get(a));
+            if own.is_some() && aliased.is_some() {
+                return Err(Error::config(
+                    &at,
+                    format!("[{section}] and [training]"),
+                    format!(
+                        "both name the training settings (the field `{section}`); keep one table"
+                    ),
+                ));
+            }
+            // Keys are named as the file writes them.
+            let written = if own.is_some() { section } else { "training" };
+            if let Some(table) = own.or(aliased) {
+                let mut leaves = Vec::new();
+                leaves_of(table, &mut Vec::new(), &mut leaves);
+                for (path, value) in leaves {
+                    touched |= set_value::<T>(&mut tree, written, &path, value, &at)?;
+                }
             }
         }
         let alias = alias.map(|a| format!("{a}."));
@@ -78,15 +88,21 @@ impl<'o> ConfigSet<'o> {
                     ),
                 ));
             }
-            let Some(path) = key
+            // Keys are named as `--set` writes them.
+            let Some((written, path)) = key
                 .strip_prefix(&prefix)
-                .or_else(|| alias.as_deref().and_then(|a| key.strip_prefix(a)))
+                .map(|path| (section, path))
+                .or_else(|| {
+                    alias
+                        .as_deref()
+                        .and_then(|a| Some(("training", key.strip_prefix(a)?)))
+                })
             else {
                 continue;
             };
             self.used[i] = true;
             touched = true;
-            set_path::<T>(&mut tree, section, path, raw)?;
+            set_path::<T>(&mut tree, written, path, raw)?;
         }
         if self.training == Some(section) {
             for (key, value) in &self.overrides.training_fill {
@@ -160,10 +176,25 @@ impl<'o> ConfigSet<'o> {
         self.training
     }
 
-    /// The resolved configuration as TOML, one table per section (unset options as comments).
+    /// The resolved configuration as TOML, one table per section (unset options as comments);
+    /// a section that is one value is a top-level key, before the tables, as TOML needs.
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
-        for (section, tree) in &self.sections {
+        let (tables, values): (Vec<_>, Vec<_>) =
+            self.sections.iter().partition(|(_, tree)| tree.is_object());
+        for (section, value) in &values {
+            match value {
+                Value::Null => out.push_str(&format!("# {section} = (unset)\n")),
+                other => match toml::Value::try_from(other) {
+                    Ok(v) => out.push_str(&format!("{section} = {v}\n")),
+                    Err(_) => out.push_str(&format!("# {section} = {other}\n")),
+                },
+            }
+        }
+        if !values.is_empty() {
+            out.push('\n');
+        }
+        for (section, tree) in tables {
             out.push_str(&format!("[{section}]\n"));
             write_table(&mut out, section, tree);
             out.push('\n');
@@ -351,6 +382,35 @@ mod tests {
         assert_eq!((t.steps, t.device.as_str()), (7, "cpu"));
         assert_eq!(t.data.as_deref(), Some(std::path::Path::new("a.txt")));
         assert!(set.to_toml().contains("steps = 7"));
+        Ok(())
+    }
+
+    /// Sections that are one value print as top-level keys and read back unchanged, so a
+    /// checkpoint's configuration still fits the run (`resume.rs` compares them).
+    #[test]
+    fn sections_of_one_value_print_and_read_back() -> Result<()> {
+        let none = Overrides::none();
+        let mut printed = ConfigSet::new(&none);
+        printed.resolve("lr", 1e-3f64)?;
+        printed.resolve("warmup", None::<u64>)?;
+        printed.resolve("training", TrainingConfig::default())?;
+        let toml = printed.to_toml();
+        assert!(
+            toml.starts_with("lr = 0.001\n# warmup = (unset)\n"),
+            "{toml}"
+        );
+        let saved = serde_json::to_value(
+            toml::from_str::<toml::Table>(&toml)
+                .map_err(|e| Error::config("toml", &toml, e.to_string()))?,
+        )?;
+        let found = crate::diff::differences(&saved, &printed.tree(), &|_| false);
+        assert!(found.is_empty(), "{found:?}");
+        let (_dir, o) = file_with(&toml.replace("lr = 0.001", "lr = 0.01"))?;
+        let mut set = ConfigSet::new(&o);
+        assert_eq!(set.resolve("lr", 1e-3f64)?, 0.01);
+        assert_eq!(set.resolve("warmup", None::<u64>)?, None);
+        set.resolve("training", TrainingConfig::default())?;
+        set.finish()?;
         Ok(())
     }
 
@@ -546,11 +606,25 @@ mod tests {
         let t = set.resolve("run", TrainingConfig::default())?;
         set.finish()?;
         assert_eq!((t.steps, t.log_every), (5, 2));
-        // And a file's `[training]` table.
+        // And a file's `[training]` table, its keys named as written; not beside `[run]`.
         let (_dir, o) = file_with("[training]\nsteps = 4\n")?;
         let mut set = ConfigSet::new(&o).with_training("run");
         assert_eq!(set.resolve("run", TrainingConfig::default())?.steps, 4);
         set.finish()?;
+        let (_dir, o) = file_with("[training]\nstpes = 4\n")?;
+        let err = ConfigSet::new(&o)
+            .with_training("run")
+            .resolve("run", TrainingConfig::default())
+            .expect_err("a misspelt key")
+            .to_string();
+        assert!(err.contains("training.stpes"), "{err}");
+        let (_dir, o) = file_with("[training]\nsteps = 4\n[run]\nsteps = 5\n")?;
+        let err = ConfigSet::new(&o)
+            .with_training("run")
+            .resolve("run", TrainingConfig::default())
+            .expect_err("both tables")
+            .to_string();
+        assert!(err.contains("keep one table"), "{err}");
         // Without a training section, the error says which field to add.
         let o = Overrides::parse(["training.steps=5"])?;
         let mut set = ConfigSet::new(&o);

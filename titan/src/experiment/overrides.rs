@@ -67,15 +67,8 @@ impl Overrides {
                     "a setting must be a finite number",
                 ));
             }
-            let value = serde_json::to_value(&value)?;
-            if !value.is_object() {
-                return Err(Error::config(
-                    &format!("{} (key `{name}`)", path.display()),
-                    value,
-                    "a configuration file holds only `[section]` tables",
-                ));
-            }
-            sections.insert(name, value);
+            // A table, or the whole value of a section that is one value (`lr = 0.01`).
+            sections.insert(name, serde_json::to_value(&value)?);
         }
         for (path, key) in unset_lines(&text) {
             insert_null(&mut sections, &path, key);
@@ -145,7 +138,7 @@ fn unset_lines(text: &str) -> Vec<(Vec<String>, String)> {
             .strip_prefix('#')
             .and_then(|l| l.trim().strip_suffix("= (unset)"))
             .map(str::trim)
-            .filter(|k| !k.is_empty() && !k.contains(' ') && !table.is_empty())
+            .filter(|k| !k.is_empty() && !k.contains(' '))
         {
             out.push((table.clone(), key.to_string()));
         }
