@@ -68,6 +68,23 @@ pub trait Tokenizer {
     fn identity(&self) -> Option<String> {
         None
     }
+    /// What the tokenizer does, in a hash ([`probe_fingerprint`]: its vocabulary size, special
+    /// ids and the ids of a probe text of many scripts), which checkpoints record so a resume
+    /// with another tokenizer is refused; `None` when it cannot encode the probe (e.g. a fixed
+    /// alphabet), with a warning: its checkpoints then cannot tell tokenizers apart.
+    fn fingerprint(&self) -> Option<String> {
+        match probe_fingerprint(self) {
+            Ok(fingerprint) => Some(fingerprint),
+            Err(e) => {
+                tracing::warn!(
+                    "{} cannot encode titan's probe text ({e}): checkpoints will not record it, \
+                     and a resume with another tokenizer goes unnoticed",
+                    std::any::type_name::<Self>()
+                );
+                None
+            }
+        }
+    }
     /// Writes the tokenizer into `dir` as `transformers.AutoTokenizer` loads it
     /// (`tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`). The default is an
     /// error: a tokenizer without a Hugging Face form says so.
@@ -168,13 +185,20 @@ struct Special {
     id: u32,
 }
 
-/// The first of `names` that `inner` has, as a special token.
+/// The first of `names` that `inner` has as a special token (an ordinary entry of the same
+/// spelling, as Gemma's `</s>`, is text, not a special).
 fn special(inner: &HfTokenizer, names: &[&str]) -> Option<Special> {
+    let added = inner.get_added_tokens_decoder();
     names.iter().find_map(|name| {
-        inner.token_to_id(name).map(|id| Special {
-            name: name.to_string(),
-            id,
-        })
+        added
+            .iter()
+            .filter(|(_, token)| token.special && token.content == *name)
+            .map(|(&id, _)| id)
+            .min()
+            .map(|id| Special {
+                name: name.to_string(),
+                id,
+            })
     })
 }
 
@@ -504,8 +528,9 @@ const PROBE: &str = "Once upon a time, a little girl named Lily found a shiny re
 /// What `tokenizer` does, in a hash: its vocabulary size, its special ids and the ids it
 /// gives a probe text of many kinds. Unlike [`Tokenizer::identity`] (a hash of how a tokenizer
 /// is written down), it does not change when the tokenizers library writes the same tokenizer
-/// differently, so a checkpoint can record it and refuse another tokenizer on resume.
-pub fn fingerprint<T: Tokenizer + ?Sized>(tokenizer: &T) -> Result<String> {
+/// differently, so a checkpoint can record it and refuse another tokenizer on resume. The
+/// default [`Tokenizer::fingerprint`].
+pub fn probe_fingerprint<T: Tokenizer + ?Sized>(tokenizer: &T) -> Result<String> {
     use sha2::Digest;
     let mut hash = sha2::Sha256::new();
     hash.update((tokenizer.vocab_size() as u64).to_le_bytes());
@@ -635,13 +660,15 @@ mod tests {
     fn a_foreign_tokenizer_keeps_its_own_special_tokens() -> Result<()> {
         use tokenizers::models::wordlevel::WordLevel;
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let write = |name: &str, specials: &[&str]| -> Result<PathBuf> {
+        // `specials` are special tokens; `text` ordinary entries, which may look like them.
+        let write_with = |name: &str, specials: &[&str], text: &[&str]| -> Result<PathBuf> {
             let mut vocab: std::collections::HashMap<String, u32> = specials
                 .iter()
+                .chain(text)
                 .enumerate()
                 .map(|(i, s)| (s.to_string(), i as u32))
                 .collect();
-            vocab.insert("a".into(), specials.len() as u32);
+            vocab.insert("a".into(), (specials.len() + text.len()) as u32);
             let model = WordLevel::builder()
                 .vocab(vocab.into_iter().collect())
                 .unk_token("a".into())
@@ -657,6 +684,7 @@ mod tests {
             inner.save(&path, false).map_err(|e| tok_err("saving", e))?;
             Ok(path)
         };
+        let write = |name: &str, specials: &[&str]| write_with(name, specials, &[]);
         let llama2 =
             BpeTokenizer::from_file(&write("llama2.json", &["<s>", "</s>", "<unk>"])?, 64)?;
         assert_eq!(
@@ -678,6 +706,10 @@ mod tests {
         );
         let none = BpeTokenizer::from_file(&write("none.json", &["<x>"])?, 64)?;
         assert_eq!(none.eos_id(), None);
+        // Gemma's way: `<s>` and `</s>` are ordinary text, `<eos>` the special.
+        let gemma = write_with("gemma.json", &["<bos>", "<eos>"], &["<s>", "</s>"])?;
+        let gemma = BpeTokenizer::from_file(&gemma, 64)?;
+        assert_eq!((gemma.bos_id(), gemma.eos_id()), (Some(0), Some(1)));
         Ok(())
     }
 
@@ -693,13 +725,14 @@ mod tests {
         let path = dir.path().join("tokenizer.json");
         a.save(&path)?;
         assert_eq!(
-            fingerprint(&a)?,
-            fingerprint(&BpeTokenizer::from_file(&path, 512)?)?
+            a.fingerprint(),
+            BpeTokenizer::from_file(&path, 512)?.fingerprint()
         );
+        assert!(a.fingerprint().is_some());
         // Another text teaches other merges.
         let shouted: Vec<String> = corpus().iter().map(|d| d.to_uppercase()).collect();
         let b = BpeTokenizer::train(&config, shouted)?;
-        assert_ne!(fingerprint(&a)?, fingerprint(&b)?);
+        assert_ne!(a.fingerprint(), b.fingerprint());
         Ok(())
     }
 

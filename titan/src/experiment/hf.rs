@@ -51,8 +51,11 @@ where
     checkpoint.verify()?;
     // Weights and a tokenizer export as a pair only when they were trained as one.
     let saved = crate::trainer::tokenizer_of(checkpoint)?;
-    let now = crate::tokenizer::fingerprint(tokenizer)?;
-    crate::trainer::check_tokenizer(checkpoint, saved.as_deref(), Some(&now))?;
+    crate::trainer::check_tokenizer(
+        checkpoint,
+        saved.as_deref(),
+        tokenizer.fingerprint().as_deref(),
+    )?;
     checkpoint.load_model_weights(&model.parameters().named(), |what| {
         Error::Checkpoint(format!(
             "{} does not fit the experiment's model: {what}",

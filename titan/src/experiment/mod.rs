@@ -23,8 +23,8 @@ pub use crate::model::check_fits;
 
 /// Before step 1 of a run with a tokenizer: its ids and the run's `seq_len` fit `model`
 /// ([`check_fits`]), and `trainer`'s checkpoints will record the tokenizer's fingerprint
-/// ([`crate::tokenizer::fingerprint`]: a resume with another tokenizer is refused). The
-/// generated `train` calls it.
+/// ([`Tokenizer::fingerprint`]: a resume with another tokenizer is refused). The generated
+/// `train` calls it.
 pub fn tokenizer_fits<T, M>(
     trainer: &mut Trainer,
     tokenizer: &T,
@@ -36,7 +36,7 @@ where
     M: Model + ?Sized,
 {
     check_fits(tokenizer, model, seq_len)?;
-    trainer.set_tokenizer_fingerprint(Some(crate::tokenizer::fingerprint(tokenizer)?));
+    trainer.set_tokenizer_fingerprint(tokenizer.fingerprint());
     Ok(())
 }
 pub use crate::trainer::{FitsModelInput, Precision, SameLabels, SameOptimizer, TrainingConfig};

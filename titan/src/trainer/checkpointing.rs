@@ -45,7 +45,7 @@ struct TrainState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     non_finite: Option<NonFiniteState>,
     /// The fingerprint of the tokenizer the run's ids came from
-    /// (`crate::tokenizer::fingerprint`), when the run has one.
+    /// (`Tokenizer::fingerprint`), when the run has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tokenizer: Option<String>,
 }

@@ -87,7 +87,7 @@ impl Trainer {
     }
 
     /// The fingerprint of the tokenizer that makes the run's token ids
-    /// ([`crate::tokenizer::fingerprint`]): checkpoints record it, and a resume with another
+    /// ([`crate::Tokenizer::fingerprint`]): checkpoints record it, and a resume with another
     /// tokenizer is refused (its ids would mean other text to the trained embedding).
     /// `#[experiment]` sets it.
     pub fn set_tokenizer_fingerprint(&mut self, fingerprint: Option<String>) {
