@@ -245,7 +245,7 @@ impl<'ast> Visit<'ast> for Collector {
 
 /// Macros whose first string literal is a format string (std's, and the common error and log
 /// macros of anyhow and tracing).
-const FORMATTING: [&str; 22] = [
+const FORMATTING: [&str; 27] = [
     "format",
     "format_args",
     "print",
@@ -259,15 +259,20 @@ const FORMATTING: [&str; 22] = [
     "assert_eq",
     "assert_ne",
     "debug_assert",
+    "debug_assert_eq",
+    "debug_assert_ne",
     "unreachable",
     "todo",
     "unimplemented",
     "anyhow",
+    "format_err",
     "bail",
     "ensure",
     "info",
     "warn",
     "error",
+    "debug",
+    "trace",
 ];
 
 /// The names a format string captures inline: `{name}`, `{name:?}`, `{name:>8}`, and a width

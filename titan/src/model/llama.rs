@@ -194,7 +194,9 @@ impl LlamaConfig {
     /// Llama 3.2 1B's shape (~1.24B parameters): 16 layers of width 2048, 32 query and 8
     /// key/value heads, SwiGLU width 8192, Llama 3's 128,256-token vocabulary with tied
     /// embeddings, sequences of 2048 (its recipe's), rope θ 500,000 with Llama 3.2's scaling
-    /// ([`RopeScaling::llama3_2`]), so Meta's weights load with `--init-from-hf`.
+    /// ([`RopeScaling::llama3_2`], factor 32, as Meta's config: its weights load with
+    /// `--init-from-hf`). torchtitan's 1B flavour scales by its default factor 8: set
+    /// `rope_scaling.factor` to 8 to match it.
     pub fn llama3_1b() -> Self {
         Self {
             vocab_size: 128_256,
