@@ -85,8 +85,22 @@ fn roles(exp: &Experiment, errors: &mut Errors) -> Vec<&'static str> {
                 && suggest::closest(&f.ident.to_string(), [role.name()], suggest::tolerance)
                     .is_some()
         });
-        match misspelt {
-            Some(field) => {
+        // A field of the role's name that `#[role(...)]` gave another role.
+        let marked = exp.fields.iter().find(|f| f.ident == role.name());
+        match (misspelt, marked) {
+            (None, Some(field)) => {
+                let other = field.role.map_or("another role", |(r, _)| r.name());
+                errors.error(
+                    field.ident.span(),
+                    format!(
+                        "experiment `{}` has no {role}: its field `{}` is marked `#[role({other})]`; drop that mark, or mark another field `#[role({})]`",
+                        exp.ident,
+                        field.ident,
+                        role.name()
+                    ),
+                );
+            }
+            (Some(field), _) => {
                 renamed.push(role.name());
                 errors.error(
                     field.ident.span(),
@@ -99,7 +113,7 @@ fn roles(exp: &Experiment, errors: &mut Errors) -> Vec<&'static str> {
                     ),
                 );
             }
-            None => errors.error(
+            (None, None) => errors.error(
                 exp.ident.span(),
                 format!(
                     "experiment `{}` has no {role}: add a field `{}` (for example {example}), or mark one with `#[role({})]`",
@@ -320,6 +334,21 @@ mod tests {
                 .all(|m| m.contains("cannot choose an experiment's fields")),
             "{m:?}"
         );
+    }
+
+    /// A field of a role's name marked with another role: the error says so, at the field.
+    #[test]
+    fn a_role_name_marked_as_another_role_is_named() {
+        let m = messages(parse_quote! {
+            struct Exp {
+                #[build(M::new())] model: M,
+                #[role(val_data)] #[build(D::new())] train_data: D,
+                #[build(L)] loss: L,
+                #[build(O::new(model.parameters()))] optimizer: O,
+                #[build(S::new(&optimizer))] lr_scheduler: S,
+            }
+        });
+        one(&m, "its field `train_data` is marked `#[role(val_data)]`");
     }
 
     #[test]
