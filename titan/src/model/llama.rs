@@ -898,8 +898,9 @@ fn trunc_normal_(t: &mut Tensor, std: f64, bound: f64) -> Result<()> {
 
 /// Llama's parameter groups, by Hugging Face name: norm weights and the token embedding take
 /// no weight decay, the projection matrices and `lm_head` do. This is titan's own choice:
-/// torchtitan's default AdamW decays every parameter, and nanoGPT and Hugging Face's Trainer
-/// exempt the norms but decay the embedding.
+/// torchtitan's default AdamW decays every parameter (`model.parameters().regrouped(|_, _|
+/// ParamGroup::Decay)` in the optimizer's expression does the same), and nanoGPT and Hugging
+/// Face's Trainer exempt the norms but decay the embedding.
 fn param_group(name: &str) -> ParamGroup {
     if name.ends_with("norm.weight") || name == "model.embed_tokens.weight" {
         ParamGroup::NoDecay

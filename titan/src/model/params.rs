@@ -70,6 +70,16 @@ impl Parameters {
         Ok(Self { params })
     }
 
+    /// The same parameters, each in the group `group` gives its name and the model's group:
+    /// the optimizer's choice over the model's, e.g. torchtitan's weight decay on every
+    /// parameter, `model.parameters().regrouped(|_, _| ParamGroup::Decay)`.
+    pub fn regrouped(mut self, group: impl Fn(&str, ParamGroup) -> ParamGroup) -> Self {
+        for p in &mut self.params {
+            p.group = group(&p.name, p.group);
+        }
+        self
+    }
+
     /// Every parameter, sorted by name.
     pub fn iter(&self) -> std::slice::Iter<'_, Parameter> {
         self.params.iter()
@@ -145,6 +155,16 @@ mod tests {
             params.iter().map(|p| (p.name.as_str(), p.group)).collect();
         assert_eq!(seen, [("b", ParamGroup::NoDecay), ("w", ParamGroup::Decay)]);
         assert_eq!(params.count_by_group()[&ParamGroup::Decay], 6);
+        // The optimizer's choice over the model's: torchtitan decays every parameter.
+        let all = params.regrouped(|_, _| ParamGroup::Decay);
+        assert!(all.iter().all(|p| p.group == ParamGroup::Decay));
+        let kept = all.regrouped(|name, group| match name {
+            "w" => ParamGroup::NoDecay,
+            _ => group,
+        });
+        let seen: Vec<(&str, ParamGroup)> =
+            kept.iter().map(|p| (p.name.as_str(), p.group)).collect();
+        assert_eq!(seen, [("b", ParamGroup::Decay), ("w", ParamGroup::NoDecay)]);
         let twice = (0..2)
             .map(|_| Parameter {
                 name: "x".into(),
