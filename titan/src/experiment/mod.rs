@@ -20,6 +20,19 @@ pub use section::{Section, is_section, section_clone};
 pub use wire::{WireData, WireLoss, WireModel, WireOpt, wire};
 // What the generated code names here, whose home is elsewhere.
 pub use crate::model::check_fits;
+pub use crate::trainer::{FitsModelInput, Precision, SameLabels, SameOptimizer, TrainingConfig};
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::Result;
+use crate::batch::TokenIds;
+use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::metrics::{JsonlSink, TensorBoardSink};
+use crate::model::{GenerateConfig, Model, generate};
+use crate::tokenizer::Tokenizer;
+use crate::trainer::{Checkpointing, Summary, Trainer};
+use cli::TrainArgs;
 
 /// Before step 1 of a run with a tokenizer: its ids and the run's `seq_len` fit `model`
 /// ([`check_fits`]), and `trainer`'s checkpoints will record the tokenizer's fingerprint
@@ -39,18 +52,6 @@ where
     trainer.set_tokenizer_fingerprint(tokenizer.fingerprint());
     Ok(())
 }
-pub use crate::trainer::{FitsModelInput, Precision, SameLabels, SameOptimizer, TrainingConfig};
-
-use std::process::ExitCode;
-
-use crate::Result;
-use crate::batch::TokenIds;
-use crate::checkpoint::{Checkpoint, CheckpointStore};
-use crate::metrics::{JsonlSink, TensorBoardSink};
-use crate::model::{GenerateConfig, Model, generate};
-use crate::tokenizer::Tokenizer;
-use crate::trainer::{Checkpointing, Summary, Trainer};
-use cli::TrainArgs;
 
 /// An experiment: a struct of components, built in dependency order by its builder.
 /// `#[experiment]` implements it; nothing else needs to.
@@ -433,7 +434,7 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
             return Ok(());
         }
         let mut experiment = E::build_from(builder, &overrides)?;
-        return export_if_missing(&mut experiment, &settings, done);
+        return export_end(&mut experiment, done, &hf);
     }
     let mut experiment = E::build_from(builder, &overrides)?;
     let training = experiment.training().clone();
@@ -483,23 +484,11 @@ fn training_of(config: &ConfigSet<'_>, name: &str) -> Result<TrainingConfig> {
     Ok(training.for_experiment(name))
 }
 
-/// A complete run whose end was never exported (it was stopped between its last checkpoint
-/// and the export) gets its `hf/` from that checkpoint, also over an export of an earlier end.
-fn export_if_missing<E: Experiment>(
-    experiment: &mut E,
-    training: &TrainingConfig,
-    done: &Checkpoint,
-) -> Result<()> {
-    let hf = training
-        .clone()
-        .for_experiment(E::NAME)
-        .output_dir()
-        .join("hf");
-    let exported = crate::checkpoint::exported_step(&hf);
-    if exported == Some(done.step()) || (exported.is_none() && hf.exists()) {
-        return Ok(());
-    }
-    match experiment.export_hf(done, &hf) {
+/// Exports the end of a complete run (`done`, its last checkpoint) to `hf`, which `run` found
+/// missing or holding an earlier end (the run was stopped between its last checkpoint and the
+/// export).
+fn export_end<E: Experiment>(experiment: &mut E, done: &Checkpoint, hf: &Path) -> Result<()> {
+    match experiment.export_hf(done, hf) {
         Ok(()) => {
             eprintln!(
                 "hugging face: {} (the model of {})",
