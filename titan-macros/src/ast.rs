@@ -159,6 +159,12 @@ impl Experiment {
     }
 }
 
+/// A field's name as text, without the `r#` of a raw identifier (`r#type` is `type`): the name
+/// that gives its role, its section and its errors' tag.
+pub fn name_of(ident: &Ident) -> String {
+    syn::ext::IdentExt::unraw(ident).to_string()
+}
+
 /// Names the generated code takes for itself: the builder's `build()` and `__titan_*`.
 pub fn is_reserved(ident: &Ident) -> bool {
     ident == "build" || ident.to_string().starts_with("__titan")
@@ -298,7 +304,7 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
         );
     }
     // `r#type` is the field `type`: its name gives its role and its section's name.
-    let name = syn::ext::IdentExt::unraw(&ident).to_string();
+    let name = name_of(&ident);
     let role = explicit_role.or_else(|| Role::from_name(&name).map(|r| (r, ident.span())));
     let (kind, expr) = match init {
         Some((kind, expr)) => (Some(kind), expr),

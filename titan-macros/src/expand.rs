@@ -6,7 +6,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::ast::{Experiment, Field, InitKind};
+use crate::ast::{Experiment, Field, InitKind, name_of};
 use crate::emit;
 use crate::roles::Role;
 
@@ -90,7 +90,7 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
     // The training section takes what the experiment fills in where it is unset (its output
     // directory), whatever the field is called.
     let with_training = training.map(|f| {
-        let section = syn::ext::IdentExt::unraw(&f.ident).to_string();
+        let section = name_of(&f.ident);
         quote!(.with_training(#section))
     });
 
@@ -183,7 +183,7 @@ fn export_checkpoint(exp: &Experiment, name: &str) -> TokenStream {
 /// so a type mismatch lands there); settings sections then take their `--set` overrides.
 fn take_or_build(f: &Field, take: TokenStream) -> TokenStream {
     let (name, ty, expr) = (&f.ident, &f.ty, &f.expr);
-    let field = syn::ext::IdentExt::unraw(name).to_string();
+    let field = name_of(name);
     // The expression runs in a closure so its `?` errors can be tagged with the field; inside,
     // it is bound at the declared type, so a type mismatch lands on the expression.
     let value = quote_spanned! {expr.span()=>
@@ -196,7 +196,7 @@ fn take_or_build(f: &Field, take: TokenStream) -> TokenStream {
         )?
     };
     let overrides = (f.kind == Some(InitKind::Config)).then(|| {
-        let section = syn::ext::IdentExt::unraw(name).to_string();
+        let section = &field;
         // The argument too is at the type's span: a bound's error goes on the argument.
         let mut value = name.clone();
         value.set_span(ty.span());

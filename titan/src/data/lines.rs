@@ -71,8 +71,8 @@ impl LineReader {
     }
 
     /// The next piece of a line: the whole line when it fits the bound, without its `\n` or
-    /// `\r\n` (nor the file's byte-order mark); `None` at the end. Invalid UTF-8 is an error naming the file, the line and the
-    /// byte offset.
+    /// `\r\n` (nor the file's byte-order mark); `None` at the end. Invalid UTF-8 is an error
+    /// naming the file, the line and the byte offset.
     pub(crate) fn next_piece(&mut self) -> Result<Option<Piece<'_>>> {
         self.line.clear();
         let mut ends_line = false;
