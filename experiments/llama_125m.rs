@@ -65,9 +65,9 @@ pub struct Llama125m {
     val_data: TokenLoader<Documents, BpeTokenizer, HfConvention>,
     #[build(CausalLmLoss)]
     loss: CausalLmLoss,
-    #[build(AdamW::new(model.parameters(), adamw.clone())?)]
+    #[build(AdamW::new(model.parameters(), adamw)?)]
     optimizer: AdamW,
-    #[build(Warmup::new(&optimizer, schedule.clone())?)]
+    #[build(Warmup::new(&optimizer, schedule)?)]
     lr_scheduler: Warmup<AdamW>,
 }
 

@@ -63,9 +63,9 @@ pub struct TinyLlama {
     val_data: TokenLoader<Documents, BpeTokenizer, HfConvention>,
     #[build(CausalLmLoss)]
     loss: CausalLmLoss,
-    #[build(AdamW::new(model.parameters(), adamw.clone())?)]
+    #[build(AdamW::new(model.parameters(), adamw)?)]
     optimizer: AdamW,
-    #[build(Warmup::new(&optimizer, schedule.clone())?)]
+    #[build(Warmup::new(&optimizer, schedule)?)]
     lr_scheduler: Warmup<AdamW>,
 }
 

@@ -167,7 +167,8 @@ pub fn name_of(ident: &Ident) -> String {
 
 /// Names the generated code takes for itself: the builder's `build()` and `__titan_*`.
 pub fn is_reserved(ident: &Ident) -> bool {
-    ident == "build" || ident.to_string().starts_with("__titan")
+    let name = name_of(ident);
+    name == "build" || name.starts_with("__titan")
 }
 
 /// Which of the macro's attributes `attr` is, if any.
@@ -310,11 +311,13 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
         Some((kind, expr)) => (Some(kind), expr),
         None => (None, Expr::Verbatim(proc_macro2::TokenStream::new())),
     };
+    let mut ty = field.ty.clone();
+    owned_type(&ident, &mut ty, errors);
     Some(Field {
         attrs,
         vis: field.vis.clone(),
         ident,
-        ty: field.ty.clone(),
+        ty,
         kind,
         expr,
         role,
@@ -322,6 +325,67 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
         meant_role,
         had_cfg,
     })
+}
+
+/// A field's type must be one the experiment owns and names: a borrowed type (`&T`, with no
+/// struct lifetime to borrow for), `_` or `impl Trait` is one error at it, and the type is then
+/// `()` in `ty`, so the struct and builder emitted beside the error raise nothing more.
+fn owned_type(ident: &Ident, ty: &mut Type, errors: &mut Errors) {
+    struct Owned<'e> {
+        ident: &'e Ident,
+        errors: &'e mut Errors,
+        found: bool,
+    }
+    impl<'ast> syn::visit::Visit<'ast> for Owned<'_> {
+        fn visit_type(&mut self, ty: &'ast Type) {
+            if let Type::Infer(_) | Type::ImplTrait(_) = ty {
+                self.found = true;
+                self.errors.error(
+                    ty.span(),
+                    format!(
+                        "field `{}` needs its type written out (the builder names it): write the \
+                         concrete type, or `Box<dyn Trait>` to erase it",
+                        self.ident
+                    ),
+                );
+                return;
+            }
+            syn::visit::visit_type(self, ty);
+        }
+        fn visit_type_reference(&mut self, r: &'ast syn::TypeReference) {
+            // `&'a T` under a `for<'a>` is fine, and an undeclared `'a` is rustc's one error.
+            if r.lifetime.as_ref().is_none_or(|l| l.ident == "_") {
+                self.found = true;
+                self.errors.error(
+                    r.and_token.span,
+                    format!(
+                        "field `{}` borrows, but an experiment owns its components: store the \
+                         value itself (other fields borrow it with `&{}`), or share one with \
+                         `Arc<T>`; only `&'static` references can be fields",
+                        self.ident, self.ident
+                    ),
+                );
+                return;
+            }
+            syn::visit::visit_type_reference(self, r);
+        }
+        // `fn(&str)` and `dyn Fn(&str)` elide their own lifetimes.
+        fn visit_type_bare_fn(&mut self, _: &'ast syn::TypeBareFn) {}
+        fn visit_parenthesized_generic_arguments(
+            &mut self,
+            _: &'ast syn::ParenthesizedGenericArguments,
+        ) {
+        }
+    }
+    let mut owned = Owned {
+        ident,
+        errors,
+        found: false,
+    };
+    syn::visit::Visit::visit_type(&mut owned, ty);
+    if owned.found {
+        *ty = syn::parse_quote!(());
+    }
 }
 
 /// Whether `#[cfg_attr(predicate, attrs…)]` would add one of the macro's attributes, or a `cfg`.

@@ -11,6 +11,7 @@ use crate::suggest;
 pub fn check(exp: &Experiment, errors: &mut Errors) -> Option<Vec<usize>> {
     let renamed = roles(exp, errors);
     typos(exp, &renamed, errors);
+    no_self(exp, errors);
     let mut edges = deps::edges(exp);
     settings_depend_on_settings(exp, &edges, errors);
     // A settings section that uses a component is reported above; its edge is left out of the
@@ -157,6 +158,33 @@ fn typos(exp: &Experiment, renamed: &[&str], errors: &mut Errors) {
                     ),
                 );
             }
+        }
+    }
+}
+
+/// `self` in an expression: the experiment does not exist yet while its fields are built; the
+/// fields are in scope by name.
+fn no_self(exp: &Experiment, errors: &mut Errors) {
+    for field in &exp.fields {
+        for r in deps::references(&field.expr) {
+            if r.ident != "self" {
+                continue;
+            }
+            let example = deps::self_member(&field.expr)
+                .or_else(|| {
+                    exp.fields
+                        .iter()
+                        .find(|f| f.ident != field.ident)
+                        .map(|f| f.ident.to_string())
+                })
+                .unwrap_or_else(|| "model".into());
+            errors.error(
+                r.ident.span(),
+                format!(
+                    "`self` does not exist while `{}` is being built: its fields are in scope by name, so write `{example}`, not `self.{example}`",
+                    exp.ident
+                ),
+            );
         }
     }
 }

@@ -31,6 +31,26 @@ pub fn field_like(expr: &Expr) -> Vec<Ident> {
     v.found
 }
 
+/// The first `x` of a `self.x` in `expr`, for the advice to write `x`.
+pub fn self_member(expr: &Expr) -> Option<String> {
+    #[derive(Default)]
+    struct SelfMember(Option<String>);
+    impl<'ast> Visit<'ast> for SelfMember {
+        fn visit_expr_field(&mut self, node: &'ast syn::ExprField) {
+            if let (Expr::Path(base), syn::Member::Named(member)) = (&*node.base, &node.member)
+                && base.path.is_ident("self")
+                && self.0.is_none()
+            {
+                self.0 = Some(member.to_string());
+            }
+            syn::visit::visit_expr_field(self, node);
+        }
+    }
+    let mut v = SelfMember::default();
+    v.visit_expr(expr);
+    v.0
+}
+
 #[derive(Default)]
 struct FieldLike {
     found: Vec<Ident>,

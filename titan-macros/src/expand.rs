@@ -7,6 +7,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::ast::{Experiment, Field, InitKind, name_of};
+use crate::deps;
 use crate::emit;
 use crate::roles::Role;
 
@@ -40,20 +41,27 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
         quote_spanned!(ty.span()=> ::titan::experiment::is_section::<#ty>();)
     };
     let check_by_ref = configs.iter().map(|f| is_section(f));
+    // `resolve_config` keeps each section's value (before its overrides) in the builder, so
+    // `build_from` takes it rather than running the expression again: every `#[config]`
+    // expression runs once, and what was printed, validated and locked is what is built.
     let config_by_ref = configs.iter().map(|f| {
         let (name, ty) = (&f.ident, &f.ty);
         let take = quote_spanned!(ty.span()=> __titan_builder.#name.as_ref().map(::titan::experiment::section_clone));
-        take_or_build(f, take)
+        // At the type's span, as `is_section` is (see `own_sections`).
+        let mut value = name.clone();
+        value.set_span(ty.span());
+        let keep = quote_spanned!(ty.span()=> __titan_builder.#name = ::core::option::Option::Some(::titan::experiment::section_clone(&#value)););
+        take_or_build(exp, f, take, Some(keep))
     });
     let check_by_value = configs.iter().map(|f| is_section(f));
     let config_by_value = configs.iter().map(|f| {
         let name = &f.ident;
-        take_or_build(f, quote!(__titan_builder.#name))
+        take_or_build(exp, f, quote!(__titan_builder.#name), None)
     });
     let config_names: Vec<_> = configs.iter().map(|f| &f.ident).collect();
     let build_components = components.iter().map(|f| {
         let name = &f.ident;
-        take_or_build(f, quote!(__titan_builder.#name))
+        take_or_build(exp, f, quote!(__titan_builder.#name), None)
     });
     let all_names = exp.fields.iter().map(|f| &f.ident);
 
@@ -114,7 +122,7 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
 
             #[allow(unused_variables, clippy::redundant_closure_call, clippy::needless_question_mark)]
             fn resolve_config<'o>(
-                __titan_builder: &#builder_ident,
+                __titan_builder: &mut #builder_ident,
                 __titan_overrides: &'o ::titan::experiment::Overrides,
             ) -> ::titan::Result<::titan::experiment::ConfigSet<'o>> {
                 #(#check_by_ref)*
@@ -180,15 +188,27 @@ fn export_checkpoint(exp: &Experiment, name: &str) -> TokenStream {
 }
 
 /// `let name: Ty = the builder's value, or the user's expression` (spanned at the expression,
-/// so a type mismatch lands there); settings sections then take their `--set` overrides.
-fn take_or_build(f: &Field, take: TokenStream) -> TokenStream {
+/// so a type mismatch lands there), then `keep` (which may store it in the builder); settings
+/// sections then take their `--set` overrides.
+fn take_or_build(
+    exp: &Experiment,
+    f: &Field,
+    take: TokenStream,
+    keep: Option<TokenStream>,
+) -> TokenStream {
     let (name, ty, expr) = (&f.ident, &f.ty, &f.expr);
     let field = name_of(name);
-    // The expression runs in a closure so its `?` errors can be tagged with the field; inside,
-    // it is bound at the declared type, so a type mismatch lands on the expression.
+    // Each settings section the expression names is its own copy there (sections are `Clone`),
+    // so an expression may move one (`Warmup::new(schedule)`, `training.data`) without taking
+    // it from the experiment or from the next expression.
+    let copies = own_sections(exp, f);
+    // The expression runs in a closure so its `?` errors can be tagged with the field (any
+    // error converts, as with `anyhow`); inside, it is bound at the declared type, so a type
+    // mismatch lands on the expression.
     let value = quote_spanned! {expr.span()=>
         ::titan::experiment::in_field(
-            (|| -> ::titan::Result<#ty> {
+            (|| -> ::core::result::Result<#ty, ::titan::experiment::BuildError> {
+                #copies
                 let __titan_built: #ty = #expr;
                 ::core::result::Result::Ok(__titan_built)
             })(),
@@ -207,8 +227,31 @@ fn take_or_build(f: &Field, take: TokenStream) -> TokenStream {
             ::core::option::Option::Some(v) => v,
             ::core::option::Option::None => #value,
         };
+        #keep
         #overrides
     }
+}
+
+/// `let section: Ty = a clone of section;` for each settings section `f`'s expression names,
+/// at the section's type (where a section that cannot be cloned is reported).
+fn own_sections(exp: &Experiment, f: &Field) -> TokenStream {
+    let Some(at) = exp.fields.iter().position(|g| g.ident == f.ident) else {
+        return TokenStream::new();
+    };
+    deps::edges(exp)
+        .into_iter()
+        .filter(|e| e.from == at)
+        .map(|e| &exp.fields[e.to])
+        .filter(|dep| dep.kind == Some(InitKind::Config))
+        .map(|dep| {
+            // All at the type's span, where `is_section` already reported a type that is not a
+            // section: the same obligation there is not reported again.
+            let ty = &dep.ty;
+            let mut name = dep.ident.clone();
+            name.set_span(ty.span());
+            quote_spanned!(ty.span()=> let #name: #ty = ::titan::experiment::section_clone(&#name);)
+        })
+        .collect()
 }
 
 /// The spanned wiring chain: model → train_data → loss → val_data → optimizer → lr_scheduler.
@@ -328,10 +371,32 @@ mod tests {
         });
         // `resolve_config` and `build_from` each check first; every other use is `Section`'s.
         assert_eq!(out.matches("is_section :: < C >").count(), 2, "{out}");
-        assert_eq!(out.matches("section_clone").count(), 2, "{out}");
+        // `resolve_config` takes each section from the builder or keeps it there.
+        assert_eq!(out.matches("section_clone").count(), 4, "{out}");
         assert!(!out.contains("Clone :: clone"), "{out}");
         // The `training` section is read through one function.
         assert_eq!(out.matches("fn __titan_training").count(), 1, "{out}");
         assert_eq!(out.matches("Self :: __titan_training").count(), 2, "{out}");
+    }
+
+    #[test]
+    fn an_expression_takes_its_own_copy_of_each_section_it_names() {
+        let out = expand(parse_quote! {
+            struct Exp {
+                #[config(TrainingConfig::default())] training: TrainingConfig,
+                #[config(C { v: 1 })] llama: C,
+                #[build(M::new(llama, training.steps))] model: M,
+                #[build(D)] train_data: D,
+                #[build(L)] loss: L,
+                #[build(O)] optimizer: O,
+                #[build(S)] lr_scheduler: S,
+            }
+        });
+        for copy in [
+            "let llama : C = :: titan :: experiment :: section_clone (& llama) ;",
+            "let training : TrainingConfig = :: titan :: experiment :: section_clone (& training) ;",
+        ] {
+            assert_eq!(out.matches(copy).count(), 1, "{copy} in {out}");
+        }
     }
 }

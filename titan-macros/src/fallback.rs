@@ -36,7 +36,7 @@ pub fn generate(item: &ItemStruct, parsed: Option<&Experiment>, error: syn::Erro
                 ::core::default::Default::default()
             }
             fn resolve_config<'o>(
-                _: &#builder_ident #ty_generics,
+                _: &mut #builder_ident #ty_generics,
                 _: &'o ::titan::experiment::Overrides,
             ) -> ::titan::Result<::titan::experiment::ConfigSet<'o>> {
                 #unreachable

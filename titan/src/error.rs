@@ -61,6 +61,9 @@ pub enum Error {
         /// What went wrong.
         source: Box<Error>,
     },
+    /// An experiment's expression failed with an error of its own (not titan's).
+    #[error("{0}")]
+    Build(Box<dyn std::error::Error + Send + Sync>),
     /// Writing metrics or other JSON failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

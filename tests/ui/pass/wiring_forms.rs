@@ -2,10 +2,17 @@
 //! (`#[role(training)]`; the standard flags still reach them), a section named with a raw
 //! identifier (`r#type` is the section `type`), and an expression that binds a local of a
 //! field's name from that field (`let dims = &dims;`: it still needs `dims`, declared after it).
+//! A section moved into an expression without `.clone()` (each expression has its own copy), a
+//! `?` on an error that is not titan's, and a section's expression that runs once per run.
 
 use titan::cli::TrainArgs;
 use titan::prelude::*;
 use titan::tch::Device;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// How many times the `type` section's expression ran.
+static TYPE_RUNS: AtomicUsize = AtomicUsize::new(0);
 
 /// A tiny Llama on a repeating token pattern.
 #[experiment]
@@ -13,7 +20,7 @@ pub struct WiringForms {
     #[role(training)]
     #[config(TrainingConfig { steps: 9, batch_size: 2, seq_len: 32, samples: 0, device: "cpu".into(), ..TrainingConfig::default() })]
     run: TrainingConfig,
-    #[config(AdamWConfig::default())]
+    #[config({ TYPE_RUNS.fetch_add(1, Ordering::SeqCst); AdamWConfig::default() })]
     r#type: AdamWConfig,
     #[build(Llama::new(LlamaConfig {
         vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
@@ -23,14 +30,15 @@ pub struct WiringForms {
     model: Llama,
     #[build({
         let dims = &dims;
-        PackedLoader::new(dims, (0..2048).map(|i| i % 64).collect(), run.seq_len, run.batch_size, 0, true)?
+        let period: u32 = "64".parse()?;
+        PackedLoader::new(dims, (0..2048).map(|i| i % period).collect(), run.seq_len, run.batch_size, 0, true)?
     })]
     train_data: PackedLoader,
     #[build(ParallelDims::new(&LocalEnv::single(), Device::Cpu)?)]
     dims: ParallelDims,
     #[build(CausalLmLoss)]
     loss: CausalLmLoss,
-    #[build(AdamW::new(model.parameters(), r#type.clone())?)]
+    #[build(AdamW::new(model.parameters(), r#type)?)]
     optimizer: AdamW,
     #[build(Warmup::new(&optimizer, WarmupConfig { warmup_steps: 1, total_steps: run.steps, ..WarmupConfig::default() })?)]
     lr_scheduler: Warmup<AdamW>,
@@ -60,4 +68,9 @@ pub fn main() {
         "{metrics}"
     );
     assert!(metrics.contains("\"lr\":0.25"), "{metrics}");
+    assert_eq!(
+        TYPE_RUNS.load(Ordering::SeqCst),
+        1,
+        "the `type` expression runs once"
+    );
 }

@@ -66,9 +66,10 @@ pub trait Experiment: Sized {
     fn builder() -> Self::Builder;
     /// Builds every field not given to the builder, config sections first (with overrides).
     fn build_from(builder: Self::Builder, overrides: &Overrides) -> Result<Self>;
-    /// The resolved configuration sections, for `--print-config`.
+    /// The resolved configuration sections. Each section's expression runs here, once: its
+    /// value is kept in `builder`, where [`Experiment::build_from`] takes it.
     fn resolve_config<'o>(
-        builder: &Self::Builder,
+        builder: &mut Self::Builder,
         overrides: &'o Overrides,
     ) -> Result<ConfigSet<'o>>;
     /// The run-level settings (defaults when the experiment has no `training` section).
@@ -315,24 +316,26 @@ pub fn main<E: Experiment>() -> ExitCode {
 /// Runs experiment `E` as its binary would with `args`.
 pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     let mut overrides = args.overrides()?.named(E::NAME);
-    let builder = E::builder();
-    // `--pretokenize` sets the data settings' `pretokenize`, wherever the experiment keeps them.
+    let mut builder = E::builder();
+    // `--pretokenize` sets the data settings' `pretokenize`, wherever the experiment keeps them
+    // (found with a builder of its own: the run's sections are resolved with the flag set).
     let data_section = match args.pretokenize {
         true => {
-            let section = dataset_section(&E::resolve_config(&builder, &overrides)?, E::NAME)?;
+            let found = E::resolve_config(&mut E::builder(), &overrides)?;
+            let section = dataset_section(&found, E::NAME)?;
             overrides.push(&format!("{section}.pretokenize"), true);
             Some(section)
         }
         false => None,
     };
     if args.print_config {
-        let config = E::resolve_config(&builder, &overrides)?;
+        let config = E::resolve_config(&mut builder, &overrides)?;
         config.finish()?;
         print!("{}", config.to_toml());
         println!("# construction order: {}", E::ORDER.join(" -> "));
         return Ok(());
     }
-    let config = E::resolve_config(&builder, &overrides)?;
+    let config = E::resolve_config(&mut builder, &overrides)?;
     config.finish()?;
     // Settings out of range stop the run before anything is built or written; then the
     // output directory is this process's until the run ends.
@@ -544,11 +547,25 @@ macro_rules! __global_allocator {
 }
 
 /// Names the experiment field whose expression failed, so a run's error says what was built.
-pub fn in_field<T>(result: Result<T>, field: &'static str) -> Result<T> {
-    result.map_err(|e| crate::Error::Field {
+pub fn in_field<T>(result: Result<T, BuildError>, field: &'static str) -> Result<T> {
+    result.map_err(|BuildError(e)| crate::Error::Field {
         field,
-        source: Box::new(e),
+        source: Box::new(match e.downcast::<crate::Error>() {
+            Ok(titan) => *titan,
+            Err(other) => crate::Error::Build(other),
+        }),
     })
+}
+
+/// The error of a field's expression: any error its `?` meets (titan's, I/O, parsing, a
+/// `String`…), as with `anyhow`; [`in_field`] names the field.
+#[derive(Debug)]
+pub struct BuildError(Box<dyn std::error::Error + Send + Sync>);
+
+impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> From<E> for BuildError {
+    fn from(e: E) -> Self {
+        BuildError(e.into())
+    }
 }
 
 /// Checks, at the user's field type, that the `dist` field is a distributed environment, and

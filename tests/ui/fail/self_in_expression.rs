@@ -1,0 +1,25 @@
+//! An expression that reads another field through `self`: the experiment does not exist yet
+//! while its fields are built.
+
+// The expressions of a rejected experiment are not compiled, so some imports go unused.
+#![allow(unused_imports)]
+use titan::prelude::*;
+use titan::tch::Device;
+
+#[experiment]
+pub struct SelfInExpression {
+    #[config(TrainingConfig::default())]
+    training: TrainingConfig,
+    #[build(Llama::new(LlamaConfig { max_position_embeddings: self.training.seq_len, ..LlamaConfig::tiny() }, Device::Cpu)?)]
+    model: Llama,
+    #[build(PackedLoader::new(&ParallelDims::new(&LocalEnv::single(), Device::Cpu)?, (0..4096).collect(), 64, 2, 0, true)?)]
+    train_data: PackedLoader,
+        #[build(CausalLmLoss)]
+    loss: CausalLmLoss,
+    #[build(AdamW::new(model.parameters(), AdamWConfig::default())?)]
+    optimizer: AdamW,
+    #[build(Warmup::new(&optimizer, WarmupConfig::default())?)]
+    lr_scheduler: Warmup<AdamW>,
+}
+
+fn main() {}
