@@ -217,6 +217,17 @@ impl ParallelDims {
                         ),
                     ));
                 }
+                if let Device::Cuda(asked) = device
+                    && asked != 0
+                    && asked != env.local_rank()
+                {
+                    tracing::warn!(
+                        "training.device = cuda:{asked} is not this rank's GPU: with several \
+                         ranks each takes its LOCAL_RANK's, cuda:{} (choose the GPUs with \
+                         CUDA_VISIBLE_DEVICES)",
+                        env.local_rank()
+                    );
+                }
                 Device::Cuda(env.local_rank())
             }
             other => other,

@@ -92,6 +92,11 @@ pub struct DocumentsState {
         with = "shared_stamp"
     )]
     pub files: Option<Arc<FilesStamp>>,
+    /// Whether the ranks split each file's documents rather than take whole files; `None` in
+    /// checkpoints from before it was recorded (whole files whenever there were as many as
+    /// ranks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_document: Option<bool>,
 }
 
 /// `Option<Arc<FilesStamp>>` saved as the stamp itself.
@@ -255,18 +260,44 @@ pub struct Documents {
     open: Option<Open>,
 }
 
-/// The units rank `rank` of `degree` reads each pass over a source of `units` units, and
-/// whether it keeps one document in `degree` of them (fewer units than ranks) rather than
-/// whole units.
-fn share(units: usize, rank: u64, degree: u64) -> (Vec<usize>, bool) {
-    if (units as u64) < degree {
-        ((0..units).collect(), true)
-    } else {
-        (
-            (rank as usize..units).step_by(degree as usize).collect(),
-            false,
-        )
+/// The units rank `rank` of `degree` reads each pass over a source of `units` units: every
+/// unit when `by_document` (it keeps one document in `degree` of them), else its whole units.
+fn share(units: usize, rank: u64, degree: u64, by_document: bool) -> Vec<usize> {
+    match by_document {
+        true => (0..units).collect(),
+        false => (rank as usize..units).step_by(degree as usize).collect(),
     }
+}
+
+/// How far the largest rank's share of whole units may exceed the smallest one's, in bytes,
+/// before the ranks split documents instead (10%).
+const UNEVEN_SHARES: f64 = 1.1;
+
+/// Whether `degree` ranks split each unit's documents rather than take whole units of these
+/// `sizes` (bytes): when there are fewer units than ranks, and when whole units would give
+/// shares more than [`UNEVEN_SHARES`] apart, since each rank passes over its share on its own
+/// and a small share's documents would be trained on more often than a large one's.
+fn split_by_document(sizes: &[u64], degree: u64) -> bool {
+    if degree <= 1 {
+        return false;
+    }
+    if (sizes.len() as u64) < degree {
+        return true;
+    }
+    let shares: Vec<u64> = (0..degree as usize)
+        .map(|rank| sizes.iter().skip(rank).step_by(degree as usize).sum())
+        .collect();
+    let (least, most) = (
+        shares.iter().copied().min().unwrap_or(0),
+        shares.iter().copied().max().unwrap_or(0),
+    );
+    most as f64 > least as f64 * UNEVEN_SHARES
+}
+
+/// The split a position written before titan recorded it was read with: whole units whenever
+/// there were as many as ranks.
+fn split_before_recorded(units: usize, degree: u64) -> bool {
+    (units as u64) < degree
 }
 
 /// `item` as `k` items that together keep its documents: one in `stride × k` each, from the
@@ -345,7 +376,20 @@ impl Documents {
     ) -> Result<Self> {
         let (rank, degree) = (dims.dp_rank() as u64, dims.dp_degree() as u64);
         let rng = ChaCha8Rng::seed_from_u64(seed ^ rank.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let (units, by_document) = share(source.num_units(), rank, degree);
+        let sizes = source.unit_bytes()?;
+        let by_document = split_by_document(&sizes, degree);
+        if by_document && sizes.len() as u64 >= degree {
+            tracing::warn!(
+                "{}: {} files of uneven sizes cannot be shared out whole between {degree} ranks \
+                 (each rank would pass over its files at its own pace, and the smaller shares' \
+                 documents would be trained on more often): each rank reads every file and keeps \
+                 one document in {degree}; files of about equal size, a multiple of {degree} of \
+                 them, give each rank its own",
+                source.describe(),
+                sizes.len()
+            );
+        }
+        let units = share(source.num_units(), rank, degree, by_document);
         let source_has_shards = source.shards.is_some();
         let files = source.file_stamps()?.map(Arc::new);
         Ok(Self {
@@ -371,6 +415,7 @@ impl Documents {
                 tokens: source_has_shards,
                 seen: None,
                 files,
+                by_document: Some(by_document),
             },
             open: None,
         })
@@ -605,7 +650,17 @@ impl Dataset for Documents {
     }
 
     fn load_state(&mut self, state: DocumentsState) -> Result<()> {
-        let state = self.checked(state, &self.units, self.dp_rank)?;
+        // A position goes on with the split it was written with.
+        let num_units = self.source.num_units();
+        let by_document = state
+            .by_document
+            .unwrap_or_else(|| split_before_recorded(num_units, self.dp_degree));
+        if by_document != self.by_document {
+            self.units = share(num_units, self.dp_rank, self.dp_degree, by_document).into();
+            self.by_document = by_document;
+        }
+        let mut state = self.checked(state, &self.units, self.dp_rank)?;
+        state.by_document = Some(by_document);
         self.open = None;
         self.buffered_bytes = state.buffer.iter().map(Buffered::size).sum();
         self.state = state;
@@ -628,7 +683,10 @@ impl Dataset for Documents {
         let states = (0..old)
             .zip(states)
             .map(|(rank, state)| {
-                let (units, by_document) = share(num_units, rank, old);
+                let by_document = state
+                    .by_document
+                    .unwrap_or_else(|| split_before_recorded(num_units, old));
+                let units = share(num_units, rank, old, by_document);
                 let state = self.checked(state, &units, rank)?;
                 Ok((rank, units, by_document, state))
             })
@@ -707,6 +765,7 @@ impl Dataset for Documents {
             tokens: self.source.shards.is_some(),
             seen: None,
             files: self.state.files.clone(),
+            by_document: Some(self.by_document),
         };
         Ok(())
     }
@@ -747,6 +806,19 @@ mod tests {
         for (f, n) in [20, 13, 6, 19, 12].into_iter().enumerate() {
             let lines: String = (0..n)
                 .map(|i| format!("{{\"text\": \"file {f} line {i}\"}}\n"))
+                .collect();
+            let path = dir.join(format!("part-{f}.jsonl"));
+            std::fs::write(&path, lines).map_err(|e| Error::io(&path, e))?;
+        }
+        DataSource::files(dir, split)
+    }
+
+    /// Six JSONL files of 12 documents each, all of one size: whole files share out evenly
+    /// between 2, 3 or 6 ranks.
+    fn even_files(dir: &std::path::Path, split: Split) -> Result<DataSource> {
+        for f in 0..6 {
+            let lines: String = (0..12)
+                .map(|i| format!("{{\"text\": \"file {f} line {i:02}\"}}\n"))
                 .collect();
             let path = dir.join(format!("part-{f}.jsonl"));
             std::fs::write(&path, lines).map_err(|e| Error::io(&path, e))?;
@@ -839,9 +911,15 @@ mod tests {
     #[test]
     fn a_resume_on_another_number_of_ranks_loses_and_repeats_no_document() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        // Files split between ranks (5 files, 2 or 3 ranks), and documents split between ranks
-        // (1 unit, or 5 files on 6 ranks), both ways round.
-        let sources = [files(dir.path(), Split::Train)?, stories(60, Split::Train)];
+        let even = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        // Documents split between ranks (files of uneven sizes, 1 unit), and whole files split
+        // between ranks (6 files of one size on 1, 2, 3 or 6 ranks; on 4 they split
+        // documents), both ways round.
+        let sources = [
+            files(dir.path(), Split::Train)?,
+            stories(60, Split::Train),
+            even_files(even.path(), Split::Train)?,
+        ];
         for source in &sources {
             let cases = [
                 (2, 3, 4),
@@ -858,8 +936,9 @@ mod tests {
             }
         }
 
-        // Ranks in different epochs: with 2 ranks rank 1 has 30 training documents of the
-        // files' 65 and wraps first; the one behind catches up before the next epoch.
+        // Ranks in different epochs: with 2 ranks each has about half of the files' 65
+        // training documents, and rank 1 wraps; the one behind catches up before the next
+        // epoch.
         let source = &sources[0];
         let (read, states) = read_some(fresh(source, 2)?, &[10, 35])?;
         assert_eq!(states.iter().map(|s| s.epoch).collect::<Vec<_>>(), [0, 1]);
@@ -875,6 +954,65 @@ mod tests {
         let epochs: Vec<u64> = middle.iter().map(|s| s.epoch).collect();
         assert!(epochs.contains(&0) && epochs.contains(&1), "{epochs:?}");
         finish(source, read, &middle, 2)
+    }
+
+    #[test]
+    fn whole_files_go_to_ranks_only_when_their_shares_are_even() -> Result<()> {
+        assert!(!split_by_document(&[10, 10, 10, 10], 2));
+        assert!(!split_by_document(&[10, 10, 10, 10], 4));
+        assert!(!split_by_document(&[10, 3], 1), "one rank reads all");
+        assert!(
+            split_by_document(&[10, 10, 10], 4),
+            "fewer files than ranks"
+        );
+        assert!(split_by_document(&[10, 10, 10], 2), "20 bytes against 10");
+        assert!(split_by_document(&[20, 13, 6, 19, 12], 2));
+        assert!(!split_by_document(&[100, 100, 100, 95], 2), "within 10%");
+
+        let even = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let source = even_files(even.path(), Split::Train)?;
+        for (ranks, whole) in [(2, true), (3, true), (6, true), (4, false)] {
+            for d in fresh(&source, ranks)? {
+                assert_eq!(d.by_document, !whole, "{ranks} ranks");
+                assert_eq!(d.state().by_document, Some(!whole));
+            }
+        }
+        // Uneven files: each rank keeps one document in two of every file, so one pass of
+        // each reads the split once, and their passes are within a document of each other.
+        let uneven = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let source = files(uneven.path(), Split::Train)?;
+        let split = source.sample(usize::MAX)?;
+        let mut read = Vec::new();
+        for mut d in fresh(&source, 2)? {
+            assert!(d.by_document);
+            let mut pass = Vec::new();
+            while d.epoch() == 0 {
+                pass.push(d.next_document()?);
+            }
+            pass.pop(); // the first of the next pass
+            assert!(pass.len().abs_diff(split.len() / 2) <= 1, "{}", pass.len());
+            read.extend(pass);
+        }
+        assert_eq!(sorted(read), sorted(split));
+        Ok(())
+    }
+
+    #[test]
+    fn a_position_written_before_the_split_was_recorded_keeps_the_whole_files() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let source = files(dir.path(), Split::Train)?;
+        let mut old =
+            serde_json::to_value(Documents::new(&dims(1, 2), source.clone(), 0, 0)?.state())?;
+        if let Some(map) = old.as_object_mut() {
+            map.remove("by_document");
+        }
+        // Titan then gave 5 files to 2 ranks whole: rank 1 read files 1 and 3.
+        let mut resumed = Documents::new(&dims(1, 2), source, 0, 0)?;
+        resumed.load_state(serde_json::from_value(old)?)?;
+        assert!(!resumed.by_document);
+        assert_eq!(&*resumed.units, &[1, 3]);
+        assert_eq!(resumed.state().by_document, Some(false));
+        Ok(())
     }
 
     #[test]

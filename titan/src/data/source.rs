@@ -240,6 +240,22 @@ impl DataSource {
         }
     }
 
+    /// Each unit's size in bytes (the built-in stories are one unit, of size 0): how whole
+    /// units would share out between ranks.
+    pub fn unit_bytes(&self) -> Result<Vec<u64>> {
+        let Origin::Files(files) = &self.origin else {
+            return Ok(vec![0]);
+        };
+        files
+            .iter()
+            .map(|f| {
+                std::fs::metadata(&f.path)
+                    .map(|meta| meta.len())
+                    .map_err(|e| Error::io(&f.path, e))
+            })
+            .collect()
+    }
+
     /// The data files' paths and sizes now (`None` for the built-in stories): what a saved
     /// position into the files is checked against on resume.
     pub fn file_stamps(&self) -> Result<Option<FilesStamp>> {

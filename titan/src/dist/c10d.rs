@@ -68,6 +68,32 @@ pub struct ProcessGroup {
     firsts: std::sync::atomic::AtomicU64,
 }
 
+/// Before the group forms, every rank checks that it agrees with rank 0 on the world size and
+/// the backend (NCCL's group forms lazily, so a rank that saw no GPU and chose Gloo, or one
+/// started with another `WORLD_SIZE`, would otherwise hang at the first collective): a rank
+/// that differs stops with an error naming both. One key, read once per rank.
+fn agree_with_rank_zero(store: &Store, rank: usize, size: usize, backend: Backend) -> Result<()> {
+    let ours = format!("WORLD_SIZE = {size}, backend {backend:?}");
+    if rank == 0 {
+        return store.set("titan/world", ours.as_bytes());
+    }
+    let theirs = store.get("titan/world").map_err(|e| {
+        Error::Distributed(format!(
+            "rank {rank} of {size}: rank 0 did not say how it joins within the timeout (is it \
+             started, at MASTER_ADDR/MASTER_PORT?): {e}"
+        ))
+    })?;
+    let theirs = String::from_utf8_lossy(&theirs);
+    if theirs != ours {
+        return Err(Error::Distributed(format!(
+            "rank {rank} joins with {ours}, but rank 0 with {theirs}: every rank needs the same \
+             WORLD_SIZE and device kind (a rank that sees no GPU takes Gloo where the others take \
+             NCCL; check CUDA_VISIBLE_DEVICES and training.device)"
+        )));
+    }
+    Ok(())
+}
+
 impl ProcessGroup {
     /// Rank `rank` of `size` joins: rank 0 serves the store at `host:port`, the others connect
     /// to it; returns once every rank joined, or an error after `timeout`, which bounds every
@@ -119,6 +145,7 @@ impl ProcessGroup {
                 timeout.as_secs()
             ))
         })?;
+        agree_with_rank_zero(&store, rank, size, backend)?;
         let group = Group::new(&store, rank, size, backend, timeout).map_err(|e| {
             Error::Distributed(format!(
                 "rank {rank} of {size}: not every rank joined the {backend:?} process group \

@@ -222,6 +222,37 @@ mod tests {
         Ok((first, peer.join().expect("rank 1 panicked")?))
     }
 
+    /// A rank started with another world size than rank 0's stops at once, naming both (it
+    /// does not wait for a group that cannot form).
+    #[test]
+    fn a_rank_with_another_world_size_stops_naming_rank_zeros() -> Result<()> {
+        let timeout = Duration::from_secs(3);
+        let store = Store::new("127.0.0.1", 0, true, 2, timeout)?;
+        let port = store.port();
+        drop(store);
+        let zero = std::thread::spawn(move || {
+            ProcessGroup::join("127.0.0.1", port, 0, 2, Backend::Gloo, timeout).map(|_| ())
+        });
+        let started = std::time::Instant::now();
+        let err = ProcessGroup::join("127.0.0.1", port, 1, 3, Backend::Gloo, timeout)
+            .map(|_| ())
+            .expect_err("3 ranks against rank 0's 2");
+        assert!(
+            started.elapsed() < timeout,
+            "it did not wait out the timeout"
+        );
+        let err = err.to_string();
+        assert!(
+            err.contains(
+                "rank 1 joins with WORLD_SIZE = 3, backend Gloo, but rank 0 with WORLD_SIZE = 2"
+            ),
+            "{err}"
+        );
+        // Rank 0, alone, gives up after the timeout.
+        assert!(zero.join().expect("rank 0 panicked").is_err());
+        Ok(())
+    }
+
     /// Two ranks with 2 micro-batches: every gradient is the sum of both ranks' accumulated
     /// ones, and backward itself queued every bucket (the overlap).
     #[test]

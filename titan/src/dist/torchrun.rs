@@ -43,9 +43,20 @@ impl Torchrun {
     }
 
     /// As [`Torchrun::from_env`], reading variables through `get`. Every variable is checked:
-    /// an error names it and its value.
+    /// an error names it and its value. A rank other than 0 without `WORLD_SIZE` is an error
+    /// (each such process would take itself for the only one, and write the outputs).
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
         let Some(world) = get("WORLD_SIZE") else {
+            for name in ["RANK", "LOCAL_RANK"] {
+                if let Some(v) = get(name).filter(|v| v.trim() != "0") {
+                    return Err(Error::config(
+                        name,
+                        v,
+                        "is set without WORLD_SIZE: set WORLD_SIZE too (torchrun sets both), or \
+                         unset it to train in one process",
+                    ));
+                }
+            }
             return Ok(None);
         };
         let number = |name: &str, value: Option<String>, default: Option<u64>| -> Result<u64> {
@@ -94,7 +105,21 @@ impl Torchrun {
                 format!("must be below LOCAL_WORLD_SIZE = {local_world_size}"),
             ));
         }
-        let master_addr = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".into());
+        // One machine's ranks may default to this one; several machines need rank 0's named.
+        let master_addr = match get("MASTER_ADDR") {
+            Some(addr) => addr,
+            None if world_size > local_world_size => {
+                return Err(Error::config(
+                    "MASTER_ADDR",
+                    "(unset)",
+                    format!(
+                        "must name rank 0's host: the run spans several machines (WORLD_SIZE = \
+                         {world_size}, LOCAL_WORLD_SIZE = {local_world_size})"
+                    ),
+                ));
+            }
+            None => "127.0.0.1".into(),
+        };
         if master_addr.trim().is_empty() {
             return Err(Error::config(
                 "MASTER_ADDR",
@@ -153,7 +178,8 @@ mod tests {
 
     #[test]
     fn no_world_size_is_no_launcher() -> Result<()> {
-        assert_eq!(Torchrun::from_vars(vars(&[("RANK", "3")]))?, None);
+        assert_eq!(Torchrun::from_vars(vars(&[]))?, None);
+        assert_eq!(Torchrun::from_vars(vars(&[("RANK", "0")]))?, None);
         Ok(())
     }
 
@@ -212,6 +238,16 @@ mod tests {
                     ("LOCAL_WORLD_SIZE", "2"),
                 ],
                 "`LOCAL_RANK` = 2",
+            ),
+            (&[("RANK", "3")], "`RANK` = 3"),
+            (&[("LOCAL_RANK", "1")], "`LOCAL_RANK` = 1"),
+            (
+                &[
+                    ("WORLD_SIZE", "4"),
+                    ("RANK", "0"),
+                    ("LOCAL_WORLD_SIZE", "2"),
+                ],
+                "several machines (WORLD_SIZE = 4, LOCAL_WORLD_SIZE = 2)",
             ),
         ];
         for (pairs, expected) in cases {

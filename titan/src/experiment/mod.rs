@@ -293,7 +293,13 @@ pub fn main<E: Experiment>() -> ExitCode {
             }),
         None => run::<E>(args),
     };
-    let rank = crate::dist::current().map(|g| g.rank());
+    // The group's rank, or before it exists, the launcher's (torchrun's `RANK`).
+    let launched = crate::dist::Torchrun::from_env()
+        .ok()
+        .flatten()
+        .filter(|t| t.world_size > 1)
+        .map(|t| t.rank);
+    let rank = crate::dist::current().map(|g| g.rank()).or(launched);
     // Leaves the process group; after an error, the other ranks' errors name this rank.
     crate::dist::shutdown(result.as_ref().err());
     match result {
