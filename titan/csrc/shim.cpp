@@ -208,18 +208,13 @@ struct TitanGraph {
 
 namespace {
 
-// Makes `device` current for one call and restores the previous one after it.
+// Makes `device` current for one call and restores the previous one after it, as c10's
+// device guards do: restoring a device with no context yet (a rank's GPU 0 that it never
+// used) creates none there.
 struct DeviceScope {
   c10::DeviceIndex previous;
-  explicit DeviceScope(c10::DeviceIndex device) : previous(c10::cuda::current_device()) {
-    if (previous != device) c10::cuda::set_device(device);
-  }
-  ~DeviceScope() {
-    try {
-      if (c10::cuda::current_device() != previous) c10::cuda::set_device(previous);
-    } catch (...) {
-    }
-  }
+  explicit DeviceScope(c10::DeviceIndex device) : previous(c10::cuda::ExchangeDevice(device)) {}
+  ~DeviceScope() { (void)c10::cuda::MaybeSetDevice(previous); }
 };
 
 // Ends a capture that failed or was abandoned, so the stream leaves capture mode. When libtorch
@@ -283,7 +278,7 @@ int titan_graph_end_side(TitanGraph* graph, char* err, size_t err_len) {
     if (graph->previous) c10::cuda::setCurrentCUDAStream(*graph->previous);
     graph->previous.reset();
     if (graph->previous_device >= 0 && graph->previous_device != graph->device)
-      c10::cuda::set_device(graph->previous_device);
+      (void)c10::cuda::MaybeSetDevice(graph->previous_device);
   });
 }
 
@@ -316,6 +311,12 @@ int titan_graph_replay(TitanGraph* graph, char* err, size_t err_len) {
     DeviceScope scope(graph->device);
     graph->graph.replay();
   });
+}
+
+// Makes `device` this thread's current CUDA device (a rank's own GPU, as torchtitan's
+// `torch.cuda.set_device(local_rank)`), so nothing else creates a context on GPU 0.
+int titan_cuda_set_device(int8_t device, char* err, size_t err_len) {
+  return guarded(err, err_len, [&] { c10::cuda::set_device(device); });
 }
 
 // Waits, polling, for the work queued so far on `device`'s current stream, at most `timeout_ms`:

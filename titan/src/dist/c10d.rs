@@ -423,7 +423,15 @@ impl C10dEnv {
         };
         let backend = match device {
             Device::Cpu => Backend::Gloo,
-            Device::Cuda(_) if has_nccl() => Backend::Nccl,
+            Device::Cuda(_) if has_nccl() => {
+                // The rank's own GPU is current before NCCL's group forms (NCCL guesses its
+                // device from the current one), as torchtitan's `set_device(local_rank)`.
+                let gpus = tch::Cuda::device_count().max(0) as usize;
+                if t.local_rank < gpus {
+                    crate::shim::make_current(Device::Cuda(t.local_rank))?;
+                }
+                Backend::Nccl
+            }
             Device::Cuda(_) => {
                 return Err(Error::Unsupported(
                     "this titan was built without NCCL's headers (titan/build.rs looks for \

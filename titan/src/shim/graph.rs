@@ -4,9 +4,9 @@
 #![allow(unsafe_code)] // Calls into the C++ shim; each call states why it is sound.
 
 #[cfg(titan_cuda)]
-pub use cuda::{CudaGraph, finish_within};
+pub use cuda::{CudaGraph, finish_within, make_current};
 #[cfg(not(titan_cuda))]
-pub use without_cuda::{CudaGraph, finish_within};
+pub use without_cuda::{CudaGraph, finish_within, make_current};
 
 unsafe extern "C" {
     fn titan_has_cuda_graphs() -> bool;
@@ -36,6 +36,7 @@ mod cuda {
         fn titan_graph_capture_begin(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
         fn titan_graph_capture_end(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
         fn titan_graph_replay(graph: *mut c_void, err: *mut c_char, err_len: usize) -> i32;
+        fn titan_cuda_set_device(device: i8, err: *mut c_char, err_len: usize) -> i32;
         fn titan_cuda_finish_within(
             device: i8,
             timeout_ms: i64,
@@ -43,6 +44,18 @@ mod cuda {
             err: *mut c_char,
             err_len: usize,
         ) -> i32;
+    }
+
+    /// Makes CUDA `device` this process's current device (a rank's own GPU, before its process
+    /// group forms); nothing for the CPU.
+    pub fn make_current(device: Device) -> Result<()> {
+        let Some(index) = cuda_index(device)? else {
+            return Ok(());
+        };
+        call("making the rank's GPU current", |err, len| {
+            // SAFETY: plain arguments; the error buffer is `call`'s.
+            unsafe { titan_cuda_set_device(index, err, len) }
+        })
     }
 
     /// Waits for the work queued on `device`'s current stream (a replayed graph's included),
@@ -202,6 +215,12 @@ mod without_cuda {
         // Not public: outside this file a graph comes only from `new`, which fails (the tests
         // build one to check that its methods fail too).
         pub(super) _unbuilt: (),
+    }
+
+    /// Nothing: without CUDA's headers no process group reduces CUDA tensors, and libtorch's
+    /// own guards choose each call's device.
+    pub fn make_current(_device: Device) -> Result<()> {
+        Ok(())
     }
 
     /// Waits for all of `device`'s work (this build cannot poll it): true once it is done.

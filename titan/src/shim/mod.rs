@@ -19,7 +19,7 @@ mod optim;
 mod precision;
 mod rng;
 
-pub use graph::{CudaGraph, finish_within, has_cuda_graphs};
+pub use graph::{CudaGraph, finish_within, has_cuda_graphs, make_current};
 pub use kernels::{chunked_cross_entropy, fused_rms_norm, fused_rotary, fused_swiglu};
 pub use memory::{DeviceMemory, device_memory, empty_cache, reset_peak_memory};
 pub use mkl::mkl_vendor_check_off;
