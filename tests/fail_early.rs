@@ -66,6 +66,44 @@ fn validation_data_without_documents_stops_the_run_before_step_1() -> Result<()>
     Ok(())
 }
 
+/// A section's value out of range is refused as its overrides are applied, by the section's
+/// key, before the tokenizer trains; a `seq_len` the model cannot hold, before the loaders and
+/// the optimizer are built; a schedule that ends before the run is warned about (not tested
+/// here: a warning).
+#[test]
+fn a_sections_bad_value_is_named_by_its_key_before_anything_is_built() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    for (flag, expected) in [
+        ("llama.num_attention_heads=3", "`llama.hidden_size` = "),
+        ("adamw.betas=[0.9, 1.0]", "`adamw.betas` = [0.9, 1]"),
+        ("schedule.min_lr_ratio=2", "`schedule.min_lr_ratio` = 2"),
+        ("llama.rope_theta=0", "`llama.rope_theta` = 0"),
+        ("bpe.vocab_size=100", "`bpe.vocab_size` = 100"),
+    ] {
+        let out = dir.path().join(flag.split('=').next().context("key")?);
+        let err = run(&out, &["--set", flag]).expect_err(flag).to_string();
+        ensure!(err.contains(expected), "{flag}: {err}");
+        ensure!(
+            !out.join("tokenizer.json").exists(),
+            "{flag}: the tokenizer trained before the error"
+        );
+    }
+    let out = dir.path().join("seq");
+    let err = run(&out, &["--set", "training.seq_len=4096"])
+        .expect_err("seq_len past the positions")
+        .to_string();
+    ensure!(
+        err.contains("training.seq_len 4096 exceeds the model's max positions"),
+        "{err}"
+    );
+    // Empty paths (an unset shell variable) are not the working directory.
+    let err = run(&dir.path().join("empty"), &["--data", ""])
+        .expect_err("an empty --data")
+        .to_string();
+    ensure!(err.contains("`training.data` = \"\""), "{err}");
+    Ok(())
+}
+
 #[test]
 fn a_file_whose_first_record_does_not_read_is_refused_when_named() -> Result<()> {
     let dir = tempfile::tempdir()?;

@@ -59,9 +59,34 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
         take_or_build(exp, f, quote!(__titan_builder.#name), None)
     });
     let config_names: Vec<_> = configs.iter().map(|f| &f.ident).collect();
-    let build_components = components.iter().map(|f| {
+    // As soon as both the model and the tokenizer are built, and before the loaders and the
+    // optimizer, the tokenizer's ids and the run's `seq_len` must fit the model (`train`
+    // checks again, for a builder given finished components).
+    let fits = match (
+        exp.role(Role::Model),
+        exp.role(Role::Tokenizer),
+        exp.role(Role::Training),
+    ) {
+        (Some(model), Some(tok), Some(training)) => {
+            let at = |f: &Field| components.iter().position(|c| c.ident == f.ident);
+            at(model).zip(at(tok)).map(|(m, t)| {
+                let (model, tok_name, training) = (&model.ident, &tok.ident, &training.ident);
+                let check = quote_spanned! {tok.ty.span()=>
+                    ::titan::experiment::check_fits(&#tok_name, &#model, Self::__titan_training(&#training).seq_len)?;
+                };
+                (m.max(t), check)
+            })
+        }
+        _ => None,
+    };
+    let build_components = components.iter().enumerate().map(|(i, f)| {
         let name = &f.ident;
-        take_or_build(exp, f, quote!(__titan_builder.#name), None)
+        let built = take_or_build(exp, f, quote!(__titan_builder.#name), None);
+        let check = fits
+            .as_ref()
+            .filter(|(after, _)| *after == i)
+            .map(|(_, c)| c);
+        quote!(#built #check)
     });
     let all_names = exp.fields.iter().map(|f| &f.ident);
 
@@ -220,7 +245,16 @@ fn take_or_build(
         // The argument too is at the type's span: a bound's error goes on the argument.
         let mut value = name.clone();
         value.set_span(ty.span());
-        quote_spanned!(ty.span()=> let #name: #ty = __titan_cfg.resolve(#section, #value)?;)
+        // Then its ranges, where it has them (`titan::experiment::Validate`), before anything
+        // is built.
+        quote_spanned! {ty.span()=>
+            let #name: #ty = __titan_cfg.resolve(#section, #value)?;
+            {
+                #[allow(unused_imports)]
+                use ::titan::experiment::{AnySection as _, ValidSection as _};
+                (&&::titan::experiment::SectionCheck(&#value)).check_section(#section)?;
+            }
+        }
     });
     quote! {
         let #name: #ty = match #take {

@@ -24,6 +24,11 @@ pub trait LrScheduler {
     fn step(&mut self, optimizer: &mut Self::Optimizer) -> f64;
     /// The rate applied by the last call to `step` (the warmup's first rate before any).
     fn last_lr(&self) -> f64;
+    /// The step its schedule ends at, where it has one: the trainer warns when a run goes past
+    /// it (by default none).
+    fn total_steps(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// What follows the warmup.
@@ -60,6 +65,30 @@ pub struct WarmupConfig {
     pub decay_ratio: Option<f64>,
 }
 
+impl WarmupConfig {
+    /// Checks every ratio's range; an error names the key and the value (steps out of order
+    /// are cut, with a warning, by [`Warmup::new`]).
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return Err(Error::config(
+                "WarmupConfig.min_lr_ratio",
+                self.min_lr_ratio,
+                "must be within [0, 1]",
+            ));
+        }
+        if let Some(ratio) = self.decay_ratio
+            && !(ratio > 0.0 && ratio <= 1.0)
+        {
+            return Err(Error::config(
+                "WarmupConfig.decay_ratio",
+                ratio,
+                "must be within (0, 1]",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for WarmupConfig {
     fn default() -> Self {
         Self {
@@ -87,22 +116,7 @@ pub struct Warmup<O> {
 impl<O: Optimizer> Warmup<O> {
     /// A schedule peaking at `optimizer`'s base rate.
     pub fn new(optimizer: &O, config: WarmupConfig) -> Result<Self> {
-        if !(0.0..=1.0).contains(&config.min_lr_ratio) {
-            return Err(Error::config(
-                "WarmupConfig.min_lr_ratio",
-                config.min_lr_ratio,
-                "must be within [0, 1]",
-            ));
-        }
-        if let Some(ratio) = config.decay_ratio
-            && !(ratio > 0.0 && ratio <= 1.0)
-        {
-            return Err(Error::config(
-                "WarmupConfig.decay_ratio",
-                ratio,
-                "must be within (0, 1]",
-            ));
-        }
+        config.validate()?;
         let mut config = config;
         if config.warmup_steps > config.total_steps {
             tracing::warn!(
@@ -185,6 +199,10 @@ impl<O: Optimizer> LrScheduler for Warmup<O> {
 
     fn last_lr(&self) -> f64 {
         self.last
+    }
+
+    fn total_steps(&self) -> Option<u64> {
+        Some(self.config.total_steps)
     }
 }
 

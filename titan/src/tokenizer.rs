@@ -150,6 +150,18 @@ pub struct BpeConfig {
 }
 
 impl BpeConfig {
+    /// Checks the vocabulary can hold the special tokens and every byte.
+    pub fn validate(&self) -> Result<()> {
+        if self.vocab_size < 260 {
+            return Err(Error::config(
+                "BpeConfig.vocab_size",
+                self.vocab_size,
+                "must be at least 260 (4 special tokens and 256 bytes)",
+            ));
+        }
+        Ok(())
+    }
+
     /// These settings with a relative `path` placed in `dir` (an absolute one stays).
     pub fn in_dir(&self, dir: &std::path::Path) -> Self {
         Self {
@@ -305,10 +317,9 @@ impl BpeTokenizer {
         if tokenizer.vocab_size() < config.vocab_size {
             tracing::warn!(
                 "the tokenizer learned {} ids of the {} asked (BpeConfig.vocab_size): its sample \
-                 has too little text to merge further; the model's embedding still has {} rows \
-                 (raise dataset.tokenizer_sample for a fuller vocabulary)",
+                 has too little text to merge further (raise dataset.tokenizer_sample for a \
+                 fuller vocabulary)",
                 tokenizer.vocab_size(),
-                config.vocab_size,
                 config.vocab_size
             );
         }
@@ -333,13 +344,7 @@ impl BpeTokenizer {
         S: AsRef<str> + Send,
     {
         let specials = [BOS, PAD, EOS, UNK];
-        if config.vocab_size < specials.len() + 256 {
-            return Err(Error::config(
-                "BpeConfig.vocab_size",
-                config.vocab_size,
-                "must be at least 260 (4 special tokens and 256 bytes)",
-            ));
-        }
+        config.validate()?;
         let trainer = BpeTrainerBuilder::new()
             .vocab_size(config.vocab_size)
             .min_frequency(config.min_frequency)

@@ -64,7 +64,7 @@ impl<'o> ConfigSet<'o> {
             let written = if own.is_some() { section } else { "training" };
             if let Some(table) = own.or(aliased) {
                 let mut leaves = Vec::new();
-                leaves_of(table, &mut Vec::new(), &mut leaves);
+                leaves_of(table, Some(&tree), &mut Vec::new(), &mut leaves);
                 for (path, value) in leaves {
                     touched |= set_value::<T>(&mut tree, written, &path, value, &at)?;
                 }
@@ -226,17 +226,20 @@ fn write_table(out: &mut String, prefix: &str, tree: &Value) {
     }
 }
 
-/// The leaves of a file's table: (key path, value); an empty table is none (no change).
+/// The leaves of a file's table: (key path, value); an empty table is none (no change). A
+/// table where the section's value (`section`, at the same path) is unset (an optional group of
+/// settings, `[llama.rope_scaling]`) is one leaf: it is set whole.
 fn leaves_of<'v>(
     table: &'v Value,
+    section: Option<&Value>,
     path: &mut Vec<&'v str>,
     out: &mut Vec<(Vec<&'v str>, &'v Value)>,
 ) {
     match table {
-        Value::Object(map) => {
+        Value::Object(map) if !matches!(section, Some(Value::Null)) => {
             for (key, value) in map {
                 path.push(key);
-                leaves_of(value, path, out);
+                leaves_of(value, section.and_then(|s| s.get(key)), path, out);
                 path.pop();
             }
         }
@@ -291,11 +294,14 @@ fn slot<'t>(
             .iter()
             .fold(section.to_string(), |a, p| format!("{a}.{p}"));
         let Value::Object(map) = node else {
-            return Err(Error::config(
-                full,
-                value,
-                format!("`{here}` has no sub-keys{origin}"),
-            ));
+            let reason = match node {
+                Value::Null => format!(
+                    "`{here}` is unset{origin}; set it whole: `--set '{here}={{...}}'` (JSON), or \
+                     a [{here}] table in a --config file"
+                ),
+                _ => format!("`{here}` has no sub-keys{origin}"),
+            };
+            return Err(Error::config(full, value, reason));
         };
         if !map.contains_key(*part) {
             let mut valid: Vec<&str> = map.keys().map(String::as_str).collect();
@@ -491,6 +497,45 @@ mod tests {
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
         let o = Overrides::from_file(&path)?;
         Ok((dir, o))
+    }
+
+    /// An unset optional group (Llama's `rope_scaling`) is set whole from a file's table;
+    /// `--set` of one of its keys says how to set it.
+    #[test]
+    fn an_unset_group_is_set_whole_from_a_files_table() -> Result<()> {
+        use crate::model::{LlamaConfig, RopeScaling};
+        let tiny = LlamaConfig::tiny();
+        let (_dir, o) = file_with(
+            "[llama.rope_scaling]\nrope_type = \"llama3\"\nfactor = 8.0\nlow_freq_factor = 1.0\n\
+             high_freq_factor = 4.0\noriginal_max_position_embeddings = 8192\n",
+        )?;
+        let set = ConfigSet::new(&o).resolve("llama", tiny.clone())?;
+        assert_eq!(
+            set.rope_scaling,
+            Some(RopeScaling {
+                factor: 8.0,
+                ..RopeScaling::llama3_2()
+            })
+        );
+        let (_dir, o) = file_with("[llama.rope_scaling]\nfactor = 8.0\n")?;
+        let err = ConfigSet::new(&o)
+            .resolve("llama", tiny.clone())
+            .expect_err("a partial group")
+            .to_string();
+        assert!(
+            err.contains("`llama.rope_scaling`") && err.contains("missing field"),
+            "{err}"
+        );
+        let o = Overrides::parse(["llama.rope_scaling.factor=8"])?;
+        let err = ConfigSet::new(&o)
+            .resolve("llama", tiny)
+            .expect_err("a key of an unset group")
+            .to_string();
+        assert!(
+            err.contains("`llama.rope_scaling` is unset") && err.contains("set it whole"),
+            "{err}"
+        );
+        Ok(())
     }
 
     #[test]

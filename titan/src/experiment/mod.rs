@@ -16,7 +16,9 @@ pub use config::ConfigSet;
 pub use hf::{export_checkpoint, export_hf, init_from_hf};
 pub use output_dir::{OutputLock, keep_aside};
 pub use overrides::Overrides;
-pub use section::{Section, is_section, section_clone};
+pub use section::{
+    AnySection, Section, SectionCheck, ValidSection, Validate, is_section, section_clone,
+};
 pub use wire::{WireData, WireLoss, WireModel, WireOpt, wire};
 // What the generated code names here, whose home is elsewhere.
 pub use crate::model::check_fits;

@@ -28,3 +28,110 @@ pub fn is_section<T: Section>() {}
 pub fn section_clone<T: Section>(section: &T) -> T {
     section.clone()
 }
+
+/// A settings section whose values have ranges: `#[experiment]` checks it as soon as its
+/// overrides are applied, before any component is built (and `--print-config` prints it), and
+/// names a bad value by the section's key (`llama.hidden_size`, whatever the type calls it).
+/// A section that does not implement it is not checked there.
+pub trait Validate {
+    /// Checks every value's range; an error names the key and the value.
+    fn validate(&self) -> crate::Result<()>;
+}
+
+macro_rules! validated {
+    ($($ty:ty),*) => {$(
+        impl Validate for $ty {
+            fn validate(&self) -> crate::Result<()> {
+                <$ty>::validate(self)
+            }
+        }
+    )*};
+}
+
+validated!(
+    crate::model::LlamaConfig,
+    crate::optim::AdamWConfig,
+    crate::optim::SgdConfig,
+    crate::optim::AdafactorConfig,
+    crate::lr::WarmupConfig,
+    crate::tokenizer::BpeConfig,
+    crate::trainer::TrainingConfig
+);
+
+/// A section on its way to being checked (`#[experiment]` calls
+/// `(&&SectionCheck(&value)).check_section(name)`: [`ValidSection`]'s method where the section
+/// is [`Validate`], else [`AnySection`]'s, which checks nothing).
+pub struct SectionCheck<'a, T>(pub &'a T);
+
+/// The check of a [`Validate`] section, its errors keyed by the section's name.
+pub trait ValidSection {
+    /// Validates the section named `section`.
+    fn check_section(&self, section: &str) -> crate::Result<()>;
+}
+
+impl<T: Validate> ValidSection for &SectionCheck<'_, T> {
+    fn check_section(&self, section: &str) -> crate::Result<()> {
+        self.0.validate().map_err(|e| in_section(section, e))
+    }
+}
+
+/// The check of any other section: nothing to check.
+pub trait AnySection {
+    /// Checks nothing.
+    fn check_section(&self, _section: &str) -> crate::Result<()> {
+        Ok(())
+    }
+}
+
+impl<T> AnySection for &&SectionCheck<'_, T> {}
+
+/// `e` with its key under `section`: `LlamaConfig.hidden_size` of the section `llama` is
+/// `llama.hidden_size` (a key already under a section, `training.steps`, stays).
+fn in_section(section: &str, e: crate::Error) -> crate::Error {
+    match e {
+        crate::Error::Config {
+            field,
+            value,
+            reason,
+        } if field.starts_with(char::is_uppercase) => {
+            let key = field.split_once('.').map_or("", |(_, key)| key);
+            crate::Error::Config {
+                field: format!("{section}.{key}"),
+                value,
+                reason,
+            }
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_validated_section_is_checked_under_its_name_and_others_pass() {
+        let bad = crate::model::LlamaConfig {
+            num_attention_heads: 3,
+            ..crate::model::LlamaConfig::tiny()
+        };
+        let err = (&&SectionCheck(&bad))
+            .check_section("llama")
+            .expect_err("3 heads")
+            .to_string();
+        assert!(err.contains("`llama.hidden_size`"), "{err}");
+        let adamw = crate::optim::AdamWConfig {
+            betas: (0.9, 1.0),
+            ..Default::default()
+        };
+        let err = (&&SectionCheck(&adamw))
+            .check_section("opt")
+            .expect_err("beta 1")
+            .to_string();
+        assert!(err.contains("`opt.betas` = [0.9, 1]"), "{err}");
+        // A section of the user's own, with no ranges: nothing to check.
+        #[derive(Clone)]
+        struct Mine;
+        assert!((&&SectionCheck(&Mine)).check_section("mine").is_ok());
+    }
+}

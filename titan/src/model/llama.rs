@@ -292,6 +292,32 @@ impl LlamaConfig {
                 ),
             ));
         }
+        for (field, value, reason) in [
+            (
+                "LlamaConfig.rope_theta",
+                self.rope_theta,
+                "must be a finite number above 0",
+            ),
+            (
+                "LlamaConfig.rms_norm_eps",
+                self.rms_norm_eps,
+                "must be a finite number, 0 or above",
+            ),
+            (
+                "LlamaConfig.initializer_range",
+                self.initializer_range,
+                "must be a finite number above 0 (at 0 every weight is 0 and nothing trains)",
+            ),
+        ] {
+            let ok = value.is_finite()
+                && match field {
+                    "LlamaConfig.rms_norm_eps" => value >= 0.0,
+                    _ => value > 0.0,
+                };
+            if !ok {
+                return Err(Error::config(field, value, reason));
+            }
+        }
         if let Some(scaling) = &self.rope_scaling {
             scaling.validate()?;
         }
@@ -961,8 +987,9 @@ impl Model for Llama {
 }
 
 impl LlamaConfig {
-    /// This configuration with the tokenizer's vocab size, and positions enough for the
-    /// tokenizer's max length (a larger configured value is kept).
+    /// This configuration with the tokenizer's vocab size in place of the configured one (as
+    /// torchtitan sizes its model from the tokenizer), and positions enough for the tokenizer's
+    /// max length (a larger configured value is kept).
     pub fn with_tokenizer<T: crate::Tokenizer + ?Sized>(&self, tokenizer: &T) -> Self {
         Self {
             vocab_size: tokenizer.vocab_size() as i64,
@@ -977,6 +1004,60 @@ mod tests {
     use super::*;
 
     const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
+
+    /// Values that would train NaN or nothing are refused before a weight is made, each named.
+    #[test]
+    fn out_of_range_settings_are_refused_by_name() {
+        let cases = [
+            (
+                LlamaConfig {
+                    num_attention_heads: 3,
+                    ..LlamaConfig::tiny()
+                },
+                "hidden_size",
+            ),
+            (
+                LlamaConfig {
+                    rope_theta: 0.0,
+                    ..LlamaConfig::tiny()
+                },
+                "rope_theta",
+            ),
+            (
+                LlamaConfig {
+                    rope_theta: f64::NAN,
+                    ..LlamaConfig::tiny()
+                },
+                "rope_theta",
+            ),
+            (
+                LlamaConfig {
+                    rms_norm_eps: -1e-6,
+                    ..LlamaConfig::tiny()
+                },
+                "rms_norm_eps",
+            ),
+            (
+                LlamaConfig {
+                    initializer_range: 0.0,
+                    ..LlamaConfig::tiny()
+                },
+                "initializer_range",
+            ),
+        ];
+        for (config, key) in cases {
+            let err = config.validate().expect_err(key).to_string();
+            assert!(err.contains(&format!("`LlamaConfig.{key}`")), "{err}");
+        }
+        assert!(
+            LlamaConfig {
+                rms_norm_eps: 0.0,
+                ..LlamaConfig::tiny()
+            }
+            .validate()
+            .is_ok()
+        );
+    }
 
     /// The count from the shape is the built model's, tied or not, with grouped-query heads.
     #[test]

@@ -147,7 +147,9 @@ where
     }
     if seq_len as i64 > model.max_seq_len() {
         return Err(crate::Error::Mismatch(format!(
-            "seq_len {seq_len} exceeds the model's max positions {} (raise LlamaConfig.max_position_embeddings or BpeConfig.max_len)",
+            "training.seq_len {seq_len} exceeds the model's max positions {}: lower \
+             training.seq_len, or raise the model's max_position_embeddings (a Llama takes at \
+             least the tokenizer's max_len, e.g. bpe.max_len)",
             model.max_seq_len()
         )));
     }

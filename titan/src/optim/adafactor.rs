@@ -30,6 +30,27 @@ pub struct AdafactorConfig {
     pub weight_decay: f64,
 }
 
+impl AdafactorConfig {
+    /// Checks every value's range; an error names the key and the value.
+    pub fn validate(&self) -> Result<()> {
+        if self.beta2_decay.is_nan() || self.beta2_decay >= 0.0 {
+            return Err(Error::config(
+                "AdafactorConfig.beta2_decay",
+                self.beta2_decay,
+                "must be negative (the averaging must forget)",
+            ));
+        }
+        params::positive("AdafactorConfig.lr", self.lr)?;
+        params::positive("AdafactorConfig.d", self.d)?;
+        params::positive("AdafactorConfig.eps2", self.eps2)?;
+        params::non_negative("AdafactorConfig.weight_decay", self.weight_decay)?;
+        if let Some(eps1) = self.eps1 {
+            params::positive("AdafactorConfig.eps1", eps1)?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for AdafactorConfig {
     fn default() -> Self {
         Self {
@@ -66,20 +87,7 @@ impl Adafactor {
     /// Adafactor over `params`; the factored statistics take `rows + columns` numbers per
     /// matrix. Parameters of the model's no-decay group take no weight decay.
     pub fn new(params: Parameters, config: AdafactorConfig) -> Result<Self> {
-        if config.beta2_decay.is_nan() || config.beta2_decay >= 0.0 {
-            return Err(Error::config(
-                "AdafactorConfig.beta2_decay",
-                config.beta2_decay,
-                "must be negative (the averaging must forget)",
-            ));
-        }
-        params::positive("AdafactorConfig.lr", config.lr)?;
-        params::positive("AdafactorConfig.d", config.d)?;
-        params::positive("AdafactorConfig.eps2", config.eps2)?;
-        params::non_negative("AdafactorConfig.weight_decay", config.weight_decay)?;
-        if let Some(eps1) = config.eps1 {
-            params::positive("AdafactorConfig.eps1", eps1)?;
-        }
+        config.validate()?;
         let params = params::collect(params);
         let mut moments = Vec::with_capacity(params.len());
         for Param { tensor: p, .. } in &params {

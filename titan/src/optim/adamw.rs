@@ -26,6 +26,23 @@ pub struct AdamWConfig {
     pub weight_decay: f64,
 }
 
+impl AdamWConfig {
+    /// Checks every value's range; an error names the key and the value.
+    pub fn validate(&self) -> Result<()> {
+        let (beta1, beta2) = self.betas;
+        if ![beta1, beta2].iter().all(|b| (0.0..1.0).contains(b)) {
+            return Err(Error::config(
+                "AdamWConfig.betas",
+                format!("[{beta1}, {beta2}]"),
+                "each must be within [0, 1)",
+            ));
+        }
+        params::positive("AdamWConfig.eps", self.eps)?;
+        params::non_negative("AdamWConfig.lr", self.lr)?;
+        params::non_negative("AdamWConfig.weight_decay", self.weight_decay)
+    }
+}
+
 impl Default for AdamWConfig {
     fn default() -> Self {
         Self {
@@ -66,18 +83,7 @@ impl AdamW {
     /// Builds AdamW over `params`; parameters of the model's no-decay group
     /// ([`crate::model::ParamGroup::NoDecay`]) take no weight decay.
     pub fn new(params: Parameters, config: AdamWConfig) -> Result<Self> {
-        let (beta1, beta2) = config.betas;
-        for (name, beta) in [
-            ("AdamWConfig.betas.0", beta1),
-            ("AdamWConfig.betas.1", beta2),
-        ] {
-            if !(0.0..1.0).contains(&beta) {
-                return Err(Error::config(name, beta, "must be within [0, 1)"));
-            }
-        }
-        params::positive("AdamWConfig.eps", config.eps)?;
-        params::non_negative("AdamWConfig.lr", config.lr)?;
-        params::non_negative("AdamWConfig.weight_decay", config.weight_decay)?;
+        config.validate()?;
         let params = params::collect(params);
         let mut steps: Vec<Option<Tensor>> = params.iter().map(|_| None).collect();
         let mut groups = Vec::new();

@@ -27,6 +27,26 @@ pub struct SgdConfig {
     pub nesterov: bool,
 }
 
+impl SgdConfig {
+    /// Checks every value's range; an error names the key and the value.
+    pub fn validate(&self) -> Result<()> {
+        if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
+            return Err(Error::config(
+                "SgdConfig.nesterov",
+                true,
+                format!(
+                    "needs momentum > 0 and dampening 0 (got momentum {}, dampening {})",
+                    self.momentum, self.dampening
+                ),
+            ));
+        }
+        params::non_negative("SgdConfig.momentum", self.momentum)?;
+        params::non_negative("SgdConfig.dampening", self.dampening)?;
+        params::non_negative("SgdConfig.lr", self.lr)?;
+        params::non_negative("SgdConfig.weight_decay", self.weight_decay)
+    }
+}
+
 impl Default for SgdConfig {
     fn default() -> Self {
         Self {
@@ -58,20 +78,7 @@ impl Sgd {
     /// Builds SGD over `params`; parameters of the model's no-decay group
     /// ([`crate::model::ParamGroup::NoDecay`]) take no weight decay.
     pub fn new(params: Parameters, config: SgdConfig) -> Result<Self> {
-        if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
-            return Err(Error::config(
-                "SgdConfig.nesterov",
-                true,
-                format!(
-                    "needs momentum > 0 and dampening 0 (got momentum {}, dampening {})",
-                    config.momentum, config.dampening
-                ),
-            ));
-        }
-        params::non_negative("SgdConfig.momentum", config.momentum)?;
-        params::non_negative("SgdConfig.dampening", config.dampening)?;
-        params::non_negative("SgdConfig.lr", config.lr)?;
-        params::non_negative("SgdConfig.weight_decay", config.weight_decay)?;
+        config.validate()?;
         let params = params::collect(params);
         let buffers = if config.momentum > 0.0 {
             params

@@ -170,6 +170,18 @@ impl Trainer {
     pub fn run<Lab>(&mut self, mut parts: Parts<'_, Lab>) -> Result<Summary> {
         let cfg = self.config.clone();
         cfg.validate()?;
+        // A schedule that ends before the run (e.g. its total_steps kept from a `--config`
+        // file while `--steps` grew) trains the rest at its final rate: said, not silent.
+        if let Some(end) = parts.update.schedule_ends().filter(|&end| end < cfg.steps) {
+            tracing::warn!(
+                "training.steps = {} runs past the LR schedule's end (its total_steps = {end}): \
+                 steps {} to {} train at its final rate; set the schedule's total_steps to \
+                 training.steps (a --config file that sets it keeps it when --steps changes)",
+                cfg.steps,
+                end + 1,
+                cfg.steps
+            );
+        }
         if parts.device.is_cuda() {
             shim::set_cuda_matmul_tf32(cfg.tf32)?;
         }

@@ -146,6 +146,22 @@ impl TrainingConfig {
                 format!("must be at least {min}{why}"),
             ))
         };
+        // An empty path (an unset shell variable) would be the working directory.
+        for (key, path) in [
+            ("data", &self.data),
+            ("val_data", &self.val_data),
+            ("output_dir", &self.output_dir),
+            ("resume_from", &self.resume_from),
+            ("init_from_hf", &self.init_from_hf),
+        ] {
+            if path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(Error::config(
+                    &format!("training.{key}"),
+                    "\"\"",
+                    "is empty: name a path, or leave it unset",
+                ));
+            }
+        }
         at_least("steps", self.steps, 1, "")?;
         at_least("batch_size", self.batch_size as u64, 1, "")?;
         at_least(
@@ -368,6 +384,20 @@ mod tests {
                     ..TrainingConfig::default()
                 },
                 "training.log_every",
+            ),
+            (
+                TrainingConfig {
+                    output_dir: Some(PathBuf::new()),
+                    ..TrainingConfig::default()
+                },
+                "training.output_dir",
+            ),
+            (
+                TrainingConfig {
+                    data: Some(PathBuf::new()),
+                    ..TrainingConfig::default()
+                },
+                "training.data",
             ),
             (
                 TrainingConfig {

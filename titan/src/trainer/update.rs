@@ -18,6 +18,8 @@ pub(crate) trait Update {
     /// A step the optimizer skips on the device when `found_inf` is 1; false when it cannot.
     fn step_unless(&mut self, found_inf: &Tensor) -> Result<bool>;
     fn capturable(&self) -> bool;
+    /// The step the LR schedule ends at, where it has one.
+    fn schedule_ends(&self) -> Option<u64>;
 }
 
 /// An optimizer and the scheduler that drives it, as one [`Update`].
@@ -48,5 +50,8 @@ where
     }
     fn capturable(&self) -> bool {
         self.optimizer.borrow().capturable()
+    }
+    fn schedule_ends(&self) -> Option<u64> {
+        self.scheduler.borrow().total_steps()
     }
 }
