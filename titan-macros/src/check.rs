@@ -147,6 +147,20 @@ fn typos(exp: &Experiment, renamed: &[&str], errors: &mut Errors) {
             {
                 continue;
             }
+            // A role's name the experiment has no field for (`training.steps` without a
+            // `training` section): say which field gives it, or how to add one.
+            if let Some(role) = Role::from_name(&name) {
+                let advice = match exp.role(role) {
+                    Some(field) => format!("here the {role} is the field `{}`: write `{}`", field.ident, field.ident),
+                    None if role == Role::Training => "add the section: `#[config(TrainingConfig::default())] training: TrainingConfig` (the standard flags then reach it)".to_string(),
+                    None => format!("add a field `{name}` (or mark one `#[role({name})]`)"),
+                };
+                errors.error(
+                    ident.span(),
+                    format!("`{name}` is not a field of `{}`; {advice}", exp.ident),
+                );
+                continue;
+            }
             let closest =
                 suggest::closest(&name, names.iter().map(String::as_str), suggest::tolerance);
             if let Some(suggestion) = closest {

@@ -256,8 +256,13 @@ fn take_or_build(
             }
         }
     });
+    // A component may be changed by a later expression (`&mut tokenizer`), as any local.
+    let binding = match f.kind {
+        Some(InitKind::Build) => quote!(#[allow(unused_mut)] let mut #name),
+        _ => quote!(let #name),
+    };
     quote! {
-        let #name: #ty = match #take {
+        #binding: #ty = match #take {
             ::core::option::Option::Some(v) => v,
             ::core::option::Option::None => #value,
         };

@@ -3,7 +3,8 @@
 //! identifier (`r#type` is the section `type`), and an expression that binds a local of a
 //! field's name from that field (`let dims = &dims;`: it still needs `dims`, declared after it).
 //! A section moved into an expression without `.clone()` (each expression has its own copy), a
-//! `?` on an error that is not titan's, and a section's expression that runs once per run.
+//! `?` on an error that is not titan's, a section's expression that runs once per run, and an
+//! expression that borrows a component mutably.
 
 use titan::cli::TrainArgs;
 use titan::prelude::*;
@@ -36,7 +37,8 @@ pub struct WiringForms {
     train_data: PackedLoader,
     #[build(ParallelDims::new(&LocalEnv::single(), Device::Cpu)?)]
     dims: ParallelDims,
-    #[build(CausalLmLoss)]
+    // A later expression may change a component it names (`&mut`).
+    #[build({ let _: &mut Llama = &mut model; CausalLmLoss })]
     loss: CausalLmLoss,
     #[build(AdamW::new(model.parameters(), r#type)?)]
     optimizer: AdamW,

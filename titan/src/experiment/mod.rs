@@ -253,12 +253,27 @@ where
     if !crate::dist::writes_outputs()? {
         return Ok(());
     }
-    let prompt: Vec<i64> = tokenizer
+    let mut prompt: Vec<i64> = tokenizer
         .encode(&training.prompt)?
         .into_iter()
         .map(i64::from)
         .collect();
     let eos = tokenizer.eos_id().map(i64::from);
+    // An empty prompt (with a tokenizer that adds no BOS) starts a document: BOS, or the EOS
+    // that ends the one before; with neither there is nothing to generate from.
+    if prompt.is_empty() {
+        match tokenizer.bos_id().map(i64::from).or(eos) {
+            Some(start) => prompt.push(start),
+            None => {
+                tracing::warn!(
+                    "no samples: training.prompt {:?} gives no tokens, and the tokenizer has no \
+                     BOS or EOS to start from",
+                    training.prompt
+                );
+                return Ok(());
+            }
+        }
+    }
     for i in 0..training.samples {
         let new = generate(model, &prompt, eos, &GenerateConfig::default())?;
         let ids: Vec<u32> = prompt.iter().chain(&new).map(|&t| t as u32).collect();

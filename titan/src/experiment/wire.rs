@@ -109,11 +109,13 @@ impl<'a, I: 'a, Lab: 'a> WireLoss<'a, I, Lab> {
             ))
         })?;
         data.load_state(serde_json::from_value(start.clone())?)?;
+        let start_epoch = data.epoch();
         let (forward, loss) = (self.data.model.forward.clone(), self.loss.clone());
         let device = self.data.model.device;
+        let mut warned = false;
         self.validate = Some(Box::new(move |batches| {
             data.load_state(serde_json::from_value(start.clone())?)?;
-            evaluate_with(
+            let result = evaluate_with(
                 data,
                 batches,
                 device,
@@ -121,7 +123,19 @@ impl<'a, I: 'a, Lab: 'a> WireLoss<'a, I, Lab> {
                 &|logits, labels: &<V::Batch as Batch>::Labels| {
                     loss.whole(logits, labels.as_train_labels())
                 },
-            )
+            );
+            // Fewer validation batches than an evaluation reads: it wrapped, and its first
+            // documents count twice in the loss.
+            if result.is_ok() && data.epoch() != start_epoch && !warned {
+                warned = true;
+                tracing::warn!(
+                    "the validation data ran out within one evaluation of {batches} batches \
+                     (training.eval_batches) and started over: some of its documents count more \
+                     than once in the validation loss; lower training.eval_batches or give more \
+                     validation data"
+                );
+            }
+            result
         }));
         Ok(self)
     }
