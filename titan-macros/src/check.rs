@@ -148,17 +148,23 @@ fn typos(exp: &Experiment, renamed: &[&str], errors: &mut Errors) {
                 continue;
             }
             // A role's name the experiment has no field for (`training.steps` without a
-            // `training` section): say which field gives it, or how to add one.
+            // `training` section), unless a field took or meant that role (its own error, if
+            // any, was reported): say how to add it.
             if let Some(role) = Role::from_name(&name) {
-                let advice = match exp.role(role) {
-                    Some(field) => format!("here the {role} is the field `{}`: write `{}`", field.ident, field.ident),
-                    None if role == Role::Training => "add the section: `#[config(TrainingConfig::default())] training: TrainingConfig` (the standard flags then reach it)".to_string(),
-                    None => format!("add a field `{name}` (or mark one `#[role({name})]`)"),
-                };
-                errors.error(
-                    ident.span(),
-                    format!("`{name}` is not a field of `{}`; {advice}", exp.ident),
-                );
+                let claimed = exp.role(role).is_some()
+                    || exp.fields.iter().any(|f| {
+                        f.meant_role == Some(role) || (f.unknown_role && f.meant_role.is_none())
+                    });
+                if !claimed {
+                    let advice = match role {
+                        Role::Training => "add the section: `#[config(TrainingConfig::default())] training: TrainingConfig` (the standard flags then reach it)".to_string(),
+                        _ => format!("add a field `{name}`"),
+                    };
+                    errors.error(
+                        ident.span(),
+                        format!("`{name}` is not a field of `{}`; {advice}", exp.ident),
+                    );
+                }
                 continue;
             }
             let closest =

@@ -214,7 +214,12 @@ namespace {
 struct DeviceScope {
   c10::DeviceIndex previous;
   explicit DeviceScope(c10::DeviceIndex device) : previous(c10::cuda::ExchangeDevice(device)) {}
-  ~DeviceScope() { (void)c10::cuda::MaybeSetDevice(previous); }
+  ~DeviceScope() {
+    try {
+      (void)c10::cuda::MaybeSetDevice(previous);
+    } catch (...) {
+    }
+  }
 };
 
 // Ends a capture that failed or was abandoned, so the stream leaves capture mode. When libtorch

@@ -250,6 +250,9 @@ pub struct Documents {
     /// This rank's units, and whether it keeps one document in `dp_degree` of them.
     units: Arc<[usize]>,
     by_document: bool,
+    /// How the ranks share the units, and the units' sizes it was decided from.
+    sharing: Sharing,
+    sizes: Arc<[u64]>,
     dp_rank: u64,
     dp_degree: u64,
     shuffle_buffer: usize,
@@ -260,12 +263,43 @@ pub struct Documents {
     open: Option<Open>,
 }
 
-/// The units rank `rank` of `degree` reads each pass over a source of `units` units: every
-/// unit when `by_document` (it keeps one document in `degree` of them), else its whole units.
-fn share(units: usize, rank: u64, degree: u64, by_document: bool) -> Vec<usize> {
-    match by_document {
-        true => (0..units).collect(),
-        false => (rank as usize..units).step_by(degree as usize).collect(),
+/// How a source's units are shared out between data-parallel ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// Every rank reads every unit and keeps one document in `degree` of them.
+    Documents,
+    /// Whole units, dealt by size so the ranks' shares are within [`UNEVEN_SHARES`]
+    /// ([`balanced`]).
+    Files,
+    /// Whole units, the `rank`-th of every `degree`: how titan dealt them before it recorded
+    /// the sharing in positions.
+    RoundRobin,
+}
+
+impl Sharing {
+    /// The sharing a position records (`by_document`), or for one from before it was recorded,
+    /// the rule of then: whole units, round robin, whenever there were as many as ranks.
+    fn recorded(by_document: Option<bool>, units: usize, degree: u64) -> Self {
+        match by_document {
+            Some(true) => Sharing::Documents,
+            Some(false) => Sharing::Files,
+            None if (units as u64) < degree => Sharing::Documents,
+            None => Sharing::RoundRobin,
+        }
+    }
+
+    /// The units rank `rank` of `degree` reads each pass over units of these `sizes`.
+    fn units(self, sizes: &[u64], rank: u64, degree: u64) -> Vec<usize> {
+        match self {
+            Sharing::Documents => (0..sizes.len()).collect(),
+            Sharing::RoundRobin => (rank as usize..sizes.len())
+                .step_by(degree as usize)
+                .collect(),
+            Sharing::Files => balanced(sizes, degree)
+                .into_iter()
+                .nth(rank as usize)
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -273,31 +307,51 @@ fn share(units: usize, rank: u64, degree: u64, by_document: bool) -> Vec<usize> 
 /// before the ranks split documents instead (10%).
 const UNEVEN_SHARES: f64 = 1.1;
 
-/// Whether `degree` ranks split each unit's documents rather than take whole units of these
-/// `sizes` (bytes): when there are fewer units than ranks, and when whole units would give
-/// shares more than [`UNEVEN_SHARES`] apart, since each rank passes over its share on its own
-/// and a small share's documents would be trained on more often than a large one's.
-fn split_by_document(sizes: &[u64], degree: u64) -> bool {
-    if degree <= 1 {
-        return false;
+/// Units of these `sizes` dealt whole to `degree` ranks, largest first, each to the rank with
+/// the fewest bytes so far (the lowest rank on a tie); each rank's units in source order.
+/// Deterministic for the sizes, which a resume finds unchanged (the positions' file stamps).
+fn balanced(sizes: &[u64], degree: u64) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    order.sort_by_key(|&u| (std::cmp::Reverse(sizes[u]), u));
+    let mut shares: Vec<(u64, Vec<usize>)> = vec![(0, Vec::new()); degree.max(1) as usize];
+    for unit in order {
+        if let Some((bytes, units)) = shares.iter_mut().min_by_key(|(bytes, _)| *bytes) {
+            *bytes += sizes[unit];
+            units.push(unit);
+        }
     }
-    if (sizes.len() as u64) < degree {
-        return true;
-    }
-    let shares: Vec<u64> = (0..degree as usize)
-        .map(|rank| sizes.iter().skip(rank).step_by(degree as usize).sum())
-        .collect();
-    let (least, most) = (
-        shares.iter().copied().min().unwrap_or(0),
-        shares.iter().copied().max().unwrap_or(0),
-    );
-    most as f64 > least as f64 * UNEVEN_SHARES
+    shares
+        .into_iter()
+        .map(|(_, mut units)| {
+            units.sort_unstable();
+            units
+        })
+        .collect()
 }
 
-/// The split a position written before titan recorded it was read with: whole units whenever
-/// there were as many as ranks.
-fn split_before_recorded(units: usize, degree: u64) -> bool {
-    (units as u64) < degree
+/// How `degree` ranks share units of these `sizes` (bytes): whole units when they can be
+/// dealt within [`UNEVEN_SHARES`] of each other, else documents (fewer units than ranks, or
+/// sizes too uneven), since each rank passes over its share on its own and a small share's
+/// documents would be trained on more often than a large one's.
+fn sharing_for(sizes: &[u64], degree: u64) -> Sharing {
+    if degree <= 1 {
+        return Sharing::Files;
+    }
+    if (sizes.len() as u64) < degree {
+        return Sharing::Documents;
+    }
+    let bytes: Vec<u64> = balanced(sizes, degree)
+        .iter()
+        .map(|units| units.iter().map(|&u| sizes[u]).sum())
+        .collect();
+    let (least, most) = (
+        bytes.iter().copied().min().unwrap_or(0),
+        bytes.iter().copied().max().unwrap_or(0),
+    );
+    match most as f64 > least as f64 * UNEVEN_SHARES {
+        true => Sharing::Documents,
+        false => Sharing::Files,
+    }
 }
 
 /// `item` as `k` items that together keep its documents: one in `stride × k` each, from the
@@ -376,26 +430,29 @@ impl Documents {
     ) -> Result<Self> {
         let (rank, degree) = (dims.dp_rank() as u64, dims.dp_degree() as u64);
         let rng = ChaCha8Rng::seed_from_u64(seed ^ rank.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let sizes = source.unit_bytes()?;
-        let by_document = split_by_document(&sizes, degree);
+        let sizes: Arc<[u64]> = source.unit_bytes()?.into();
+        let sharing = sharing_for(&sizes, degree);
+        let by_document = sharing == Sharing::Documents;
         if by_document && sizes.len() as u64 >= degree {
             tracing::warn!(
-                "{}: {} files of uneven sizes cannot be shared out whole between {degree} ranks \
-                 (each rank would pass over its files at its own pace, and the smaller shares' \
-                 documents would be trained on more often): each rank reads every file and keeps \
-                 one document in {degree}; files of about equal size, a multiple of {degree} of \
-                 them, give each rank its own",
+                "{}: {} files cannot be shared out whole between {degree} ranks within 10% of \
+                 each other's size (each rank passes over its files at its own pace, so a smaller \
+                 share's documents would be trained on more often): each rank reads every file \
+                 and keeps one document in {degree}; more files of about equal size give each \
+                 rank files of its own",
                 source.describe(),
                 sizes.len()
             );
         }
-        let units = share(source.num_units(), rank, degree, by_document);
+        let units = sharing.units(&sizes, rank, degree);
         let source_has_shards = source.shards.is_some();
         let files = source.file_stamps()?.map(Arc::new);
         Ok(Self {
             source,
             units: units.into(),
             by_document,
+            sharing,
+            sizes,
             dp_rank: rank,
             dp_degree: degree,
             shuffle_buffer,
@@ -651,16 +708,17 @@ impl Dataset for Documents {
 
     fn load_state(&mut self, state: DocumentsState) -> Result<()> {
         // A position goes on with the split it was written with.
-        let num_units = self.source.num_units();
-        let by_document = state
-            .by_document
-            .unwrap_or_else(|| split_before_recorded(num_units, self.dp_degree));
-        if by_document != self.by_document {
-            self.units = share(num_units, self.dp_rank, self.dp_degree, by_document).into();
-            self.by_document = by_document;
-        }
-        let mut state = self.checked(state, &self.units, self.dp_rank)?;
+        let sharing = Sharing::recorded(state.by_document, self.sizes.len(), self.dp_degree);
+        let units: Arc<[usize]> = match sharing == self.sharing {
+            true => self.units.clone(),
+            false => sharing
+                .units(&self.sizes, self.dp_rank, self.dp_degree)
+                .into(),
+        };
+        let mut state = self.checked(state, &units, self.dp_rank)?;
+        let by_document = sharing == Sharing::Documents;
         state.by_document = Some(by_document);
+        (self.units, self.by_document, self.sharing) = (units, by_document, sharing);
         self.open = None;
         self.buffered_bytes = state.buffer.iter().map(Buffered::size).sum();
         self.state = state;
@@ -683,10 +741,9 @@ impl Dataset for Documents {
         let states = (0..old)
             .zip(states)
             .map(|(rank, state)| {
-                let by_document = state
-                    .by_document
-                    .unwrap_or_else(|| split_before_recorded(num_units, old));
-                let units = share(num_units, rank, old, by_document);
+                let sharing = Sharing::recorded(state.by_document, num_units, old);
+                let by_document = sharing == Sharing::Documents;
+                let units = sharing.units(&self.sizes, rank, old);
                 let state = self.checked(state, &units, rank)?;
                 Ok((rank, units, by_document, state))
             })
@@ -826,6 +883,19 @@ mod tests {
         DataSource::files(dir, split)
     }
 
+    /// Four JSONL files of 36, 12, 12 and 12 documents of one size: two ranks take them whole
+    /// only when dealt by size (the first alone), not round robin.
+    fn lopsided_files(dir: &std::path::Path, split: Split) -> Result<DataSource> {
+        for (f, n) in [36, 12, 12, 12].into_iter().enumerate() {
+            let lines: String = (0..n)
+                .map(|i| format!("{{\"text\": \"file {f} line {i:02}\"}}\n"))
+                .collect();
+            let path = dir.join(format!("part-{f}.jsonl"));
+            std::fs::write(&path, lines).map_err(|e| Error::io(&path, e))?;
+        }
+        DataSource::files(dir, split)
+    }
+
     fn sorted(mut docs: Vec<String>) -> Vec<String> {
         docs.sort();
         docs
@@ -912,14 +982,21 @@ mod tests {
     fn a_resume_on_another_number_of_ranks_loses_and_repeats_no_document() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let even = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let lopsided = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         // Documents split between ranks (files of uneven sizes, 1 unit), and whole files split
-        // between ranks (6 files of one size on 1, 2, 3 or 6 ranks; on 4 they split
-        // documents), both ways round.
+        // between ranks (6 files of one size on 1, 2, 3 or 6 ranks, on 4 they split
+        // documents; 4 files dealt by size to 2 ranks), both ways round.
         let sources = [
             files(dir.path(), Split::Train)?,
             stories(60, Split::Train),
             even_files(even.path(), Split::Train)?,
+            lopsided_files(lopsided.path(), Split::Train)?,
         ];
+        let two = fresh(&sources[3], 2)?;
+        assert_eq!(
+            (two[0].sharing, &*two[0].units, &*two[1].units),
+            (Sharing::Files, &[0][..], &[1, 2, 3][..])
+        );
         for source in &sources {
             let cases = [
                 (2, 3, 4),
@@ -958,16 +1035,18 @@ mod tests {
 
     #[test]
     fn whole_files_go_to_ranks_only_when_their_shares_are_even() -> Result<()> {
-        assert!(!split_by_document(&[10, 10, 10, 10], 2));
-        assert!(!split_by_document(&[10, 10, 10, 10], 4));
-        assert!(!split_by_document(&[10, 3], 1), "one rank reads all");
-        assert!(
-            split_by_document(&[10, 10, 10], 4),
-            "fewer files than ranks"
-        );
-        assert!(split_by_document(&[10, 10, 10], 2), "20 bytes against 10");
-        assert!(split_by_document(&[20, 13, 6, 19, 12], 2));
-        assert!(!split_by_document(&[100, 100, 100, 95], 2), "within 10%");
+        let documents = |sizes: &[u64], degree| sharing_for(sizes, degree) == Sharing::Documents;
+        assert!(!documents(&[10, 10, 10, 10], 2));
+        assert!(!documents(&[10, 10, 10, 10], 4));
+        assert!(!documents(&[10, 3], 1), "one rank reads all");
+        // Dealt by size: round robin would give 14 bytes against 6.
+        assert!(!documents(&[10, 3, 3, 3, 1], 2));
+        assert_eq!(balanced(&[10, 3, 3, 3, 1], 2), [vec![0], vec![1, 2, 3, 4]]);
+        assert_eq!(balanced(&[5, 5, 5, 5], 2), [vec![0, 2], vec![1, 3]]);
+        assert!(documents(&[10, 10, 10], 4), "fewer files than ranks");
+        assert!(documents(&[10, 10, 10], 2), "20 bytes against 10");
+        assert!(documents(&[20, 13, 6, 19, 12], 2), "38 bytes against 32");
+        assert!(!documents(&[100, 100, 100, 95], 2), "within 10%");
 
         let even = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let source = even_files(even.path(), Split::Train)?;

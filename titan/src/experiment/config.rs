@@ -236,7 +236,7 @@ fn leaves_of<'v>(
     out: &mut Vec<(Vec<&'v str>, &'v Value)>,
 ) {
     match table {
-        Value::Object(map) if !matches!(section, Some(Value::Null)) => {
+        Value::Object(map) if map.is_empty() || !matches!(section, Some(Value::Null)) => {
             for (key, value) in map {
                 path.push(key);
                 leaves_of(value, section.and_then(|s| s.get(key)), path, out);

@@ -49,14 +49,33 @@ macro_rules! validated {
 }
 
 validated!(
-    crate::model::LlamaConfig,
     crate::optim::AdamWConfig,
     crate::optim::SgdConfig,
     crate::optim::AdafactorConfig,
     crate::lr::WarmupConfig,
-    crate::tokenizer::BpeConfig,
-    crate::trainer::TrainingConfig
+    crate::tokenizer::BpeConfig
 );
+
+// The ranges only: the device is the machine's business, checked when the run starts (a
+// configuration for a GPU prints on a laptop).
+impl Validate for crate::trainer::TrainingConfig {
+    fn validate(&self) -> crate::Result<()> {
+        self.validate_ranges()
+    }
+}
+
+// All but what the tokenizer fills in (`LlamaConfig::with_tokenizer`: the vocab size, and
+// positions up to its max length), which a section may leave at 0 for it.
+impl Validate for crate::model::LlamaConfig {
+    fn validate(&self) -> crate::Result<()> {
+        crate::model::LlamaConfig {
+            vocab_size: self.vocab_size.max(1),
+            max_position_embeddings: self.max_position_embeddings.max(1),
+            ..self.clone()
+        }
+        .validate()
+    }
+}
 
 /// A section on its way to being checked (`#[experiment]` calls
 /// `(&&SectionCheck(&value)).check_section(name)`: [`ValidSection`]'s method where the section

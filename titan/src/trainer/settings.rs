@@ -133,9 +133,18 @@ impl TrainingConfig {
         }
     }
 
-    /// Checks every setting that has a valid range, before anything is built: an error names
-    /// the key, the value and the range. Nothing is clamped into range silently.
+    /// Checks every setting that has a valid range, before anything is built, and that the
+    /// device and precision name something this machine has: an error names the key, the value
+    /// and the range. Nothing is clamped into range silently.
     pub fn validate(&self) -> Result<()> {
+        self.validate_ranges()?;
+        self.compute_kind()?;
+        Ok(())
+    }
+
+    /// [`TrainingConfig::validate`] without the machine: the ranges alone, which hold wherever
+    /// the settings are printed.
+    pub fn validate_ranges(&self) -> Result<()> {
         let at_least = |key: &str, value: u64, min: u64, why: &str| {
             if value >= min {
                 return Ok(());
@@ -193,8 +202,6 @@ impl TrainingConfig {
                 "must be a finite number above 0, or exactly 0 to turn clipping off",
             ));
         }
-        // The device and precision name something this machine has.
-        self.compute_kind()?;
         if let Some(peak) = self.peak_flops
             && !(peak.is_finite() && peak > 0.0)
         {
