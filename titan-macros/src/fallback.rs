@@ -14,34 +14,49 @@ use crate::emit::{builder, plain_struct};
 pub fn generate(item: &ItemStruct, parsed: Option<&Experiment>, error: syn::Error) -> TokenStream {
     let errors = error.to_compile_error();
     let Some(exp) = parsed else {
+        // A stub with no builder, so `titan::main!(Exp)` adds no error of its own.
+        let stub = stub(&item.ident, &item.generics, quote!(()));
         let item = without_our_attributes(item);
-        return quote! { #errors #item };
+        return quote! { #errors #item #stub };
     };
-    let ident = &exp.ident;
-    let (impl_generics, ty_generics, where_clause) = exp.generics.split_for_impl();
-    let builder_ident = format_ident!("{}Builder", ident);
+    let builder_ident = format_ident!("{}Builder", exp.ident);
+    let (_, ty_generics, _) = exp.generics.split_for_impl();
+    let stub = stub(
+        &exp.ident,
+        &exp.generics,
+        quote!(#builder_ident #ty_generics),
+    );
     let plain = plain_struct(exp);
     let builder = builder(exp);
-    let unreachable = quote!(::core::unreachable!("the experiment did not compile"));
     quote! {
         #errors
         #plain
         #builder
+        #stub
+    }
+}
 
+/// An `Experiment` impl for `ident` whose every method is unreachable, with `builder` as its
+/// builder type (which must implement `Default`).
+pub fn stub(ident: &syn::Ident, generics: &syn::Generics, builder: TokenStream) -> TokenStream {
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let unreachable = quote!(::core::unreachable!("the experiment did not compile"));
+    let builder_ident = builder;
+    quote! {
         impl #impl_generics ::titan::experiment::Experiment for #ident #ty_generics #where_clause {
-            type Builder = #builder_ident #ty_generics;
+            type Builder = #builder_ident;
             const NAME: &'static str = "";
             const ORDER: &'static [&'static str] = &[];
-            fn builder() -> #builder_ident #ty_generics {
+            fn builder() -> #builder_ident {
                 ::core::default::Default::default()
             }
             fn resolve_config<'o>(
-                _: &mut #builder_ident #ty_generics,
+                _: &mut #builder_ident,
                 _: &'o ::titan::experiment::Overrides,
             ) -> ::titan::Result<::titan::experiment::ConfigSet<'o>> {
                 #unreachable
             }
-            fn build_from(_: #builder_ident #ty_generics, _: &::titan::experiment::Overrides) -> ::titan::Result<Self> {
+            fn build_from(_: #builder_ident, _: &::titan::experiment::Overrides) -> ::titan::Result<Self> {
                 #unreachable
             }
             fn training(&self) -> &::titan::experiment::TrainingConfig {

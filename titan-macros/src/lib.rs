@@ -43,7 +43,12 @@ fn experiment2(
                 "`#[experiment]` goes on a struct with one named field per component",
             )
             .to_compile_error();
-            return quote::quote!(#error #other);
+            // An enum keeps a stub, so `titan::main!(Exp)` adds no error of its own.
+            let stub = match &other {
+                syn::Item::Enum(e) => fallback::stub(&e.ident, &e.generics, quote::quote!(())),
+                _ => proc_macro2::TokenStream::new(),
+            };
+            return quote::quote!(#error #other #stub);
         }
         Err(e) => return e.to_compile_error(),
     };
