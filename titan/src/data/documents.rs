@@ -857,43 +857,32 @@ mod tests {
         (0..n).map(|_| docs.next_document()).collect()
     }
 
-    /// Five JSONL files of 20, 13, 6, 19 and 12 documents (each holds out one), named by file
-    /// and line.
+    /// JSONL files of `counts` documents, all of one length, named by file and line.
+    fn jsonl_files(dir: &std::path::Path, counts: &[usize], split: Split) -> Result<DataSource> {
+        for (f, &n) in counts.iter().enumerate() {
+            let lines: String = (0..n)
+                .map(|i| format!("{{\"text\": \"file {f} line {i:02}\"}}\n"))
+                .collect();
+            let path = dir.join(format!("part-{f}.jsonl"));
+            std::fs::write(&path, lines).map_err(|e| Error::io(&path, e))?;
+        }
+        DataSource::files(dir, split)
+    }
+
+    /// Five JSONL files of 20, 13, 6, 19 and 12 documents (each holds out one).
     fn files(dir: &std::path::Path, split: Split) -> Result<DataSource> {
-        for (f, n) in [20, 13, 6, 19, 12].into_iter().enumerate() {
-            let lines: String = (0..n)
-                .map(|i| format!("{{\"text\": \"file {f} line {i}\"}}\n"))
-                .collect();
-            let path = dir.join(format!("part-{f}.jsonl"));
-            std::fs::write(&path, lines).map_err(|e| Error::io(&path, e))?;
-        }
-        DataSource::files(dir, split)
+        jsonl_files(dir, &[20, 13, 6, 19, 12], split)
     }
 
-    /// Six JSONL files of 12 documents each, all of one size: whole files share out evenly
-    /// between 2, 3 or 6 ranks.
+    /// Six files of 12 documents: whole files share out evenly between 2, 3 or 6 ranks.
     fn even_files(dir: &std::path::Path, split: Split) -> Result<DataSource> {
-        for f in 0..6 {
-            let lines: String = (0..12)
-                .map(|i| format!("{{\"text\": \"file {f} line {i:02}\"}}\n"))
-                .collect();
-            let path = dir.join(format!("part-{f}.jsonl"));
-            std::fs::write(&path, lines).map_err(|e| Error::io(&path, e))?;
-        }
-        DataSource::files(dir, split)
+        jsonl_files(dir, &[12; 6], split)
     }
 
-    /// Four JSONL files of 36, 12, 12 and 12 documents of one size: two ranks take them whole
-    /// only when dealt by size (the first alone), not round robin.
+    /// Files of 36, 12, 12 and 12 documents: two ranks take them whole only when dealt by size
+    /// (the first alone), not round robin.
     fn lopsided_files(dir: &std::path::Path, split: Split) -> Result<DataSource> {
-        for (f, n) in [36, 12, 12, 12].into_iter().enumerate() {
-            let lines: String = (0..n)
-                .map(|i| format!("{{\"text\": \"file {f} line {i:02}\"}}\n"))
-                .collect();
-            let path = dir.join(format!("part-{f}.jsonl"));
-            std::fs::write(&path, lines).map_err(|e| Error::io(&path, e))?;
-        }
-        DataSource::files(dir, split)
+        jsonl_files(dir, &[36, 12, 12, 12], split)
     }
 
     fn sorted(mut docs: Vec<String>) -> Vec<String> {
