@@ -395,6 +395,23 @@ fn a_stateful_component_s_state_is_saved_and_restored() -> Result<()> {
     Ok(())
 }
 
+/// A run without checkpoints in a directory that holds an earlier run's is refused: it would
+/// start over from step 0 beside them, and its end would replace their `hf/` export.
+#[test]
+fn a_run_without_checkpoints_does_not_start_over_beside_a_runs_checkpoints() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    run_for(2, &out, &[])?;
+    let err = run_for(3, &out, &["--set", "training.checkpoint_every=0"])
+        .expect_err("checkpoints there")
+        .to_string();
+    ensure!(
+        err.contains("holds a run's checkpoints (up to step 2)") && err.contains("--output-dir"),
+        "{err}"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_tokenizer_trained_on_other_data_is_refused_not_reused() -> Result<()> {
     let dir = tempfile::tempdir()?;

@@ -145,7 +145,19 @@ fn find_start(training: &TrainingConfig, name: &str, config: &ConfigSet<'_>) -> 
     let resume = match &training.resume_from {
         Some(path) => Some(Checkpoint::open(path, name)?),
         None if checkpointing => store.latest()?,
-        None => None,
+        None => {
+            // A run without checkpoints would start over beside an earlier run's, and its end
+            // would replace that run's `hf/` export.
+            if let Some(latest) = store.latest()? {
+                return Err(crate::Error::Checkpoint(format!(
+                    "{} holds a run's checkpoints (up to step {}), and training.checkpoint_every                      = 0 would start a new run there from step 0: resume it with checkpoints on                      (or --resume-from {}), or use another --output-dir",
+                    store.dir().display(),
+                    latest.step(),
+                    latest.dir().display()
+                )));
+            }
+            None
+        }
     };
     if let Some(checkpoint) = &resume {
         resume::check_config_fits(checkpoint, config)?;

@@ -73,6 +73,7 @@ pub(crate) fn check_config_fits(checkpoint: &Checkpoint, run: &ConfigSet<'_>) ->
         );
     }
     let Some(first) = found.first() else {
+        schedule_changes(checkpoint, &saved, &run.tree());
         return Ok(());
     };
     Err(Error::Checkpoint(format!(
@@ -80,6 +81,31 @@ pub(crate) fn check_config_fits(checkpoint: &Checkpoint, run: &ConfigSet<'_>) ->
          --resume-from a checkpoint that fits)",
         checkpoint.dir().display()
     )))
+}
+
+/// A resumed run whose LR schedule's length changed (`--steps` moves `total_steps`, and with it
+/// a warmup sized from it) goes on from the checkpoint's step on the new schedule, where the
+/// rate may jump: said, naming each change.
+fn schedule_changes(checkpoint: &Checkpoint, saved: &serde_json::Value, run: &serde_json::Value) {
+    let changed = differences(saved, run, &|path| {
+        path.len() >= 2
+            && !path
+                .last()
+                .is_some_and(|key| key == "total_steps" || key == "warmup_steps")
+    });
+    if changed.is_empty() {
+        return;
+    }
+    let what: Vec<String> = changed
+        .iter()
+        .map(|d| format!("`{}` {} → {}", d.key, d.was, d.is))
+        .collect();
+    tracing::warn!(
+        "the LR schedule changes on resume from step {} ({}): from here the rate follows the new \
+         schedule, and may jump from the one the checkpoint's last step trained at",
+        checkpoint.step(),
+        what.join(", ")
+    );
 }
 
 /// The sections `run` has and `saved` lacks (they came with a newer experiment file or titan,

@@ -190,6 +190,16 @@ impl Checkpointing {
         Ok(previous)
     }
 
+    /// The checkpoint being written, once it is done (without waiting): its error as soon as
+    /// there is one (a full disk stops the run now, not a checkpoint interval later), or where
+    /// it went.
+    pub(crate) fn finished(&mut self) -> Result<Option<Saved>> {
+        match &self.writing {
+            Some(writing) if writing.handle.is_finished() => self.finish(),
+            _ => Ok(None),
+        }
+    }
+
     /// Waits for the checkpoint being written, if any: its error, or where it went.
     pub(crate) fn finish(&mut self) -> Result<Option<Saved>> {
         let Some(writing) = self.writing.take() else {

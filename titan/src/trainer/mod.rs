@@ -271,6 +271,10 @@ impl Trainer {
             bar.inc(1);
 
             if step % cfg.log_every == 0 || step == cfg.steps {
+                // A checkpoint written in the background: its failure is this run's now.
+                if let Some(checkpoints) = self.checkpoints.as_mut() {
+                    report(self.progress, &bar, checkpoints.finished()?);
+                }
                 // The only host syncs of the loop: values are read at log points alone. With data
                 // parallel, within the group's timeout: a replayed graph's reductions are in no
                 // watchdog, so a rank that stopped or hung is noticed here.

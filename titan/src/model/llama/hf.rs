@@ -136,8 +136,17 @@ fn check_config(theirs: &Value, ours: &LlamaConfig) -> std::result::Result<(), S
             return Err(format!("`{key}` is missing there"));
         };
         if !same_value(got, &ours[key]) {
+            // The model's vocabulary follows the run's tokenizer, not this directory's.
+            let hint = match key {
+                "vocab_size" => {
+                    " (the model has a row per id of the run's tokenizer: train with this \
+                     directory's tokenizer, by copying its tokenizer.json into the output \
+                     directory before the run)"
+                }
+                _ => "",
+            };
             return Err(format!(
-                "`{key}` is {got} there and {} in the experiment's model",
+                "`{key}` is {got} there and {} in the experiment's model{hint}",
                 ours[key]
             ));
         }
