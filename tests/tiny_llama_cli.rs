@@ -288,6 +288,82 @@ fn a_printed_config_read_back_reproduces_the_run_and_set_applies_on_top() -> Res
     Ok(())
 }
 
+/// SIGTERM (a cluster's preemption) stops a run at its next log point with a checkpoint of that
+/// step, between the regular ones, and says so; the same command resumes from it.
+#[test]
+fn sigterm_stops_with_a_checkpoint_of_that_step_and_the_rerun_resumes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    let out_flag = out.to_str().context("utf8 path")?.to_string();
+    let args = [
+        "--steps",
+        "400",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+        "--samples",
+        "0",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "1000",
+        "--output-dir",
+        &out_flag,
+        "--set",
+        "llama.num_hidden_layers=1",
+        "--set",
+        "training.seq_len=64",
+        "--set",
+        "dataset.tokenizer_sample=300",
+        "--set",
+        "training.eval_every=0",
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_tiny_llama"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Once it trains (a step in its metrics), SIGTERM.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_to_string(out.join("metrics.jsonl"))
+        .is_ok_and(|m| m.contains("\"step\":2"))
+    {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no step within 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    ensure!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?
+            .success()
+    );
+    let stopped = child.wait_with_output()?;
+    let err = String::from_utf8(stopped.stderr)?;
+    ensure!(!stopped.status.success(), "{err}");
+    ensure!(err.contains("stopped by SIGTERM after step"), "{err}");
+    let checkpoints: Vec<String> = std::fs::read_dir(out.join("checkpoints"))?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    ensure!(checkpoints.len() == 1, "{checkpoints:?}");
+    let at: u64 = checkpoints[0].trim_start_matches("step-").parse()?;
+    ensure!((2..400).contains(&at), "{checkpoints:?}");
+    ensure!(err.contains(&format!("step-{at}")), "{err}");
+    // The same command, shortened to end soon after, resumes from that step.
+    let mut shorter = args.to_vec();
+    let end = (at + 2).to_string();
+    shorter[1] = &end;
+    let rerun = run(&shorter)?;
+    let err = String::from_utf8(rerun.stderr)?;
+    ensure!(rerun.status.success(), "{err}");
+    ensure!(err.contains(&format!("resuming after step {at}")), "{err}");
+    Ok(())
+}
+
 #[test]
 fn a_run_killed_mid_way_resumes_from_its_checkpoint_when_rerun() -> Result<()> {
     let dir = tempfile::tempdir()?;

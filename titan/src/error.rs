@@ -53,6 +53,9 @@ pub enum Error {
     /// Training diverged or produced a non-finite value.
     #[error("training: {0}")]
     Training(String),
+    /// The run stopped on a signal (SIGTERM, SIGINT), after its checkpoint of that step.
+    #[error("{0}")]
+    Stopped(String),
     /// Building an experiment field failed (its `#[build]` or `#[config]` expression).
     #[error("building `{field}`: {source}")]
     Field {

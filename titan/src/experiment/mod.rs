@@ -196,7 +196,7 @@ fn trainer_for_run(
     start: Start,
     writer: bool,
 ) -> Result<Trainer> {
-    let mut trainer = match writer {
+    let trainer = match writer {
         true => sinks(
             Trainer::new(training.clone()),
             training,
@@ -206,6 +206,8 @@ fn trainer_for_run(
         // Another rank: no metrics files and no console lines (rank 0 shows the global ones).
         false => Trainer::new(training.clone()).quiet(),
     };
+    // SIGTERM (a preemption) or Ctrl-C stops the loop with a checkpoint; a second one at once.
+    let mut trainer = trainer.with_stop_on_signals();
     if training.checkpoint_every > 0 {
         let extra = vec![(
             resume::CONFIG_FILE.to_string(),

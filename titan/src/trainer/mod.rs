@@ -10,6 +10,7 @@ mod nonfinite;
 pub(crate) mod parts;
 mod settings;
 mod step;
+mod stop;
 pub(crate) mod update;
 mod window;
 
@@ -60,6 +61,7 @@ pub struct Trainer {
     resume: Option<Checkpoint>,
     group: Option<Arc<ProcessGroup>>,
     tokenizer: Option<String>,
+    stop_on_signals: bool,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -83,7 +85,17 @@ impl Trainer {
             resume: None,
             group: None,
             tokenizer: None,
+            stop_on_signals: false,
         }
+    }
+
+    /// While the loop runs, a first SIGTERM (a cluster's preemption) or SIGINT (Ctrl-C) stops
+    /// the run at its next log point, with a checkpoint of that step where checkpoints are on
+    /// (every rank together); a second one ends the process at once. The experiment binaries'
+    /// trainers do.
+    pub fn with_stop_on_signals(mut self) -> Self {
+        self.stop_on_signals = true;
+        self
     }
 
     /// The fingerprint of the tokenizer that makes the run's token ids
@@ -256,6 +268,10 @@ impl Trainer {
         let mut info = StepInfo::default();
         // Non-finite steps the optimizer skips are tolerated up to this many in a row.
         let skip_limit = |info: &StepInfo| info.skipping.then_some(cfg.max_skipped_steps);
+        let signals = match self.stop_on_signals {
+            true => Some(stop::StopSignals::arm()?),
+            false => None,
+        };
         for step in start + 1..=cfg.steps {
             let lr = parts.update.schedule();
             let mut cx = StepContext {
@@ -270,7 +286,19 @@ impl Trainer {
             window.steps += 1;
             bar.inc(1);
 
+            let mut stop: Option<&str> = None;
             if step % cfg.log_every == 0 || step == cfg.steps {
+                // A signal on any rank stops every rank, at the same step.
+                if let Some(signals) = &signals {
+                    stop = signals.asked();
+                    if let Some(group) = group {
+                        let flag = if stop.is_some() { 1.0 } else { 0.0 };
+                        let any = group.max_values(&[flag], parts.device)?;
+                        if any.first().is_some_and(|f| *f > 0.0) {
+                            stop = stop.or(Some("another rank's signal"));
+                        }
+                    }
+                }
                 // A checkpoint written in the background: its failure is this run's now.
                 if let Some(checkpoints) = self.checkpoints.as_mut() {
                     report(self.progress, &bar, checkpoints.finished()?);
@@ -337,7 +365,10 @@ impl Trainer {
                 )?;
                 window.restart();
             }
-            if let Some(checkpoints) = self.checkpoints.as_mut().filter(|c| c.due(step, cfg.steps))
+            if let Some(checkpoints) = self
+                .checkpoints
+                .as_mut()
+                .filter(|c| c.due(step, cfg.steps) || stop.is_some())
             {
                 // Never a checkpoint of non-finite weights.
                 crate::device::synchronize(parts.device);
@@ -347,6 +378,28 @@ impl Trainer {
                 report(self.progress, &bar, previous);
                 // The copy is not a step: the next log line's rates leave it out.
                 window.restart();
+            }
+            if let Some(why) = stop {
+                let kept = match self.checkpoints.as_mut() {
+                    Some(checkpoints) => {
+                        let saved = checkpoints.finish()?;
+                        let at = saved
+                            .as_ref()
+                            .map(|s| s.checkpoint.dir().display().to_string());
+                        report(self.progress, &bar, saved);
+                        match at {
+                            Some(dir) => format!(
+                                "its checkpoint is {dir}; run the same command again to resume"
+                            ),
+                            None => "this rank writes no checkpoint (rank 0 does)".to_string(),
+                        }
+                    }
+                    None => "no checkpoint (training.checkpoint_every = 0)".to_string(),
+                };
+                bar.finish_and_clear();
+                return Err(Error::Stopped(format!(
+                    "stopped by {why} after step {step}: {kept}"
+                )));
             }
         }
         if let Some(checkpoints) = self.checkpoints.as_mut() {
