@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use titan::data::{Dataloader, HfLabels, PackedLoader};
 use titan::experiment::wire;
 use titan::tch::{Device, Tensor};
@@ -428,6 +428,63 @@ fn step_values(records: &[serde_json::Value]) -> Vec<(u64, String, String)> {
             ))
         })
         .collect()
+}
+
+/// A SIGTERM to the launcher reaches both ranks, which stop at the same log point with one
+/// checkpoint; the launcher says so and exits with the stopped status, not as a failure.
+#[test]
+fn a_sigterm_to_the_launcher_stops_both_ranks_with_one_checkpoint() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_tiny_llama"))
+        .args([
+            "--steps",
+            "400",
+            "--log-every",
+            "1",
+            "--checkpoint-every",
+            "1000",
+        ])
+        .args(common::SHRUNK)
+        .arg("--output-dir")
+        .arg(&out)
+        .args(["--nproc-per-node", "2", "--set", "training.eval_every=0"])
+        .env_remove("WORLD_SIZE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while !std::fs::read_to_string(out.join("metrics.jsonl"))
+        .is_ok_and(|m| m.contains("\"step\":2"))
+    {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no step within 3 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    ensure!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?
+            .success()
+    );
+    let stopped = child.wait_with_output()?;
+    let err = String::from_utf8_lossy(&stopped.stderr);
+    ensure!(
+        stopped.status.code() == Some(4),
+        "{:?}: {err}",
+        stopped.status
+    );
+    ensure!(
+        err.contains("launcher: SIGTERM") && err.contains("the ranks stopped on SIGTERM"),
+        "{err}"
+    );
+    ensure!(err.contains("stopped by SIGTERM after step"), "{err}");
+    let checkpoints = std::fs::read_dir(out.join("checkpoints"))?.count();
+    ensure!(checkpoints == 1, "{checkpoints} checkpoints");
+    Ok(())
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 use std::ffi::OsString;
 use std::process::{Child, Command, ExitStatus};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::{Error, Result};
@@ -11,6 +13,10 @@ use crate::{Error, Result};
 /// The exit status of a rank that stopped because another one did (the launcher names the
 /// rank that failed on its own, not this one).
 pub const PEER_STOPPED: u8 = 3;
+
+/// The exit status of a run stopped on a signal after its checkpoint ([`Error::Stopped`]): not
+/// a failure of the rank, and not a finished run either.
+pub const STOPPED: u8 = 4;
 
 /// How long the other ranks get to stop on their own after one failed.
 const GRACE: Duration = Duration::from_secs(15);
@@ -79,6 +85,11 @@ fn spawn_with_grace(
     if let Some(threads) = threads.filter(|_| nproc > 1) {
         eprintln!("launcher: {nproc} ranks, OMP_NUM_THREADS={threads} each (set it to choose)");
     }
+    // A SIGTERM to the launcher (a container's stop, a scheduler) is passed on to the ranks,
+    // which stop with a checkpoint; Ctrl-C reaches them through the terminal.
+    let term = Arc::new(AtomicBool::new(false));
+    let forward = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term))
+        .map_err(|e| Error::io("the launcher's SIGTERM handler", e))?;
     let mut children: Vec<(usize, Child)> = Vec::with_capacity(nproc);
     for rank in 0..nproc {
         let mut command = Command::new(program);
@@ -98,15 +109,20 @@ fn spawn_with_grace(
             Ok(child) => children.push((rank, child)),
             Err(e) => {
                 stop(&mut children);
+                signal_hook::low_level::unregister(forward);
                 return Err(Error::io(program, e));
             }
         }
     }
-    watch(children, grace)
+    let result = watch(children, grace, &term);
+    signal_hook::low_level::unregister(forward);
+    result
 }
 
 /// Waits for every rank; after the first failure, the others get `grace`, then are killed.
-fn watch(mut running: Vec<(usize, Child)>, grace: Duration) -> Result<()> {
+/// A SIGTERM the launcher received (`term`) is sent on to every rank still running, once.
+fn watch(mut running: Vec<(usize, Child)>, grace: Duration, term: &AtomicBool) -> Result<()> {
+    let mut forwarded = false;
     // The first rank that failed on its own; else the first that failed at all.
     let mut first: Option<(usize, ExitStatus)> = None;
     let mut first_peer: Option<(usize, ExitStatus)> = None;
@@ -115,6 +131,8 @@ fn watch(mut running: Vec<(usize, Child)>, grace: Duration) -> Result<()> {
         let mut still = Vec::with_capacity(running.len());
         for (rank, mut child) in running {
             match child.try_wait() {
+                // Stopped on a signal, with its checkpoint: not a failure.
+                Ok(Some(status)) if status.code() == Some(i32::from(STOPPED)) => {}
                 Ok(Some(status)) if !status.success() => {
                     let slot = if status.code() == Some(i32::from(PEER_STOPPED)) {
                         &mut first_peer
@@ -136,6 +154,18 @@ fn watch(mut running: Vec<(usize, Child)>, grace: Duration) -> Result<()> {
             }
         }
         running = still;
+        if !forwarded && term.load(Ordering::SeqCst) {
+            forwarded = true;
+            eprintln!("launcher: SIGTERM: passing it on to the ranks");
+            for (_, child) in &running {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
+        }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let left: Vec<String> = running.iter().map(|(r, _)| r.to_string()).collect();
             eprintln!(
@@ -146,6 +176,12 @@ fn watch(mut running: Vec<(usize, Child)>, grace: Duration) -> Result<()> {
             stop(&mut running);
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if forwarded && first.is_none() {
+        return Err(Error::Stopped(
+            "the ranks stopped on SIGTERM with a checkpoint; run the same command again to resume"
+                .into(),
+        ));
     }
     match first.or(first_peer) {
         None => Ok(()),

@@ -344,6 +344,7 @@ pub fn main<E: Experiment>() -> ExitCode {
             // names the rank that failed on its own.
             match e {
                 crate::Error::PeerStopped(_) => ExitCode::from(crate::dist::launch::PEER_STOPPED),
+                crate::Error::Stopped(_) => ExitCode::from(crate::dist::launch::STOPPED),
                 _ => ExitCode::FAILURE,
             }
         }

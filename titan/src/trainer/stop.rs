@@ -1,6 +1,8 @@
-//! Stopping on a signal: while the loop runs, a first SIGTERM (a cluster's preemption, torchrun
-//! stopping its ranks) or SIGINT (Ctrl-C) asks the run to stop at its next log point with a
-//! checkpoint of that step; a second one ends the process at once, as without the handlers.
+//! Stopping on a signal: while the loop runs, SIGTERM (a cluster's preemption, torchrun or
+//! titan's launcher stopping its ranks) or SIGINT (Ctrl-C) asks the run to stop at its next log
+//! point with a checkpoint of that step. A second Ctrl-C ends the process at once, as without
+//! the handlers; SIGTERM again changes nothing (a scheduler and a launcher may both send one,
+//! and a scheduler follows with SIGKILL when its grace period ends).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -28,13 +30,22 @@ impl StopSignals {
         let which = Arc::new(AtomicUsize::new(0));
         let mut ids = Vec::new();
         for signal in SIGNALS {
-            let register = || -> std::io::Result<[SigId; 3]> {
-                // A second signal, once one was asked: the default action (the process ends).
-                Ok([
-                    flag::register_conditional_default(signal, Arc::clone(&asked))?,
-                    flag::register_usize(signal, Arc::clone(&which), signal as usize)?,
-                    flag::register(signal, Arc::clone(&asked))?,
-                ])
+            let register = || -> std::io::Result<Vec<SigId>> {
+                let mut ids = Vec::new();
+                // A second Ctrl-C, once a stop was asked: the default action (the process ends).
+                if signal == SIGINT {
+                    ids.push(flag::register_conditional_default(
+                        signal,
+                        Arc::clone(&asked),
+                    )?);
+                }
+                ids.push(flag::register_usize(
+                    signal,
+                    Arc::clone(&which),
+                    signal as usize,
+                )?);
+                ids.push(flag::register(signal, Arc::clone(&asked))?);
+                Ok(ids)
             };
             ids.extend(register().map_err(|e| Error::io("the stop signals' handlers", e))?);
         }
@@ -68,6 +79,9 @@ mod tests {
     fn a_signal_is_noted_and_the_handlers_go_with_the_loop() -> Result<()> {
         let signals = StopSignals::arm()?;
         assert_eq!(signals.asked(), None);
+        signal_hook::low_level::raise(SIGTERM).map_err(|e| Error::io("raise", e))?;
+        assert_eq!(signals.asked(), Some("SIGTERM"));
+        // A second SIGTERM (a launcher's beside a scheduler's) does not end the process.
         signal_hook::low_level::raise(SIGTERM).map_err(|e| Error::io("raise", e))?;
         assert_eq!(signals.asked(), Some("SIGTERM"));
         drop(signals);
