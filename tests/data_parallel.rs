@@ -453,24 +453,7 @@ fn a_sigterm_to_the_launcher_stops_both_ranks_with_one_checkpoint() -> Result<()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    while !std::fs::read_to_string(out.join("metrics.jsonl"))
-        .is_ok_and(|m| m.contains("\"step\":2"))
-    {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "no step within 3 minutes"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let pid = child.id().to_string();
-    ensure!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()?
-            .success()
-    );
-    let stopped = child.wait_with_output()?;
+    let stopped = common::sigterm_once_training(child, &out, std::time::Duration::from_secs(180))?;
     let err = String::from_utf8_lossy(&stopped.stderr);
     ensure!(
         stopped.status.code() == Some(4),

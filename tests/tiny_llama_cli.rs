@@ -1,5 +1,7 @@
 //! The CLI and output contract of an experiment binary: flags, `metrics.jsonl`, samples.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -324,25 +326,7 @@ fn sigterm_stops_with_a_checkpoint_of_that_step_and_the_rerun_resumes() -> Resul
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    // Once it trains (a step in its metrics), SIGTERM.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !std::fs::read_to_string(out.join("metrics.jsonl"))
-        .is_ok_and(|m| m.contains("\"step\":2"))
-    {
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "no step within 2 minutes"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let pid = child.id().to_string();
-    ensure!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()?
-            .success()
-    );
-    let stopped = child.wait_with_output()?;
+    let stopped = common::sigterm_once_training(child, &out, std::time::Duration::from_secs(120))?;
     let err = String::from_utf8(stopped.stderr)?;
     ensure!(!stopped.status.success(), "{err}");
     ensure!(err.contains("stopped by SIGTERM after step"), "{err}");

@@ -157,3 +157,31 @@ pub fn have_python(root: &std::path::Path, modules: &str) -> Result<bool> {
     eprintln!("skipped: {why}");
     Ok(false)
 }
+
+/// Sends SIGTERM to `child` once its run has logged step 2 in `out`'s `metrics.jsonl` (within
+/// `limit`), and waits for it: a run that a preemption stops while it trains.
+pub fn sigterm_once_training(
+    child: std::process::Child,
+    out: &std::path::Path,
+    limit: std::time::Duration,
+) -> Result<std::process::Output> {
+    let deadline = std::time::Instant::now() + limit;
+    while !std::fs::read_to_string(out.join("metrics.jsonl"))
+        .is_ok_and(|m| m.contains("\"step\":2"))
+    {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no step within {}s",
+            limit.as_secs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    anyhow::ensure!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()?
+            .success()
+    );
+    Ok(child.wait_with_output()?)
+}

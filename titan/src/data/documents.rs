@@ -446,7 +446,7 @@ impl Documents {
         }
         let units = sharing.units(&sizes, rank, degree);
         let source_has_shards = source.shards.is_some();
-        let files = source.file_stamps()?.map(Arc::new);
+        let files = source.file_stamps(&sizes).map(Arc::new);
         Ok(Self {
             source,
             units: units.into(),

@@ -256,23 +256,22 @@ impl DataSource {
             .collect()
     }
 
-    /// The data files' paths and sizes now (`None` for the built-in stories): what a saved
-    /// position into the files is checked against on resume.
-    pub fn file_stamps(&self) -> Result<Option<FilesStamp>> {
+    /// The data files' paths with their sizes as [`DataSource::unit_bytes`] read them (`None`
+    /// for the built-in stories): what a saved position into the files is checked against on
+    /// resume.
+    pub fn file_stamps(&self, sizes: &[u64]) -> Option<FilesStamp> {
         let Origin::Files(files) = &self.origin else {
-            return Ok(None);
+            return None;
         };
         let stamps = files
             .iter()
-            .map(|f| {
-                let meta = std::fs::metadata(&f.path).map_err(|e| Error::io(&f.path, e))?;
-                Ok(FileStamp {
-                    path: f.path.clone(),
-                    bytes: meta.len(),
-                })
+            .zip(sizes)
+            .map(|(f, &bytes)| FileStamp {
+                path: f.path.clone(),
+                bytes,
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(FilesStamp::of(stamps)))
+            .collect();
+        Some(FilesStamp::of(stamps))
     }
 
     /// The first `n` documents of the split in source order (fewer when the source is shorter):
