@@ -100,6 +100,62 @@ fn resume_is_exact_with_accumulation_and_the_padded_layout() -> Result<()> {
     resume_repeats_the_run(&["--grad-accum-steps", "2", "--set", "dataset.layout=padded"])
 }
 
+/// Flips one byte in the middle of `file` (bit rot: same size, another checksum).
+fn flip_a_byte(file: &Path) -> Result<()> {
+    let mut bytes = std::fs::read(file)?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(file, bytes)?;
+    Ok(())
+}
+
+/// A damaged latest checkpoint gives way to the one before it: the rerun resumes there, logs
+/// the steps after it as the first run did, and keeps the damaged one aside; with every
+/// checkpoint damaged, the run is refused rather than started over.
+#[test]
+fn a_damaged_latest_checkpoint_gives_way_to_the_one_before() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    run(dir.path(), &[])?;
+    let first = steps(dir.path())?;
+    let checkpoints = dir.path().join("checkpoints");
+    flip_a_byte(&checkpoints.join("step-6/model.safetensors"))?;
+    // The same command resumes after step 3 (it would have said the run was complete had it
+    // taken the damaged step 6) and logs steps 4 to 6 as the first run did.
+    run(dir.path(), &[])?;
+    let all = steps(dir.path())?;
+    ensure!(all == first, "resumed {all:?}\nfirst {first:?}");
+    let aside = std::fs::read_to_string(dir.path().join("metrics.superseded.jsonl"))?;
+    ensure!(
+        aside.lines().count() >= 3,
+        "steps 4 to 6 were logged again: {aside}"
+    );
+    ensure!(
+        checkpoints
+            .join("step-6.damaged/model.safetensors")
+            .is_file()
+    );
+    ensure!(
+        checkpoints.join("step-6/manifest.json").is_file(),
+        "saved again"
+    );
+    // Every checkpoint damaged: refused, naming the newest and what is wrong with it.
+    for step in ["step-3", "step-6"] {
+        flip_a_byte(&checkpoints.join(step).join("model.safetensors"))?;
+    }
+    let err = run(dir.path(), &[])
+        .expect_err("nothing to resume")
+        .to_string();
+    ensure!(
+        err.contains("no checkpoint in")
+            && err.contains("2 damaged")
+            && err.contains("step-6 (")
+            && err.contains("checksum"),
+        "{err}"
+    );
+    ensure!(checkpoints.join("step-6").is_dir(), "left as they were");
+    Ok(())
+}
+
 #[test]
 fn a_complete_run_does_nothing_and_a_misfit_checkpoint_is_refused() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -108,8 +164,9 @@ fn a_complete_run_does_nothing_and_a_misfit_checkpoint_is_refused() -> Result<()
     // Its checkpoints reach step 6: rerunning the command trains nothing.
     run(dir.path(), &[])?;
     ensure!(std::fs::read_to_string(dir.path().join("metrics.jsonl"))? == before);
-    // Two more steps resume from step 6 into the same directory.
-    run_for(8, dir.path(), &[])?;
+    // Two more steps resume from step 6 into the same directory, accumulating twice as many
+    // micro-batches a step (a resume may change that, e.g. on fewer ranks).
+    run_for(8, dir.path(), &["--grad-accum-steps", "2"])?;
     let all = steps(dir.path())?;
     ensure!(
         all.iter().map(|s| s.0).collect::<Vec<_>>() == [1, 2, 3, 4, 5, 6, 7, 8],

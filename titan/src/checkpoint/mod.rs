@@ -13,7 +13,7 @@ mod weights;
 pub use hf::{EXPORT_STAMP, export_hf, export_hf_at, exported_step};
 pub use manifest::{FORMAT, FileEntry, Manifest};
 pub use state::{StateDict, Stateful, Stateless};
-pub use store::{Checkpoint, CheckpointStore, MODEL_FILE};
+pub use store::{Checkpoint, CheckpointStore, Damaged, MODEL_FILE};
 pub use weights::{load_weights, read_weights};
 
 use crate::Error;

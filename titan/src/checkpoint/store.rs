@@ -27,7 +27,24 @@ pub struct CheckpointStore {
 pub struct Checkpoint {
     dir: PathBuf,
     manifest: Manifest,
+    /// Set once [`Checkpoint::verify`] has read every file: later reads check sizes only.
+    verified: std::sync::OnceLock<()>,
 }
+
+/// A checkpoint directory whose files do not match its manifest (a file missing, truncated or
+/// corrupt): no run can resume from it.
+#[derive(Debug, Clone)]
+pub struct Damaged {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its step.
+    pub step: u64,
+    /// What is wrong, as [`Checkpoint::verify`] says it.
+    pub reason: String,
+}
+
+/// The suffix of a damaged checkpoint's directory once set aside (no longer a `step-N`).
+const DAMAGED: &str = ".damaged";
 
 const PARTIAL: &str = ".partial";
 
@@ -103,6 +120,50 @@ impl CheckpointStore {
         }
     }
 
+    /// The newest checkpoint whose every file matches its manifest, and the damaged ones after
+    /// it, newest first (each read whole: their files are checked once, here). An unreadable
+    /// manifest is an error, not damage: it names a checkpoint of another experiment or
+    /// titan. Where `tolerant` (a rank that does not write, while rank 0 may be moving a
+    /// damaged one aside), a directory that cannot be opened counts as damaged too.
+    pub fn latest_intact(&self, tolerant: bool) -> Result<(Option<Checkpoint>, Vec<Damaged>)> {
+        let latest = self.latest()?;
+        let mut damaged = Vec::new();
+        if latest.is_none() {
+            return Ok((None, damaged));
+        }
+        for step in self.steps()?.into_iter().rev() {
+            let dir = self.dir.join(step_dir_name(step));
+            let found = Checkpoint::open(&dir, &self.experiment)
+                .map_err(|e| (e, true))
+                .and_then(|c| c.verify().map(|()| c).map_err(|e| (e, false)));
+            match found {
+                Ok(checkpoint) => return Ok((Some(checkpoint), damaged)),
+                Err((Error::Checkpoint(reason), opening)) if tolerant || !opening => {
+                    let own = format!("{}: ", dir.display());
+                    let reason = reason.strip_prefix(&own).unwrap_or(&reason).to_string();
+                    damaged.push(Damaged { dir, step, reason })
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+        Ok((None, damaged))
+    }
+
+    /// Moves a damaged checkpoint out of the run's way, to `step-N.damaged` (kept for a look,
+    /// never read or removed by titan), and returns where it went.
+    pub fn set_aside(&self, damaged: &Damaged) -> Result<PathBuf> {
+        let name = step_dir_name(damaged.step);
+        let mut to = self.dir.join(format!("{name}{DAMAGED}"));
+        let mut n = 1;
+        while to.exists() {
+            n += 1;
+            to = self.dir.join(format!("{name}{DAMAGED}-{n}"));
+        }
+        fs::rename(&damaged.dir, &to).map_err(|e| Error::io(&damaged.dir, e))?;
+        sync_dir(&self.dir)?;
+        Ok(to)
+    }
+
     /// Writes step `step`'s checkpoint: `write` puts its files into the directory it is given
     /// (flat, no sub-directories); the store fsyncs them, adds the manifest, renames the
     /// directory into place and drops checkpoints beyond the last `keep`. Nothing is written
@@ -143,6 +204,7 @@ impl CheckpointStore {
         Ok(Checkpoint {
             dir: done,
             manifest,
+            verified: std::sync::OnceLock::new(),
         })
     }
 
@@ -224,6 +286,7 @@ impl Checkpoint {
         Ok(Self {
             dir: dir.to_path_buf(),
             manifest,
+            verified: std::sync::OnceLock::new(),
         })
     }
 
@@ -242,11 +305,16 @@ impl Checkpoint {
         &self.manifest
     }
 
-    /// Checks every file's size and checksum against the manifest.
+    /// Checks every file's size and checksum against the manifest (once: later calls, and the
+    /// reads that follow, check sizes only).
     pub fn verify(&self) -> Result<()> {
+        if self.verified.get().is_some() {
+            return Ok(());
+        }
         for entry in &self.manifest.files {
             self.check(entry)?;
         }
+        let _ = self.verified.set(());
         Ok(())
     }
 
@@ -284,7 +352,13 @@ impl Checkpoint {
                 format!("`{}` is missing (the manifest lists it)", entry.name),
             ));
         }
-        let (bytes, crc32c) = checksum(&path)?;
+        let (bytes, crc32c) = match self.verified.get() {
+            Some(()) => (
+                fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len(),
+                entry.crc32c,
+            ),
+            None => checksum(&path)?,
+        };
         if bytes != entry.bytes {
             return Err(bad(
                 &self.dir,
@@ -406,6 +480,52 @@ mod tests {
         store.save(2, two_files(2))?;
         assert!(store.leftovers()?.is_empty(), "the next save cleans up");
         assert_eq!(store.steps()?, [1, 2]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_damaged_latest_checkpoint_gives_way_to_the_one_before() -> Result<()> {
+        let (_tmp, store) = store(3)?;
+        for step in [1, 2, 3] {
+            store.save(step, two_files(step))?;
+        }
+        let (intact, damaged) = store.latest_intact(false)?;
+        assert_eq!(intact.map(|c| c.step()), Some(3));
+        assert!(damaged.is_empty());
+        // Step 3 loses a file, step 2 has a flipped byte.
+        fs::remove_file(store.dir().join("step-3/train_state.json"))
+            .map_err(|e| Error::io("step-3", e))?;
+        let model = store.dir().join("step-2/model.safetensors");
+        let mut bytes = fs::read(&model).map_err(|e| Error::io(&model, e))?;
+        bytes[10] ^= 4;
+        fs::write(&model, bytes).map_err(|e| Error::io(&model, e))?;
+        let (intact, damaged) = store.latest_intact(false)?;
+        assert_eq!(intact.map(|c| c.step()), Some(1));
+        let steps: Vec<u64> = damaged.iter().map(|d| d.step).collect();
+        assert_eq!(steps, [3, 2]);
+        assert!(
+            damaged[0].reason.contains("train_state.json"),
+            "{damaged:?}"
+        );
+        assert!(damaged[1].reason.contains("checksum"), "{damaged:?}");
+        // Set aside, they are no longer checkpoints, and a new step 2 can be written.
+        for d in &damaged {
+            let to = store.set_aside(d)?;
+            assert!(
+                to.to_string_lossy().ends_with(".damaged"),
+                "{}",
+                to.display()
+            );
+        }
+        assert_eq!(store.steps()?, [1]);
+        store.save(2, two_files(2))?;
+        assert_eq!(store.steps()?, [1, 2]);
+        // Another experiment's checkpoint is an error, not damage.
+        let err = CheckpointStore::new(store.dir().parent().expect("parent"), "other", 3)?
+            .latest_intact(false)
+            .expect_err("another experiment")
+            .to_string();
+        assert!(err.contains("`exp`"), "{err}");
         Ok(())
     }
 

@@ -130,9 +130,16 @@ struct Start {
 }
 
 /// Experiment `name`'s start: it resumes from `training.resume_from`, or, with checkpoints on,
-/// from the output directory's latest checkpoint when its configuration fits. Found before any
-/// component is built, so a misfit is reported before a tokenizer trains or data is read.
-fn find_start(training: &TrainingConfig, name: &str, config: &ConfigSet<'_>) -> Result<Start> {
+/// from the output directory's latest intact checkpoint when its configuration fits. Found
+/// before any component is built, so a misfit is reported before a tokenizer trains or data is
+/// read. Damaged checkpoints in the way (a file missing, truncated or corrupt) are said and, by
+/// the `writer`, set aside; the ranks check after restoring that they resumed the same step.
+fn find_start(
+    training: &TrainingConfig,
+    name: &str,
+    config: &ConfigSet<'_>,
+    writer: bool,
+) -> Result<Start> {
     let dir = training.clone().for_experiment(name).output_dir();
     let checkpointing = training.checkpoint_every > 0;
     // Without checkpoints of its own a run resumes only when told where from.
@@ -144,13 +151,31 @@ fn find_start(training: &TrainingConfig, name: &str, config: &ConfigSet<'_>) -> 
     let store = CheckpointStore::new(&dir, name, keep)?;
     let resume = match &training.resume_from {
         Some(path) => Some(Checkpoint::open(path, name)?),
-        None if checkpointing => store.latest()?,
+        None if checkpointing => {
+            let (intact, damaged) = store.latest_intact(!writer)?;
+            if intact.is_none()
+                && let Some(newest) = damaged.first()
+            {
+                return Err(crate::Error::Checkpoint(format!(
+                    "no checkpoint in {} can be resumed: {} damaged, the newest {} ({}); move \
+                     them aside to start the run over, or use another --output-dir",
+                    store.dir().display(),
+                    damaged.len(),
+                    newest.dir.display(),
+                    newest.reason
+                )));
+            }
+            set_aside(&store, &damaged, intact.as_ref(), writer)?;
+            intact
+        }
         None => {
             // A run without checkpoints would start over beside an earlier run's, and its end
             // would replace that run's `hf/` export.
             if let Some(latest) = store.latest()? {
                 return Err(crate::Error::Checkpoint(format!(
-                    "{} holds a run's checkpoints (up to step {}), and training.checkpoint_every                      = 0 would start a new run there from step 0: resume it with checkpoints on                      (or --resume-from {}), or use another --output-dir",
+                    "{} holds a run's checkpoints (up to step {}), and training.checkpoint_every \
+                     = 0 would start a new run there from step 0: resume it with checkpoints on \
+                     (or --resume-from {}), or use another --output-dir",
                     store.dir().display(),
                     latest.step(),
                     latest.dir().display()
@@ -161,22 +186,58 @@ fn find_start(training: &TrainingConfig, name: &str, config: &ConfigSet<'_>) -> 
     };
     if let Some(checkpoint) = &resume {
         resume::check_config_fits(checkpoint, config)?;
-        // Resuming behind this directory's own latest checkpoint would write a second history
-        // over the first one's checkpoints.
+        // Resuming behind this directory's own latest intact checkpoint would write a second
+        // history over the first one's checkpoints; damaged ones after it are set aside.
         if let Some(&latest) = store.steps()?.last()
             && checkpointing
             && latest > checkpoint.step()
         {
-            return Err(crate::Error::Checkpoint(format!(
-                "{} is at step {}, behind the latest checkpoint of {} (step {latest}): resuming \
-                 there would mix two runs; resume into another --output-dir",
-                checkpoint.dir().display(),
-                checkpoint.step(),
-                store.dir().display()
-            )));
+            let (intact, damaged) = store.latest_intact(!writer)?;
+            match intact {
+                Some(newest) if newest.step() > checkpoint.step() => {
+                    return Err(crate::Error::Checkpoint(format!(
+                        "{} is at step {}, behind the latest checkpoint of {} (step {}): \
+                         resuming there would mix two runs; resume into another --output-dir",
+                        checkpoint.dir().display(),
+                        checkpoint.step(),
+                        store.dir().display(),
+                        newest.step()
+                    )));
+                }
+                _ => set_aside(&store, &damaged, Some(checkpoint), writer)?,
+            }
         }
     }
     Ok(Start { store, resume })
+}
+
+/// Says which damaged checkpoints a run passes over for `resumed`, and (the `writer`) moves
+/// each aside, so the run's own later checkpoints of those steps can be written.
+fn set_aside(
+    store: &CheckpointStore,
+    damaged: &[crate::checkpoint::Damaged],
+    resumed: Option<&Checkpoint>,
+    writer: bool,
+) -> Result<()> {
+    let Some(resumed) = resumed else {
+        return Ok(());
+    };
+    for d in damaged.iter().filter(|d| d.step > resumed.step()) {
+        if !writer {
+            continue;
+        }
+        let to = store.set_aside(d)?;
+        tracing::warn!(
+            "checkpoint {} is damaged ({}): resuming from step {} instead, {} steps earlier; \
+             the damaged one is kept as {}",
+            d.dir.display(),
+            d.reason,
+            resumed.step(),
+            d.step - resumed.step(),
+            to.display()
+        );
+    }
+    Ok(())
 }
 
 impl Start {
@@ -433,7 +494,7 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let start = find_start(&settings, E::NAME, &config)?;
+    let start = find_start(&settings, E::NAME, &config, writer)?;
     if let Some(done) = start.complete(&settings) {
         if !writer {
             return Ok(());

@@ -70,9 +70,7 @@ impl Overrides {
             // A table, or the whole value of a section that is one value (`lr = 0.01`).
             sections.insert(name, serde_json::to_value(&value)?);
         }
-        for (path, key) in unset_lines(&text) {
-            insert_null(&mut sections, &path, key);
-        }
+        add_unset_lines(&mut sections, &text);
         Ok(Self {
             file: Some(ConfigFile {
                 path: path.to_path_buf(),
@@ -144,6 +142,13 @@ fn unset_lines(text: &str) -> Vec<(Vec<String>, String)> {
         }
     }
     out
+}
+
+/// Adds the options `text` shows as `# key = (unset)` lines to `sections`, as nulls.
+pub(super) fn add_unset_lines(sections: &mut serde_json::Map<String, Value>, text: &str) {
+    for (path, key) in unset_lines(text) {
+        insert_null(sections, &path, key);
+    }
 }
 
 /// Sets `key` to null in the table at `path` (created where missing; a path through a value

@@ -1,7 +1,8 @@
 //! Whether a checkpoint fits the run that would resume from it: the configuration it was
 //! written with (`config.toml`), key by key, against the run's, except the keys a resumed run
-//! may change (its length, cadence, output and device). A model of another shape, another
-//! tokenizer or other data is refused by name, before anything is loaded.
+//! may change (its length, cadence, output and device; its rate, clipping and accumulation,
+//! said). A model of another shape, another tokenizer or other data is refused by name, before
+//! anything is loaded; a setting that one titan version has and the other lacks is said.
 
 use super::ConfigSet;
 use crate::checkpoint::Checkpoint;
@@ -28,14 +29,19 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
     "prompt",
     "val_data",
     "activation_checkpointing",
+    "grad_accum_steps",
+    "max_grad_norm",
 ];
 
 /// Keys of any section a resumed run may change: a schedule's length follows `training.steps`;
-/// how far the loader reads ahead changes no batch, nor does reading the files' token shards
-/// (positions carry over from text to shards).
+/// the peak rate and weight decay may be lowered (both said, [`SAID`]); how far the loader
+/// reads ahead changes no batch, nor does reading the files' token shards (positions carry over
+/// from text to shards).
 const ANY_MAY_CHANGE: &[&str] = &[
     "total_steps",
     "warmup_steps",
+    "lr",
+    "weight_decay",
     "prefetch",
     "timeout_s",
     "pretokenize",
@@ -64,16 +70,29 @@ pub(crate) fn check_config_fits(checkpoint: &Checkpoint, run: &ConfigSet<'_>) ->
             checkpoint.dir().display()
         ))
     })?;
-    let saved = serde_json::to_value(table)?;
-    let (new_sections, found) = compare(&saved, &run.tree(), run.training_section());
+    let mut saved = match serde_json::to_value(table)? {
+        serde_json::Value::Object(sections) => sections,
+        _ => serde_json::Map::new(),
+    };
+    // Options the run had unset are comments there: nulls here, so that setting one is a change.
+    super::overrides::add_unset_lines(&mut saved, &text);
+    let saved = serde_json::Value::Object(saved);
+    let (new_sections, unmatched, found) = compare(&saved, &run.tree(), run.training_section());
     for section in &new_sections {
         tracing::warn!(
             "{}: its configuration has no [{section}] section; the run's is taken as it is",
             checkpoint.dir().display()
         );
     }
+    for key in &unmatched {
+        tracing::warn!(
+            "{}: {key}, so the titan or experiment that wrote it had no such setting (or \
+             another name for it); resuming with the run's",
+            checkpoint.dir().display()
+        );
+    }
     let Some(first) = found.first() else {
-        schedule_changes(checkpoint, &saved, &run.tree());
+        said_changes(checkpoint, &saved, &run.tree(), run.training_section());
         return Ok(());
     };
     Err(Error::Checkpoint(format!(
@@ -83,15 +102,34 @@ pub(crate) fn check_config_fits(checkpoint: &Checkpoint, run: &ConfigSet<'_>) ->
     )))
 }
 
-/// A resumed run whose LR schedule's length changed (`--steps` moves `total_steps`, and with it
-/// a warmup sized from it) goes on from the checkpoint's step on the new schedule, where the
-/// rate may jump: said, naming each change.
-fn schedule_changes(checkpoint: &Checkpoint, saved: &serde_json::Value, run: &serde_json::Value) {
-    let changed = differences(saved, run, &|path| {
-        path.len() >= 2
-            && !path
-                .last()
-                .is_some_and(|key| key == "total_steps" || key == "warmup_steps")
+/// Keys a resumed run may change that change its training from the checkpoint's step on: the
+/// LR schedule's length (`--steps` moves `total_steps`, and a warmup sized from it), the peak
+/// rate and weight decay (lowered after a loss spike), clipping, and the micro-batches a step
+/// (kept global on fewer ranks).
+const SAID: &[&str] = &[
+    "total_steps",
+    "warmup_steps",
+    "lr",
+    "weight_decay",
+    "max_grad_norm",
+    "grad_accum_steps",
+];
+
+/// Says each change of a [`SAID`] key on resume: from the checkpoint's step the run follows
+/// the new value, so the rate may jump from the one its last step trained at.
+fn said_changes(
+    checkpoint: &Checkpoint,
+    saved: &serde_json::Value,
+    run: &serde_json::Value,
+    training: Option<&str>,
+) {
+    let changed = differences(saved, run, &|path| match path {
+        [] | [_] => false,
+        [.., key] => {
+            !SAID.contains(&key.as_str())
+                || (matches!(key.as_str(), "max_grad_norm" | "grad_accum_steps")
+                    && Some(path[0].as_str()) != training)
+        }
     });
     if changed.is_empty() {
         return;
@@ -101,21 +139,23 @@ fn schedule_changes(checkpoint: &Checkpoint, saved: &serde_json::Value, run: &se
         .map(|d| format!("`{}` {} → {}", d.key, d.was, d.is))
         .collect();
     tracing::warn!(
-        "the LR schedule changes on resume from step {} ({}): from here the rate follows the new \
-         schedule, and may jump from the one the checkpoint's last step trained at",
+        "settings change on resume from step {} ({}): from here the run follows them, and the \
+         learning rate may jump from the one the checkpoint's last step trained at",
         checkpoint.step(),
         what.join(", ")
     );
 }
 
 /// The sections `run` has and `saved` lacks (they came with a newer experiment file or titan,
-/// e.g. `[parallelism]`: said, not refused), and every other difference in a key that must
-/// stay. A key missing inside a section is compared (an unset option is written as a comment).
+/// e.g. `[parallelism]`: said, not refused), the keys that only one side has inside a section
+/// both have (a setting added, removed or renamed since: said, not refused), and every other
+/// difference in a key that must stay. An option set to none is there as a null (the file
+/// writes it as a `# key = (unset)` line), so setting it is a difference.
 fn compare(
     saved: &serde_json::Value,
     run: &serde_json::Value,
     training: Option<&str>,
-) -> (Vec<String>, Vec<crate::diff::Difference>) {
+) -> (Vec<String>, Vec<String>, Vec<crate::diff::Difference>) {
     let new_sections: Vec<String> = run
         .as_object()
         .into_iter()
@@ -123,10 +163,63 @@ fn compare(
         .filter(|section| saved.get(section.as_str()).is_none())
         .cloned()
         .collect();
+    let mut unmatched = Vec::new();
+    one_sided(saved, run, &mut Vec::new(), &mut unmatched);
+    let unmatched: Vec<Vec<String>> = unmatched
+        .into_iter()
+        // A section the checkpoint has and the run lacks stays a difference (another
+        // component); one the run adds is said above.
+        .filter(|path| path.len() > 1)
+        .collect();
     let found = differences(saved, run, &|path| {
-        may_change(path, training) || matches!(path, [section] if new_sections.contains(section))
+        may_change(path, training)
+            || matches!(path, [section] if new_sections.contains(section))
+            || unmatched.iter().any(|p| p.as_slice() == path)
     });
-    (new_sections, found)
+    let said = unmatched
+        .iter()
+        .filter(|path| path.len() > 1 && !may_change(path, training))
+        .map(|path| {
+            let key = path.join(".");
+            let inner = |tree: &serde_json::Value| {
+                path.iter()
+                    .try_fold(tree, |node, k| node.get(k.as_str()))
+                    .is_some()
+            };
+            if inner(run) {
+                format!("its configuration has no `{key}`")
+            } else {
+                format!("its configuration has `{key}`, which this run has not")
+            }
+        })
+        .collect();
+    (new_sections, said, found)
+}
+
+/// The paths of keys that one of `saved` and `run` has and the other lacks, inside tables both
+/// have (nulls count as present).
+fn one_sided(
+    saved: &serde_json::Value,
+    run: &serde_json::Value,
+    path: &mut Vec<String>,
+    out: &mut Vec<Vec<String>>,
+) {
+    let (Some(a), Some(b)) = (saved.as_object(), run.as_object()) else {
+        return;
+    };
+    for (key, value) in a {
+        path.push(key.clone());
+        match b.get(key) {
+            Some(other) => one_sided(value, other, path, out),
+            None => out.push(path.clone()),
+        }
+        path.pop();
+    }
+    for key in b.keys().filter(|k| !a.contains_key(k.as_str())) {
+        path.push(key.clone());
+        out.push(path.clone());
+        path.pop();
+    }
 }
 
 fn may_change(path: &[String], training: Option<&str>) -> bool {
@@ -145,17 +238,31 @@ mod tests {
     use serde_json::Value;
 
     #[test]
-    fn a_section_the_checkpoint_lacks_is_named_not_refused() {
-        let saved = serde_json::json!({"llama": {"hidden_size": 256}});
+    fn a_section_or_key_the_checkpoint_lacks_is_named_not_refused() {
+        let saved = serde_json::json!({
+            "llama": {"hidden_size": 256, "tie": false, "rope_scaling": null},
+        });
         let run = serde_json::json!({
-            "llama": {"hidden_size": 256, "rope_theta": 10000.0},
+            "llama": {"hidden_size": 256, "rope_theta": 10000.0, "rope_scaling": null},
             "parallelism": {"tp": 1},
         });
-        let (new, found) = compare(&saved, &run, None);
+        let (new, said, found) = compare(&saved, &run, None);
         assert_eq!(new, ["parallelism"]);
-        // A key missing inside a section the checkpoint has still counts.
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].key, "llama.rope_theta");
+        // A key added since (a newer titan) and one gone: said, not refused.
+        assert_eq!(
+            said,
+            [
+                "its configuration has `llama.tie`, which this run has not",
+                "its configuration has no `llama.rope_theta`",
+            ]
+        );
+        assert!(found.is_empty(), "{found:?}");
+        // An option unset there (a null) and set here is a change.
+        let mut set = run.clone();
+        set["llama"]["rope_scaling"] = serde_json::json!({"factor": 8.0});
+        let (_, _, found) = compare(&saved, &set, None);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "llama.rope_scaling");
     }
 
     #[test]
