@@ -257,8 +257,10 @@ fn take_or_build(
         }
     });
     // A component may be changed by a later expression (`&mut tokenizer`), as any local.
+    // `mut` at the name's span: the binding is then wholly the user's, and a move or borrow
+    // error says "move occurs because `name` has type …" at the field, not at `#[experiment]`.
     let binding = match f.kind {
-        Some(InitKind::Build) => quote!(#[allow(unused_mut)] let mut #name),
+        Some(InitKind::Build) => quote_spanned!(name.span()=> #[allow(unused_mut)] let mut #name),
         _ => quote!(let #name),
     };
     quote! {

@@ -1,0 +1,28 @@
+//! A closure stored in a component that borrows another field: components own what they hold.
+
+// The expressions of a rejected experiment are not compiled, so some imports go unused.
+#![allow(unused_imports)]
+use titan::prelude::*;
+use titan::tch::Device;
+
+pub struct Hook(pub Box<dyn Fn() -> usize>);
+
+#[experiment]
+pub struct ClosureBorrowsField {
+    #[config(TrainingConfig::default())]
+    training: TrainingConfig,
+    #[build(Hook(Box::new(|| training.seq_len)))]
+    hook: Hook,
+    #[build(Llama::new(LlamaConfig::tiny(), Device::Cpu)?)]
+    model: Llama,
+    #[build(PackedLoader::new(&ParallelDims::new(&LocalEnv::single(), Device::Cpu)?, (0..4096).collect(), 64, 2, 0, true)?)]
+    train_data: PackedLoader,
+    #[build(CausalLmLoss)]
+    loss: CausalLmLoss,
+    #[build(AdamW::new(model.parameters(), AdamWConfig::default())?)]
+    optimizer: AdamW,
+    #[build(Warmup::new(&optimizer, WarmupConfig::default())?)]
+    lr_scheduler: Warmup<AdamW>,
+}
+
+fn main() {}
