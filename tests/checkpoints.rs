@@ -205,6 +205,50 @@ fn a_complete_run_does_nothing_and_a_misfit_checkpoint_is_refused() -> Result<()
     Ok(())
 }
 
+/// A run and its data moved (another machine, another mount): the same command with the new
+/// paths resumes where it left off, logging what the run would have; the files changed
+/// instead is refused.
+#[test]
+fn a_run_whose_data_moved_resumes_and_changed_data_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let here = dir.path().join("here");
+    std::fs::create_dir_all(here.join("web/sub"))?;
+    std::fs::write(
+        here.join("web/a.txt"),
+        "A fox ran far.\n<|endoftext|>\nA hen sat still.\n<|endoftext|>\n".repeat(40),
+    )?;
+    std::fs::write(
+        here.join("web/sub/b.txt"),
+        "The moon rose.\n<|endoftext|>\nThe sea was calm.\n<|endoftext|>\n".repeat(40),
+    )?;
+    let data = |root: &Path| root.join("web").display().to_string();
+    let (out, moved_out) = (dir.path().join("run"), dir.path().join("moved-run"));
+    run(&out, &["--data", &data(&here)])?;
+    let first = steps(&out)?;
+    std::fs::remove_dir_all(out.join("checkpoints/step-6"))?;
+    // Both move: the data directory and the run's.
+    let there = dir.path().join("there");
+    std::fs::rename(&here, &there)?;
+    std::fs::rename(&out, &moved_out)?;
+    run(&moved_out, &["--data", &data(&there)])?;
+    let all = steps(&moved_out)?;
+    ensure!(
+        all.len() == 6 && all[3..] == first[3..],
+        "moved {all:?}\nstraight {first:?}"
+    );
+    // A data file that changed is refused, naming what changed.
+    let b = there.join("web/sub/b.txt");
+    std::fs::write(&b, std::fs::read_to_string(&b)? + "One more.\n")?;
+    let err = run_for(8, &moved_out, &["--data", &data(&there)])
+        .expect_err("changed data")
+        .to_string();
+    ensure!(
+        err.contains("other data") || err.contains("changed since"),
+        "{err}"
+    );
+    Ok(())
+}
+
 /// The tensors of the safetensors file `path`, by name.
 fn tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     Ok(Tensor::read_safetensors(path)

@@ -102,6 +102,10 @@ pub trait Tokenizer {
 pub trait TrainingText {
     /// What the documents are, as JSON: the same text must give the same value.
     fn provenance(&self) -> serde_json::Value;
+    /// A provenance an earlier titan saved, in this one's form (by default as it is).
+    fn upgrade_provenance(&self, saved: serde_json::Value) -> serde_json::Value {
+        saved
+    }
     /// The documents.
     fn documents(self) -> Result<Vec<String>>;
 }
@@ -267,9 +271,13 @@ impl BpeTokenizer {
             let cached = Self::from_file(&config.path, config.max_len)?;
             match std::fs::read(&fingerprint_path) {
                 Ok(bytes) => {
-                    let saved: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-                        Error::Tokenizer(format!("{}: {e}", fingerprint_path.display()))
-                    })?;
+                    let mut saved: serde_json::Value =
+                        serde_json::from_slice(&bytes).map_err(|e| {
+                            Error::Tokenizer(format!("{}: {e}", fingerprint_path.display()))
+                        })?;
+                    if let Some(trained_on) = saved.get_mut("trained_on") {
+                        *trained_on = text.upgrade_provenance(trained_on.take());
+                    }
                     let found = crate::diff::differences(&saved, &fingerprint, &|_| false);
                     if let Some(first) = found.first() {
                         return Err(Error::Tokenizer(format!(

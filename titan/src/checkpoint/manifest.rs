@@ -47,23 +47,35 @@ pub struct Manifest {
 impl Manifest {
     /// Reads `dir`'s manifest, refusing one from a newer titan or another experiment.
     pub fn read(dir: &Path, experiment: &str) -> Result<Self> {
+        Self::read_or_damaged(dir, experiment)?.map_err(|reason| bad(dir, reason))
+    }
+
+    /// Reads `dir`'s manifest; `Ok(Err(reason))` where it is damaged (missing, or not a
+    /// manifest: a checkpoint to step back from), `Err` where it is a sound manifest this run
+    /// must not take (a newer or older format, another experiment) or cannot be read at all.
+    pub(super) fn read_or_damaged(
+        dir: &Path,
+        experiment: &str,
+    ) -> Result<std::result::Result<Self, String>> {
         let path = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                bad(
-                    dir,
-                    format!("no {MANIFEST}: not a complete titan checkpoint"),
-                )
-            } else {
-                Error::io(&path, e)
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Err(format!(
+                    "no {MANIFEST}: not a complete titan checkpoint"
+                )));
             }
-        })?;
+            Err(e) => return Err(Error::io(&path, e)),
+        };
         // The format first, so a newer titan's manifest is refused as such, whatever else
         // changed in it.
-        let format = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("format").and_then(serde_json::Value::as_u64));
-        match format {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&text) else {
+            return Ok(Err(format!(
+                "{MANIFEST} ({} bytes) is not JSON: damaged",
+                text.len()
+            )));
+        };
+        match value.get("format").and_then(serde_json::Value::as_u64) {
             Some(f) if f > u64::from(FORMAT) => {
                 return Err(bad(
                     dir,
@@ -85,11 +97,13 @@ impl Manifest {
                     ),
                 ));
             }
-            None => return Err(bad(dir, format!("{MANIFEST} has no checkpoint format"))),
+            None => return Ok(Err(format!("{MANIFEST} has no checkpoint format: damaged"))),
             Some(_) => {}
         }
-        let manifest: Self = serde_json::from_str(&text)
-            .map_err(|e| bad(dir, format!("{MANIFEST} is not a titan manifest: {e}")))?;
+        let manifest: Self = match serde_json::from_value(value) {
+            Ok(manifest) => manifest,
+            Err(e) => return Ok(Err(format!("{MANIFEST} is not a titan manifest: {e}"))),
+        };
         if manifest.experiment != experiment {
             return Err(bad(
                 dir,
@@ -100,7 +114,7 @@ impl Manifest {
                 ),
             ));
         }
-        Ok(manifest)
+        Ok(Ok(manifest))
     }
 
     /// The entry for file `name`.

@@ -105,12 +105,7 @@ impl CheckpointStore {
     /// The latest complete checkpoint, if any (half-written directories are skipped with a
     /// warning).
     pub fn latest(&self) -> Result<Option<Checkpoint>> {
-        for left in self.leftovers()? {
-            tracing::warn!(
-                "ignoring {}: a checkpoint whose writing or removal did not finish (the next save removes it)",
-                left.display()
-            );
-        }
+        self.warn_leftovers()?;
         match self.steps()?.last() {
             Some(&step) => Ok(Some(Checkpoint::open(
                 &self.dir.join(step_dir_name(step)),
@@ -120,30 +115,49 @@ impl CheckpointStore {
         }
     }
 
-    /// The newest checkpoint whose every file matches its manifest, and the damaged ones after
-    /// it, newest first (each read whole: their files are checked once, here). An unreadable
-    /// manifest is an error, not damage: it names a checkpoint of another experiment or
-    /// titan. Where `tolerant` (a rank that does not write, while rank 0 may be moving a
-    /// damaged one aside), a directory that cannot be opened counts as damaged too.
-    pub fn latest_intact(&self, tolerant: bool) -> Result<(Option<Checkpoint>, Vec<Damaged>)> {
-        let latest = self.latest()?;
-        let mut damaged = Vec::new();
-        if latest.is_none() {
-            return Ok((None, damaged));
+    /// Warns of each half-written or half-removed directory (the next save removes them).
+    fn warn_leftovers(&self) -> Result<()> {
+        for left in self.leftovers()? {
+            tracing::warn!(
+                "ignoring {}: a checkpoint whose writing or removal did not finish (the next save removes it)",
+                left.display()
+            );
         }
+        Ok(())
+    }
+
+    /// The newest checkpoint whose every file matches its manifest, and the damaged ones after
+    /// it, newest first (each read whole: their files are checked once, here). A missing or
+    /// unparseable manifest is damage; a sound manifest this run must not take (another
+    /// experiment, another titan's format) is an error. Where `tolerant` (a rank that does not
+    /// write, while rank 0 may be moving a damaged one aside), a directory that cannot be
+    /// opened counts as damaged too.
+    pub fn latest_intact(&self, tolerant: bool) -> Result<(Option<Checkpoint>, Vec<Damaged>)> {
+        self.warn_leftovers()?;
+        let mut damaged = Vec::new();
         for step in self.steps()?.into_iter().rev() {
             let dir = self.dir.join(step_dir_name(step));
-            let found = Checkpoint::open(&dir, &self.experiment)
-                .map_err(|e| (e, true))
-                .and_then(|c| c.verify().map(|()| c).map_err(|e| (e, false)));
+            let found = match Checkpoint::open_or_damaged(&dir, &self.experiment) {
+                Ok(Ok(checkpoint)) if checkpoint.step() != step => Err(bad(
+                    &dir,
+                    format!("its manifest says step {}: damaged", checkpoint.step()),
+                )),
+                Ok(Ok(checkpoint)) => checkpoint.verify().map(|()| checkpoint),
+                Ok(Err(reason)) => Err(Error::Checkpoint(reason)),
+                Err(e) if tolerant => Err(e),
+                Err(e) => return Err(e),
+            };
             match found {
                 Ok(checkpoint) => return Ok((Some(checkpoint), damaged)),
-                Err((Error::Checkpoint(reason), opening)) if tolerant || !opening => {
+                Err(e) => {
+                    let reason = match e {
+                        Error::Checkpoint(reason) => reason,
+                        other => other.to_string(),
+                    };
                     let own = format!("{}: ", dir.display());
                     let reason = reason.strip_prefix(&own).unwrap_or(&reason).to_string();
                     damaged.push(Damaged { dir, step, reason })
                 }
-                Err((e, _)) => return Err(e),
             }
         }
         Ok((None, damaged))
@@ -282,12 +296,21 @@ impl Checkpoint {
         if !dir.is_dir() {
             return Err(bad(dir, "no checkpoint here (no such directory)"));
         }
-        let manifest = Manifest::read(dir, experiment)?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            manifest,
-            verified: std::sync::OnceLock::new(),
-        })
+        Self::open_or_damaged(dir, experiment)?.map_err(|reason| bad(dir, reason))
+    }
+
+    /// [`Checkpoint::open`], with a damaged manifest (missing, not a manifest) as `Ok(Err)`.
+    fn open_or_damaged(dir: &Path, experiment: &str) -> Result<std::result::Result<Self, String>> {
+        if !dir.is_dir() {
+            return Err(bad(dir, "no checkpoint here (no such directory)"));
+        }
+        Ok(
+            Manifest::read_or_damaged(dir, experiment)?.map(|manifest| Self {
+                dir: dir.to_path_buf(),
+                manifest,
+                verified: std::sync::OnceLock::new(),
+            }),
+        )
     }
 
     /// Its directory.
@@ -485,7 +508,7 @@ mod tests {
 
     #[test]
     fn a_damaged_latest_checkpoint_gives_way_to_the_one_before() -> Result<()> {
-        let (_tmp, store) = store(3)?;
+        let (_tmp, store) = store(5)?;
         for step in [1, 2, 3] {
             store.save(step, two_files(step))?;
         }
@@ -520,6 +543,28 @@ mod tests {
         assert_eq!(store.steps()?, [1]);
         store.save(2, two_files(2))?;
         assert_eq!(store.steps()?, [1, 2]);
+        // A manifest that is not JSON (zeroed by a crash), one that is gone, or one that names
+        // another step is damage too.
+        store.save(3, two_files(3))?;
+        store.save(4, two_files(4))?;
+        let manifest = |step: u64| store.dir().join(format!("step-{step}/{MANIFEST}"));
+        fs::write(manifest(4), [0u8; 64]).map_err(|e| Error::io("step-4", e))?;
+        fs::remove_file(manifest(3)).map_err(|e| Error::io("step-3", e))?;
+        let two = fs::read_to_string(manifest(2)).map_err(|e| Error::io("step-2", e))?;
+        let moved = two.replace("\"step\": 2", "\"step\": 9");
+        assert_ne!(moved, two);
+        fs::write(manifest(2), moved).map_err(|e| Error::io("step-2", e))?;
+        let (intact, damaged) = store.latest_intact(false)?;
+        assert_eq!(intact.map(|c| c.step()), Some(1));
+        let reasons: Vec<(u64, &str)> = damaged.iter().map(|d| (d.step, &*d.reason)).collect();
+        assert_eq!(
+            reasons,
+            [
+                (4, "manifest.json (64 bytes) is not JSON: damaged"),
+                (3, "no manifest.json: not a complete titan checkpoint"),
+                (2, "its manifest says step 9: damaged"),
+            ]
+        );
         // Another experiment's checkpoint is an error, not damage.
         let err = CheckpointStore::new(store.dir().parent().expect("parent"), "other", 3)?
             .latest_intact(false)

@@ -162,6 +162,29 @@ fn walk(
     Ok(())
 }
 
+/// Each path relative to the deepest directory that holds them all (a lone file: its name):
+/// how a dataset names its files wherever it is moved or copied to.
+pub fn relative_names(paths: &[&Path]) -> Vec<PathBuf> {
+    fn parent(p: &Path) -> Vec<std::path::Component<'_>> {
+        p.parent()
+            .map(|d| d.components().collect())
+            .unwrap_or_default()
+    }
+    let mut root = paths.first().map(|p| parent(p)).unwrap_or_default();
+    for p in paths.iter().skip(1) {
+        let common = root
+            .iter()
+            .zip(parent(p))
+            .take_while(|(a, b)| **a == *b)
+            .count();
+        root.truncate(common);
+    }
+    paths
+        .iter()
+        .map(|p| p.components().skip(root.len()).collect())
+        .collect()
+}
+
 /// Warns that `skipped` (files `spec` reached that name no data format) are not read.
 fn warn_skipped(spec: &str, skipped: &[PathBuf]) {
     if let Some(first) = skipped.iter().min() {
@@ -177,6 +200,28 @@ fn warn_skipped(spec: &str, skipped: &[PathBuf]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_names_do_not_depend_on_where_the_data_is() {
+        let names = |paths: &[&str]| {
+            let paths: Vec<&Path> = paths.iter().map(Path::new).collect();
+            relative_names(&paths)
+                .into_iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&["/data/web/a.txt"]), ["a.txt"]);
+        assert_eq!(
+            names(&["/data/web/a/x.jsonl", "/data/web/b.jsonl"]),
+            ["a/x.jsonl", "b.jsonl"]
+        );
+        assert_eq!(
+            names(&["/mnt/copy/web/a/x.jsonl", "/mnt/copy/web/b.jsonl"]),
+            ["a/x.jsonl", "b.jsonl"]
+        );
+        assert_eq!(names(&["a.txt", "b.txt"]), ["a.txt", "b.txt"]);
+        assert!(names(&[]).is_empty());
+    }
 
     #[test]
     fn file_directory_and_glob_resolve_sorted() -> Result<()> {

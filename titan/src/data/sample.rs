@@ -1,10 +1,13 @@
 //! A bounded sample of a source's documents to train a tokenizer on, described by where it
-//! comes from rather than by its text: files by their absolute paths and sizes, the built-in
-//! stories by their seed. The description is the tokenizer's fingerprint, so a tokenizer is
+//! comes from rather than by its text: files by their names (relative to the directory that
+//! holds them all, so the data may move) and sizes, the built-in stories by their seed. The description is the tokenizer's fingerprint, so a tokenizer is
 //! reused only for the data and sample that trained it.
+
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use super::files::relative_names;
 use super::source::{DataSource, HOLDOUT_EVERY, Origin};
 use crate::Result;
 use crate::tokenizer::TrainingText;
@@ -30,17 +33,22 @@ impl DataSource {
 impl TrainingText for Sample {
     fn provenance(&self) -> Value {
         let source = match &self.source.origin {
-            Origin::Files(files) => Value::Array(
-                files
+            Origin::Files(files) => {
+                let paths: Vec<PathBuf> = files
                     .iter()
-                    .map(|f| {
-                        let path =
-                            std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone());
-                        let bytes = std::fs::metadata(&f.path).map(|m| m.len()).ok();
-                        json!({"path": path.display().to_string(), "bytes": bytes})
-                    })
-                    .collect(),
-            ),
+                    .map(|f| std::fs::canonicalize(&f.path).unwrap_or_else(|_| f.path.clone()))
+                    .collect();
+                Value::Array(
+                    files
+                        .iter()
+                        .zip(named(&paths))
+                        .map(|(f, name)| {
+                            let bytes = std::fs::metadata(&f.path).map(|m| m.len()).ok();
+                            json!({"path": name, "bytes": bytes})
+                        })
+                        .collect(),
+                )
+            }
             // Story `i` depends only on the seed and `i`, so how many a run generates does not
             // change the sample's text beyond its length.
             Origin::Stories(config) => json!({"built_in_stories": {"seed": config.seed}}),
@@ -53,6 +61,23 @@ impl TrainingText for Sample {
             "max_document_bytes": self.source.max_document_bytes,
             "documents": self.documents,
         })
+    }
+
+    /// An earlier titan named the files by their full (canonical) paths: those become names
+    /// as this one takes them, so its tokenizer fits the same files, moved or not.
+    fn upgrade_provenance(&self, mut saved: Value) -> Value {
+        if let Some(Value::Array(files)) = saved.get_mut("source") {
+            let full: Vec<PathBuf> = files
+                .iter()
+                .filter_map(|f| f.get("path")?.as_str().map(PathBuf::from))
+                .collect();
+            if full.len() == files.len() && full.iter().all(|p| p.is_absolute()) {
+                for (file, name) in files.iter_mut().zip(named(&full)) {
+                    file["path"] = Value::String(name);
+                }
+            }
+        }
+        saved
     }
 
     fn documents(self) -> Result<Vec<String>> {
@@ -69,10 +94,57 @@ impl TrainingText for Sample {
     }
 }
 
+/// Each path's name relative to the directory that holds them all.
+fn named(paths: &[PathBuf]) -> Vec<String> {
+    let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    relative_names(&paths)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::{Split, StoryConfig};
+
+    #[test]
+    fn a_files_sample_is_described_the_same_wherever_the_data_is() -> Result<()> {
+        let (a, b) = (tempfile::tempdir(), tempfile::tempdir());
+        let (a, b) = (
+            a.map_err(|e| crate::Error::io("tempdir", e))?,
+            b.map_err(|e| crate::Error::io("tempdir", e))?,
+        );
+        for dir in [a.path(), b.path()] {
+            let io = |e| crate::Error::io(dir, e);
+            std::fs::create_dir_all(dir.join("web/sub")).map_err(io)?;
+            std::fs::write(dir.join("web/one.txt"), "a story\n").map_err(io)?;
+            std::fs::write(dir.join("web/sub/two.txt"), "another\n").map_err(io)?;
+        }
+        let sample = |dir: &Path| -> Result<Sample> {
+            Ok(DataSource::files(&dir.join("web"), Split::Train)?.sample_of(10))
+        };
+        let (here, moved) = (
+            sample(a.path())?.provenance(),
+            sample(b.path())?.provenance(),
+        );
+        assert_eq!(here, moved);
+        assert_eq!(here["source"][1]["path"], "sub/two.txt");
+        // What an earlier titan saved, full paths: taken as the same files.
+        let mut old = here.clone();
+        for (i, name) in ["web/one.txt", "web/sub/two.txt"].iter().enumerate() {
+            let full = std::fs::canonicalize(a.path().join(name))
+                .map_err(|e| crate::Error::io(name, e))?;
+            old["source"][i]["path"] = Value::String(full.display().to_string());
+        }
+        assert_ne!(old, here);
+        assert_eq!(sample(b.path())?.upgrade_provenance(old), here);
+        // Another size is another file.
+        std::fs::write(b.path().join("web/one.txt"), "a longer story\n")
+            .map_err(|e| crate::Error::io("one.txt", e))?;
+        assert_ne!(sample(b.path())?.provenance(), here);
+        Ok(())
+    }
 
     #[test]
     fn the_stories_sample_is_described_by_seed_and_size_not_by_run_length() {

@@ -1,7 +1,7 @@
 //! What a dataset reads: data files or the built-in stories, which part of them (train,
 //! held-out validation or all), and how documents are found in them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -256,22 +256,26 @@ impl DataSource {
             .collect()
     }
 
-    /// The data files' paths with their sizes as [`DataSource::unit_bytes`] read them (`None`
-    /// for the built-in stories): what a saved position into the files is checked against on
-    /// resume.
+    /// The data files' names (relative to the directory that holds them all, so the data may
+    /// move) with their sizes as [`DataSource::unit_bytes`] read them (`None` for the built-in
+    /// stories): what a saved position into the files is checked against on resume.
     pub fn file_stamps(&self, sizes: &[u64]) -> Option<FilesStamp> {
         let Origin::Files(files) = &self.origin else {
             return None;
         };
-        let stamps = files
-            .iter()
-            .zip(sizes)
-            .map(|(f, &bytes)| FileStamp {
-                path: f.path.clone(),
-                bytes,
-            })
-            .collect();
-        Some(FilesStamp::of(stamps))
+        let stamp = |paths: Vec<PathBuf>| {
+            paths
+                .into_iter()
+                .zip(sizes)
+                .map(|(path, &bytes)| FileStamp { path, bytes })
+                .collect()
+        };
+        let paths: Vec<&Path> = files.iter().map(|f| f.path.as_path()).collect();
+        let mut stamps = FilesStamp::of(stamp(super::files::relative_names(&paths)));
+        // An earlier titan stamped full paths: a position it saved is checked against those.
+        stamps.full_paths_digest =
+            FilesStamp::of(stamp(files.iter().map(|f| f.path.clone()).collect())).digest;
+        Some(stamps)
     }
 
     /// The first `n` documents of the split in source order (fewer when the source is shorter):
@@ -367,7 +371,8 @@ impl DataSource {
 /// resume refuses files added, removed, renamed or resized since.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStamp {
-    /// Its path.
+    /// Its path relative to the directory that holds all the source's files (its full path in
+    /// positions an earlier titan saved).
     pub path: std::path::PathBuf,
     /// Its size in bytes.
     pub bytes: u64,
@@ -377,7 +382,7 @@ pub struct FileStamp {
 /// of every path and size, with the list itself when it is short (up to
 /// [`FilesStamp::LISTED`] files; every rank's position carries it, so a corpus of thousands of
 /// files is not written once per rank and checkpoint).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FilesStamp {
     /// Number of files.
     pub count: usize,
@@ -388,7 +393,20 @@ pub struct FilesStamp {
     /// The files, when there are at most [`FilesStamp::LISTED`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list: Option<Vec<FileStamp>>,
+    /// The digest as an earlier titan took it, of full paths (not saved): a position it saved
+    /// still fits the files where they were.
+    #[serde(skip)]
+    pub full_paths_digest: String,
 }
+
+impl PartialEq for FilesStamp {
+    fn eq(&self, other: &Self) -> bool {
+        (self.count, self.bytes, &self.digest, &self.list)
+            == (other.count, other.bytes, &other.digest, &other.list)
+    }
+}
+
+impl Eq for FilesStamp {}
 
 impl FilesStamp {
     /// The most files listed one by one.
@@ -408,13 +426,14 @@ impl FilesStamp {
             bytes: files.iter().map(|f| f.bytes).sum(),
             digest: format!("{:x}", hash.finalize()),
             list: (files.len() <= Self::LISTED).then_some(files),
+            full_paths_digest: String::new(),
         }
     }
 
     /// How `now` differs from `self`, in words (the first file that differs when both are
     /// listed); `None` when they are the same files.
     pub fn changed(&self, now: &FilesStamp) -> Option<String> {
-        if self.digest == now.digest {
+        if self.digest == now.digest || self.digest == now.full_paths_digest {
             return None;
         }
         if let (Some(was), Some(is)) = (&self.list, &now.list) {
@@ -540,5 +559,55 @@ mod tests {
         renamed[500].path = "other.parquet".into();
         let what = many.changed(&FilesStamp::of(renamed)).unwrap_or_default();
         assert!(what.contains("1000 files of 10000 bytes then"), "{what}");
+    }
+
+    #[test]
+    fn the_same_files_moved_elsewhere_keep_their_stamp() -> Result<()> {
+        let (a, b) = (tempfile::tempdir(), tempfile::tempdir());
+        let (a, b) = (
+            a.map_err(|e| Error::io("tempdir", e))?,
+            b.map_err(|e| Error::io("tempdir", e))?,
+        );
+        for dir in [a.path(), b.path()] {
+            std::fs::create_dir_all(dir.join("web/sub")).map_err(|e| Error::io(dir, e))?;
+            std::fs::write(dir.join("web/one.txt"), "x\n").map_err(|e| Error::io(dir, e))?;
+            std::fs::write(dir.join("web/sub/two.txt"), "yy\n").map_err(|e| Error::io(dir, e))?;
+        }
+        let stamp = |dir: &Path| -> Result<FilesStamp> {
+            let source = DataSource::files(&dir.join("web"), Split::Train)?;
+            let sizes = source.unit_bytes()?;
+            Ok(source.file_stamps(&sizes).expect("files"))
+        };
+        let (here, moved) = (stamp(a.path())?, stamp(b.path())?);
+        assert_eq!(moved.changed(&here), None);
+        let names: Vec<String> = (here.list.iter().flatten())
+            .map(|f| f.path.display().to_string())
+            .collect();
+        assert_eq!(names, ["one.txt", "sub/two.txt"]);
+        // A position an earlier titan saved, stamped with full paths, fits the files where
+        // they were, and not a copy elsewhere (it cannot tell a copy from other files).
+        let full = |dir: &Path| {
+            FilesStamp::of(vec![
+                FileStamp {
+                    path: dir.join("web/one.txt"),
+                    bytes: 2,
+                },
+                FileStamp {
+                    path: dir.join("web/sub/two.txt"),
+                    bytes: 3,
+                },
+            ])
+        };
+        assert_eq!(full(a.path()).changed(&here), None);
+        assert!(full(a.path()).changed(&moved).is_some());
+        // A file renamed is still a change.
+        std::fs::rename(b.path().join("web/one.txt"), b.path().join("web/uno.txt"))
+            .map_err(|e| Error::io("rename", e))?;
+        let what = here.changed(&stamp(b.path())?).unwrap_or_default();
+        assert!(
+            what.contains("was one.txt (2 bytes), now sub/two.txt"),
+            "{what}"
+        );
+        Ok(())
     }
 }

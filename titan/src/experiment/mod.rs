@@ -171,21 +171,21 @@ fn find_start(
         None => {
             // A run without checkpoints would start over beside an earlier run's, and its end
             // would replace that run's `hf/` export.
-            if let Some(latest) = store.latest()? {
+            // (Any `step-N`, intact or not, is a run's.)
+            if let Some(&latest) = store.steps()?.last() {
                 return Err(crate::Error::Checkpoint(format!(
-                    "{} holds a run's checkpoints (up to step {}), and training.checkpoint_every \
-                     = 0 would start a new run there from step 0: resume it with checkpoints on \
-                     (or --resume-from {}), or use another --output-dir",
+                    "{} holds a run's checkpoints (up to step {latest}), and \
+                     training.checkpoint_every = 0 would start a new run there from step 0: \
+                     resume it with checkpoints on (or --resume-from DIR), or use another \
+                     --output-dir",
                     store.dir().display(),
-                    latest.step(),
-                    latest.dir().display()
                 )));
             }
             None
         }
     };
     if let Some(checkpoint) = &resume {
-        resume::check_config_fits(checkpoint, config)?;
+        resume::check_config_fits(checkpoint, config, true)?;
         // Resuming behind this directory's own latest intact checkpoint would write a second
         // history over the first one's checkpoints; damaged ones after it are set aside.
         if let Some(&latest) = store.steps()?.last()
@@ -298,16 +298,40 @@ fn checkpoint_to_export(
         None => {
             let dir = training.clone().for_experiment(name).output_dir();
             let store = CheckpointStore::new(&dir, name, training.keep_checkpoints.max(1))?;
-            store.latest()?.ok_or_else(|| {
-                crate::Error::Checkpoint(format!(
-                    "{} holds no checkpoint to export: train with --checkpoint-every N first, or \
-                     name one with --resume-from",
-                    store.dir().display()
-                ))
-            })?
+            // The newest intact one; damaged ones after it are said, and left where they are.
+            let (intact, damaged) = store.latest_intact(false)?;
+            match (intact, damaged.first()) {
+                (Some(intact), _) => {
+                    for d in &damaged {
+                        tracing::warn!(
+                            "checkpoint {} is damaged ({}): exporting step {} instead",
+                            d.dir.display(),
+                            d.reason,
+                            intact.step()
+                        );
+                    }
+                    intact
+                }
+                (None, Some(newest)) => {
+                    return Err(crate::Error::Checkpoint(format!(
+                        "no checkpoint in {} can be exported: {} damaged, the newest {} ({})",
+                        store.dir().display(),
+                        damaged.len(),
+                        newest.dir.display(),
+                        newest.reason
+                    )));
+                }
+                (None, None) => {
+                    return Err(crate::Error::Checkpoint(format!(
+                        "{} holds no checkpoint to export: train with --checkpoint-every N \
+                         first, or name one with --resume-from",
+                        store.dir().display()
+                    )));
+                }
+            }
         }
     };
-    resume::check_config_fits(&checkpoint, config)?;
+    resume::check_config_fits(&checkpoint, config, false)?;
     Ok(checkpoint)
 }
 

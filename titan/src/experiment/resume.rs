@@ -53,8 +53,13 @@ pub(crate) const CONFIG_FILE: &str = "config.toml";
 
 /// Refuses `checkpoint` when its configuration differs from `run`'s in a key that must stay,
 /// naming the key and both values. A checkpoint without a configuration is checked by its
-/// weights alone (when they are loaded).
-pub(crate) fn check_config_fits(checkpoint: &Checkpoint, run: &ConfigSet<'_>) -> Result<()> {
+/// weights alone (when they are loaded). Where `resuming` (not an export), the changes a
+/// resume may make are said.
+pub(crate) fn check_config_fits(
+    checkpoint: &Checkpoint,
+    run: &ConfigSet<'_>,
+    resuming: bool,
+) -> Result<()> {
     if checkpoint.manifest().file(CONFIG_FILE).is_none() {
         return Ok(());
     }
@@ -92,7 +97,16 @@ pub(crate) fn check_config_fits(checkpoint: &Checkpoint, run: &ConfigSet<'_>) ->
         );
     }
     let Some(first) = found.first() else {
-        said_changes(checkpoint, &saved, &run.tree(), run.training_section());
+        if resuming {
+            said_changes(checkpoint, &saved, &run.tree(), run.training_section());
+            if let Some((was, is)) = data_moved(&saved, &run.tree(), run.training_section()) {
+                tracing::warn!(
+                    "training.data was {was} for {}, now {is}: resuming if its files are the \
+                     same (names under the data's directory, and sizes)",
+                    checkpoint.dir().display()
+                );
+            }
+        }
         return Ok(());
     };
     Err(Error::Checkpoint(format!(
@@ -171,8 +185,11 @@ fn compare(
         // component); one the run adds is said above.
         .filter(|path| path.len() > 1)
         .collect();
+    let moved = data_moved(saved, run, training).is_some();
     let found = differences(saved, run, &|path| {
         may_change(path, training)
+            || (moved
+                && matches!(path, [section, key] if Some(section.as_str()) == training && key == "data"))
             || matches!(path, [section] if new_sections.contains(section))
             || unmatched.iter().any(|p| p.as_slice() == path)
     });
@@ -220,6 +237,25 @@ fn one_sided(
         out.push(path.clone());
         path.pop();
     }
+}
+
+/// `training.data` as the checkpoint and the run name it, where both name files and the
+/// names differ: the data moved (or was copied), and a resume checks the files themselves,
+/// by name and size, against the positions' stamps; files to or from the built-in stories
+/// stay a difference.
+fn data_moved(
+    saved: &serde_json::Value,
+    run: &serde_json::Value,
+    training: Option<&str>,
+) -> Option<(String, String)> {
+    let data = |tree: &serde_json::Value| {
+        tree.get(training?)?
+            .get("data")?
+            .as_str()
+            .map(str::to_string)
+    };
+    let (was, is) = (data(saved)?, data(run)?);
+    (was != is).then_some((was, is))
 }
 
 fn may_change(path: &[String], training: Option<&str>) -> bool {
@@ -291,5 +327,19 @@ mod tests {
                 "`training.data` is \"a.txt\" there and unset here",
             ]
         );
+        // Data that moved is the files' to judge (their stamps); to or from the built-in
+        // stories (no data) it stays a difference.
+        run["llama"]["hidden_size"] = 256.into();
+        run["training"]["data"] = "/elsewhere/a.txt".into();
+        let (_, _, found) = compare(&saved, &run, Some("training"));
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(
+            data_moved(&saved, &run, Some("training")),
+            Some(("a.txt".into(), "/elsewhere/a.txt".into()))
+        );
+        run["training"]["data"] = Value::Null;
+        let (_, _, found) = compare(&saved, &run, Some("training"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(data_moved(&saved, &run, Some("training")), None);
     }
 }
