@@ -249,6 +249,98 @@ fn a_run_whose_data_moved_resumes_and_changed_data_is_refused() -> Result<()> {
     Ok(())
 }
 
+/// Set while [`ExportsAlone`] exports: its loaders and optimizer then fail to build.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// An error while [`EXPORTING`]: what a component the export must not build runs first.
+fn not_while_exporting(what: &str) -> titan::Result<()> {
+    match EXPORTING.load(std::sync::atomic::Ordering::SeqCst) {
+        true => Err(titan::Error::Unsupported(format!(
+            "{what} built for an export"
+        ))),
+        false => Ok(()),
+    }
+}
+
+mod exports_alone {
+    use super::not_while_exporting;
+    use titan::prelude::*;
+
+    /// tiny_llama whose loaders and optimizer cannot be built while the test exports.
+    #[experiment]
+    pub struct ExportsAlone {
+        #[config(TrainingConfig::tiny_titan())]
+        training: TrainingConfig,
+        #[config(LlamaConfig::tiny())]
+        llama: LlamaConfig,
+        #[config(BpeConfig::default())]
+        bpe: BpeConfig,
+        #[config(AdamWConfig::default())]
+        adamw: AdamWConfig,
+        #[config(WarmupConfig::default())]
+        schedule: WarmupConfig,
+        #[config(DatasetConfig::default())]
+        dataset: DatasetConfig,
+        #[config(ParallelConfig::default())]
+        parallelism: ParallelConfig,
+        #[build(C10dEnv::from_env(training.device()?, &parallelism)?)]
+        dist: C10dEnv,
+        #[build(ParallelDims::with_config(&dist, &parallelism, training.device()?)?)]
+        dims: ParallelDims,
+        #[build(Corpus::new(None, None, &dataset, StoryConfig::for_tokens(training.seed, training.tokens()))?)]
+        corpus: Corpus,
+        #[build(BpeTokenizer::train_or_load(&bpe.in_dir(&training.output_dir()), corpus.train.sample_of(dataset.tokenizer_sample))?)]
+        tokenizer: BpeTokenizer,
+        #[build(Llama::new(llama.with_tokenizer(&tokenizer), dims.device())?)]
+        model: Llama,
+        #[build({
+            not_while_exporting("train_data")?;
+            dataset.train_loader(&dims, &corpus.train, &tokenizer, training.batching())?
+        })]
+        train_data: TokenLoader<Documents, BpeTokenizer, HfConvention>,
+        #[build({
+            not_while_exporting("val_data")?;
+            dataset.val_loader(&dims, &corpus.val, &tokenizer, training.batching())?
+        })]
+        val_data: TokenLoader<Documents, BpeTokenizer, HfConvention>,
+        #[build(CausalLmLoss)]
+        loss: CausalLmLoss,
+        #[build({ not_while_exporting("optimizer")?; AdamW::new(model.parameters(), adamw)? })]
+        optimizer: AdamW,
+        #[build(Warmup::new(&optimizer, schedule)?)]
+        lr_scheduler: Warmup<AdamW>,
+    }
+}
+
+/// `--export-hf` builds the model, the tokenizer and what they need, never a loader or the
+/// optimizer (a corpus being read, optimizer state allocated, for nothing).
+#[test]
+fn export_hf_builds_no_loader_or_optimizer() -> Result<()> {
+    use exports_alone::ExportsAlone;
+    let dir = tempfile::tempdir()?;
+    let flags = ["--checkpoint-every", "2"];
+    common::run_shrunk::<ExportsAlone>(dir.path(), 2, &flags)?;
+    let to = dir.path().join("export");
+    let to = to.to_str().context("utf8 path")?;
+    EXPORTING.store(true, std::sync::atomic::Ordering::SeqCst);
+    let exported = common::run_shrunk::<ExportsAlone>(
+        dir.path(),
+        2,
+        &[&flags[..], &["--export-hf", to]].concat(),
+    );
+    // Training now fails at the loaders: the guard is live.
+    let training = common::run_shrunk::<ExportsAlone>(&dir.path().join("new"), 2, &flags);
+    EXPORTING.store(false, std::sync::atomic::Ordering::SeqCst);
+    exported?;
+    let err = training.expect_err("loaders refused").to_string();
+    ensure!(err.contains("train_data built for an export"), "{err}");
+    ensure!(same_tensors(
+        &tensors(&Path::new(to).join("model.safetensors"))?,
+        &tensors(&dir.path().join("checkpoints/step-2/model.safetensors"))?
+    ));
+    Ok(())
+}
+
 /// The tensors of the safetensors file `path`, by name.
 fn tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     Ok(Tensor::read_safetensors(path)

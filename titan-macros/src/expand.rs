@@ -53,11 +53,14 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
         let keep = quote_spanned!(ty.span()=> __titan_builder.#name = ::core::option::Option::Some(::titan::experiment::section_clone(&#value)););
         take_or_build(exp, f, take, Some(keep))
     });
-    let check_by_value = configs.iter().map(|f| is_section(f));
-    let config_by_value = configs.iter().map(|f| {
-        let name = &f.ident;
-        take_or_build(exp, f, quote!(__titan_builder.#name), None)
-    });
+    let check_by_value: Vec<TokenStream> = configs.iter().map(|f| is_section(f)).collect();
+    let config_by_value: Vec<TokenStream> = configs
+        .iter()
+        .map(|f| {
+            let name = &f.ident;
+            take_or_build(exp, f, quote!(__titan_builder.#name), None)
+        })
+        .collect();
     let config_names: Vec<_> = configs.iter().map(|f| &f.ident).collect();
     // As soon as both the model and the tokenizer are built, and before the loaders and the
     // optimizer, the tokenizer's ids and the run's `seq_len` must fit the model (`train`
@@ -88,6 +91,22 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
             .map(|(_, c)| c);
         quote!(#built #check)
     });
+    // `--export-hf` builds the model and the tokenizer and what they need, no loader or
+    // optimizer: the components of their dependency closure, in construction order.
+    let for_export = export_closure(exp);
+    let build_for_export = components
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| for_export.contains(&f.ident))
+        .map(|(i, f)| {
+            let name = &f.ident;
+            let built = take_or_build(exp, f, quote!(__titan_builder.#name), None);
+            let check = fits
+                .as_ref()
+                .filter(|(after, _)| *after == i)
+                .map(|(_, c)| c);
+            quote!(#built #check)
+        });
     let all_names = exp.fields.iter().map(|f| &f.ident);
 
     // The `training` section is read in two places; both go through one function, so a section
@@ -128,7 +147,26 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
     });
 
     let train = wiring(exp);
-    let export = export_checkpoint(exp, &name);
+    let export = export_checkpoint(exp, &name, quote!(self.));
+    // Without a model and a tokenizer there is nothing to build: the error at once.
+    let export_only = match for_export.is_empty() {
+        true => {
+            let error = export_checkpoint(exp, &name, TokenStream::new());
+            quote!(let _ = (__titan_builder, __titan_overrides); #error)
+        }
+        false => {
+            let error_or_export = export_checkpoint(exp, &name, TokenStream::new());
+            quote! {
+                #(#check_by_value)*
+                let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides)#with_training;
+                #(#config_by_value)*
+                __titan_cfg.finish()?;
+                #seed
+                #(#build_for_export)*
+                #error_or_export
+            }
+        }
+    };
     let plain = emit::plain_struct(exp);
     let builder = emit::builder(exp);
     quote! {
@@ -189,18 +227,52 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
             ) -> ::titan::Result<()> {
                 #export
             }
+
+            #[allow(unused_variables, unused_mut, clippy::redundant_locals, clippy::redundant_closure_call, clippy::needless_question_mark)]
+            fn export_only(
+                __titan_builder: #builder_ident,
+                __titan_overrides: &::titan::experiment::Overrides,
+                checkpoint: &::titan::checkpoint::Checkpoint,
+                dir: &::std::path::Path,
+            ) -> ::titan::Result<()> {
+                #export_only
+            }
         }
     }
 }
 
-/// The body of `export_hf`: a checkpoint's model with the tokenizer, or the error that there
-/// is no tokenizer to export with.
-fn export_checkpoint(exp: &Experiment, name: &str) -> TokenStream {
+/// The components the model and the tokenizer need, themselves included (none without both).
+fn export_closure(exp: &Experiment) -> Vec<syn::Ident> {
+    let (Some(model), Some(tok)) = (exp.role(Role::Model), exp.role(Role::Tokenizer)) else {
+        return Vec::new();
+    };
+    let at = |f: &Field| exp.fields.iter().position(|g| g.ident == f.ident);
+    let mut needed: Vec<usize> = [at(model), at(tok)].into_iter().flatten().collect();
+    let edges = deps::edges(exp);
+    let mut next = 0;
+    while next < needed.len() {
+        let from = needed[next];
+        for e in edges.iter().filter(|e| e.from == from) {
+            if !needed.contains(&e.to) {
+                needed.push(e.to);
+            }
+        }
+        next += 1;
+    }
+    needed
+        .iter()
+        .map(|&i| exp.fields[i].ident.clone())
+        .collect()
+}
+
+/// The body of `export_hf` (`owner` is `self.`) or `export_only` (locals): a checkpoint's
+/// model with the tokenizer, or the error that there is no tokenizer to export with.
+fn export_checkpoint(exp: &Experiment, name: &str, owner: TokenStream) -> TokenStream {
     match (exp.role(Role::Model), exp.role(Role::Tokenizer)) {
         (Some(model), Some(tok)) => {
             let (model, tok_ident) = (&model.ident, &tok.ident);
             quote_spanned! {tok.ty.span()=>
-                ::titan::experiment::export_checkpoint(&mut self.#model, &self.#tok_ident, checkpoint, dir)
+                ::titan::experiment::export_checkpoint(&mut #owner #model, &#owner #tok_ident, checkpoint, dir)
             }
         }
         _ => quote! {
@@ -395,6 +467,40 @@ mod tests {
         let order = check(&exp, &mut errors).expect("acyclic");
         assert!(errors.finish().is_ok());
         generate(&exp, &order).to_string()
+    }
+
+    #[test]
+    fn the_export_builds_the_model_the_tokenizer_and_what_they_need() {
+        let out = expand(parse_quote! {
+            struct Exp {
+                #[config(TrainingConfig::default())] training: TrainingConfig,
+                #[build(E)] dist: E,
+                #[build(P::new(&dist))] dims: P,
+                #[build(T)] tokenizer: T,
+                #[build(M::new(&tokenizer, &dims))] model: M,
+                #[build(D::new(&dims, &tokenizer))] train_data: D,
+                #[build(L)] loss: L,
+                #[build(O::new(model.parameters()))] optimizer: O,
+                #[build(S::new(&optimizer))] lr_scheduler: S,
+            }
+        });
+        let export = &out[out.find("fn export_only").expect("export_only")..];
+        for built in ["dist", "dims", "tokenizer", "model"] {
+            assert!(
+                export.contains(&format!("let mut {built} :")),
+                "{built}: {export}"
+            );
+        }
+        for unbuilt in ["train_data", "loss", "optimizer", "lr_scheduler"] {
+            assert!(
+                !export.contains(&format!("let mut {unbuilt} :")),
+                "{unbuilt}: {export}"
+            );
+        }
+        assert!(
+            export.contains("export_checkpoint (& mut model , & tokenizer"),
+            "{export}"
+        );
     }
 
     #[test]

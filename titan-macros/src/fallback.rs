@@ -68,6 +68,9 @@ pub fn stub(ident: &syn::Ident, generics: &syn::Generics, builder: TokenStream) 
             fn export_hf(&mut self, _: &::titan::checkpoint::Checkpoint, _: &::std::path::Path) -> ::titan::Result<()> {
                 #unreachable
             }
+            fn export_only(_: Self::Builder, _: &::titan::experiment::Overrides, _: &::titan::checkpoint::Checkpoint, _: &::std::path::Path) -> ::titan::Result<()> {
+                #unreachable
+            }
         }
     }
 }

@@ -81,6 +81,14 @@ pub trait Experiment: Sized {
     /// Writes `checkpoint`'s model with the experiment's tokenizer to `dir` in Hugging Face's
     /// form; an error for an experiment without a tokenizer.
     fn export_hf(&mut self, checkpoint: &Checkpoint, dir: &std::path::Path) -> Result<()>;
+    /// [`Experiment::export_hf`] building only the model, the tokenizer and what they need (no
+    /// loader or optimizer): `--export-hf`.
+    fn export_only(
+        builder: Self::Builder,
+        overrides: &Overrides,
+        checkpoint: &Checkpoint,
+        dir: &std::path::Path,
+    ) -> Result<()>;
 }
 
 /// The trainer of a new run: `training`'s loop settings, `metrics.jsonl` and TensorBoard event
@@ -487,8 +495,7 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
             )));
         }
         let checkpoint = checkpoint_to_export(&settings, E::NAME, &config)?;
-        let mut experiment = E::build_from(builder, &overrides)?;
-        experiment.export_hf(&checkpoint, to)?;
+        E::export_only(builder, &overrides, &checkpoint, to)?;
         eprintln!(
             "hugging face: {} (the model of {})",
             to.display(),
