@@ -341,6 +341,131 @@ fn export_hf_builds_no_loader_or_optimizer() -> Result<()> {
     Ok(())
 }
 
+/// A dataloader whose position counts batches (of two rows, whatever the run's batch size):
+/// it cannot resume at another batch size, and does not say it can.
+mod counting {
+    use titan::data::{HfBatch, HfLabels, TokenIds};
+    use titan::prelude::*;
+    use titan::tch::{Device, Kind, Tensor};
+
+    /// Rows of `0, 1, 2, …` modulo 32, each batch starting one further.
+    pub struct Counting(pub i64);
+
+    impl Dataloader for Counting {
+        type Batch = HfBatch;
+        type State = i64;
+        fn next_batch(&mut self) -> titan::Result<HfBatch> {
+            let ids = Tensor::f_arange_start(self.0, self.0 + 32, (Kind::Int64, Device::Cpu))?
+                .f_remainder(32)?
+                .f_view([2, 16])?;
+            self.0 += 1;
+            Ok(HfBatch {
+                input_ids: TokenIds(ids.shallow_clone()),
+                labels: HfLabels(ids),
+            })
+        }
+        fn state(&self) -> i64 {
+            self.0
+        }
+        fn load_state(&mut self, state: i64) -> titan::Result<()> {
+            self.0 = state;
+            Ok(())
+        }
+        fn epoch(&self) -> u64 {
+            0
+        }
+    }
+
+    /// A tiny Llama on counting sequences.
+    #[experiment]
+    pub struct Counter {
+        #[config(TrainingConfig { samples: 0, device: "cpu".into(), ..TrainingConfig::default() })]
+        training: TrainingConfig,
+        #[build(Llama::new(LlamaConfig {
+            vocab_size: 32, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1,
+            num_attention_heads: 2, num_key_value_heads: 2, max_position_embeddings: 32,
+            ..LlamaConfig::tiny()
+        }, Device::Cpu)?)]
+        model: Llama,
+        #[build(Counting(0))]
+        train_data: Counting,
+        #[build(CausalLmLoss)]
+        loss: CausalLmLoss,
+        #[build(AdamW::new(model.parameters(), AdamWConfig::default())?)]
+        optimizer: AdamW,
+        #[build(Warmup::new(&optimizer, WarmupConfig { warmup_steps: 1, total_steps: 4, ..WarmupConfig::default() })?)]
+        lr_scheduler: Warmup<AdamW>,
+    }
+}
+
+/// A resume may change the batch size (a smaller device: fewer rows, more micro-batches a
+/// step): titan's loader serves the rows that would have followed, so the steps see the same
+/// tokens; a dataloader that does not say it can is refused, naming it.
+#[test]
+fn a_resume_may_change_the_batch_size_where_the_dataloader_can() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (straight, halved) = (dir.path().join("straight"), dir.path().join("halved"));
+    run(&straight, &[])?;
+    // As if stopped after step 3's checkpoint (the same command: the same data and schedule).
+    let stopped_after_3 = |dir: &Path| -> Result<()> {
+        run(dir, &[])?;
+        Ok(std::fs::remove_dir_all(dir.join("checkpoints/step-6"))?)
+    };
+    stopped_after_3(&halved)?;
+    // Steps 4 to 6 in micro-batches of one row, two a step: the same rows a step.
+    let one_row = ["--set", "training.batch_size=1"];
+    run(
+        &halved,
+        &[&one_row[..], &["--grad-accum-steps", "2"]].concat(),
+    )?;
+    let (a, b) = (steps(&straight)?, steps(&halved)?);
+    ensure!(a.len() == 6 && b.len() == 6, "{a:?}\n{b:?}");
+    for ((step, loss_a, norm_a), (_, loss_b, norm_b)) in a.iter().zip(&b) {
+        for (x, y) in [(loss_a, loss_b), (norm_a, norm_b)] {
+            let (x, y): (f64, f64) = (x.parse()?, y.parse()?);
+            ensure!((x - y).abs() <= 1e-4 * x.abs(), "step {step}: {x} vs {y}");
+        }
+    }
+    // The loss differs once the rows do: a step of one row is not a step of two.
+    stopped_after_3(&dir.path().join("one"))?;
+    run(&dir.path().join("one"), &one_row)?;
+    let c = steps(&dir.path().join("one"))?;
+    ensure!(c[3].1 != a[3].1, "{c:?}");
+
+    // A dataloader whose position counts batches: refused, naming it and the way out.
+    let counter = dir.path().join("counter");
+    let out = counter.display().to_string();
+    let args = |steps: &'static str, batch: &'static str| {
+        let out = out.clone();
+        move || {
+            let args = [
+                "x",
+                "--steps",
+                steps,
+                "--checkpoint-every",
+                "2",
+                "--batch-size",
+                batch,
+                "--output-dir",
+                &out,
+            ];
+            titan::experiment::run::<counting::Counter>(titan::cli::TrainArgs::try_parse_from(
+                args,
+            )?)
+        }
+    };
+    args("2", "2")()?;
+    let err = args("4", "1")().expect_err("counting batches").to_string();
+    ensure!(
+        err.contains("batch_size = 2")
+            && err.contains("Counting")
+            && err.contains("--batch-size 2")
+            && err.contains("Dataloader::rebatches"),
+        "{err}"
+    );
+    Ok(())
+}
+
 /// The tensors of the safetensors file `path`, by name.
 fn tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     Ok(Tensor::read_safetensors(path)

@@ -266,6 +266,11 @@ where
     fn epoch(&self) -> u64 {
         self.state.epoch
     }
+
+    /// Its position is in documents and their tokens not yet laid into rows.
+    fn rebatches(&self) -> bool {
+        true
+    }
 }
 
 impl<D: Dataset, T, C> Drop for TokenLoader<D, T, C> {

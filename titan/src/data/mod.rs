@@ -118,6 +118,12 @@ pub trait Dataloader {
     }
     /// Completed passes over the data.
     fn epoch(&self) -> u64;
+    /// Whether its state holds no batch size (a position in documents or rows, not a count of
+    /// batches), so that a resume may change `training.batch_size` with nothing lost or
+    /// repeated. By default not, and such a resume is refused.
+    fn rebatches(&self) -> bool {
+        false
+    }
 }
 
 /// The `rank`-th of every `degree` items, in order: how the work of old ranks is dealt to the

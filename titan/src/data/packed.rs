@@ -237,6 +237,11 @@ impl Dataloader for PackedLoader {
     fn epoch(&self) -> u64 {
         self.state.epoch
     }
+
+    /// Its position is a row of the epoch's order.
+    fn rebatches(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

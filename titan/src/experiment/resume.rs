@@ -31,6 +31,7 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
     "activation_checkpointing",
     "grad_accum_steps",
     "max_grad_norm",
+    "batch_size",
 ];
 
 /// Keys of any section a resumed run may change: a schedule's length follows `training.steps`;
@@ -119,7 +120,8 @@ pub(crate) fn check_config_fits(
 /// Keys a resumed run may change that change its training from the checkpoint's step on: the
 /// LR schedule's length (`--steps` moves `total_steps`, and a warmup sized from it), the peak
 /// rate and weight decay (lowered after a loss spike), clipping, and the micro-batches a step
-/// (kept global on fewer ranks).
+/// and their rows (kept global on fewer ranks or smaller devices; a dataloader that cannot
+/// resume at another batch size refuses it when restored).
 const SAID: &[&str] = &[
     "total_steps",
     "warmup_steps",
@@ -127,6 +129,7 @@ const SAID: &[&str] = &[
     "weight_decay",
     "max_grad_norm",
     "grad_accum_steps",
+    "batch_size",
 ];
 
 /// Says each change of a [`SAID`] key on resume: from the checkpoint's step the run follows
@@ -141,8 +144,10 @@ fn said_changes(
         [] | [_] => false,
         [.., key] => {
             !SAID.contains(&key.as_str())
-                || (matches!(key.as_str(), "max_grad_norm" | "grad_accum_steps")
-                    && Some(path[0].as_str()) != training)
+                || (matches!(
+                    key.as_str(),
+                    "max_grad_norm" | "grad_accum_steps" | "batch_size"
+                ) && Some(path[0].as_str()) != training)
         }
     });
     if changed.is_empty() {
@@ -152,11 +157,37 @@ fn said_changes(
         .iter()
         .map(|d| format!("`{}` {} → {}", d.key, d.was, d.is))
         .collect();
+    let rate = changed.iter().any(|d| {
+        ["total_steps", "warmup_steps", "lr"]
+            .iter()
+            .any(|k| d.key.ends_with(&format!(".{k}")))
+    });
+    // The rows a step (batch × accumulation × seq_len, per rank), where the batch changed.
+    let rows = |tree: &serde_json::Value| {
+        let t = tree.get(training?)?;
+        Some(t.get("batch_size")?.as_u64()? * t.get("grad_accum_steps")?.as_u64()?)
+    };
+    let batch = match (rows(saved), rows(run)) {
+        (Some(was), Some(is)) if was != is => {
+            let rows = |n: u64| format!("{n} row{}", if n == 1 { "" } else { "s" });
+            format!(
+                "; a step now trains on {} a rank, not {}",
+                rows(is),
+                rows(was)
+            )
+        }
+        _ => String::new(),
+    };
     tracing::warn!(
-        "settings change on resume from step {} ({}): from here the run follows them, and the \
-         learning rate may jump from the one the checkpoint's last step trained at",
+        "settings change on resume from step {} ({}): from here the run follows them{}{batch}",
         checkpoint.step(),
-        what.join(", ")
+        what.join(", "),
+        match rate {
+            true =>
+                ", and the learning rate may jump from the one the checkpoint's last step \
+                     trained at",
+            false => "",
+        }
     );
 }
 

@@ -48,6 +48,10 @@ struct TrainState {
     /// (`Tokenizer::fingerprint`), when the run has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tokenizer: Option<String>,
+    /// The rows a micro-batch had (`training.batch_size`; absent in checkpoints from before it
+    /// was kept): a resume at another one needs a dataloader that rebatches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    batch_size: Option<usize>,
 }
 
 /// The file that holds `role`'s state tensors (written only when it has some).
@@ -117,6 +121,7 @@ impl Checkpointing {
         parts: &Parts<'_, Lab>,
         non_finite: &NonFinite,
         tokenizer: Option<String>,
+        batch_size: usize,
         group: Option<&ProcessGroup>,
     ) -> Result<Option<Saved>> {
         let train_data = parts.data.state()?;
@@ -158,6 +163,7 @@ impl Checkpointing {
             components,
             non_finite: Some(non_finite.state()?),
             tokenizer,
+            batch_size: Some(batch_size),
         };
         let state = serde_json::to_vec_pretty(&state)?;
         let rng = rng_states(parts.device)?;
@@ -254,6 +260,7 @@ pub(crate) fn restore<Lab>(
     checkpoint: &Checkpoint,
     parts: &mut Parts<'_, Lab>,
     tokenizer: Option<&str>,
+    batch_size: usize,
     group: Option<&ProcessGroup>,
 ) -> Result<(u64, usize, Option<NonFiniteState>)> {
     checkpoint.verify()?;
@@ -266,6 +273,16 @@ pub(crate) fn restore<Lab>(
     let mut state: TrainState = serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?)
         .map_err(|e| misfit(format!("{TRAIN_STATE} is not titan's: {e}")))?;
     check_tokenizer(checkpoint, state.tokenizer.as_deref(), tokenizer)?;
+    if let Some(saved) = state.batch_size.filter(|&b| b != batch_size)
+        && !parts.data.rebatches()
+    {
+        return Err(misfit(format!(
+            "it was written at training.batch_size = {saved}, and the training dataloader \
+             (`{}`) cannot resume at {batch_size}: its position may count batches; resume with \
+             --batch-size {saved}, or implement `Dataloader::rebatches` for it",
+            parts.data.type_name()
+        )));
+    }
     let (rank, ranks) = group.map_or((0, 1), |g| (g.rank(), g.size()));
     let saved_ranks = state.train_data_by_rank.len().max(1);
     let train_data = if saved_ranks != ranks {

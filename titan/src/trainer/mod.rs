@@ -208,6 +208,7 @@ impl Trainer {
                     checkpoint,
                     &mut parts,
                     self.tokenizer.as_deref(),
+                    cfg.batch_size,
                     group,
                 )?;
                 // Restored: the sinks may now set aside what the stopped run logged after it.
@@ -374,7 +375,14 @@ impl Trainer {
                 crate::device::synchronize(parts.device);
                 non_finite.check(accum, info.epoch, skip_limit(&info))?;
                 let tokenizer = self.tokenizer.clone();
-                let previous = checkpoints.save(step, &parts, &non_finite, tokenizer, group)?;
+                let previous = checkpoints.save(
+                    step,
+                    &parts,
+                    &non_finite,
+                    tokenizer,
+                    cfg.batch_size,
+                    group,
+                )?;
                 report(self.progress, &bar, previous);
                 // The copy is not a step: the next log line's rates leave it out.
                 window.restart();

@@ -138,6 +138,10 @@ pub(crate) trait MicroBatches<Lab> {
     fn load_resharded(&mut self, states: Vec<serde_json::Value>) -> Result<()>;
     /// The dataloader's completed passes.
     fn epoch(&self) -> u64;
+    /// Whether the dataloader resumes at another batch size ([`crate::Dataloader::rebatches`]).
+    fn rebatches(&self) -> bool;
+    /// The dataloader's type, for errors.
+    fn type_name(&self) -> &'static str;
 }
 
 /// A staged batch: its parts and handles to every tensor it holds (sharing their storage).
@@ -299,6 +303,14 @@ where
 
     fn epoch(&self) -> u64 {
         self.data.epoch()
+    }
+
+    fn rebatches(&self) -> bool {
+        self.data.rebatches()
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<D>()
     }
 }
 
