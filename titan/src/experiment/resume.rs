@@ -32,6 +32,7 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
     "grad_accum_steps",
     "max_grad_norm",
     "batch_size",
+    "precision",
 ];
 
 /// Keys of any section a resumed run may change: a schedule's length follows `training.steps`;
@@ -121,7 +122,8 @@ pub(crate) fn check_config_fits(
 /// LR schedule's length (`--steps` moves `total_steps`, and a warmup sized from it), the peak
 /// rate and weight decay (lowered after a loss spike), clipping, and the micro-batches a step
 /// and their rows (kept global on fewer ranks or smaller devices; a dataloader that cannot
-/// resume at another batch size refuses it when restored).
+/// resume at another batch size refuses it when restored), and the compute precision (weights
+/// and optimizer state are f32 in any).
 const SAID: &[&str] = &[
     "total_steps",
     "warmup_steps",
@@ -130,6 +132,7 @@ const SAID: &[&str] = &[
     "max_grad_norm",
     "grad_accum_steps",
     "batch_size",
+    "precision",
 ];
 
 /// Says each change of a [`SAID`] key on resume: from the checkpoint's step the run follows
@@ -146,7 +149,7 @@ fn said_changes(
             !SAID.contains(&key.as_str())
                 || (matches!(
                     key.as_str(),
-                    "max_grad_norm" | "grad_accum_steps" | "batch_size"
+                    "max_grad_norm" | "grad_accum_steps" | "batch_size" | "precision"
                 ) && Some(path[0].as_str()) != training)
         }
     });
@@ -342,6 +345,8 @@ mod tests {
         let mut run = saved.clone();
         run["training"]["steps"] = 8.into();
         run["schedule"]["total_steps"] = 8.into();
+        // Weights and optimizer state are f32 in any precision: bf16 compute may stop or start.
+        run["training"]["precision"] = "bf16".into();
         let skip = |path: &[String]| may_change(path, Some("training"));
         let out = differences(&saved, &run, &skip);
         assert!(out.is_empty(), "{out:?}");
