@@ -208,7 +208,7 @@ fn bad_flags_are_clear_errors() -> Result<()> {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("nope.txt") && stderr.contains("building `corpus`"),
+        stderr.contains("nope.txt") && stderr.contains("`training.data`"),
         "{stderr}"
     );
 

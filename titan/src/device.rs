@@ -4,7 +4,8 @@ use tch::Device;
 
 use crate::{Error, Result};
 
-/// Parses `cpu`, `cuda` or `cuda:N`; `None` picks CUDA when libtorch sees a GPU, else CPU.
+/// Parses `training.device`: `cpu`, `cuda` or `cuda:N`; `None` or `auto` picks CUDA when
+/// libtorch sees a GPU, else CPU.
 pub fn select(requested: Option<&str>) -> Result<Device> {
     let device = match requested.map(str::trim) {
         None | Some("auto") => return Ok(Device::cuda_if_available()),
@@ -14,7 +15,7 @@ pub fn select(requested: Option<&str>) -> Result<Device> {
             Some(Ok(i)) => Device::Cuda(i),
             _ => {
                 return Err(Error::config(
-                    "device",
+                    "training.device",
                     other,
                     "expected `cpu`, `cuda`, `cuda:N` or `auto`",
                 ));
@@ -25,9 +26,12 @@ pub fn select(requested: Option<&str>) -> Result<Device> {
         let count = tch::Cuda::device_count();
         if (i as i64) >= count {
             return Err(Error::config(
-                "device",
+                "training.device",
                 format!("cuda:{i}"),
-                format!("libtorch sees {count} CUDA device(s)"),
+                format!(
+                    "libtorch sees {count} CUDA device(s) here (cuda:0 is the first); `auto` \
+                     takes the GPU when there is one, the CPU otherwise"
+                ),
             ));
         }
     }

@@ -21,7 +21,13 @@ pub struct OutputLock {
 impl OutputLock {
     /// Locks `dir` (created when absent), or says which process holds it.
     pub fn acquire(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::config(
+                "training.output_dir",
+                dir.display(),
+                format!("cannot be created: {e}"),
+            )
+        })?;
         let path = dir.join(LOCK);
         let mut file = OpenOptions::new()
             .create(true)

@@ -134,11 +134,56 @@ impl TrainingConfig {
     }
 
     /// Checks every setting that has a valid range, before anything is built, and that the
-    /// device and precision name something this machine has: an error names the key, the value
-    /// and the range. Nothing is clamped into range silently.
+    /// device, precision and paths name something this machine has: an error names the key,
+    /// the value and the range. Nothing is clamped into range silently.
     pub fn validate(&self) -> Result<()> {
         self.validate_ranges()?;
         self.compute_kind()?;
+        self.check_paths()
+    }
+
+    /// The paths, before a tokenizer trains or data is read: data that is not there (a glob
+    /// is matched later, by the loader), an output directory that is a file, a Hugging Face
+    /// directory without its `config.json`.
+    fn check_paths(&self) -> Result<()> {
+        let bad = |key: &str, path: &std::path::Path, why: &str| {
+            Err(Error::config(
+                &format!("training.{key}"),
+                path.display(),
+                why,
+            ))
+        };
+        for (key, path) in [("data", &self.data), ("val_data", &self.val_data)] {
+            if let Some(path) = path
+                && !path.to_string_lossy().contains(['*', '?', '['])
+                && !path.exists()
+            {
+                return bad(key, path, "no such file or directory");
+            }
+        }
+        if let Some(dir) = &self.output_dir
+            && dir.exists()
+            && !dir.is_dir()
+        {
+            return bad("output_dir", dir, "is a file, not a directory");
+        }
+        if let Some(dir) = &self.init_from_hf {
+            if !dir.is_dir() {
+                return bad(
+                    "init_from_hf",
+                    dir,
+                    "no such directory (a Hugging Face model directory: config.json and \
+                     model.safetensors)",
+                );
+            }
+            if !dir.join("config.json").is_file() {
+                return bad(
+                    "init_from_hf",
+                    dir,
+                    "holds no config.json: not a Hugging Face model directory",
+                );
+            }
+        }
         Ok(())
     }
 
@@ -359,6 +404,45 @@ pub const SHORTHANDS: &[Shorthand] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_that_are_not_there_are_errors_naming_the_key_before_anything_runs() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let file = dir.path().join("a.txt");
+        std::fs::write(&file, "x").map_err(|e| Error::io(&file, e))?;
+        let missing = dir.path().join("missing");
+        let with = |f: &dyn Fn(&mut TrainingConfig)| {
+            let mut c = TrainingConfig::default();
+            f(&mut c);
+            c.validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let err = with(&|c| c.data = Some(missing.clone()));
+        assert!(
+            err.contains("training.data") && err.contains("no such file"),
+            "{err}"
+        );
+        let err = with(&|c| c.val_data = Some(missing.clone()));
+        assert!(err.contains("training.val_data"), "{err}");
+        // A glob is matched by the loader, which names the pattern.
+        assert_eq!(with(&|c| c.data = Some(dir.path().join("*.jsonl"))), "");
+        let err = with(&|c| c.output_dir = Some(file.clone()));
+        assert!(
+            err.contains("training.output_dir") && err.contains("is a file"),
+            "{err}"
+        );
+        let err = with(&|c| c.init_from_hf = Some(missing.clone()));
+        assert!(
+            err.contains("training.init_from_hf") && err.contains("no such directory"),
+            "{err}"
+        );
+        let err = with(&|c| c.init_from_hf = Some(dir.path().to_path_buf()));
+        assert!(err.contains("holds no config.json"), "{err}");
+        assert_eq!(with(&|c| c.data = Some(file.clone())), "");
+        Ok(())
+    }
 
     #[test]
     fn settings_out_of_range_are_errors_naming_the_key_not_clamps() {
