@@ -82,7 +82,8 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
         }
         _ => None,
     };
-    let build_components = components.iter().enumerate().map(|(i, f)| {
+    // Component `i` of `components`, then the fits check once both its parts are built.
+    let build_one = |(i, f): (usize, &&Field)| {
         let name = &f.ident;
         let built = take_or_build(exp, f, quote!(__titan_builder.#name), None);
         let check = fits
@@ -90,23 +91,17 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
             .filter(|(after, _)| *after == i)
             .map(|(_, c)| c);
         quote!(#built #check)
-    });
+    };
+    let build_components: Vec<TokenStream> = components.iter().enumerate().map(build_one).collect();
     // `--export-hf` builds the model and the tokenizer and what they need, no loader or
     // optimizer: the components of their dependency closure, in construction order.
     let for_export = export_closure(exp);
-    let build_for_export = components
+    let build_for_export: Vec<TokenStream> = components
         .iter()
         .enumerate()
         .filter(|(_, f)| for_export.contains(&f.ident))
-        .map(|(i, f)| {
-            let name = &f.ident;
-            let built = take_or_build(exp, f, quote!(__titan_builder.#name), None);
-            let check = fits
-                .as_ref()
-                .filter(|(after, _)| *after == i)
-                .map(|(_, c)| c);
-            quote!(#built #check)
-        });
+        .map(build_one)
+        .collect();
     let all_names = exp.fields.iter().map(|f| &f.ident);
 
     // The `training` section is read in two places; both go through one function, so a section
