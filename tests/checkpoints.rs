@@ -452,8 +452,12 @@ fn a_resume_may_change_the_batch_size_where_the_dataloader_can() -> Result<()> {
     // A dataloader whose position counts batches: refused, naming it and the way out.
     let counter = dir.path().join("counter");
     let out = counter.display().to_string();
-    let args = |steps: &'static str, batch: &'static str| {
-        let out = out.clone();
+    let (a, b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    std::fs::write(&a, "A fox.\n")?;
+    std::fs::write(&b, "A hen.\n")?;
+    let (a, b) = (a.display().to_string(), b.display().to_string());
+    let args = |steps: &'static str, batch: &'static str, data: &str| {
+        let (out, data) = (out.clone(), data.to_string());
         move || {
             let args = [
                 "x",
@@ -465,14 +469,24 @@ fn a_resume_may_change_the_batch_size_where_the_dataloader_can() -> Result<()> {
                 batch,
                 "--output-dir",
                 &out,
+                "--data",
+                &data,
             ];
             titan::experiment::run::<counting::Counter>(titan::cli::TrainArgs::try_parse_from(
                 args,
             )?)
         }
     };
-    args("2", "2")()?;
-    let err = args("4", "1")().expect_err("counting batches").to_string();
+    args("2", "2", &a)()?;
+    // Nor does it check its files: data named by another path is refused, not trusted.
+    let err = args("4", "2", &b)().expect_err("data moved").to_string();
+    ensure!(
+        err.contains("Counting") && err.contains(&format!("--data {a}")),
+        "{err}"
+    );
+    let err = args("4", "1", &a)()
+        .expect_err("counting batches")
+        .to_string();
     ensure!(
         err.contains("batch_size = 2")
             && err.contains("Counting")

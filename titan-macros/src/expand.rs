@@ -3,7 +3,7 @@
 //! error at the user's type).
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::ast::{Experiment, Field, InitKind, name_of};
@@ -223,7 +223,7 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
                 #export
             }
 
-            #[allow(unused_variables, unused_mut, clippy::redundant_locals, clippy::redundant_closure_call, clippy::needless_question_mark)]
+            #[allow(unused_variables, unused_mut, unused_assignments, clippy::redundant_locals, clippy::redundant_closure_call, clippy::needless_question_mark)]
             fn export_only(
                 __titan_builder: #builder_ident,
                 __titan_overrides: &::titan::experiment::Overrides,
@@ -237,6 +237,9 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
 }
 
 /// The components the model and the tokenizer need, themselves included (none without both).
+/// Generous: besides the dependency edges, any field name among an expression's tokens (in a
+/// macro that does not parse as expressions, as a callee) counts, since building one more
+/// component than needed costs little and one too few does not compile.
 fn export_closure(exp: &Experiment) -> Vec<syn::Ident> {
     let (Some(model), Some(tok)) = (exp.role(Role::Model), exp.role(Role::Tokenizer)) else {
         return Vec::new();
@@ -247,9 +250,18 @@ fn export_closure(exp: &Experiment) -> Vec<syn::Ident> {
     let mut next = 0;
     while next < needed.len() {
         let from = needed[next];
-        for e in edges.iter().filter(|e| e.from == from) {
-            if !needed.contains(&e.to) {
-                needed.push(e.to);
+        let mut names = Vec::new();
+        idents(exp.fields[from].expr.to_token_stream(), &mut names);
+        let named = exp
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(i, g)| *i != from && names.contains(&g.ident))
+            .map(|(i, _)| i);
+        let edged = edges.iter().filter(|e| e.from == from).map(|e| e.to);
+        for to in edged.chain(named).collect::<Vec<_>>() {
+            if !needed.contains(&to) {
+                needed.push(to);
             }
         }
         next += 1;
@@ -258,6 +270,29 @@ fn export_closure(exp: &Experiment) -> Vec<syn::Ident> {
         .iter()
         .map(|&i| exp.fields[i].ident.clone())
         .collect()
+}
+
+/// Every identifier among `tokens` that can name a value (not a member after `.`, nor a path
+/// segment after `::`), inside groups too.
+fn idents(tokens: TokenStream, out: &mut Vec<syn::Ident>) {
+    use proc_macro2::{Spacing, TokenTree};
+    // Whether the token before was `.` or `::`, and whether it was a joint `:` (half a `::`).
+    let (mut member, mut half_path) = (false, false);
+    for tree in tokens {
+        let (is_member, is_half) = match &tree {
+            TokenTree::Punct(p) if p.as_char() == '.' => (true, false),
+            TokenTree::Punct(p) if p.as_char() == ':' => {
+                (half_path, !half_path && p.spacing() == Spacing::Joint)
+            }
+            _ => (false, false),
+        };
+        match tree {
+            TokenTree::Ident(ident) if !member => out.push(ident),
+            TokenTree::Group(group) => idents(group.stream(), out),
+            _ => {}
+        }
+        (member, half_path) = (is_member, is_half);
+    }
 }
 
 /// The body of `export_hf` (`owner` is `self.`) or `export_only` (locals): a checkpoint's
@@ -496,6 +531,47 @@ mod tests {
             export.contains("export_checkpoint (& mut model , & tokenizer"),
             "{export}"
         );
+        // A field named where the dependency edges do not look (a macro body that is not a
+        // list of expressions, a callee): still built for the export.
+        let out = expand(parse_quote! {
+            struct Exp {
+                #[config(TrainingConfig::default())] training: TrainingConfig,
+                #[build(Sizes::new())] sizes: Sizes,
+                #[build(|n: i64| n * 2)] scale: Scale,
+                #[build(T)] tokenizer: T,
+                #[build(M::new(json!({"hidden": sizes.hidden, "wide": scale(4)}), &tokenizer))] model: M,
+                #[build(D)] train_data: D,
+                #[build(L)] loss: L,
+                #[build(O::new(model.parameters()))] optimizer: O,
+                #[build(S::new(&optimizer))] lr_scheduler: S,
+            }
+        });
+        let export = &out[out.find("fn export_only").expect("export_only")..];
+        for built in ["sizes", "scale"] {
+            assert!(
+                export.contains(&format!("let mut {built} :")),
+                "{built}: {export}"
+            );
+        }
+        // A member or path segment of the same name is no reference.
+        let out = expand(parse_quote! {
+            struct Exp {
+                #[config(TrainingConfig::default())] training: TrainingConfig,
+                #[build(T::new(training.train_data, Loader::optimizer()))] tokenizer: T,
+                #[build(M::new(&tokenizer))] model: M,
+                #[build(D)] train_data: D,
+                #[build(L)] loss: L,
+                #[build(O::new(model.parameters()))] optimizer: O,
+                #[build(S::new(&optimizer))] lr_scheduler: S,
+            }
+        });
+        let export = &out[out.find("fn export_only").expect("export_only")..];
+        for unbuilt in ["train_data", "optimizer"] {
+            assert!(
+                !export.contains(&format!("let mut {unbuilt} :")),
+                "{unbuilt}: {export}"
+            );
+        }
     }
 
     #[test]

@@ -54,7 +54,9 @@ fn step_dir_name(step: u64) -> String {
 
 /// The step of a complete checkpoint directory's name (`step-N`).
 fn parse_step(name: &str) -> Option<u64> {
-    name.strip_prefix("step-")?.parse().ok()
+    let step = name.strip_prefix("step-")?.parse().ok()?;
+    // Only the name titan writes: `step-007` or `step-+7` would open `step-7`.
+    (name == step_dir_name(step)).then_some(step)
 }
 
 impl CheckpointStore {
@@ -129,9 +131,9 @@ impl CheckpointStore {
     /// The newest checkpoint whose every file matches its manifest, and the damaged ones after
     /// it, newest first (each read whole: their files are checked once, here). A missing or
     /// unparseable manifest is damage; a sound manifest this run must not take (another
-    /// experiment, another titan's format) is an error. Where `tolerant` (a rank that does not
-    /// write, while rank 0 may be moving a damaged one aside), a directory that cannot be
-    /// opened counts as damaged too.
+    /// experiment, another titan's format) is an error, except where `tolerant` (a rank that
+    /// does not write, while rank 0 may be moving a damaged one aside, and reports such a
+    /// manifest itself), where it counts as damaged. An I/O error is an error on every rank.
     pub fn latest_intact(&self, tolerant: bool) -> Result<(Option<Checkpoint>, Vec<Damaged>)> {
         self.warn_leftovers()?;
         let mut damaged = Vec::new();
@@ -144,11 +146,15 @@ impl CheckpointStore {
                 )),
                 Ok(Ok(checkpoint)) => checkpoint.verify().map(|()| checkpoint),
                 Ok(Err(reason)) => Err(Error::Checkpoint(reason)),
-                Err(e) if tolerant => Err(e),
+                // Another experiment's or titan's checkpoint: an error, except on a rank that
+                // does not write (rank 0 says it; this rank must not stop first).
+                Err(Error::Checkpoint(reason)) if tolerant => Err(Error::Checkpoint(reason)),
                 Err(e) => return Err(e),
             };
             match found {
                 Ok(checkpoint) => return Ok((Some(checkpoint), damaged)),
+                // An I/O error (permissions, a lost mount) is not damage.
+                Err(e @ Error::Io { .. }) => return Err(e),
                 Err(e) => {
                     let reason = match e {
                         Error::Checkpoint(reason) => reason,

@@ -675,6 +675,11 @@ impl Documents {
 impl Dataset for Documents {
     type State = DocumentsState;
 
+    /// Its positions carry the files' stamps (names and sizes), checked on restore.
+    fn checks_files(&self) -> bool {
+        true
+    }
+
     fn next_document(&mut self) -> Result<String> {
         match self.next_doc()? {
             Doc::Text(text) => Ok(text),

@@ -49,6 +49,7 @@ pub struct TokenLoader<D: Dataset, T, C> {
     // The worker failed mid-batch: its collator goes back to `state` before it reads again.
     rewind: bool,
     state: LoaderState<D::State>,
+    checks_files: bool,
     batch_size: usize,
     seq_len: usize,
     prefetch: usize,
@@ -91,12 +92,14 @@ where
             epoch: dataset.epoch(),
             batches: 0,
         };
+        let checks_files = dataset.checks_files();
         let collator = Collator::new(dataset, tokenizer.into(), layout, seq_len, batch_size)?;
         Ok(Self {
             worker: None,
             idle: Some(collator),
             rewind: false,
             state,
+            checks_files,
             batch_size,
             seq_len,
             prefetch: DEFAULT_PREFETCH,
@@ -270,6 +273,11 @@ where
     /// Its position is in documents and their tokens not yet laid into rows.
     fn rebatches(&self) -> bool {
         true
+    }
+
+    /// Its dataset's ([`Dataset::checks_files`]).
+    fn checks_files(&self) -> bool {
+        self.checks_files
     }
 }
 

@@ -91,6 +91,13 @@ pub trait Dataset: Send + 'static {
     }
     /// Completed passes over the data.
     fn epoch(&self) -> u64;
+    /// Whether its positions record the data files they point into, and `load_state` refuses
+    /// a position into other files: then the data may move (`--data` names another path) on
+    /// resume, since it is the files that must stay. By default not, and such a resume is
+    /// refused.
+    fn checks_files(&self) -> bool {
+        false
+    }
 }
 
 /// Yields batches forever, counting epochs; its position saves and restores exactly.
@@ -118,10 +125,17 @@ pub trait Dataloader {
     }
     /// Completed passes over the data.
     fn epoch(&self) -> u64;
-    /// Whether its state holds no batch size (a position in documents or rows, not a count of
-    /// batches), so that a resume may change `training.batch_size` with nothing lost or
+    /// Whether its position does not depend on the batch size (it is in documents or rows, not
+    /// in batches), so that a resume may change `training.batch_size` with nothing lost or
     /// repeated. By default not, and such a resume is refused.
     fn rebatches(&self) -> bool {
+        false
+    }
+    /// Whether its positions record the data files they point into, and `load_state` refuses
+    /// a position into other files: then the data may move (`--data` names another path) on
+    /// resume, since it is the files that must stay. By default not, and such a resume is
+    /// refused.
+    fn checks_files(&self) -> bool {
         false
     }
 }

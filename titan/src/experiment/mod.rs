@@ -135,6 +135,8 @@ fn sinks(
 struct Start {
     store: CheckpointStore,
     resume: Option<Checkpoint>,
+    /// What the run changes from that checkpoint, for the restored dataloader to accept.
+    changes: crate::trainer::ResumeChanges,
 }
 
 /// Experiment `name`'s start: it resumes from `training.resume_from`, or, with checkpoints on,
@@ -192,8 +194,9 @@ fn find_start(
             None
         }
     };
+    let mut changes = crate::trainer::ResumeChanges::default();
     if let Some(checkpoint) = &resume {
-        resume::check_config_fits(checkpoint, config, true)?;
+        changes = resume::check_config_fits(checkpoint, config, true)?;
         // Resuming behind this directory's own latest intact checkpoint would write a second
         // history over the first one's checkpoints; damaged ones after it are set aside.
         if let Some(&latest) = store.steps()?.last()
@@ -216,7 +219,11 @@ fn find_start(
             }
         }
     }
-    Ok(Start { store, resume })
+    Ok(Start {
+        store,
+        resume,
+        changes,
+    })
 }
 
 /// Says which damaged checkpoints a run passes over for `resumed`, and (the `writer`) moves
@@ -289,7 +296,9 @@ fn trainer_for_run(
         )?);
     }
     if let Some(checkpoint) = start.resume {
-        trainer = trainer.resume_from(checkpoint);
+        trainer = trainer
+            .resume_from(checkpoint)
+            .with_resume_changes(start.changes);
     }
     Ok(trainer)
 }
@@ -566,9 +575,10 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
             );
             return Ok(());
         }
-        let mut experiment = E::build_from(builder, &overrides)?;
-        return export_end(&mut experiment, done, &hf);
+        return export_end::<E>(builder, &overrides, done, &hf);
     }
+    // A run that trains needs its data; a new one, the weights it starts from.
+    settings.check_inputs(start.resume.is_none())?;
     let mut experiment = E::build_from(builder, &overrides)?;
     let training = experiment.training().clone();
     let mut trainer = trainer_for_run(&training, E::NAME, &config, start, writer)?;
@@ -620,8 +630,13 @@ fn training_of(config: &ConfigSet<'_>, name: &str) -> Result<TrainingConfig> {
 /// Exports the end of a complete run (`done`, its last checkpoint) to `hf`, which `run` found
 /// missing or holding an earlier end (the run was stopped between its last checkpoint and the
 /// export).
-fn export_end<E: Experiment>(experiment: &mut E, done: &Checkpoint, hf: &Path) -> Result<()> {
-    match experiment.export_hf(done, hf) {
+fn export_end<E: Experiment>(
+    builder: E::Builder,
+    overrides: &Overrides,
+    done: &Checkpoint,
+    hf: &Path,
+) -> Result<()> {
+    match E::export_only(builder, overrides, done, hf) {
         Ok(()) => {
             eprintln!(
                 "hugging face: {} (the model of {})",

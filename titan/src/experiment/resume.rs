@@ -7,6 +7,7 @@
 use super::ConfigSet;
 use crate::checkpoint::Checkpoint;
 use crate::diff::differences;
+use crate::trainer::ResumeChanges;
 use crate::{Error, Result};
 
 /// Keys of the `training` section a resumed run may change.
@@ -56,14 +57,14 @@ pub(crate) const CONFIG_FILE: &str = "config.toml";
 /// Refuses `checkpoint` when its configuration differs from `run`'s in a key that must stay,
 /// naming the key and both values. A checkpoint without a configuration is checked by its
 /// weights alone (when they are loaded). Where `resuming` (not an export), the changes a
-/// resume may make are said.
+/// resume may make are said, and those the restored dataloader must accept are returned.
 pub(crate) fn check_config_fits(
     checkpoint: &Checkpoint,
     run: &ConfigSet<'_>,
     resuming: bool,
-) -> Result<()> {
+) -> Result<ResumeChanges> {
     if checkpoint.manifest().file(CONFIG_FILE).is_none() {
-        return Ok(());
+        return Ok(ResumeChanges::default());
     }
     let text = String::from_utf8(checkpoint.read(CONFIG_FILE)?).map_err(|_| {
         Error::Checkpoint(format!(
@@ -99,9 +100,11 @@ pub(crate) fn check_config_fits(
         );
     }
     let Some(first) = found.first() else {
+        let training = run.training_section();
+        let moved = data_moved(&saved, &run.tree(), training);
         if resuming {
-            said_changes(checkpoint, &saved, &run.tree(), run.training_section());
-            if let Some((was, is)) = data_moved(&saved, &run.tree(), run.training_section()) {
+            said_changes(checkpoint, &saved, &run.tree(), training);
+            if let Some((was, is)) = &moved {
                 tracing::warn!(
                     "training.data was {was} for {}, now {is}: resuming if its files are the \
                      same (names under the data's directory, and sizes)",
@@ -109,7 +112,16 @@ pub(crate) fn check_config_fits(
                 );
             }
         }
-        return Ok(());
+        let batch_size =
+            |tree: &serde_json::Value| tree.get(training?)?.get("batch_size")?.as_u64();
+        let batch_size_was = match (batch_size(&saved), batch_size(&run.tree())) {
+            (Some(was), Some(is)) if was != is => usize::try_from(was).ok(),
+            _ => None,
+        };
+        return Ok(ResumeChanges {
+            batch_size_was,
+            data_was: moved.map(|(was, _)| was),
+        });
     };
     Err(Error::Checkpoint(format!(
         "{} does not fit this run: {first}; use another --output-dir for this run (or \
@@ -165,7 +177,7 @@ fn said_changes(
             .iter()
             .any(|k| d.key.ends_with(&format!(".{k}")))
     });
-    // The rows a step (batch × accumulation × seq_len, per rank), where the batch changed.
+    // The rows a step trains on (batch × accumulation, per rank), where they changed.
     let rows = |tree: &serde_json::Value| {
         let t = tree.get(training?)?;
         Some(t.get("batch_size")?.as_u64()? * t.get("grad_accum_steps")?.as_u64()?)

@@ -54,6 +54,17 @@ struct TrainState {
     batch_size: Option<usize>,
 }
 
+/// What a resume changed that the restored components must accept (found by comparing the
+/// checkpoint's configuration with the run's, before anything is built).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResumeChanges {
+    /// The checkpoint's `training.batch_size`, where the run's differs (checkpoints record it
+    /// too; this covers those written before they did).
+    pub batch_size_was: Option<usize>,
+    /// The checkpoint's `training.data`, where the run names another path.
+    pub data_was: Option<String>,
+}
+
 /// The file that holds `role`'s state tensors (written only when it has some).
 fn tensors_file(role: &str) -> String {
     format!("{role}_state.safetensors")
@@ -261,6 +272,7 @@ pub(crate) fn restore<Lab>(
     parts: &mut Parts<'_, Lab>,
     tokenizer: Option<&str>,
     batch_size: usize,
+    changes: &ResumeChanges,
     group: Option<&ProcessGroup>,
 ) -> Result<(u64, usize, Option<NonFiniteState>)> {
     checkpoint.verify()?;
@@ -273,7 +285,20 @@ pub(crate) fn restore<Lab>(
     let mut state: TrainState = serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?)
         .map_err(|e| misfit(format!("{TRAIN_STATE} is not titan's: {e}")))?;
     check_tokenizer(checkpoint, state.tokenizer.as_deref(), tokenizer)?;
-    if let Some(saved) = state.batch_size.filter(|&b| b != batch_size)
+    if let Some(was) = &changes.data_was
+        && !parts.data.checks_files()
+    {
+        return Err(misfit(format!(
+            "it read training.data = {was}, and the training dataloader (`{}`) does not check \
+             that the files it reads now are the same: resume with --data {was}, or implement \
+             `Dataloader::checks_files` for it",
+            parts.data.type_name()
+        )));
+    }
+    if let Some(saved) = state
+        .batch_size
+        .or(changes.batch_size_was)
+        .filter(|&b| b != batch_size)
         && !parts.data.rebatches()
     {
         return Err(misfit(format!(

@@ -14,7 +14,7 @@ mod stop;
 pub(crate) mod update;
 mod window;
 
-pub use checkpointing::Checkpointing;
+pub use checkpointing::{Checkpointing, ResumeChanges};
 pub(crate) use checkpointing::{check_tokenizer, tokenizer_of};
 pub use contracts::{FitsModelInput, SameLabels, SameOptimizer};
 pub use eval::evaluate;
@@ -59,6 +59,7 @@ pub struct Trainer {
     staged: bool,
     checkpoints: Option<Checkpointing>,
     resume: Option<Checkpoint>,
+    resume_changes: ResumeChanges,
     group: Option<Arc<ProcessGroup>>,
     tokenizer: Option<String>,
     stop_on_signals: bool,
@@ -83,6 +84,7 @@ impl Trainer {
             staged: false,
             checkpoints: None,
             resume: None,
+            resume_changes: ResumeChanges::default(),
             group: None,
             tokenizer: None,
             stop_on_signals: false,
@@ -144,6 +146,13 @@ impl Trainer {
     /// dataloader's position, then the steps after its step.
     pub fn resume_from(mut self, checkpoint: Checkpoint) -> Self {
         self.resume = Some(checkpoint);
+        self
+    }
+
+    /// What the run changes from the checkpoint it resumes from, which the restored
+    /// dataloader must accept (a batch size, moved data): refused where it cannot.
+    pub fn with_resume_changes(mut self, changes: ResumeChanges) -> Self {
+        self.resume_changes = changes;
         self
     }
 
@@ -209,6 +218,7 @@ impl Trainer {
                     &mut parts,
                     self.tokenizer.as_deref(),
                     cfg.batch_size,
+                    &self.resume_changes,
                     group,
                 )?;
                 // Restored: the sinks may now set aside what the stopped run logged after it.

@@ -140,6 +140,8 @@ pub(crate) trait MicroBatches<Lab> {
     fn epoch(&self) -> u64;
     /// Whether the dataloader resumes at another batch size ([`crate::Dataloader::rebatches`]).
     fn rebatches(&self) -> bool;
+    /// Whether the dataloader checks its files on restore ([`crate::Dataloader::checks_files`]).
+    fn checks_files(&self) -> bool;
     /// The dataloader's type, for errors.
     fn type_name(&self) -> &'static str;
 }
@@ -307,6 +309,10 @@ where
 
     fn rebatches(&self) -> bool {
         self.data.rebatches()
+    }
+
+    fn checks_files(&self) -> bool {
+        self.data.checks_files()
     }
 
     fn type_name(&self) -> &'static str {

@@ -134,18 +134,29 @@ impl TrainingConfig {
     }
 
     /// Checks every setting that has a valid range, before anything is built, and that the
-    /// device, precision and paths name something this machine has: an error names the key,
-    /// the value and the range. Nothing is clamped into range silently.
+    /// device, precision and output directory name something this machine has: an error names
+    /// the key, the value and the range. Nothing is clamped into range silently.
     pub fn validate(&self) -> Result<()> {
         self.validate_ranges()?;
         self.compute_kind()?;
-        self.check_paths()
+        if let Some(dir) = &self.output_dir
+            && dir.exists()
+            && !dir.is_dir()
+        {
+            return Err(Error::config(
+                "training.output_dir",
+                dir.display(),
+                "is a file, not a directory",
+            ));
+        }
+        Ok(())
     }
 
-    /// The paths, before a tokenizer trains or data is read: data that is not there (a glob
-    /// is matched later, by the loader), an output directory that is a file, a Hugging Face
-    /// directory without its `config.json`.
-    fn check_paths(&self) -> Result<()> {
+    /// The inputs of a run that trains, before a tokenizer trains or data is read: data that
+    /// is not there (a glob is matched later, by the loader) and, for a `new_run` (a resume
+    /// takes the checkpoint's weights), a Hugging Face directory without its `config.json`.
+    /// An export reads neither.
+    pub fn check_inputs(&self, new_run: bool) -> Result<()> {
         let bad = |key: &str, path: &std::path::Path, why: &str| {
             Err(Error::config(
                 &format!("training.{key}"),
@@ -161,13 +172,7 @@ impl TrainingConfig {
                 return bad(key, path, "no such file or directory");
             }
         }
-        if let Some(dir) = &self.output_dir
-            && dir.exists()
-            && !dir.is_dir()
-        {
-            return bad("output_dir", dir, "is a file, not a directory");
-        }
-        if let Some(dir) = &self.init_from_hf {
+        if let Some(dir) = self.init_from_hf.as_ref().filter(|_| new_run) {
             if !dir.is_dir() {
                 return bad(
                     "init_from_hf",
@@ -406,7 +411,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_that_are_not_there_are_errors_naming_the_key_before_anything_runs() -> Result<()> {
+    fn inputs_that_are_not_there_are_errors_naming_the_key_before_anything_runs() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let file = dir.path().join("a.txt");
         std::fs::write(&file, "x").map_err(|e| Error::io(&file, e))?;
@@ -415,6 +420,7 @@ mod tests {
             let mut c = TrainingConfig::default();
             f(&mut c);
             c.validate()
+                .and_then(|()| c.check_inputs(true))
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default()
@@ -441,6 +447,12 @@ mod tests {
         let err = with(&|c| c.init_from_hf = Some(dir.path().to_path_buf()));
         assert!(err.contains("holds no config.json"), "{err}");
         assert_eq!(with(&|c| c.data = Some(file.clone())), "");
+        // A resume takes the checkpoint's weights: the directory it started from may be gone.
+        let resumed = TrainingConfig {
+            init_from_hf: Some(missing.clone()),
+            ..TrainingConfig::default()
+        };
+        assert!(resumed.check_inputs(false).is_ok());
         Ok(())
     }
 
