@@ -12,6 +12,7 @@ pub fn check(exp: &Experiment, errors: &mut Errors) -> Option<Vec<usize>> {
     let renamed = roles(exp, errors);
     typos(exp, &renamed, errors);
     no_self(exp, errors);
+    no_section_changes(exp, errors);
     let mut edges = deps::edges(exp);
     settings_depend_on_settings(exp, &edges, errors);
     // A settings section that uses a component is reported above; its edge is left out of the
@@ -209,6 +210,123 @@ fn no_self(exp: &Experiment, errors: &mut Errors) {
     }
 }
 
+/// An expression that assigns to a settings section or borrows one mutably: each expression
+/// has its own copy of the sections it names, so the change would reach no other field and no
+/// record of the run (`--print-config`, a checkpoint's `config.toml`). Said at the change, with
+/// where the value belongs (a method call that changes a section is left to rustc).
+fn no_section_changes(exp: &Experiment, errors: &mut Errors) {
+    use syn::visit::Visit;
+    /// The changed places of an expression: `(root, dotted path, span)`.
+    #[derive(Default)]
+    struct Changes(Vec<(syn::Ident, String, proc_macro2::Span)>);
+    impl Changes {
+        fn place(&mut self, expr: &syn::Expr) {
+            let mut path = Vec::new();
+            let mut at = expr;
+            loop {
+                match at {
+                    syn::Expr::Field(f) => {
+                        if let syn::Member::Named(name) = &f.member {
+                            path.push(name.to_string());
+                        }
+                        at = &f.base;
+                    }
+                    syn::Expr::Index(i) => at = &i.expr,
+                    syn::Expr::Paren(p) => at = &p.expr,
+                    syn::Expr::Path(p) => {
+                        if let Some(root) = p.path.get_ident() {
+                            path.push(root.to_string());
+                            path.reverse();
+                            use syn::spanned::Spanned;
+                            self.0.push((root.clone(), path.join("."), expr.span()));
+                        }
+                        return;
+                    }
+                    _ => return,
+                }
+            }
+        }
+    }
+    impl<'ast> Visit<'ast> for Changes {
+        fn visit_expr_assign(&mut self, node: &'ast syn::ExprAssign) {
+            self.place(&node.left);
+            syn::visit::visit_expr_assign(self, node);
+        }
+        fn visit_expr_binary(&mut self, node: &'ast syn::ExprBinary) {
+            use syn::BinOp::*;
+            if matches!(
+                node.op,
+                AddAssign(_)
+                    | SubAssign(_)
+                    | MulAssign(_)
+                    | DivAssign(_)
+                    | RemAssign(_)
+                    | BitXorAssign(_)
+                    | BitAndAssign(_)
+                    | BitOrAssign(_)
+                    | ShlAssign(_)
+                    | ShrAssign(_)
+            ) {
+                self.place(&node.left);
+            }
+            syn::visit::visit_expr_binary(self, node);
+        }
+        fn visit_expr_reference(&mut self, node: &'ast syn::ExprReference) {
+            if node.mutability.is_some() {
+                self.place(&node.expr);
+            }
+            syn::visit::visit_expr_reference(self, node);
+        }
+    }
+    /// Every name a pattern inside the expression binds (`let`, closure parameters, arms).
+    #[derive(Default)]
+    struct Bound(Vec<String>);
+    impl<'ast> Visit<'ast> for Bound {
+        fn visit_pat_ident(&mut self, node: &'ast syn::PatIdent) {
+            self.0.push(node.ident.to_string());
+            syn::visit::visit_pat_ident(self, node);
+        }
+    }
+    for field in &exp.fields {
+        let free: Vec<String> = deps::references(&field.expr)
+            .iter()
+            .map(|r| r.ident.to_string())
+            .collect();
+        let mut bound = Bound::default();
+        bound.visit_expr(&field.expr);
+        let mut changes = Changes::default();
+        changes.visit_expr(&field.expr);
+        for (root, path, span) in changes.0 {
+            let Some(section) = exp.fields.iter().find(|f| {
+                f.kind == Some(InitKind::Config) && f.ident == root && f.ident != field.ident
+            }) else {
+                continue;
+            };
+            // A local of the same name (`let mut llama = …`) is the expression's own.
+            if !free.contains(&root.to_string()) || bound.0.contains(&root.to_string()) {
+                continue;
+            }
+            let key = match path.contains('.') {
+                true => path.clone(),
+                false => format!("{}.<key>", section.ident),
+            };
+            errors.error(
+                span,
+                format!(
+                    "`{path}` changes settings section `{}`, which a field's expression cannot: it \
+                     gets its own copy, so the change would reach no other field and no record of \
+                     the run (--print-config, a checkpoint's config.toml); set the value in the \
+                     section's `#[config(...)]`, or with `--set {key}=…`, or build from a changed \
+                     copy (`{} {{ …, ..{} }}`)",
+                    section.ident,
+                    quote::ToTokens::to_token_stream(&section.ty),
+                    section.ident
+                ),
+            );
+        }
+    }
+}
+
 fn settings_use_component(exp: &Experiment, e: &Edge) -> bool {
     let (from, to) = (&exp.fields[e.from], &exp.fields[e.to]);
     from.kind == Some(InitKind::Config) && to.kind == Some(InitKind::Build)
@@ -326,6 +444,30 @@ mod tests {
     #[test]
     fn a_complete_experiment_has_no_errors() {
         let m = messages(experiment! { #[build(M::new())] model: M, });
+        assert!(m.is_empty(), "{m:?}");
+    }
+
+    #[test]
+    fn an_expression_that_changes_a_section_is_one_error_at_the_change() {
+        let m = messages(experiment! {
+            #[config(C::default())] llama: C,
+            #[build({ llama.layers = 2; M::new(&llama) })] model: M,
+        });
+        one(&m, "`llama.layers` changes settings section `llama`");
+        assert!(
+            m[0].contains("--set llama.layers=…") && m[0].contains("C { …, ..llama }"),
+            "{m:?}"
+        );
+        let m = messages(experiment! {
+            #[config(C::default())] llama: C,
+            #[build({ llama.layers += 1; M::new(&mut llama) })] model: M,
+        });
+        assert_eq!(m.len(), 2, "{m:?}");
+        // Its own local, or a changed copy, is the expression's business.
+        let m = messages(experiment! {
+            #[config(C::default())] llama: C,
+            #[build({ let mut llama = llama.clone(); llama.layers = 2; M::new(C { layers: 3, ..llama }) })] model: M,
+        });
         assert!(m.is_empty(), "{m:?}");
     }
 

@@ -3,7 +3,7 @@
 //! error at the user's type).
 
 use proc_macro2::TokenStream;
-use quote::{ToTokens, format_ident, quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::ast::{Experiment, Field, InitKind, name_of};
@@ -237,9 +237,8 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
 }
 
 /// The components the model and the tokenizer need, themselves included (none without both).
-/// Generous: besides the dependency edges, any field name among an expression's tokens (in a
-/// macro that does not parse as expressions, as a callee) counts, since building one more
-/// component than needed costs little and one too few does not compile.
+/// Besides the dependency edges, a field named where they do not look (in a macro body that
+/// does not parse as expressions, as a callee) counts: one component too few would not compile.
 fn export_closure(exp: &Experiment) -> Vec<syn::Ident> {
     let (Some(model), Some(tok)) = (exp.role(Role::Model), exp.role(Role::Tokenizer)) else {
         return Vec::new();
@@ -250,8 +249,7 @@ fn export_closure(exp: &Experiment) -> Vec<syn::Ident> {
     let mut next = 0;
     while next < needed.len() {
         let from = needed[next];
-        let mut names = Vec::new();
-        idents(exp.fields[from].expr.to_token_stream(), &mut names);
+        let names = unseen_names(&exp.fields[from].expr);
         let named = exp
             .fields
             .iter()
@@ -272,26 +270,62 @@ fn export_closure(exp: &Experiment) -> Vec<syn::Ident> {
         .collect()
 }
 
-/// Every identifier among `tokens` that can name a value (not a member after `.`, nor a path
-/// segment after `::`), inside groups too.
+/// Names an expression may use where the dependency edges do not look: the identifiers in its
+/// macros' bodies (which need not parse as expressions) and a callee named by one identifier
+/// (`scale(4)`), less every name its own patterns bind (`let x`, `|x|`).
+fn unseen_names(expr: &syn::Expr) -> Vec<syn::Ident> {
+    use syn::visit::Visit;
+    #[derive(Default)]
+    struct Unseen {
+        names: Vec<syn::Ident>,
+        bound: Vec<syn::Ident>,
+    }
+    impl<'ast> Visit<'ast> for Unseen {
+        fn visit_macro(&mut self, node: &'ast syn::Macro) {
+            idents(node.tokens.clone(), &mut self.names);
+        }
+        fn visit_expr_call(&mut self, node: &'ast syn::ExprCall) {
+            if let syn::Expr::Path(callee) = &*node.func
+                && let Some(name) = callee.path.get_ident()
+            {
+                self.names.push(name.clone());
+            }
+            syn::visit::visit_expr_call(self, node);
+        }
+        fn visit_pat_ident(&mut self, node: &'ast syn::PatIdent) {
+            self.bound.push(node.ident.clone());
+            syn::visit::visit_pat_ident(self, node);
+        }
+    }
+    let mut unseen = Unseen::default();
+    unseen.visit_expr(expr);
+    let Unseen { mut names, bound } = unseen;
+    names.retain(|n| !bound.contains(n));
+    names
+}
+
+/// Every identifier among `tokens` that can name a value, inside groups too: not a member
+/// (`x.name`, though `..name` is a range or a base), a path segment (`a::name`) or a label
+/// (`name: value` in a struct literal or a `json!` object).
 fn idents(tokens: TokenStream, out: &mut Vec<syn::Ident>) {
     use proc_macro2::{Spacing, TokenTree};
-    // Whether the token before was `.` or `::`, and whether it was a joint `:` (half a `::`).
-    let (mut member, mut half_path) = (false, false);
-    for tree in tokens {
-        let (is_member, is_half) = match &tree {
-            TokenTree::Punct(p) if p.as_char() == '.' => (true, false),
-            TokenTree::Punct(p) if p.as_char() == ':' => {
-                (half_path, !half_path && p.spacing() == Spacing::Joint)
-            }
-            _ => (false, false),
-        };
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let punct = |at: Option<&TokenTree>, c: char| matches!(at, Some(TokenTree::Punct(p)) if p.as_char() == c);
+    for (i, tree) in trees.iter().enumerate() {
         match tree {
-            TokenTree::Ident(ident) if !member => out.push(ident),
             TokenTree::Group(group) => idents(group.stream(), out),
+            TokenTree::Ident(ident) => {
+                let before = |k: usize| i.checked_sub(k).and_then(|j| trees.get(j));
+                let member = punct(before(1), '.') && !punct(before(2), '.');
+                let segment = punct(before(1), ':') && punct(before(2), ':');
+                let label = matches!(trees.get(i + 1),
+                    Some(TokenTree::Punct(p)) if p.as_char() == ':' && p.spacing() == Spacing::Alone);
+                if !(member || segment || label) {
+                    out.push(ident.clone());
+                }
+            }
             _ => {}
         }
-        (member, half_path) = (is_member, is_half);
     }
 }
 
@@ -551,6 +585,28 @@ mod tests {
             assert!(
                 export.contains(&format!("let mut {built} :")),
                 "{built}: {export}"
+            );
+        }
+        // A label, a local or a closure's parameter of the same name is no reference; a name
+        // after `..` in a macro is.
+        let out = expand(parse_quote! {
+            struct Exp {
+                #[config(TrainingConfig::default())] training: TrainingConfig,
+                #[build(Sizes)] sizes: Sizes,
+                #[build(T::train(Spec { train_data: 1 }, json!({"n": 0..sizes, optimizer: 2})))] tokenizer: T,
+                #[build({ let loss = 1; M::new(&tokenizer, |optimizer| optimizer + loss) })] model: M,
+                #[build(D)] train_data: D,
+                #[build(L)] loss: L,
+                #[build(O::new(model.parameters()))] optimizer: O,
+                #[build(S::new(&optimizer))] lr_scheduler: S,
+            }
+        });
+        let export = &out[out.find("fn export_only").expect("export_only")..];
+        assert!(export.contains("let mut sizes :"), "{export}");
+        for unbuilt in ["train_data", "loss", "optimizer"] {
+            assert!(
+                !export.contains(&format!("let mut {unbuilt} :")),
+                "{unbuilt}: {export}"
             );
         }
         // A member or path segment of the same name is no reference.

@@ -153,8 +153,13 @@ impl CheckpointStore {
             };
             match found {
                 Ok(checkpoint) => return Ok((Some(checkpoint), damaged)),
-                // An I/O error (permissions, a lost mount) is not damage.
-                Err(e @ Error::Io { .. }) => return Err(e),
+                // An I/O error (permissions, a lost mount) is not damage, except a file gone
+                // on a rank that does not write (rank 0 set the directory aside meanwhile).
+                Err(Error::Io { path, source })
+                    if !(tolerant && source.kind() == std::io::ErrorKind::NotFound) =>
+                {
+                    return Err(Error::Io { path, source });
+                }
                 Err(e) => {
                     let reason = match e {
                         Error::Checkpoint(reason) => reason,

@@ -92,9 +92,10 @@ pub trait Dataset: Send + 'static {
     /// Completed passes over the data.
     fn epoch(&self) -> u64;
     /// Whether its positions record the data files they point into, and `load_state` refuses
-    /// a position into other files: then the data may move (`--data` names another path) on
-    /// resume, since it is the files that must stay. By default not, and such a resume is
-    /// refused.
+    /// a position into other files (titan's `Documents`; a position an earlier titan saved
+    /// without the record is taken with a warning): then the data may move (`--data` names
+    /// another path) on resume, since it is the files that must stay. By default not, and a
+    /// resume whose checkpoint's configuration names other data is refused.
     fn checks_files(&self) -> bool {
         false
     }
@@ -132,8 +133,9 @@ pub trait Dataloader {
         false
     }
     /// Whether its positions record the data files they point into, and `load_state` refuses
-    /// a position into other files: then the data may move (`--data` names another path) on
-    /// resume, since it is the files that must stay. By default not, and such a resume is
+    /// a position into other files (titan's `TokenLoader`, as its dataset says): then the data
+    /// may move (`--data` names another path) on resume, since it is the files that must stay.
+    /// By default not, and a resume whose checkpoint's configuration names other data is
     /// refused.
     fn checks_files(&self) -> bool {
         false

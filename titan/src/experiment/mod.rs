@@ -481,6 +481,11 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     // output directory is this process's until the run ends.
     let settings = training_of(&config, E::NAME)?;
     settings.validate()?;
+    // A run that trains (or tokenizes) needs its data: checked before the output directory is
+    // made or a damaged checkpoint set aside. An export reads none.
+    if args.export_hf.is_none() {
+        settings.check_data()?;
+    }
     if args.pretokenize && settings.data.is_none() {
         return Err(crate::Error::Usage(
             "--pretokenize tokenizes the files of --data (and --val-data); without them the run \
@@ -577,8 +582,10 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
         }
         return export_end::<E>(builder, &overrides, done, &hf);
     }
-    // A run that trains needs its data; a new one, the weights it starts from.
-    settings.check_inputs(start.resume.is_none())?;
+    // A new run needs the weights it starts from (a resume takes the checkpoint's).
+    if start.resume.is_none() {
+        settings.check_init_from_hf()?;
+    }
     let mut experiment = E::build_from(builder, &overrides)?;
     let training = experiment.training().clone();
     let mut trainer = trainer_for_run(&training, E::NAME, &config, start, writer)?;

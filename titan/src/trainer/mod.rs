@@ -143,7 +143,10 @@ impl Trainer {
     }
 
     /// Starts the run from `checkpoint`: weights, optimizer, scheduler and the training
-    /// dataloader's position, then the steps after its step.
+    /// dataloader's position, then the steps after its step. What the run changes from the
+    /// checkpoint's configuration (the experiment binaries find it) is given with
+    /// [`Trainer::with_resume_changes`]; without it only the batch size the checkpoint
+    /// recorded is checked.
     pub fn resume_from(mut self, checkpoint: Checkpoint) -> Self {
         self.resume = Some(checkpoint);
         self
