@@ -304,9 +304,6 @@ impl Checkpoint {
     /// The checkpoint in `dir`, for experiment `experiment`: its manifest read and checked
     /// (files are checked as they are read, or all at once by [`Checkpoint::verify`]).
     pub fn open(dir: &Path, experiment: &str) -> Result<Self> {
-        if !dir.is_dir() {
-            return Err(bad(dir, "no checkpoint here (no such directory)"));
-        }
         Self::open_or_damaged(dir, experiment)?.map_err(|reason| bad(dir, reason))
     }
 

@@ -163,17 +163,13 @@ fn find_start(
         Some(path) => Some(Checkpoint::open(path, name)?),
         None if checkpointing => {
             let (intact, damaged) = store.latest_intact(!writer)?;
-            if intact.is_none()
-                && let Some(newest) = damaged.first()
-            {
-                return Err(crate::Error::Checkpoint(format!(
-                    "no checkpoint in {} can be resumed: {} damaged, the newest {} ({}); move \
-                     them aside to start the run over, or use another --output-dir",
-                    store.dir().display(),
-                    damaged.len(),
-                    newest.dir.display(),
-                    newest.reason
-                )));
+            if intact.is_none() && !damaged.is_empty() {
+                return Err(none_intact(
+                    &store,
+                    &damaged,
+                    "resumed",
+                    "; move them aside to start the run over, or use another --output-dir",
+                ));
             }
             set_aside(&store, &damaged, intact.as_ref(), writer)?;
             intact
@@ -234,13 +230,10 @@ fn set_aside(
     resumed: Option<&Checkpoint>,
     writer: bool,
 ) -> Result<()> {
-    let Some(resumed) = resumed else {
+    let Some(resumed) = resumed.filter(|_| writer) else {
         return Ok(());
     };
     for d in damaged.iter().filter(|d| d.step > resumed.step()) {
-        if !writer {
-            continue;
-        }
         let to = store.set_aside(d)?;
         tracing::warn!(
             "checkpoint {} is damaged ({}): resuming from step {} instead, {} steps earlier; \
@@ -253,6 +246,25 @@ fn set_aside(
         );
     }
     Ok(())
+}
+
+/// The error of a `store` whose every checkpoint is `damaged` (at least one): none can be
+/// `what` (resumed, exported); `advice` follows.
+fn none_intact(
+    store: &CheckpointStore,
+    damaged: &[crate::checkpoint::Damaged],
+    what: &str,
+    advice: &str,
+) -> crate::Error {
+    let newest = damaged
+        .first()
+        .map(|d| format!(", the newest {} ({})", d.dir.display(), d.reason))
+        .unwrap_or_default();
+    crate::Error::Checkpoint(format!(
+        "no checkpoint in {} can be {what}: {} damaged{newest}{advice}",
+        store.dir().display(),
+        damaged.len(),
+    ))
 }
 
 impl Start {
@@ -317,8 +329,8 @@ fn checkpoint_to_export(
             let store = CheckpointStore::new(&dir, name, training.keep_checkpoints.max(1))?;
             // The newest intact one; damaged ones after it are said, and left where they are.
             let (intact, damaged) = store.latest_intact(false)?;
-            match (intact, damaged.first()) {
-                (Some(intact), _) => {
+            match intact {
+                Some(intact) => {
                     for d in &damaged {
                         tracing::warn!(
                             "checkpoint {} is damaged ({}): exporting step {} instead",
@@ -329,16 +341,10 @@ fn checkpoint_to_export(
                     }
                     intact
                 }
-                (None, Some(newest)) => {
-                    return Err(crate::Error::Checkpoint(format!(
-                        "no checkpoint in {} can be exported: {} damaged, the newest {} ({})",
-                        store.dir().display(),
-                        damaged.len(),
-                        newest.dir.display(),
-                        newest.reason
-                    )));
+                None if !damaged.is_empty() => {
+                    return Err(none_intact(&store, &damaged, "exported", ""));
                 }
-                (None, None) => {
+                None => {
                     return Err(crate::Error::Checkpoint(format!(
                         "{} holds no checkpoint to export: train with --checkpoint-every N \
                          first, or name one with --resume-from",

@@ -112,8 +112,7 @@ pub(crate) fn check_config_fits(
                 );
             }
         }
-        let batch_size =
-            |tree: &serde_json::Value| tree.get(training?)?.get("batch_size")?.as_u64();
+        let batch_size = |tree| training_key(tree, training, "batch_size")?.as_u64();
         let batch_size_was = match (batch_size(&saved), batch_size(&run.tree())) {
             (Some(was), Some(is)) if was != is => usize::try_from(was).ok(),
             _ => None,
@@ -155,15 +154,10 @@ fn said_changes(
     run: &serde_json::Value,
     training: Option<&str>,
 ) {
+    // A said key where it may change (the training-only ones in the training section).
     let changed = differences(saved, run, &|path| match path {
         [] | [_] => false,
-        [.., key] => {
-            !SAID.contains(&key.as_str())
-                || (matches!(
-                    key.as_str(),
-                    "max_grad_norm" | "grad_accum_steps" | "batch_size" | "precision"
-                ) && Some(path[0].as_str()) != training)
-        }
+        [.., key] => !(SAID.contains(&key.as_str()) && may_change(path, training)),
     });
     if changed.is_empty() {
         return;
@@ -178,9 +172,9 @@ fn said_changes(
             .any(|k| d.key.ends_with(&format!(".{k}")))
     });
     // The rows a step trains on (batch × accumulation, per rank), where they changed.
-    let rows = |tree: &serde_json::Value| {
-        let t = tree.get(training?)?;
-        Some(t.get("batch_size")?.as_u64()? * t.get("grad_accum_steps")?.as_u64()?)
+    let rows = |tree| {
+        let key = |k| training_key(tree, training, k)?.as_u64();
+        Some(key("batch_size")? * key("grad_accum_steps")?)
     };
     let batch = match (rows(saved), rows(run)) {
         (Some(was), Some(is)) if was != is => {
@@ -294,14 +288,22 @@ fn data_moved(
     run: &serde_json::Value,
     training: Option<&str>,
 ) -> Option<(String, String)> {
-    let data = |tree: &serde_json::Value| {
-        tree.get(training?)?
-            .get("data")?
+    let data = |tree| {
+        training_key(tree, training, "data")?
             .as_str()
             .map(str::to_string)
     };
     let (was, is) = (data(saved)?, data(run)?);
     (was != is).then_some((was, is))
+}
+
+/// `key` of the training section (named `training`) in a configuration tree.
+fn training_key<'a>(
+    tree: &'a serde_json::Value,
+    training: Option<&str>,
+    key: &str,
+) -> Option<&'a serde_json::Value> {
+    tree.get(training?)?.get(key)
 }
 
 fn may_change(path: &[String], training: Option<&str>) -> bool {
