@@ -278,22 +278,12 @@ fn no_section_changes(exp: &Experiment, errors: &mut Errors) {
             syn::visit::visit_expr_reference(self, node);
         }
     }
-    /// Every name a pattern inside the expression binds (`let`, closure parameters, arms).
-    #[derive(Default)]
-    struct Bound(Vec<String>);
-    impl<'ast> Visit<'ast> for Bound {
-        fn visit_pat_ident(&mut self, node: &'ast syn::PatIdent) {
-            self.0.push(node.ident.to_string());
-            syn::visit::visit_pat_ident(self, node);
-        }
-    }
     for field in &exp.fields {
         let free: Vec<String> = deps::references(&field.expr)
             .iter()
             .map(|r| r.ident.to_string())
             .collect();
-        let mut bound = Bound::default();
-        bound.visit_expr(&field.expr);
+        let bound = deps::bound_names(&field.expr);
         let mut changes = Changes::default();
         changes.visit_expr(&field.expr);
         for (root, path, span) in changes.0 {
@@ -303,7 +293,7 @@ fn no_section_changes(exp: &Experiment, errors: &mut Errors) {
                 continue;
             };
             // A local of the same name (`let mut llama = …`) is the expression's own.
-            if !free.contains(&root.to_string()) || bound.0.contains(&root.to_string()) {
+            if !free.contains(&root.to_string()) || bound.contains(&root) {
                 continue;
             }
             let key = match path.contains('.') {

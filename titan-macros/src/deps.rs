@@ -23,6 +23,22 @@ pub fn references(expr: &Expr) -> Vec<Reference> {
     v.found
 }
 
+/// Every name a pattern inside `expr` binds (`let x`, `|x|`, a match arm's `x`), wherever it
+/// binds it: the names an expression may shadow.
+pub fn bound_names(expr: &Expr) -> Vec<Ident> {
+    #[derive(Default)]
+    struct Bound(Vec<Ident>);
+    impl<'ast> Visit<'ast> for Bound {
+        fn visit_pat_ident(&mut self, node: &'ast syn::PatIdent) {
+            self.0.push(node.ident.clone());
+            syn::visit::visit_pat_ident(self, node);
+        }
+    }
+    let mut bound = Bound::default();
+    bound.visit_expr(expr);
+    bound.0
+}
+
 /// Identifiers used the way fields are (`x.method()`, `x.field`, `&x`, `&mut x`): the places
 /// where an unknown name is almost surely a misspelt field rather than a function or constant.
 pub fn field_like(expr: &Expr) -> Vec<Ident> {

@@ -53,14 +53,11 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
         let keep = quote_spanned!(ty.span()=> __titan_builder.#name = ::core::option::Option::Some(::titan::experiment::section_clone(&#value)););
         take_or_build(exp, f, take, Some(keep))
     });
-    let check_by_value: Vec<TokenStream> = configs.iter().map(|f| is_section(f)).collect();
-    let config_by_value: Vec<TokenStream> = configs
-        .iter()
-        .map(|f| {
-            let name = &f.ident;
-            take_or_build(exp, f, quote!(__titan_builder.#name), None)
-        })
-        .collect();
+    let check_by_value = configs.iter().map(|f| is_section(f));
+    let config_by_value = configs.iter().map(|f| {
+        let name = &f.ident;
+        take_or_build(exp, f, quote!(__titan_builder.#name), None)
+    });
     let config_names: Vec<_> = configs.iter().map(|f| &f.ident).collect();
     // As soon as both the model and the tokenizer are built, and before the loaders and the
     // optimizer, the tokenizer's ids and the run's `seq_len` must fit the model (`train`
@@ -141,26 +138,27 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
         quote!(.with_training(#section))
     });
 
+    // `build_from` and `export_only` start alike: each section from the builder with its
+    // overrides, checked, then the seed.
+    let settings_by_value = quote! {
+        #(#check_by_value)*
+        let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides)#with_training;
+        #(#config_by_value)*
+        __titan_cfg.finish()?;
+        #seed
+    };
+
     let train = wiring(exp);
     let export = export_checkpoint(exp, &name, quote!(self.));
+    let export_from_locals = export_checkpoint(exp, &name, TokenStream::new());
     // Without a model and a tokenizer there is nothing to build: the error at once.
     let export_only = match for_export.is_empty() {
-        true => {
-            let error = export_checkpoint(exp, &name, TokenStream::new());
-            quote!(let _ = (__titan_builder, __titan_overrides); #error)
-        }
-        false => {
-            let error_or_export = export_checkpoint(exp, &name, TokenStream::new());
-            quote! {
-                #(#check_by_value)*
-                let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides)#with_training;
-                #(#config_by_value)*
-                __titan_cfg.finish()?;
-                #seed
-                #(#build_for_export)*
-                #error_or_export
-            }
-        }
+        true => quote!(let _ = (__titan_builder, __titan_overrides); #export_from_locals),
+        false => quote! {
+            #settings_by_value
+            #(#build_for_export)*
+            #export_from_locals
+        },
     };
     let plain = emit::plain_struct(exp);
     let builder = emit::builder(exp);
@@ -195,11 +193,7 @@ pub fn generate(exp: &Experiment, order: &[usize]) -> TokenStream {
                 __titan_builder: #builder_ident,
                 __titan_overrides: &::titan::experiment::Overrides,
             ) -> ::titan::Result<Self> {
-                #(#check_by_value)*
-                let mut __titan_cfg = ::titan::experiment::ConfigSet::new(__titan_overrides)#with_training;
-                #(#config_by_value)*
-                __titan_cfg.finish()?;
-                #seed
+                #settings_by_value
                 #(#build_components)*
                 ::core::result::Result::Ok(Self { #(#all_names,)* })
             }
@@ -276,30 +270,24 @@ fn export_closure(exp: &Experiment) -> Vec<syn::Ident> {
 fn unseen_names(expr: &syn::Expr) -> Vec<syn::Ident> {
     use syn::visit::Visit;
     #[derive(Default)]
-    struct Unseen {
-        names: Vec<syn::Ident>,
-        bound: Vec<syn::Ident>,
-    }
+    struct Unseen(Vec<syn::Ident>);
     impl<'ast> Visit<'ast> for Unseen {
         fn visit_macro(&mut self, node: &'ast syn::Macro) {
-            idents(node.tokens.clone(), &mut self.names);
+            idents(node.tokens.clone(), &mut self.0);
         }
         fn visit_expr_call(&mut self, node: &'ast syn::ExprCall) {
             if let syn::Expr::Path(callee) = &*node.func
                 && let Some(name) = callee.path.get_ident()
             {
-                self.names.push(name.clone());
+                self.0.push(name.clone());
             }
             syn::visit::visit_expr_call(self, node);
-        }
-        fn visit_pat_ident(&mut self, node: &'ast syn::PatIdent) {
-            self.bound.push(node.ident.clone());
-            syn::visit::visit_pat_ident(self, node);
         }
     }
     let mut unseen = Unseen::default();
     unseen.visit_expr(expr);
-    let Unseen { mut names, bound } = unseen;
+    let bound = deps::bound_names(expr);
+    let mut names = unseen.0;
     names.retain(|n| !bound.contains(n));
     names
 }
