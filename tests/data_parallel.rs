@@ -263,11 +263,18 @@ fn records(path: &Path) -> Result<Vec<serde_json::Value>> {
 
 /// Test `test`: two ranks with `setup` against one process with their global batch.
 fn two_ranks_against_one(test: &str, setup: Setup) -> Result<()> {
+    two_ranks_against_one_with(test, setup, setup)
+}
+
+/// Test `test`: rank 0 with `setup`, rank 1 with `rank_one` (the same batches and model, built
+/// another way) against one process with `setup` and their global batch.
+fn two_ranks_against_one_with(test: &str, setup: Setup, rank_one: Setup) -> Result<()> {
     if let Some(out) = rank_of(test) {
         return as_rank(&out);
     }
     let (two, one) = (tempfile::tempdir()?, tempfile::tempdir()?);
-    let ranks = spawn(test, 2, two.path(), &|_| {
+    let ranks = spawn(test, 2, two.path(), &|rank| {
+        let setup = if rank == 1 { rank_one } else { setup };
         vec![("TITAN_DP_TEST_SETUP".into(), setup.to_var())]
     })?;
     // Meanwhile, one process with both ranks' rows in each batch.
@@ -354,6 +361,22 @@ fn and_with_tied_embeddings_whose_gradient_arrives_twice() -> Result<()> {
             checkpointing: true,
             tied: true,
         },
+    )
+}
+
+/// Rank 1 alone recomputes its blocks, so its tied embedding's gradient arrives twice and
+/// rank 0's once: the ranks still pair their reductions, and agree to reduce again.
+#[test]
+fn and_when_the_gradient_arrives_twice_on_one_rank_only() -> Result<()> {
+    let tied = |checkpointing| Setup {
+        accum: 2,
+        checkpointing,
+        tied: true,
+    };
+    two_ranks_against_one_with(
+        "and_when_the_gradient_arrives_twice_on_one_rank_only",
+        tied(false),
+        tied(true),
     )
 }
 

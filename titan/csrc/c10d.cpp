@@ -269,13 +269,15 @@ struct DdpState {
   size_t next = 0;
   size_t launched_in_backward = 0;
   bool armed = false;
-  // A parameter whose accumulator ran twice in one backward (a weight used twice, e.g. tied
-  // embeddings under activation checkpointing, which runs backward per block): its bucket may
-  // have left with part of its gradient, so `finish` reduces every bucket again, and later steps
-  // reduce only in `finish`. Each rank decides alone, so this assumes what titan's models do:
-  // every rank uses the same weights twice (parameters used by some ranks only are fine; one
-  // used twice by some ranks only, through data-dependent control flow, would pair the ranks'
-  // collectives wrongly).
+  // A parameter whose accumulator ran twice in one backward on this rank (a weight used twice,
+  // e.g. tied embeddings under activation checkpointing, which runs backward per block): its
+  // bucket may have left with part of its gradient. Backward still queues every bucket, so the
+  // ranks' collectives pair up whatever each saw; `finish` sums this flag with the stats, and if
+  // any rank's is set, every rank reduces every bucket again from the whole gradients and later
+  // steps reduce only in `finish`. The flag is summed where `finish` reads on the host anyway
+  // (Gloo, or while `undecided` is not empty, as at every first step): on NCCL a rank whose
+  // gradient arrives twice at a later step (a weight reused through data-dependent control flow)
+  // stops with an error rather than reduce a partial gradient.
   bool refired = false;
   bool overlap = true;
   // The order in which parameters became ready in the last armed backward.
@@ -329,7 +331,6 @@ struct DdpState {
     order.push_back(i);
     at::NoGradGuard no_grad;
     fill(i);
-    if (!overlap || refired) return;
     size_t before = next;
     launch_ready();
     launched_in_backward += next - before;
@@ -464,20 +465,23 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
     std::lock_guard<std::mutex> lock(s.mu);
     s.armed = false;
     at::NoGradGuard no_grad;
-    if (s.refired) {
-      // What backward queued went out with partial gradients: let it finish (every rank queued
-      // the same), then reduce everything again from the whole gradients.
-      for (auto& work : s.works) s.wait_for(work);
-      s.reset();
-      s.refired = false;
-      s.overlap = false;
-      s.launched_in_backward = 0;
-    }
-    // Whether this rank has a gradient for each parameter no rank had one for so far.
+    // Read on the host after the reduction: the same choice on every rank (the backend and the
+    // undecided list are).
+    const bool host_reads = !s.stream_ordered || !s.undecided.empty();
+    TORCH_CHECK(host_reads || !s.refired,
+                "a parameter's gradient arrived twice in one backward pass on this rank after "
+                "the first steps (a weight reused through data-dependent control flow, e.g. "
+                "under activation checkpointing): its bucket left with part of the gradient, "
+                "and on NCCL the ranks cannot agree to reduce it again without a host "
+                "synchronisation every step; use the same weights the same number of times on "
+                "every step");
+    // Whether this rank has a gradient for each parameter no rank had one for so far, then
+    // whether a gradient arrived twice here.
     auto sums = *stats;
-    if (!s.undecided.empty()) {
+    if (host_reads) {
       std::vector<float> here;
       for (size_t i : s.undecided) here.push_back(s.params[i].grad().defined() ? 1.0f : 0.0f);
+      here.push_back(s.refired ? 1.0f : 0.0f);
       auto flags = at::tensor(here).to(stats->options());
       sums = at::cat({stats->reshape({-1}), flags});
     }
@@ -490,11 +494,12 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
     s.works.clear();
     s.lists.clear();
     std::vector<bool> unused(s.params.size(), false);
-    if (!s.undecided.empty()) {
+    if (host_reads) {
       auto n = stats->numel();
       stats->copy_(sums.narrow(0, 0, n).view(stats->sizes()));
-      auto used = sums.narrow(0, n, int64_t(s.undecided.size())).to(at::kCPU, at::kFloat);
-      auto flag = used.accessor<float, 1>();
+      auto k_flags = int64_t(s.undecided.size()) + 1;
+      auto flags = sums.narrow(0, n, k_flags).to(at::kCPU, at::kFloat);
+      auto flag = flags.accessor<float, 1>();
       std::vector<size_t> still;
       for (size_t k = 0; k < s.undecided.size(); ++k) {
         if (flag[k] == 0.0f) {
@@ -503,7 +508,21 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
         }
       }
       s.undecided = std::move(still);
+      if (flag[k_flags - 1] != 0.0f) {
+        // Some rank's buckets went out with part of a gradient: every rank reduces every bucket
+        // again from the whole gradients, and from now on only after backward.
+        s.reset();
+        for (size_t i = 0; i < s.params.size(); ++i) s.fill(i);
+        s.launch_ready();
+        for (auto& work : s.works) s.wait_for(work);
+        s.works.clear();
+        s.lists.clear();
+        s.overlap = false;
+        s.launched_in_backward = 0;
+        if (launched != nullptr) *launched = 0;
+      }
     }
+    s.refired = false;
     for (size_t i = 0; i < s.params.size(); ++i) {
       if (unused[i]) continue;
       auto& p = s.params[i];

@@ -370,6 +370,66 @@ mod tests {
         Ok(())
     }
 
+    /// One rank's two steps over three parameters, each with gradient 2 on every element: rank
+    /// 0 in one backward pass, rank 1 in two, the second bringing `p0`'s gradient again (a
+    /// weight whose use differs by rank). The gradients after each step, and whether backward
+    /// still overlaps.
+    fn arrives_twice_on_rank_one(group: Arc<ProcessGroup>) -> Result<(Vec<Vec<f32>>, bool)> {
+        let rank = group.rank();
+        let params: Vec<(String, Tensor)> = [300i64, 200_000, 400_000]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let p = Tensor::f_ones([n], (Kind::Float, Device::Cpu))?.set_requires_grad(true);
+                Ok((format!("p{i}"), p))
+            })
+            .collect::<Result<_>>()?;
+        let sum = |i: usize, by: f64| params[i].1.f_sum(Kind::Float)?.f_mul_scalar(by);
+        let reducer = GradReducer::new(group, &params)?;
+        let mut sums = Vec::new();
+        for _step in 0..2 {
+            zero_grads(&params)?;
+            reducer.arm()?;
+            if rank == 0 {
+                sum(0, 2.0)?
+                    .f_add(&sum(1, 2.0)?)?
+                    .f_add(&sum(2, 2.0)?)?
+                    .f_backward()?;
+            } else {
+                sum(0, 1.0)?
+                    .f_add(&sum(1, 2.0)?)?
+                    .f_add(&sum(2, 2.0)?)?
+                    .f_backward()?;
+                sum(0, 1.0)?.f_backward()?;
+            }
+            reducer.finish(&Tensor::from_slice(&[1.0f32]))?;
+            for (_, p) in &params {
+                let g = Vec::<f32>::try_from(&p.grad())?;
+                sums.push(vec![
+                    g.iter().copied().fold(f32::MAX, f32::min),
+                    g.iter().copied().fold(f32::MIN, f32::max),
+                ]);
+            }
+        }
+        Ok((sums, reducer.buckets.borrow().overlaps()))
+    }
+
+    /// A gradient that arrives twice on one rank only (its first bucket already gone with half
+    /// of it) is reduced again on every rank: the sums are whole, the ranks' collectives still
+    /// pair up, and both stop overlapping together.
+    #[test]
+    fn a_gradient_that_arrives_twice_on_one_rank_only_is_reduced_again_everywhere() -> Result<()> {
+        let ((sums, overlaps), (sums1, overlaps1)) = on_two_ranks(arrives_twice_on_rank_one)?;
+        // 2 from each rank on every element, both steps: the least and the greatest are 4.
+        assert_eq!(sums, vec![vec![4.0, 4.0]; 6]);
+        assert_eq!(sums1, sums);
+        assert!(
+            !overlaps && !overlaps1,
+            "both ranks reduce after backward now"
+        );
+        Ok(())
+    }
+
     /// Zeroes the gradients `params` have, in place, as the optimizers do.
     fn zero_grads(params: &[(String, Tensor)]) -> Result<()> {
         for (_, p) in params {

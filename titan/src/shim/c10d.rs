@@ -423,8 +423,8 @@ impl GradBuckets {
         Ok(out)
     }
 
-    /// Whether backward still queues buckets (false once a parameter's gradient arrived twice
-    /// in one backward: then every bucket is reduced after it).
+    /// Whether backward still queues buckets (false on every rank once a parameter's gradient
+    /// arrived twice in one backward on any rank: then every bucket is reduced after it).
     pub fn overlaps(&self) -> bool {
         // SAFETY: the handle is live.
         unsafe { titan_ddp_overlaps(self.raw) }
