@@ -218,6 +218,62 @@ fn a_restored_loader_continues_exactly_across_the_readers_chunks() -> Result<()>
     check_resume::<TitanConvention>(&source, Layout::Padded, (512, 8), (40, 40))
 }
 
+/// Shards compressed as corpora ship them (C4's `.json.gz`, SlimPajama's `.jsonl.zst`, a gzip
+/// of text) read the same documents as the plain shards, on one rank and split over two, and a
+/// loader over them resumes exactly mid-file.
+#[test]
+fn compressed_shards_read_as_the_plain_ones_and_resume_exactly() -> Result<()> {
+    let stories = StoryConfig {
+        seed: 5,
+        num_stories: 1_200,
+    };
+    let docs = DataSource::stories(stories, Split::All).sample(usize::MAX)?;
+    let (plain, packed) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let text = |part: &[String]| -> Vec<u8> {
+        part.iter()
+            .map(|d| format!("{d}\n<|endoftext|>\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let jsonl = |part: &[String]| -> Result<Vec<u8>> {
+        let path = plain.path().join("scratch.tmp");
+        write_jsonl(&path, part)?;
+        Ok(std::fs::read(&path)?)
+    };
+    let gzip = |bytes: &[u8]| -> Result<Vec<u8>> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes)?;
+        Ok(encoder.finish()?)
+    };
+    let parts: Vec<&[String]> = docs.chunks(docs.len().div_ceil(3)).collect();
+    let shards = [
+        ("a.json", jsonl(parts[0])?, "a.json.gz"),
+        ("b.jsonl", jsonl(parts[1])?, "b.jsonl.zst"),
+        ("c.txt", text(parts[2]), "c.txt.gz"),
+    ];
+    for (name, bytes, compressed) in &shards {
+        std::fs::write(plain.path().join(name), bytes)?;
+        let squeezed = match compressed.ends_with(".zst") {
+            true => zstd::stream::encode_all(&bytes[..], 3)?,
+            false => gzip(bytes)?,
+        };
+        assert!(squeezed.len() < bytes.len());
+        std::fs::write(packed.path().join(compressed), squeezed)?;
+    }
+    std::fs::remove_file(plain.path().join("scratch.tmp"))?;
+    let (plain, packed) = (
+        DataSource::files(plain.path(), Split::Train)?,
+        DataSource::files(packed.path(), Split::Train)?,
+    );
+    let whole = one_epoch(&plain, 0, 1)?;
+    assert!(whole.len() > 1_000, "{} documents", whole.len());
+    assert_eq!(one_epoch(&packed, 0, 1)?, whole);
+    for rank in 0..2 {
+        assert_eq!(one_epoch(&packed, rank, 2)?, one_epoch(&plain, rank, 2)?);
+    }
+    check_resume::<HfConvention>(&packed, Layout::Packed, (128, 4), (13, 10))
+}
+
 /// Two ranks' loaders stopped mid-epoch resume as three: the tokenized documents the two had
 /// pending are dealt among the three (none lost or doubled), the datasets take over the rest
 /// of the pass, and the deal is the same every time.

@@ -23,8 +23,9 @@ impl Corpus {
         }
     }
 
-    /// A run's sources: `data` (a `.txt`, `.jsonl` or `.parquet` file, a directory or a glob)
-    /// with `val_data` or, when that is absent, every 20th document held out; without `data`,
+    /// A run's sources: `data` (a `.txt`, `.jsonl`, either also compressed, or `.parquet` file,
+    /// a directory or a glob) with `val_data` or, when that is absent, every 20th document held
+    /// out; without `data`,
     /// the built-in `stories`. Files are read with `dataset`'s field and delimiter. `val_data`
     /// without `data`, or a file in both, is an error naming it.
     pub fn new(

@@ -1,5 +1,6 @@
 //! Where a dataset's documents live: a file, a directory of shards or a glob, each file read in
-//! the format its extension names (`.txt`, `.jsonl`, `.parquet`).
+//! the format its extension names (`.txt`, `.jsonl`, `.parquet`; text and JSONL also compressed,
+//! `.jsonl.gz` or `.txt.zst`, as C4, Dolma or SlimPajama ship).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -20,19 +21,52 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format an extension names (`txt`, `text`, `jsonl`, `json`, `parquet`, in any case).
+    /// The format an extension names (`txt`, `text`, `jsonl`, `json`, `parquet`, in any case),
+    /// under a compression's (`data.jsonl.gz`: JSONL; Parquet compresses inside the file).
     pub fn from_extension(path: &Path) -> Option<Self> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-            "txt" | "text" => Some(Format::Text),
-            "jsonl" | "json" | "ndjson" => Some(Format::Jsonl),
-            "parquet" => Some(Format::Parquet),
+        let compression = Compression::of(path);
+        let inner = match compression {
+            Compression::None => path,
+            _ => Path::new(path.file_stem()?),
+        };
+        match (
+            inner.extension()?.to_str()?.to_ascii_lowercase().as_str(),
+            compression,
+        ) {
+            ("txt" | "text", _) => Some(Format::Text),
+            ("jsonl" | "json" | "ndjson", _) => Some(Format::Jsonl),
+            ("parquet", Compression::None) => Some(Format::Parquet),
             _ => None,
         }
     }
 }
 
+/// How a text or JSONL file's bytes are compressed, by its last extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Not compressed.
+    None,
+    /// gzip (`.gz`), one member or several concatenated (as `bgzip` writes).
+    Gzip,
+    /// Zstandard (`.zst`, `.zstd`), one frame or several.
+    Zstd,
+}
+
+impl Compression {
+    /// The compression `path`'s last extension names (in any case).
+    pub fn of(path: &Path) -> Self {
+        let ext = path.extension().and_then(|e| e.to_str());
+        match ext.map(str::to_ascii_lowercase).as_deref() {
+            Some("gz") => Compression::Gzip,
+            Some("zst" | "zstd") => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+}
+
 /// The extensions a directory or glob is searched for.
-pub const EXTENSIONS: &str = ".txt, .text, .jsonl, .json, .ndjson, .parquet";
+pub const EXTENSIONS: &str =
+    ".txt, .text, .jsonl, .json, .ndjson (each also as .gz or .zst), .parquet";
 
 /// One data file and its format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,8 +223,7 @@ pub fn relative_names(paths: &[&Path]) -> Vec<PathBuf> {
 fn warn_skipped(spec: &str, skipped: &[PathBuf]) {
     if let Some(first) = skipped.iter().min() {
         tracing::warn!(
-            "{spec}: {} file(s) skipped, not named as data ({EXTENSIONS}; compressed files are \
-             not read), e.g. {}",
+            "{spec}: {} file(s) skipped, not named as data ({EXTENSIONS}), e.g. {}",
             skipped.len(),
             first.display()
         );
@@ -226,7 +259,15 @@ mod tests {
     #[test]
     fn file_directory_and_glob_resolve_sorted() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        for name in ["b.jsonl", "a.txt", "c.parquet", "notes.md"] {
+        let names_in = [
+            "b.jsonl",
+            "a.txt",
+            "c.parquet",
+            "notes.md",
+            "d.json.gz",
+            "e.txt.ZST",
+        ];
+        for name in names_in {
             std::fs::write(dir.path().join(name), "x").map_err(|e| Error::io(name, e))?;
         }
         let names = |files: Vec<DataFile>| -> Vec<String> {
@@ -243,7 +284,14 @@ mod tests {
         };
         assert_eq!(
             names(resolve(dir.path())?),
-            ["a.txt", "b.jsonl", "c.parquet"]
+            ["a.txt", "b.jsonl", "c.parquet", "d.json.gz", "e.txt.ZST"]
+        );
+        // Compressed: the format under the compression's extension.
+        let formats: Vec<Format> = resolve(dir.path())?.into_iter().map(|f| f.format).collect();
+        assert_eq!(formats[3..], [Format::Jsonl, Format::Text]);
+        assert_eq!(
+            Compression::of(&dir.path().join("e.txt.ZST")),
+            Compression::Zstd
         );
         let pattern = dir.path().join("*.jsonl");
         assert_eq!(names(resolve(&pattern)?), ["b.jsonl"]);
@@ -262,7 +310,8 @@ mod tests {
         std::fs::write(root.join("sub/a.TXT"), "x").map_err(io)?;
         std::fs::write(root.join("sub/.ipynb_checkpoints/a-checkpoint.txt"), "x").map_err(io)?;
         std::fs::write(root.join(".hidden.jsonl"), "x").map_err(io)?;
-        std::fs::write(root.join("b.jsonl.gz"), "x").map_err(io)?;
+        std::fs::write(root.join("b.jsonl.bz2"), "x").map_err(io)?;
+        std::fs::write(root.join("c.parquet.gz"), "x").map_err(io)?;
         // A link to the directory above: walked once, not until the links run out.
         std::os::unix::fs::symlink(root, root.join("sub/up")).map_err(io)?;
         let files = resolve(root)?;

@@ -1,18 +1,19 @@
 //! Reading a file line by line from any byte offset, each line checked as UTF-8 and read in
 //! pieces of bounded size (a newline-free file is never one allocation): what the text and
-//! JSONL readers share.
+//! JSONL readers share. A compressed file (`.gz`, `.zst`) is decompressed as it is read, and its
+//! offsets count the decompressed bytes.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use super::files::Compression;
 use crate::{Error, Result};
 
 /// A file's lines from a byte offset, counting offsets and (1-based) line numbers.
-#[derive(Debug)]
 pub(crate) struct LineReader {
     path: PathBuf,
-    reader: BufReader<File>,
+    reader: BufReader<Box<dyn Read + Send>>,
     offset: u64,
     line_number: u64,
     line: Vec<u8>,
@@ -33,8 +34,18 @@ pub(crate) struct Piece<'a> {
     pub ends_line: bool,
 }
 
+impl std::fmt::Debug for LineReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineReader")
+            .field("path", &self.path)
+            .field("offset", &self.offset)
+            .field("line_number", &self.line_number)
+            .finish_non_exhaustive()
+    }
+}
+
 impl LineReader {
-    /// Opens `path` at byte `offset`, where line `line_number` starts (`(0, 1)`: the start);
+    /// Opens `path` (decompressing a `.gz` or `.zst`) at byte `offset` of its text, where line `line_number` starts (`(0, 1)`: the start);
     /// no piece it returns holds more than `max_piece` bytes (plus at most 3 to end a
     /// character).
     pub(crate) fn open(
@@ -43,12 +54,32 @@ impl LineReader {
         line_number: u64,
         max_piece: usize,
     ) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        if offset > 0 {
-            reader
-                .seek(SeekFrom::Start(offset))
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let decoded: Box<dyn Read + Send> = match Compression::of(path) {
+            Compression::None => {
+                if offset > 0 {
+                    file.seek(SeekFrom::Start(offset))
+                        .map_err(|e| Error::io(path, e))?;
+                }
+                Box::new(file)
+            }
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::new(file).map_err(|e| Error::io(path, e))?)
+            }
+        };
+        let mut reader = BufReader::with_capacity(1 << 20, decoded);
+        if offset > 0 && Compression::of(path) != Compression::None {
+            // A compressed stream cannot seek: what comes before the position is read through.
+            let skipped = std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())
                 .map_err(|e| Error::io(path, e))?;
+            if skipped < offset {
+                return Err(Error::Data(format!(
+                    "{}: a position at byte {offset} of its decompressed text, which holds only \
+                     {skipped} bytes (the file was replaced since the position was saved)",
+                    path.display()
+                )));
+            }
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -80,7 +111,16 @@ impl LineReader {
             let buf = self
                 .reader
                 .fill_buf()
-                .map_err(|e| Error::io(&self.path, e))?;
+                .map_err(|e| match Compression::of(&self.path) {
+                    Compression::None => Error::io(&self.path, e),
+                    // The decoder's words ("incomplete deflate stream") say what, not why.
+                    _ => Error::Data(format!(
+                        "{}: {e}, at byte {} of its decompressed text: the compressed file is \
+                         damaged or cut short (an interrupted download or copy?)",
+                        self.path.display(),
+                        self.offset + self.line.len() as u64
+                    )),
+                })?;
             if buf.is_empty() {
                 // The end of the file ends its last line.
                 ends_line = true;
@@ -172,6 +212,74 @@ mod tests {
             out.push((p.text.to_string(), p.number, p.ends_line));
         }
         Ok(out)
+    }
+
+    /// Every piece of `path` from `(offset, line)`: its text, line number and offset.
+    fn read_all(path: &Path, offset: u64, line: u64) -> Result<Vec<(String, u64, u64)>> {
+        let mut reader = LineReader::open(path, offset, line, 64)?;
+        let mut out = Vec::new();
+        while let Some(p) = reader.next_piece()? {
+            out.push((p.text.to_string(), p.number, p.offset));
+        }
+        Ok(out)
+    }
+
+    /// A gzip (one member or two), or Zstandard file reads as its text, with offsets into the
+    /// text: opened at a position that reading reported, it goes on from there. A position past
+    /// the text, and a stream cut short, are errors naming the file.
+    #[test]
+    fn compressed_files_read_as_their_text_from_any_position() -> Result<()> {
+        use std::io::Write;
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let text = "first line\nsecond, longer line\n\nthird é\n".repeat(40);
+        let write = |name: &str, bytes: &[u8]| -> Result<PathBuf> {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+            Ok(path)
+        };
+        let gzip = |part: &str| -> Result<Vec<u8>> {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder
+                .write_all(part.as_bytes())
+                .map_err(|e| Error::io("gzip", e))?;
+            encoder.finish().map_err(|e| Error::io("gzip", e))
+        };
+        let plain = write("t.txt", text.as_bytes())?;
+        let gz = write("t.jsonl.gz", &gzip(&text)?)?;
+        let (head, tail) = text.split_at(301);
+        let members = write("m.txt.gz", &[gzip(head)?, gzip(tail)?].concat())?;
+        let zst = zstd::stream::encode_all(text.as_bytes(), 3).map_err(|e| Error::io("zstd", e))?;
+        let zst = write("t.TXT.zst", &zst)?;
+        let whole = read_all(&plain, 0, 1)?;
+        let (_, line, offset) = whole[37].clone();
+        assert!(offset > 0 && line > 1);
+        for path in [&gz, &members, &zst] {
+            assert_eq!(read_all(path, 0, 1)?, whole, "{}", path.display());
+            assert_eq!(
+                read_all(path, offset, line)?,
+                whole[37..],
+                "{}",
+                path.display()
+            );
+        }
+        // At the very end: nothing more; past it: the file changed.
+        assert!(read_all(&gz, text.len() as u64, 200)?.is_empty());
+        let err = LineReader::open(&zst, text.len() as u64 + 1, 1, 64)
+            .expect_err("past the end")
+            .to_string();
+        assert!(
+            err.contains("t.TXT.zst") && err.contains("decompressed"),
+            "{err}"
+        );
+        let bytes = std::fs::read(&gz).map_err(|e| Error::io(&gz, e))?;
+        let cut = write("cut.jsonl.gz", &bytes[..bytes.len() / 2])?;
+        let err = read_all(&cut, 0, 1).expect_err("cut short").to_string();
+        assert!(
+            err.contains("cut.jsonl.gz") && err.contains("damaged or cut short"),
+            "{err}"
+        );
+        Ok(())
     }
 
     #[test]

@@ -347,7 +347,7 @@ pub const SHORTHANDS: &[Shorthand] = &[
     flag(
         "data",
         true,
-        "Training data: a `.txt`, `.jsonl` or `.parquet` file, a directory or a glob of them",
+        "Training data: a `.txt`, `.jsonl` (either also `.gz` or `.zst`) or `.parquet` file, a directory or a glob of them",
     ),
     flag(
         "val_data",
