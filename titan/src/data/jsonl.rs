@@ -62,12 +62,18 @@ impl JsonlReader {
             if line.trim().is_empty() {
                 continue;
             }
-            let value: serde_json::Value = serde_json::from_str(line)
-                .map_err(|e| Error::Data(format!("{}: not valid JSON: {e}", where_())))?;
+            let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                Error::Data(format!(
+                    "{}: not valid JSON: {e}{}",
+                    where_(),
+                    not_lines_hint(line, e.is_eof())
+                ))
+            })?;
             let serde_json::Value::Object(object) = value else {
                 return Err(Error::Data(format!(
-                    "{}: expected a JSON object with a `{field}` field",
-                    where_()
+                    "{}: expected a JSON object with a `{field}` field{}",
+                    where_(),
+                    not_lines_hint(line, false)
                 )));
             };
             let Some(text) = object.get(field) else {
@@ -109,6 +115,25 @@ impl JsonlReader {
                 return Ok(Some(text.to_string()));
             }
         }
+    }
+}
+
+/// What a line that is not one object says of the file, when it tells: a JSON array (a `.json`
+/// file of one array of documents), or an object spread over lines (`cut`: the line ended inside
+/// it); empty otherwise.
+fn not_lines_hint(line: &str, cut: bool) -> &'static str {
+    match line.trim_start().as_bytes().first() {
+        Some(b'[') => {
+            "; this is a JSON array, and titan reads JSON Lines (one object per line): if the \
+             file is one array of documents, write them one per line, e.g. \
+             `jq -c '.[]' in.json > out.jsonl`"
+        }
+        Some(b'{') if cut => {
+            "; an object spread over several lines (pretty-printed JSON), and titan reads JSON \
+             Lines (one object per line): write each on one line, e.g. `jq -c . in.json > \
+             out.jsonl`"
+        }
+        _ => "",
     }
 }
 
@@ -160,6 +185,28 @@ mod tests {
         let err = all(&bad, "text").expect_err("bad json").to_string();
         assert!(
             err.contains("bad.jsonl:2") && err.contains("not valid JSON"),
+            "{err}"
+        );
+        // One JSON array, on one line or pretty-printed, and a pretty-printed object: named as
+        // what they are, with the way to JSON Lines.
+        for (name, text) in [
+            ("one-line.json", "[{\"text\": \"a\"}, {\"text\": \"b\"}]\n"),
+            ("pretty.json", "[\n  {\n    \"text\": \"a\"\n  }\n]\n"),
+        ] {
+            let err = all(&write(dir.path(), name, text), "text")
+                .expect_err("an array")
+                .to_string();
+            assert!(
+                err.contains(&format!("{name}:1"))
+                    && err.contains("JSON array")
+                    && err.contains("jq -c"),
+                "{err}"
+            );
+        }
+        let pretty = write(dir.path(), "object.json", "{\n  \"text\": \"a\"\n}\n");
+        let err = all(&pretty, "text").expect_err("spread").to_string();
+        assert!(
+            err.contains("object.json:1") && err.contains("several lines"),
             "{err}"
         );
         let other = write(dir.path(), "other.jsonl", "{\"body\": \"x\", \"id\": 3}\n");

@@ -170,8 +170,16 @@ impl LineReader {
             self.line_number += 1;
         }
         let text = std::str::from_utf8(&self.line).map_err(|e| {
+            // A UTF-16 byte-order mark says what the file is; other bytes may be any 8-bit code.
+            let utf16 =
+                start == 0 && matches!(self.line.get(..2), Some([0xFF, 0xFE] | [0xFE, 0xFF]));
+            let hint = match utf16 {
+                true => "the file is UTF-16 (its first bytes are UTF-16's byte-order mark)",
+                false => "the file, or this part of it, is in another encoding (e.g. Latin-1)",
+            };
             Error::Data(format!(
-                "{}:{number}: invalid UTF-8 at byte offset {}",
+                "{}:{number}: invalid UTF-8 at byte offset {}: {hint}; titan reads UTF-8, e.g. \
+                 `iconv -f ENCODING -t UTF-8 in > out`",
                 self.path.display(),
                 start + e.valid_up_to() as u64
             ))
@@ -305,6 +313,18 @@ mod tests {
         // A cut inside a character takes the rest of it: `é` is 2 bytes, 5 is mid-character.
         let got = pieces("aaaéb".as_bytes(), 4)?;
         assert_eq!(got[0].0, "aaaé");
+        // Not UTF-8: the error names the line, the byte and, for UTF-16, the encoding.
+        let err = pieces(b"ok\ncaf\xe9\n", 64)
+            .expect_err("Latin-1")
+            .to_string();
+        assert!(
+            err.contains(":2: invalid UTF-8 at byte offset 6") && err.contains("iconv"),
+            "{err}"
+        );
+        let err = pieces(b"\xff\xfeh\0i\0", 64)
+            .expect_err("UTF-16")
+            .to_string();
+        assert!(err.contains(":1:") && err.contains("UTF-16"), "{err}");
         // A byte-order mark starts no text; elsewhere U+FEFF is the text's own.
         let got = pieces("\u{feff}<|endoftext|>\nA\u{feff}\n".as_bytes(), 64)?;
         assert_eq!(got[0].0, "<|endoftext|>");
