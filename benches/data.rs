@@ -1,7 +1,8 @@
 //! Tokenize + pack throughput (tokens/s) on the shared TinyStories sample, or on the built-in
 //! stories (written to a JSONL file) when it is absent, and the same documents read from their
 //! token shards (no tokenizer in the loop), against the tokens/s a tiny_llama training step
-//! consumes on this machine, measured in the same run (CPU, batch 8 × 512).
+//! consumes on this machine, measured in the same run (CPU, batch 8 × 512); and how fast a
+//! JSONL file of them is read plain, gzip- and Zstandard-compressed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -94,6 +95,43 @@ fn read_then_tokenize_tokens_per_s(mut docs: Documents, tok: &BpeTokenizer, batc
     tokens as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Megabytes of document text per second that one epoch of `source` reads (no tokenizer).
+fn read_mb_per_s(source: &DataSource) -> f64 {
+    let mut docs = Documents::new(&dims(), source.clone(), 0, 0).expect("documents");
+    let (start, mut bytes) = (Instant::now(), 0usize);
+    while docs.epoch() == 0 {
+        bytes += docs.next_document().expect("document").len();
+    }
+    bytes as f64 / 1e6 / start.elapsed().as_secs_f64()
+}
+
+/// The source's documents as one JSONL file in `dir`, plain, gzip and Zstandard: what one epoch
+/// of each reads per second, in megabytes of text.
+fn compressed_read_mb_per_s(source: &DataSource, dir: &Path) -> [f64; 3] {
+    use std::io::Write;
+    let lines: String = source
+        .sample(usize::MAX)
+        .expect("documents")
+        .iter()
+        .map(|text| format!("{}\n", serde_json::json!({ "text": text })))
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(lines.as_bytes()).expect("gzip");
+    let files = [
+        ("read.jsonl", lines.clone().into_bytes()),
+        ("read.jsonl.gz", gz.finish().expect("gzip")),
+        (
+            "read.jsonl.zst",
+            zstd::stream::encode_all(lines.as_bytes(), 3).expect("zstd"),
+        ),
+    ];
+    files.map(|(name, bytes)| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("write");
+        read_mb_per_s(&DataSource::files(&path, Split::All).expect("source"))
+    })
+}
+
 fn train_step_tokens_per_s() -> f64 {
     let model = Llama::new(LlamaConfig::tiny(), Device::Cpu).expect("model");
     let mut opt = AdamW::new(model.parameters(), AdamWConfig::default()).expect("optimizer");
@@ -166,6 +204,13 @@ fn data(c: &mut Criterion) {
             .expect("collator");
     let ids = tokens_per_s(|| drop(collator.next_rows().expect("rows")), 100);
     let serial = read_then_tokenize_tokens_per_s(docs(), &tok, 100);
+    let [plain, gzip, zstd] = compressed_read_mb_per_s(&source, dir.path());
+    eprintln!(
+        "data: reading documents (one JSONL file, no tokenizer): plain {plain:.0} MB/s, gzip \
+         {gzip:.0} MB/s ({:.2}x), zstd {zstd:.0} MB/s ({:.2}x)",
+        gzip / plain,
+        zstd / plain
+    );
     let train = train_step_tokens_per_s();
     eprintln!(
         "data: tokenize+pack {data:.0} tokens/s (reading and tokenizing by turns, no read-ahead: {serial:.0}, {:.2}x); tiny_llama train step (CPU, {BATCH}x{SEQ}) {train:.0} tokens/s; ratio {:.1}x",
