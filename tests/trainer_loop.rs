@@ -1,5 +1,6 @@
 //! The training loop: a NaN loss stops the run naming the step and its batches, staged batches
-//! train exactly like eager ones, and CUDA graph steps train like eager ones.
+//! train exactly like eager ones, CUDA graph steps train like eager ones, and a run that would
+//! train nothing the model uses stops with an error saying why.
 
 mod common;
 
@@ -245,6 +246,117 @@ fn cuda_graph_steps_train_like_eager_ones() -> Result<()> {
     assert!(
         max_diff(&initial[0], &graph[0])? > 1e-4,
         "the graph trained nothing"
+    );
+    Ok(())
+}
+
+/// A model whose `parameters()` are copies of the weights forward computes with (made once,
+/// so the optimizer and the trainer see the same copies): backward never reaches them.
+struct CopiedWeights {
+    model: Llama,
+    copies: Vec<titan::Parameter>,
+}
+
+impl CopiedWeights {
+    fn new(model: Llama) -> Self {
+        let copies = model
+            .parameters()
+            .into_iter()
+            .map(|p| titan::Parameter {
+                tensor: p.tensor.detach().copy().set_requires_grad(true),
+                ..p
+            })
+            .collect();
+        Self { model, copies }
+    }
+}
+
+impl titan::Stateless for CopiedWeights {}
+
+impl Model for CopiedWeights {
+    type Input = titan::data::TokenIds;
+    fn forward(&self, input: &Self::Input) -> titan::Result<Tensor> {
+        self.model.forward(input)
+    }
+    fn parameters(&self) -> titan::Parameters {
+        let list = self
+            .copies
+            .iter()
+            .map(|p| titan::Parameter {
+                name: p.name.clone(),
+                tensor: p.tensor.shallow_clone(),
+                group: p.group,
+            })
+            .collect();
+        titan::Parameters::from_list(list).expect("unique names")
+    }
+    fn device(&self) -> Device {
+        self.model.device()
+    }
+    fn vocab_size(&self) -> i64 {
+        self.model.vocab_size()
+    }
+    fn max_seq_len(&self) -> i64 {
+        self.model.max_seq_len()
+    }
+}
+
+/// Two steps of `model` with AdamW over `params`; the run's outcome.
+fn two_steps_over<M: Model<Input = titan::data::TokenIds> + titan::Stateful>(
+    model: &mut M,
+    params: titan::Parameters,
+) -> Result<titan::Result<titan::trainer::Summary>> {
+    let dims = titan::ParallelDims::new(&titan::LocalEnv::single(), Device::Cpu)?;
+    let tokens: Vec<u32> = (0..4096).map(|i| (i * 7 % 50) as u32).collect();
+    let mut train = titan::data::PackedLoader::new(&dims, tokens, 16, 2, 0, true)?;
+    let mut opt = AdamW::new(params, AdamWConfig::default())?;
+    let mut sched = titan::Warmup::new(&opt, titan::WarmupConfig::default())?;
+    let config = titan::TrainingConfig {
+        steps: 2,
+        ..titan::TrainingConfig::default()
+    };
+    Ok(titan::Trainer::new(config).quiet().run(
+        wire(model)
+            .train_data(&mut train)
+            .loss(&mut CausalLmLoss)
+            .optimizer(&mut opt)
+            .lr_scheduler(&mut sched),
+    ))
+}
+
+/// Two ways to train nothing, each stopped with an error that says what is wrong: an optimizer
+/// over another model's parameters (before step 1), and a model whose parameters are not what
+/// forward computes with (after step 1, when backward reached none of them).
+#[test]
+fn training_that_would_change_nothing_the_model_uses_is_refused() -> Result<()> {
+    let mut model = small_llama()?;
+    let before: Vec<Tensor> = model
+        .parameters()
+        .named()
+        .iter()
+        .map(|(_, p)| p.copy())
+        .collect();
+    let other = small_llama()?;
+    let err = two_steps_over(&mut model, other.parameters())?
+        .expect_err("another model's parameters")
+        .to_string();
+    assert!(
+        err.contains("not the model's parameters") && err.contains("model.parameters()"),
+        "{err}"
+    );
+    for ((_, p), b) in model.parameters().named().iter().zip(&before) {
+        assert_eq!(max_diff(p, b)?, 0.0, "nothing trained");
+    }
+
+    // Copies: the optimizer and the trainer agree, but backward reaches the real weights.
+    let mut copied = CopiedWeights::new(small_llama()?);
+    let params = copied.parameters();
+    let err = two_steps_over(&mut copied, params)?
+        .expect_err("copies")
+        .to_string();
+    assert!(
+        err.contains("step 1") && err.contains("none of the model's"),
+        "{err}"
     );
     Ok(())
 }

@@ -49,6 +49,11 @@ pub trait Optimizer {
         self.step()?;
         Ok(false)
     }
+    /// The tensors [`Optimizer::step`] updates (shallow clones), which the trainer checks are
+    /// the model's own parameters before step 1; `None` (the default) leaves them unchecked.
+    fn updates(&self) -> Option<Vec<Tensor>> {
+        None
+    }
 }
 
 /// Writes `optimizer`'s state (tensors only) to a safetensors file; the file appears whole or

@@ -149,6 +149,15 @@ impl Optimizer for Sgd {
         params::zero_grads(self.params.iter().map(|p| &p.tensor))
     }
 
+    fn updates(&self) -> Option<Vec<Tensor>> {
+        Some(
+            self.params
+                .iter()
+                .map(|p| p.tensor.shallow_clone())
+                .collect(),
+        )
+    }
+
     fn step(&mut self) -> Result<()> {
         self.update(None)
     }

@@ -4,6 +4,7 @@
 
 mod checkpointing;
 mod contracts;
+mod coverage;
 mod eval;
 mod grads;
 mod nonfinite;
@@ -206,6 +207,10 @@ impl Trainer {
                 cfg.steps
             );
         }
+        // An optimizer over other tensors than the model's would train nothing: refused now.
+        let left_out =
+            coverage::optimizer_updates_the_model(&parts.params, parts.update.updates())?;
+        coverage::warn_left_out(&left_out, parts.params.len());
         if parts.device.is_cuda() {
             shim::set_cuda_matmul_tf32(cfg.tf32)?;
         }
@@ -296,6 +301,11 @@ impl Trainer {
                 reducer: reducer.as_ref(),
             };
             let (step_loss, grad_norm) = executor.step(step, &mut parts, &mut cx)?;
+            if step == start + 1 {
+                // The first step's gradients (the next step's zeroing keeps them defined).
+                let missing = coverage::gradients_reached(&parts.params, step)?;
+                coverage::warn_no_gradient(&missing, parts.params.len(), step);
+            }
             non_finite.record(step, &step_loss, &grad_norm)?;
             window.steps += 1;
             bar.inc(1);

@@ -20,6 +20,8 @@ pub(crate) trait Update {
     fn capturable(&self) -> bool;
     /// The step the LR schedule ends at, where it has one.
     fn schedule_ends(&self) -> Option<u64>;
+    /// [`Optimizer::updates`].
+    fn updates(&self) -> Option<Vec<Tensor>>;
 }
 
 /// An optimizer and the scheduler that drives it, as one [`Update`].
@@ -53,5 +55,8 @@ where
     }
     fn schedule_ends(&self) -> Option<u64> {
         self.scheduler.borrow().total_steps()
+    }
+    fn updates(&self) -> Option<Vec<Tensor>> {
+        self.optimizer.borrow().updates()
     }
 }
