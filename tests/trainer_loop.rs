@@ -1,6 +1,6 @@
 //! The training loop: a NaN loss stops the run naming the step and its batches, staged batches
-//! train exactly like eager ones, CUDA graph steps train like eager ones, and a run that would
-//! train nothing the model uses stops with an error saying why.
+//! train exactly like eager ones, CUDA graph steps train like eager ones, a run that would train
+//! nothing the model uses stops with an error saying why, and the profiler traces chosen steps.
 
 mod common;
 
@@ -356,6 +356,74 @@ fn training_that_would_change_nothing_the_model_uses_is_refused() -> Result<()> 
         .to_string();
     assert!(
         err.contains("step 1") && err.contains("none of the model's"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// The names of a trace's events.
+fn trace_names(path: &std::path::Path) -> Result<Vec<String>> {
+    let trace: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    Ok(trace["traceEvents"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// `profile_every = 3` with 2 steps each traces steps 2–3 and 5 (the run ends at 5) into one
+/// file per span, each step's operators inside its `ProfilerStep#N`; bad settings are refused.
+#[test]
+fn the_profiler_traces_the_last_steps_of_every_span() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = titan::TrainingConfig {
+        steps: 5,
+        profile_every: 3,
+        profile_steps: 2,
+        output_dir: Some(dir.path().to_path_buf()),
+        ..titan::TrainingConfig::default()
+    };
+    let (outcome, _) = small_run(
+        &mut small_llama()?,
+        &mut CausalLmLoss,
+        config.clone(),
+        false,
+    )?;
+    outcome?;
+    let profile = dir.path().join("profile");
+    let mut spans: Vec<String> = std::fs::read_dir(&profile)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    spans.sort();
+    assert_eq!(spans, ["step-3", "step-5"]);
+    // Step 4 opens the second span but is not among its last 2 (5 and 6; the run ends at 5).
+    for (span, traced, untraced) in [("step-3", vec![2, 3], 1), ("step-5", vec![5], 4)] {
+        let path = profile.join(span).join("rank0.pt.trace.json");
+        let names = trace_names(&path)?;
+        let steps: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with("ProfilerStep#"))
+            .collect();
+        let want: Vec<String> = traced.iter().map(|s| format!("ProfilerStep#{s}")).collect();
+        assert_eq!(steps, want.iter().collect::<Vec<_>>(), "{span}");
+        assert!(!names.contains(&format!("ProfilerStep#{untraced}")));
+        assert!(
+            names.iter().any(|n| n == "aten::mm" || n == "aten::addmm"),
+            "{span}: no matmul among {} events",
+            names.len()
+        );
+    }
+    let bad = titan::TrainingConfig {
+        profile_steps: 4,
+        ..config
+    };
+    let err = bad.validate().expect_err("4 of 3").to_string();
+    assert!(
+        err.contains("training.profile_steps") && err.contains('4'),
         "{err}"
     );
     Ok(())

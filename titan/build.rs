@@ -3,8 +3,9 @@
 //! `LD_LIBRARY_PATH`, and `libtorch_cuda.so` kept in `NEEDED` so CUDA works when a GPU is there.
 //! For `titan` itself it also compiles `csrc/shim.cpp`, the few libtorch functions tch does not
 //! expose (fused optimizers, allocator statistics, CUDA graphs), `csrc/fused_cpu.cpp`, fused
-//! CPU kernels for the Llama block, and `csrc/cross_entropy.cpp`, the chunked cross-entropy,
-//! against the same headers.
+//! CPU kernels for the Llama block, `csrc/cross_entropy.cpp`, the chunked cross-entropy,
+//! `csrc/c10d.cpp`, torch's process groups, and `csrc/profiler.cpp`, libtorch's Kineto
+//! profiler, against the same headers.
 //! Link flags live here rather than in `RUSTFLAGS`, which would rebuild all of tch.
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,7 @@ fn shim(libtorch: &Path, lib: &Path) {
     println!("cargo:rerun-if-changed=csrc/cross_entropy.cpp");
     println!("cargo:rerun-if-changed=csrc/guarded.h");
     println!("cargo:rerun-if-changed=csrc/c10d.cpp");
+    println!("cargo:rerun-if-changed=csrc/profiler.cpp");
     println!("cargo:rerun-if-changed=csrc/gloo_names");
     let include = libtorch.join("include");
     let mut build = cc::Build::new();
@@ -63,6 +65,7 @@ fn shim(libtorch: &Path, lib: &Path) {
         .file("csrc/fused_cpu.cpp")
         .file("csrc/cross_entropy.cpp")
         .file("csrc/c10d.cpp")
+        .file("csrc/profiler.cpp")
         .include(&include)
         // c10d's headers reach libtorch's C++ API (`torch/types.h`).
         .include(include.join("torch/csrc/api/include"))

@@ -406,6 +406,8 @@ where
 
 /// The `main` of an experiment binary: flags, `--print-config`, build, train.
 pub fn main<E: Experiment>() -> ExitCode {
+    // Before any thread starts: it may set an environment variable.
+    crate::shim::quiet_kineto_without_gpu();
     // The library reports through `tracing` (e.g. where the data comes from); a binary shows
     // those lines on stderr, bare.
     // Ranks other than 0 report warnings and errors only: rank 0 speaks for the run.

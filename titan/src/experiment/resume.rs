@@ -26,6 +26,8 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
     "cuda_graph",
     "tf32",
     "peak_flops",
+    "profile_every",
+    "profile_steps",
     "samples",
     "prompt",
     "val_data",

@@ -5,7 +5,7 @@
 //!
 //! One file per thing bound: `c10d.rs` (torch's process groups and their store), `optim.rs` (fused optimizer steps), `kernels.rs` (fused CPU
 //! kernels), `memory.rs` (the CUDA caching allocator), `graph.rs` (CUDA graphs), `rng.rs` (the
-//! random generators' state), `precision.rs` (TF32 on CUDA) and `mkl.rs` (MKL's vendor check). This file holds the one error
+//! random generators' state), `profiler.rs` (libtorch's Kineto profiler), `precision.rs` (TF32 on CUDA) and `mkl.rs` (MKL's vendor check). This file holds the one error
 //! convention they share: a shim call returns 0, or 1 with libtorch's message in a buffer
 //! (`csrc/guarded.h`), turned into [`Error::Torch`] by `call`.
 #![allow(unsafe_code)] // The one place titan calls C++; each call states why it is sound.
@@ -17,6 +17,7 @@ mod memory;
 mod mkl;
 mod optim;
 mod precision;
+mod profiler;
 mod rng;
 
 pub use graph::{CudaGraph, finish_within, has_cuda_graphs, make_current};
@@ -25,6 +26,7 @@ pub use memory::{DeviceMemory, device_memory, empty_cache, reset_peak_memory};
 pub use mkl::mkl_vendor_check_off;
 pub use optim::{AdamWLists, SgdStep, fused_adamw, fused_sgd};
 pub use precision::{cuda_matmul_tf32, set_cuda_matmul_tf32};
+pub use profiler::{Profiler, Scope, quiet_kineto_without_gpu};
 pub use rng::{rng_state, set_rng_state};
 
 use std::ffi::{CStr, c_char};

@@ -23,10 +23,10 @@ fn some_of(names: &[&str]) -> String {
 /// Checks that every tensor the optimizer `updates` (where it says, [`crate::Optimizer::updates`])
 /// is one of the model's `params`: an error before step 1 otherwise. Returns the names of the
 /// model's parameters the optimizer leaves out (they will not train).
-pub(crate) fn optimizer_updates_the_model<'p>(
-    params: &'p [(String, Tensor)],
+pub(crate) fn optimizer_updates_the_model(
+    params: &[(String, Tensor)],
     updates: Option<Vec<Tensor>>,
-) -> Result<Vec<&'p str>> {
+) -> Result<Vec<&str>> {
     let Some(updates) = updates else {
         return Ok(Vec::new());
     };

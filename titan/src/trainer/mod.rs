@@ -9,6 +9,7 @@ mod eval;
 mod grads;
 mod nonfinite;
 pub(crate) mod parts;
+mod profiling;
 mod settings;
 mod step;
 mod stop;
@@ -291,7 +292,13 @@ impl Trainer {
             true => Some(stop::StopSignals::arm()?),
             false => None,
         };
+        let rank = group.map_or(0, ProcessGroup::rank);
+        let mut profiling = profiling::Profiling::new(&cfg, rank, parts.device);
         for step in start + 1..=cfg.steps {
+            let scope = match profiling.as_mut() {
+                Some(profiling) => profiling.before(step)?,
+                None => None,
+            };
             let lr = parts.update.schedule();
             let mut cx = StepContext {
                 config: &cfg,
@@ -309,6 +316,20 @@ impl Trainer {
             non_finite.record(step, &step_loss, &grad_norm)?;
             window.steps += 1;
             bar.inc(1);
+            drop(scope);
+            if let Some(traced) = profiling
+                .as_mut()
+                .map(|p| p.after(step, cfg.steps))
+                .transpose()?
+                .flatten()
+                && self.progress
+            {
+                let steps = match traced.first == traced.last {
+                    true => format!("step {}", traced.last),
+                    false => format!("steps {}-{}", traced.first, traced.last),
+                };
+                bar.suspend(|| eprintln!("profile: {steps} traced: {}", traced.path.display()));
+            }
 
             let mut stop: Option<&str> = None;
             if step % cfg.log_every == 0 || step == cfg.steps {

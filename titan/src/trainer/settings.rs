@@ -81,6 +81,13 @@ pub struct TrainingConfig {
     /// Start a new run from the weights of this Hugging Face directory (`config.json`,
     /// `model.safetensors`) instead of a random initialisation; a resumed run ignores it.
     pub init_from_hf: Option<PathBuf>,
+    /// Trace steps with libtorch's profiler (Kineto: operators with their input shapes, and
+    /// CUDA kernels on a GPU) every this many steps, as torchtitan's `profiling.profile_freq`:
+    /// the last `profile_steps` of every such span go to
+    /// `output_dir/profile/step-N/rankR.pt.trace.json` (Perfetto, TensorBoard); 0: none.
+    pub profile_every: u64,
+    /// Steps in each trace: the last ones of every `profile_every` span.
+    pub profile_steps: u64,
     /// Continuations of `prompt` printed at the end.
     pub samples: usize,
     /// Prompt of the end-of-run samples.
@@ -113,6 +120,8 @@ impl Default for TrainingConfig {
             keep_checkpoints: 2,
             resume_from: None,
             init_from_hf: None,
+            profile_every: 0,
+            profile_steps: 1,
             samples: 3,
             prompt: "Once upon a time".into(),
         }
@@ -247,6 +256,17 @@ impl TrainingConfig {
                 1,
                 " while checkpoints are saved (`checkpoint_every = 0` saves none)",
             )?;
+        }
+        if self.profile_every > 0 && !(1..=self.profile_every).contains(&self.profile_steps) {
+            return Err(Error::config(
+                "training.profile_steps",
+                self.profile_steps,
+                format!(
+                    "must be from 1 to training.profile_every = {} (the steps traced of every \
+                     span of that many)",
+                    self.profile_every
+                ),
+            ));
         }
         if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
             return Err(Error::config(
@@ -406,6 +426,11 @@ pub const SHORTHANDS: &[Shorthand] = &[
         "init_from_hf",
         true,
         "Start a new run from the weights of this Hugging Face Llama directory",
+    ),
+    flag(
+        "profile_every",
+        false,
+        "Trace the last step of every N with libtorch's profiler into `output_dir/profile/` (`training.profile_steps` steps each), 0 for none",
     ),
 ];
 

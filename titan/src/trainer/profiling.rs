@@ -1,0 +1,80 @@
+//! Traces of chosen steps, as torchtitan's `profiling` section makes them: every
+//! `training.profile_every` steps, the last `training.profile_steps` of the span run under
+//! libtorch's Kineto profiler (each step a `ProfilerStep#N` scope), and each rank writes its
+//! trace to `output_dir/profile/step-N/rankR.pt.trace.json`.
+
+use std::path::PathBuf;
+
+use tch::Device;
+
+use super::settings::TrainingConfig;
+use crate::shim::{Profiler, Scope};
+use crate::{Error, Result};
+
+/// The run's tracing: which steps, where the traces go, and the trace being taken.
+pub(crate) struct Profiling {
+    every: u64,
+    steps: u64,
+    dir: PathBuf,
+    rank: usize,
+    device: Device,
+    /// The first step of the trace being taken, and its profiler.
+    running: Option<(u64, Profiler)>,
+}
+
+/// A trace written: its steps and its file.
+pub(crate) struct Traced {
+    pub first: u64,
+    pub last: u64,
+    pub path: PathBuf,
+}
+
+impl Profiling {
+    /// The tracing `config` asks for on `rank` (none when `profile_every` is 0).
+    pub(crate) fn new(config: &TrainingConfig, rank: usize, device: Device) -> Option<Self> {
+        (config.profile_every > 0).then(|| Self {
+            every: config.profile_every,
+            steps: config.profile_steps.clamp(1, config.profile_every),
+            dir: config.output_dir().join("profile"),
+            rank,
+            device,
+            running: None,
+        })
+    }
+
+    /// Before step `step`: starts the profiler when the step opens a traced span; the step's
+    /// scope while tracing (held until the step ends).
+    pub(crate) fn before(&mut self, step: u64) -> Result<Option<Scope>> {
+        let last = step.div_ceil(self.every) * self.every;
+        if self.running.is_none() && step == last + 1 - self.steps {
+            self.running = Some((step, Profiler::start(self.device.is_cuda())?));
+        }
+        match &self.running {
+            Some((_, profiler)) => Ok(Some(profiler.scope(&format!("ProfilerStep#{step}"))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// After step `step`: at a traced span's last step, or the run's (`end`), waits for the
+    /// device, stops the profiler and writes the trace.
+    pub(crate) fn after(&mut self, step: u64, end: u64) -> Result<Option<Traced>> {
+        if !(step.is_multiple_of(self.every) || step == end) {
+            return Ok(None);
+        }
+        let Some((first, profiler)) = self.running.take() else {
+            return Ok(None);
+        };
+        if let Device::Cuda(index) = self.device {
+            tch::Cuda::synchronize(index as i64);
+        }
+        let dir = self.dir.join(format!("step-{step}"));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = dir.join(format!("rank{}.pt.trace.json", self.rank));
+        profiler.save(&path)?;
+        Ok(Some(Traced {
+            first,
+            last: step,
+            path,
+        }))
+    }
+}
