@@ -62,11 +62,44 @@ impl Compression {
             _ => Compression::None,
         }
     }
+
+    /// About how many bytes of text `path` (`on_disk` bytes in this compression) holds, read
+    /// from the file where its format records it: gzip's trailer (the size modulo 4 GiB of its
+    /// last member) or a Zstandard frame's content size. A recorded size below `on_disk` (a
+    /// larger or several-member file) is not believed, and `on_disk` stands instead. Ranks are
+    /// dealt whole files by this size, so an estimate only shifts the balance.
+    pub fn text_bytes(self, path: &Path, on_disk: u64) -> Result<u64> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |e| Error::io(path, e);
+        let recorded = match self {
+            Compression::None => return Ok(on_disk),
+            Compression::Gzip if on_disk >= 18 => {
+                let mut file = std::fs::File::open(path).map_err(io)?;
+                file.seek(SeekFrom::End(-4)).map_err(io)?;
+                let mut trailer = [0u8; 4];
+                file.read_exact(&mut trailer).map_err(io)?;
+                Some(u64::from(u32::from_le_bytes(trailer)))
+            }
+            Compression::Gzip => None,
+            Compression::Zstd => {
+                let mut header = Vec::with_capacity(18);
+                std::fs::File::open(path)
+                    .map_err(io)?
+                    .take(18)
+                    .read_to_end(&mut header)
+                    .map_err(io)?;
+                zstd::zstd_safe::get_frame_content_size(&header)
+                    .ok()
+                    .flatten()
+            }
+        };
+        Ok(recorded.filter(|&text| text >= on_disk).unwrap_or(on_disk))
+    }
 }
 
 /// The extensions a directory or glob is searched for.
 pub const EXTENSIONS: &str =
-    ".txt, .text, .jsonl, .json, .ndjson (each also as .gz or .zst), .parquet";
+    ".txt, .text, .jsonl, .json, .ndjson (each also as .gz, .zst or .zstd), .parquet";
 
 /// One data file and its format.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,10 +162,17 @@ pub fn resolve(spec: &Path) -> Result<Vec<DataFile>> {
             paths
         } else {
             if Format::from_extension(spec).is_none() {
-                return Err(Error::Data(format!(
-                    "{}: unknown data format; name the file with one of {EXTENSIONS}",
-                    spec.display()
-                )));
+                // A compressed Parquet file: Parquet compresses inside the file.
+                let inner = spec.file_stem().map(Path::new).and_then(Path::extension);
+                let why = match inner.and_then(|e| e.to_str()) {
+                    Some(e) if e.eq_ignore_ascii_case("parquet") => {
+                        "a Parquet file compresses its columns itself, so titan reads it \
+                         uncompressed: decompress it (`gunzip`, `zstd -d`)"
+                            .to_string()
+                    }
+                    _ => format!("unknown data format; name the file with one of {EXTENSIONS}"),
+                };
+                return Err(Error::Data(format!("{}: {why}", spec.display())));
             }
             vec![spec.to_path_buf()]
         }
@@ -300,6 +340,41 @@ mod tests {
         Ok(())
     }
 
+    /// A compressed file's text size, where its format records it: ranks are dealt files by it.
+    #[test]
+    fn a_compressed_files_text_size_comes_from_the_file() -> Result<()> {
+        use std::io::Write;
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let text = "a line of text that compresses well\n".repeat(2_000);
+        let write = |name: &str, bytes: &[u8]| -> Result<(PathBuf, u64)> {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+            Ok((path, bytes.len() as u64))
+        };
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(text.as_bytes())
+            .map_err(|e| Error::io("gzip", e))?;
+        let gz = gz.finish().map_err(|e| Error::io("gzip", e))?;
+        let io = |e| Error::io("zstd", e);
+        let one_shot = zstd::bulk::compress(text.as_bytes(), 3).map_err(io)?;
+        let mut streamed = zstd::stream::write::Encoder::new(Vec::new(), 3).map_err(io)?;
+        streamed.write_all(text.as_bytes()).map_err(io)?;
+        let streamed = streamed.finish().map_err(io)?;
+        let full = text.len() as u64;
+        for (name, bytes, want) in [
+            ("a.txt.gz", &gz[..], Some(full)),
+            ("b.jsonl.zst", &one_shot[..], Some(full)),
+            // A stream's frame records no size: its size on disk stands.
+            ("c.jsonl.zst", &streamed[..], None),
+            ("d.txt", text.as_bytes(), Some(full)),
+        ] {
+            let (path, on_disk) = write(name, bytes)?;
+            let got = Compression::of(&path).text_bytes(&path, on_disk)?;
+            assert_eq!(got, want.unwrap_or(on_disk), "{name}");
+        }
+        Ok(())
+    }
+
     #[cfg(unix)]
     #[test]
     fn hidden_entries_loops_and_one_file_twice() -> Result<()> {
@@ -345,5 +420,13 @@ mod tests {
             .expect_err("unknown format")
             .to_string();
         assert!(err.contains("data.csv") && err.contains(".jsonl"), "{err}");
+        std::fs::write(dir.path().join("t.parquet.gz"), "x").expect("write");
+        let err = resolve(&dir.path().join("t.parquet.gz"))
+            .expect_err("compressed parquet")
+            .to_string();
+        assert!(
+            err.contains("t.parquet.gz") && err.contains("gunzip"),
+            "{err}"
+        );
     }
 }

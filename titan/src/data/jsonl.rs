@@ -66,14 +66,14 @@ impl JsonlReader {
                 Error::Data(format!(
                     "{}: not valid JSON: {e}{}",
                     where_(),
-                    not_lines_hint(line, e.is_eof())
+                    not_lines_hint(line, e.is_eof(), number)
                 ))
             })?;
             let serde_json::Value::Object(object) = value else {
                 return Err(Error::Data(format!(
                     "{}: expected a JSON object with a `{field}` field{}",
                     where_(),
-                    not_lines_hint(line, false)
+                    not_lines_hint(line, false, number)
                 )));
             };
             let Some(text) = object.get(field) else {
@@ -118,11 +118,15 @@ impl JsonlReader {
     }
 }
 
-/// What a line that is not one object says of the file, when it tells: a JSON array (a `.json`
-/// file of one array of documents), or an object spread over lines (`cut`: the line ended inside
-/// it); empty otherwise.
-fn not_lines_hint(line: &str, cut: bool) -> &'static str {
+/// What line `number`, which is not one object, says of the file, when it tells: a JSON array
+/// (a `.json` file of one array of documents), an object spread over lines (the first line ends
+/// inside it: `cut`), or a file cut short (a later line does); empty otherwise.
+fn not_lines_hint(line: &str, cut: bool, number: u64) -> &'static str {
     match line.trim_start().as_bytes().first() {
+        Some(b'{') if cut && number > 1 => {
+            "; the line ends inside its object: the file may be cut short (an interrupted \
+             download or copy?)"
+        }
         Some(b'[') => {
             "; this is a JSON array, and titan reads JSON Lines (one object per line): if the \
              file is one array of documents, write them one per line, e.g. \
@@ -207,6 +211,17 @@ mod tests {
         let err = all(&pretty, "text").expect_err("spread").to_string();
         assert!(
             err.contains("object.json:1") && err.contains("several lines"),
+            "{err}"
+        );
+        // A last line cut short is not taken for pretty-printing.
+        let cut = write(
+            dir.path(),
+            "cut.jsonl",
+            "{\"text\": \"a\"}\n{\"text\": \"ab",
+        );
+        let err = all(&cut, "text").expect_err("cut").to_string();
+        assert!(
+            err.contains("cut.jsonl:2") && err.contains("cut short"),
             "{err}"
         );
         let other = write(dir.path(), "other.jsonl", "{\"body\": \"x\", \"id\": 3}\n");

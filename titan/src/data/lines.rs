@@ -34,6 +34,22 @@ pub(crate) struct Piece<'a> {
     pub ends_line: bool,
 }
 
+/// The error of reading `path` near byte `at` of its text: for a compressed file whose stream
+/// does not decode, that it is damaged or cut short (the decoder's words, e.g. "incomplete
+/// deflate stream", say what, not why); any other, as the I/O error it is.
+fn read_error(path: &Path, e: std::io::Error, at: u64) -> Error {
+    use std::io::ErrorKind::{InvalidData, InvalidInput, UnexpectedEof};
+    let undecodable = matches!(e.kind(), InvalidData | InvalidInput | UnexpectedEof);
+    if Compression::of(path) == Compression::None || !undecodable {
+        return Error::io(path, e);
+    }
+    Error::Data(format!(
+        "{}: {e}, at byte {at} of its decompressed text: the compressed file is damaged or cut \
+         short (an interrupted download or copy?)",
+        path.display()
+    ))
+}
+
 impl std::fmt::Debug for LineReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LineReader")
@@ -45,9 +61,9 @@ impl std::fmt::Debug for LineReader {
 }
 
 impl LineReader {
-    /// Opens `path` (decompressing a `.gz` or `.zst`) at byte `offset` of its text, where line `line_number` starts (`(0, 1)`: the start);
-    /// no piece it returns holds more than `max_piece` bytes (plus at most 3 to end a
-    /// character).
+    /// Opens `path` (decompressing a `.gz` or `.zst`) at byte `offset` of its text, where line
+    /// `line_number` starts (`(0, 1)`: the start); no piece it returns holds more than
+    /// `max_piece` bytes (plus at most 3 to end a character).
     pub(crate) fn open(
         path: &Path,
         offset: u64,
@@ -65,14 +81,18 @@ impl LineReader {
             }
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
             Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::new(file).map_err(|e| Error::io(path, e))?)
+                let mut decoder =
+                    zstd::stream::read::Decoder::new(file).map_err(|e| Error::io(path, e))?;
+                // Files written with `zstd --long` use windows past the default bound.
+                decoder.window_log_max(31).map_err(|e| Error::io(path, e))?;
+                Box::new(decoder)
             }
         };
         let mut reader = BufReader::with_capacity(1 << 20, decoded);
         if offset > 0 && Compression::of(path) != Compression::None {
             // A compressed stream cannot seek: what comes before the position is read through.
             let skipped = std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())
-                .map_err(|e| Error::io(path, e))?;
+                .map_err(|e| read_error(path, e, 0))?;
             if skipped < offset {
                 return Err(Error::Data(format!(
                     "{}: a position at byte {offset} of its decompressed text, which holds only \
@@ -111,16 +131,7 @@ impl LineReader {
             let buf = self
                 .reader
                 .fill_buf()
-                .map_err(|e| match Compression::of(&self.path) {
-                    Compression::None => Error::io(&self.path, e),
-                    // The decoder's words ("incomplete deflate stream") say what, not why.
-                    _ => Error::Data(format!(
-                        "{}: {e}, at byte {} of its decompressed text: the compressed file is \
-                         damaged or cut short (an interrupted download or copy?)",
-                        self.path.display(),
-                        self.offset + self.line.len() as u64
-                    )),
-                })?;
+                .map_err(|e| read_error(&self.path, e, self.offset + self.line.len() as u64))?;
             if buf.is_empty() {
                 // The end of the file ends its last line.
                 ends_line = true;
@@ -280,13 +291,23 @@ mod tests {
             err.contains("t.TXT.zst") && err.contains("decompressed"),
             "{err}"
         );
-        let bytes = std::fs::read(&gz).map_err(|e| Error::io(&gz, e))?;
-        let cut = write("cut.jsonl.gz", &bytes[..bytes.len() / 2])?;
-        let err = read_all(&cut, 0, 1).expect_err("cut short").to_string();
-        assert!(
-            err.contains("cut.jsonl.gz") && err.contains("damaged or cut short"),
-            "{err}"
-        );
+        // Cut short, each kind: reading it, or reading through it to a position past the cut.
+        for (name, path) in [("cut.jsonl.gz", &gz), ("cut.txt.zst", &zst)] {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let cut = write(name, &bytes[..bytes.len() / 2])?;
+            let err = read_all(&cut, 0, 1).expect_err("cut short").to_string();
+            assert!(
+                err.contains(name) && err.contains("damaged or cut short"),
+                "{err}"
+            );
+            let err = LineReader::open(&cut, text.len() as u64 - 10, 1, 64)
+                .expect_err("through the cut")
+                .to_string();
+            assert!(
+                err.contains(name) && err.contains("damaged or cut short"),
+                "{err}"
+            );
+        }
         Ok(())
     }
 

@@ -256,6 +256,21 @@ impl DataSource {
             .collect()
     }
 
+    /// Each unit's size in bytes of text, to share whole units between ranks by: a compressed
+    /// file's text size where the file records it ([`super::files::Compression::text_bytes`]),
+    /// else [`DataSource::unit_bytes`].
+    pub fn unit_text_bytes(&self) -> Result<Vec<u64>> {
+        let on_disk = self.unit_bytes()?;
+        let Origin::Files(files) = &self.origin else {
+            return Ok(on_disk);
+        };
+        files
+            .iter()
+            .zip(on_disk)
+            .map(|(f, bytes)| super::files::Compression::of(&f.path).text_bytes(&f.path, bytes))
+            .collect()
+    }
+
     /// The data files' names (relative to the directory that holds them all, so the data may
     /// move) with their sizes as [`DataSource::unit_bytes`] read them (`None` for the built-in
     /// stories): what a saved position into the files is checked against on resume.
