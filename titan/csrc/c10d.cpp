@@ -279,6 +279,8 @@ struct DdpState {
   // gradient arrives twice at a later step (a weight reused through data-dependent control flow)
   // stops with an error rather than reduce a partial gradient.
   bool refired = false;
+  // The first parameter whose gradient arrived twice on this rank, for the error that names it.
+  int64_t refired_index = -1;
   bool overlap = true;
   // The order in which parameters became ready in the last armed backward.
   std::vector<size_t> order;
@@ -325,6 +327,7 @@ struct DdpState {
     // Without overlap, `finish` copies every gradient itself.
     if (!armed || !overlap) return;
     if (filled[i]) {
+      if (!refired) refired_index = int64_t(i);
       refired = true;
       return;
     }
@@ -468,13 +471,13 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
     // Read on the host after the reduction: the same choice on every rank (the backend and the
     // undecided list are).
     const bool host_reads = !s.stream_ordered || !s.undecided.empty();
-    TORCH_CHECK(host_reads || !s.refired,
-                "a parameter's gradient arrived twice in one backward pass on this rank after "
-                "the first steps (a weight reused through data-dependent control flow, e.g. "
-                "under activation checkpointing): its bucket left with part of the gradient, "
-                "and on NCCL the ranks cannot agree to reduce it again without a host "
-                "synchronisation every step; use the same weights the same number of times on "
-                "every step");
+    TORCH_CHECK(host_reads || !s.refired, "the gradient of parameter ", s.refired_index,
+                " (in the model's parameters() order) arrived twice in one backward pass on "
+                "this rank after the first steps (a weight reused through data-dependent "
+                "control flow, e.g. under activation checkpointing): its bucket left with part "
+                "of the gradient, and on NCCL the ranks cannot agree to reduce it again without "
+                "a host synchronisation every step; use the same weights the same number of "
+                "times on every step");
     // Whether this rank has a gradient for each parameter no rank had one for so far, then
     // whether a gradient arrived twice here.
     auto sums = *stats;
@@ -523,6 +526,7 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
       }
     }
     s.refired = false;
+    s.refired_index = -1;
     for (size_t i = 0; i < s.params.size(); ++i) {
       if (unused[i]) continue;
       auto& p = s.params[i];
@@ -548,14 +552,23 @@ int titan_ddp_order(TitanDdp* ddp, uint64_t* out, size_t cap, size_t* len, char*
   });
 }
 
-// Whether `finish` can be captured in a CUDA graph: it reads nothing on the host (no parameter is
-// still unused by every rank, whose flags it would read).
+// Whether `finish` can be captured in a CUDA graph: on NCCL it reads nothing on the host (no
+// parameter is still unused by every rank, whose flags it would read); on Gloo (CPU, no graph)
+// it always reads the flags.
 bool titan_ddp_capturable(TitanDdp* ddp) {
   std::lock_guard<std::mutex> lock(ddp->state->mu);
   return ddp->state->undecided.empty();
 }
 
-// Whether backward still queues buckets (false after a parameter's gradient arrived twice).
+// The first parameter whose gradient arrived twice in the last armed backward on this rank, or
+// -1 (kept past a `finish` that refused it, for the error's name).
+int64_t titan_ddp_refired(TitanDdp* ddp) {
+  std::lock_guard<std::mutex> lock(ddp->state->mu);
+  return ddp->state->refired_index;
+}
+
+// Whether backward still queues buckets (false on every rank after a parameter's gradient
+// arrived twice in one backward on any rank).
 bool titan_ddp_overlaps(TitanDdp* ddp) {
   std::lock_guard<std::mutex> lock(ddp->state->mu);
   return ddp->state->overlap;

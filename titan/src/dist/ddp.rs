@@ -63,12 +63,15 @@ pub(crate) struct GradReducer {
     count: Cell<usize>,
     rebuilt: Cell<bool>,
     params: Vec<Tensor>,
+    /// The parameters' names, for errors.
+    names: Vec<String>,
     group: Arc<ProcessGroup>,
 }
 
 impl GradReducer {
     /// Hooks `params` (named, trainable) into buckets over `group`.
     pub(crate) fn new(group: Arc<ProcessGroup>, params: &[(String, Tensor)]) -> Result<Self> {
+        let names: Vec<String> = params.iter().map(|(name, _)| name.clone()).collect();
         let params: Vec<Tensor> = params.iter().map(|(_, p)| p.shallow_clone()).collect();
         let bucket_of = assign_buckets(&params, &[], FIRST_BUCKET_BYTES, BUCKET_BYTES);
         let buckets = group.grad_buckets(&params, &bucket_of)?;
@@ -77,6 +80,7 @@ impl GradReducer {
             count: Cell::new(count(&bucket_of)),
             rebuilt: Cell::new(false),
             params,
+            names,
             group,
         })
     }
@@ -96,10 +100,16 @@ impl GradReducer {
     /// skips it). Returns how many buckets backward itself had queued. After the first step,
     /// rebuilds the buckets in the order backward made the gradients ready.
     pub(crate) fn finish(&self, stats: &Tensor) -> Result<usize> {
-        let launched = self.group.explained(
-            "the gradient all-reduce",
-            self.buckets.borrow().finish(stats),
-        )?;
+        let finished = self.buckets.borrow().finish(stats);
+        // A refused double arrival names its parameter (the shim knows only its index).
+        let finished = finished.map_err(|e| match self.buckets.borrow().refired() {
+            Some(i) => crate::Error::Distributed(format!(
+                "{e} (parameter {i} is `{}`)",
+                self.names.get(i).map_or("?", String::as_str)
+            )),
+            None => e,
+        });
+        let launched = self.group.explained("the gradient all-reduce", finished)?;
         if !self.rebuilt.replace(true) && self.buckets.borrow().overlaps() {
             self.rebuild()?;
         }
@@ -370,11 +380,14 @@ mod tests {
         Ok(())
     }
 
-    /// One rank's two steps over three parameters, each with gradient 2 on every element: rank
-    /// 0 in one backward pass, rank 1 in two, the second bringing `p0`'s gradient again (a
-    /// weight whose use differs by rank). The gradients after each step, and whether backward
-    /// still overlaps.
-    fn arrives_twice_on_rank_one(group: Arc<ProcessGroup>) -> Result<(Vec<Vec<f32>>, bool)> {
+    /// One rank's three steps over three parameters, each with gradient 2 on every element: rank
+    /// 0 in one backward pass, rank 1 from step `from` (0-based) on in two, the second bringing
+    /// `p0`'s gradient again (a weight whose use differs by rank). The least and greatest element
+    /// of each gradient after each step, and whether backward still overlaps.
+    fn arrives_twice_on_rank_one(
+        group: Arc<ProcessGroup>,
+        from: usize,
+    ) -> Result<(Vec<Vec<f32>>, bool)> {
         let rank = group.rank();
         let params: Vec<(String, Tensor)> = [300i64, 200_000, 400_000]
             .iter()
@@ -387,10 +400,10 @@ mod tests {
         let sum = |i: usize, by: f64| params[i].1.f_sum(Kind::Float)?.f_mul_scalar(by);
         let reducer = GradReducer::new(group, &params)?;
         let mut sums = Vec::new();
-        for _step in 0..2 {
+        for step in 0..3 {
             zero_grads(&params)?;
             reducer.arm()?;
-            if rank == 0 {
+            if rank == 0 || step < from {
                 sum(0, 2.0)?
                     .f_add(&sum(1, 2.0)?)?
                     .f_add(&sum(2, 2.0)?)?
@@ -405,10 +418,9 @@ mod tests {
             reducer.finish(&Tensor::from_slice(&[1.0f32]))?;
             for (_, p) in &params {
                 let g = Vec::<f32>::try_from(&p.grad())?;
-                sums.push(vec![
-                    g.iter().copied().fold(f32::MAX, f32::min),
-                    g.iter().copied().fold(f32::MIN, f32::max),
-                ]);
+                let least = g.iter().copied().fold(f32::MAX, f32::min);
+                let greatest = g.iter().copied().fold(f32::MIN, f32::max);
+                sums.push(vec![least, greatest]);
             }
         }
         Ok((sums, reducer.buckets.borrow().overlaps()))
@@ -416,17 +428,23 @@ mod tests {
 
     /// A gradient that arrives twice on one rank only (its first bucket already gone with half
     /// of it) is reduced again on every rank: the sums are whole, the ranks' collectives still
-    /// pair up, and both stop overlapping together.
+    /// pair up, and both stop overlapping together. At the first step (every parameter still
+    /// undecided), and at the third, after the buckets were rebuilt and every parameter had a
+    /// gradient (Gloo still reads the flag on the host).
     #[test]
     fn a_gradient_that_arrives_twice_on_one_rank_only_is_reduced_again_everywhere() -> Result<()> {
-        let ((sums, overlaps), (sums1, overlaps1)) = on_two_ranks(arrives_twice_on_rank_one)?;
-        // 2 from each rank on every element, both steps: the least and the greatest are 4.
-        assert_eq!(sums, vec![vec![4.0, 4.0]; 6]);
-        assert_eq!(sums1, sums);
-        assert!(
-            !overlaps && !overlaps1,
-            "both ranks reduce after backward now"
-        );
+        let first = |group| arrives_twice_on_rank_one(group, 0);
+        let third = |group| arrives_twice_on_rank_one(group, 2);
+        for run in [first as fn(_) -> _, third] {
+            let ((sums, overlaps), (sums1, overlaps1)) = on_two_ranks(run)?;
+            // 2 from each rank on every element, every step: the least and the greatest are 4.
+            assert_eq!(sums, vec![vec![4.0, 4.0]; 9]);
+            assert_eq!(sums1, sums);
+            assert!(
+                !overlaps && !overlaps1,
+                "both ranks reduce after backward now"
+            );
+        }
         Ok(())
     }
 

@@ -100,6 +100,7 @@ unsafe extern "C" {
         err_len: usize,
     ) -> i32;
     fn titan_ddp_overlaps(ddp: *mut c_void) -> bool;
+    fn titan_ddp_refired(ddp: *mut c_void) -> i64;
     fn titan_ddp_capturable(ddp: *mut c_void) -> bool;
     fn titan_ddp_finish(
         ddp: *mut c_void,
@@ -421,6 +422,13 @@ impl GradBuckets {
         })?;
         out.truncate(len.min(params));
         Ok(out)
+    }
+
+    /// The first parameter (index) whose gradient arrived twice in the last armed backward on
+    /// this rank, if one did (still known after a [`GradBuckets::finish`] that refused it).
+    pub fn refired(&self) -> Option<usize> {
+        // SAFETY: the handle is live.
+        usize::try_from(unsafe { titan_ddp_refired(self.raw) }).ok()
     }
 
     /// Whether backward still queues buckets (false on every rank once a parameter's gradient

@@ -26,7 +26,8 @@ pub use memory::{DeviceMemory, device_memory, empty_cache, reset_peak_memory};
 pub use mkl::mkl_vendor_check_off;
 pub use optim::{AdamWLists, SgdStep, fused_adamw, fused_sgd};
 pub use precision::{cuda_matmul_tf32, set_cuda_matmul_tf32};
-pub use profiler::{Profiler, Scope, quiet_kineto_without_gpu};
+pub(crate) use profiler::quiet_kineto_without_gpu;
+pub use profiler::{Profiler, Scope};
 pub use rng::{rng_state, set_rng_state};
 
 use std::ffi::{CStr, c_char};

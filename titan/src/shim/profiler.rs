@@ -4,6 +4,7 @@
 #![allow(unsafe_code)] // Calls into the C++ shim; each call states why it is sound.
 
 use std::ffi::{CString, c_char, c_void};
+use std::marker::PhantomData;
 use std::path::Path;
 
 use super::call;
@@ -17,21 +18,28 @@ unsafe extern "C" {
     fn titan_scope_end(scope: *mut c_void);
 }
 
-/// On a machine without CUDA, sets `KINETO_LOG_LEVEL` above libkineto's errors (unless it is
-/// set), so that starting a trace does not log libkineto's harmless "gpuGetDeviceCount failed"
-/// line. It changes the environment: call it before any thread starts (a binary's `main` does).
-pub fn quiet_kineto_without_gpu() {
-    if std::env::var_os("KINETO_LOG_LEVEL").is_none() && !tch::Cuda::is_available() {
+/// On a machine without an NVIDIA GPU (none under `/proc/driver/nvidia/gpus`; CUDA itself is
+/// not initialised to tell), sets `KINETO_LOG_LEVEL` above libkineto's errors unless it is set,
+/// so that a trace does not log libkineto's harmless "gpuGetDeviceCount failed" line. It changes
+/// the environment, so only a binary's `main` calls it, first, before any thread exists.
+pub(crate) fn quiet_kineto_without_gpu() {
+    let gpus = std::fs::read_dir("/proc/driver/nvidia/gpus")
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    if !gpus && std::env::var_os("KINETO_LOG_LEVEL").is_none() {
         // SAFETY: called first thing in `main`, before this process starts any thread, so no
         // thread reads the environment while it changes.
         unsafe { std::env::set_var("KINETO_LOG_LEVEL", "5") };
     }
 }
 
-/// A running profiler; dropped without [`Profiler::save`], it stops and keeps nothing.
+/// A running profiler; dropped without [`Profiler::save`], it stops and keeps nothing. It
+/// belongs to the thread that started it (libtorch's profiler state is the thread's), so it is
+/// neither `Send` nor `Sync`.
 #[derive(Debug)]
 pub struct Profiler {
     running: bool,
+    thread_bound: PhantomData<*const ()>,
 }
 
 impl Profiler {
@@ -42,26 +50,35 @@ impl Profiler {
             // SAFETY: plain values and the error buffer.
             unsafe { titan_profiler_start(cuda, err, len) }
         })?;
-        Ok(Self { running: true })
+        Ok(Self {
+            running: true,
+            thread_bound: PhantomData,
+        })
     }
 
     /// Stops profiling and writes the trace to `path` (Chrome trace JSON; through a temporary
-    /// file beside it, so a crash leaves no partial trace).
+    /// file beside it, so a crash leaves no partial trace, and a failed write leaves none).
     pub fn save(mut self, path: &Path) -> Result<()> {
-        self.running = false;
         let tmp = path.with_extension("json.tmp");
         let c_path = CString::new(tmp.to_string_lossy().as_bytes())
             .map_err(|_| Error::Training(format!("{}: a NUL in the path", tmp.display())))?;
-        call("writing the profiler's trace", |err, len| {
+        // The call stops the profiler whether or not it writes.
+        self.running = false;
+        let written = call("writing the profiler's trace", |err, len| {
             // SAFETY: `c_path` is NUL-terminated and outlives the call.
             unsafe { titan_profiler_stop(c_path.as_ptr(), err, len) }
-        })?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        })
+        .map_err(|e| Error::Training(format!("{}: {e}", tmp.display())))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(&tmp, e)));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 
     /// Marks what runs until the returned scope drops as `name` in the trace (e.g.
     /// `ProfilerStep#3`, the step markers TensorBoard's profiler splits a trace by).
-    pub fn scope(&self, name: &str) -> Result<Scope> {
+    pub fn scope(&self, name: &str) -> Result<Scope<'_>> {
         let c_name = CString::new(name)
             .map_err(|_| Error::Training(format!("{name:?}: a NUL in a scope's name")))?;
         let mut raw = std::ptr::null_mut();
@@ -70,7 +87,10 @@ impl Profiler {
             raw = unsafe { titan_scope_begin(c_name.as_ptr(), err, len) };
             i32::from(raw.is_null())
         })?;
-        Ok(Scope { raw })
+        Ok(Scope {
+            raw,
+            profiler: PhantomData,
+        })
     }
 }
 
@@ -83,13 +103,14 @@ impl Drop for Profiler {
     }
 }
 
-/// A named span of the trace, closed when dropped.
+/// A named span of the trace, closed when dropped (before its profiler stops).
 #[derive(Debug)]
-pub struct Scope {
+pub struct Scope<'p> {
     raw: *mut c_void,
+    profiler: PhantomData<&'p Profiler>,
 }
 
-impl Drop for Scope {
+impl Drop for Scope<'_> {
     fn drop(&mut self) {
         // SAFETY: `raw` came from `titan_scope_begin` and is closed once.
         unsafe { titan_scope_end(self.raw) }

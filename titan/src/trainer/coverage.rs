@@ -93,7 +93,8 @@ pub(crate) fn warn_no_gradient(missing: &[&str], total: usize, step: u64) {
     if !missing.is_empty() {
         tracing::warn!(
             "step {step}: {} of the model's {total} parameters got no gradient ({}): forward did \
-             not use them, so they do not train",
+             not use them in this step (with data parallel, on no rank); a parameter forward \
+             never uses does not train",
             missing.len(),
             some_of(missing)
         );

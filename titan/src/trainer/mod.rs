@@ -293,12 +293,9 @@ impl Trainer {
             false => None,
         };
         let rank = group.map_or(0, ProcessGroup::rank);
-        let mut profiling = profiling::Profiling::new(&cfg, rank, parts.device);
+        let mut profiling = profiling::Profiling::new(&cfg, rank, parts.device)?;
         for step in start + 1..=cfg.steps {
-            let scope = match profiling.as_mut() {
-                Some(profiling) => profiling.before(step)?,
-                None => None,
-            };
+            let scope = profiling.as_mut().and_then(|p| p.before(step));
             let lr = parts.update.schedule();
             let mut cx = StepContext {
                 config: &cfg,
@@ -317,11 +314,7 @@ impl Trainer {
             window.steps += 1;
             bar.inc(1);
             drop(scope);
-            if let Some(traced) = profiling
-                .as_mut()
-                .map(|p| p.after(step, cfg.steps))
-                .transpose()?
-                .flatten()
+            if let Some(traced) = profiling.as_mut().and_then(|p| p.after(step, cfg.steps))
                 && self.progress
             {
                 let steps = match traced.first == traced.last {
@@ -432,6 +425,8 @@ impl Trainer {
                 window.restart();
             }
             if let Some(why) = stop {
+                // A trace still open goes unwritten rather than record the stop.
+                drop(profiling.take());
                 let kept = match self.checkpoints.as_mut() {
                     Some(checkpoints) => {
                         let saved = checkpoints.finish()?;
