@@ -1,6 +1,7 @@
 //! The training loop: a NaN loss stops the run naming the step and its batches, staged batches
 //! train exactly like eager ones, CUDA graph steps train like eager ones, a run that would train
-//! nothing the model uses stops with an error saying why, and the profiler traces chosen steps.
+//! nothing the model uses (or counts no token) stops with an error saying why, and the profiler
+//! traces chosen steps.
 
 mod common;
 
@@ -356,6 +357,35 @@ fn training_that_would_change_nothing_the_model_uses_is_refused() -> Result<()> 
         .to_string();
     assert!(
         err.contains("step 1") && err.contains("none of the model's"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// A loss that ignores every label (each set to -100): it counts no token.
+struct IgnoresAll;
+
+impl titan::Stateless for IgnoresAll {}
+
+impl Loss<HfLabels> for IgnoresAll {
+    fn loss_sum(&self, logits: &Tensor, labels: &HfLabels) -> titan::Result<(Tensor, Tensor)> {
+        CausalLmLoss.loss_sum(logits, &HfLabels(labels.0.full_like(-100)))
+    }
+}
+
+/// Every label ignored: the loss is 0 and the gradients are zeros, so the first step stops the
+/// run, saying why, where it would otherwise log a loss of 0 and train nothing.
+#[test]
+fn a_first_step_that_counts_no_token_stops_the_run() -> Result<()> {
+    let config = titan::TrainingConfig {
+        steps: 3,
+        grad_accum_steps: 2,
+        ..titan::TrainingConfig::default()
+    };
+    let (outcome, _) = small_run(&mut small_llama()?, &mut IgnoresAll, config, false)?;
+    let err = outcome.expect_err("no token counted").to_string();
+    assert!(
+        err.contains("step 1") && err.contains("counted no token") && err.contains("2 micro"),
         "{err}"
     );
     Ok(())

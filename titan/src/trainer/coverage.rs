@@ -88,6 +88,20 @@ pub(crate) fn gradients_reached(params: &[(String, Tensor)], step: u64) -> Resul
     Ok(missing)
 }
 
+/// After the run's first step (`step`, of `accum` micro-batches): an error when the loss
+/// counted no token (`counted`, every rank's), since every label ignored gives a loss of 0 and
+/// zero gradients.
+pub(crate) fn tokens_counted(counted: &Tensor, step: u64, accum: usize) -> Result<()> {
+    if counted.f_double_value(&[])? > 0.0 {
+        return Ok(());
+    }
+    Err(Error::Training(format!(
+        "step {step}: the loss counted no token in its {accum} micro-batch(es): every label is \
+         ignored (the loss skips the ignore index, -100), so the loss is 0 and nothing trains; \
+         check the dataloader's labels (its label convention, or a mask that hides every token)"
+    )))
+}
+
 /// Says that `missing` of the model's `total` parameters got no gradient in step `step`.
 pub(crate) fn warn_no_gradient(missing: &[&str], total: usize, step: u64) {
     if !missing.is_empty() {

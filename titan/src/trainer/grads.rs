@@ -10,7 +10,8 @@ use crate::{Error, Result};
 /// loss *sum*, e.g. with [`Model::forward_backward`], and returns that sum and its count of
 /// tokens) and divides the accumulated gradients by the total count: the gradient of the mean loss over every counted token of the step, what one large
 /// batch gives however padding falls (torchtitan's global valid tokens). Returns the step's
-/// mean loss (detached) and the total count, as tensors (reading them would sync the device).
+/// mean loss (detached) and the total count (0 when every label was ignored), as tensors
+/// (reading them would sync the device).
 pub fn accumulate_gradients<F>(
     params: &[(String, Tensor)],
     micro_batches: usize,
@@ -66,15 +67,16 @@ where
             (stats.f_get(0)?.f_to_kind(sum.kind())?, stats.f_get(1)?)
         }
     };
-    let count = count.f_clamp_min(1)?;
-    let scale = count.f_reciprocal()?;
+    // A step that counted nothing keeps its (zero) sums: no division by zero.
+    let divisor = count.f_clamp_min(1)?;
+    let scale = divisor.f_reciprocal()?;
     for (_, p) in params {
         let mut grad = p.grad();
         if grad.defined() {
             let _ = grad.f_mul_(&scale)?;
         }
     }
-    Ok((sum.f_div(&count)?, count))
+    Ok((sum.f_div(&divisor)?, count))
 }
 
 /// Scales gradients so their global L2 norm is at most `max_norm` (0: no clipping) and returns

@@ -297,15 +297,21 @@ impl Trainer {
         for step in start + 1..=cfg.steps {
             let scope = profiling.as_mut().and_then(|p| p.before(step));
             let lr = parts.update.schedule();
+            let mut counted = None;
             let mut cx = StepContext {
                 config: &cfg,
                 window: &mut window,
                 info: &mut info,
                 notice: &notice,
                 reducer: reducer.as_ref(),
+                counted: &mut counted,
             };
             let (step_loss, grad_norm) = executor.step(step, &mut parts, &mut cx)?;
             if step == start + 1 {
+                // One host read, at the first step: a loss that counts no token trains nothing.
+                if let Some(counted) = &counted {
+                    coverage::tokens_counted(counted, step, cfg.grad_accum_steps)?;
+                }
                 // The first step's gradients (the next step's zeroing keeps them defined).
                 let missing = coverage::gradients_reached(&parts.params, step)?;
                 coverage::warn_no_gradient(&missing, parts.params.len(), step);

@@ -38,6 +38,9 @@ pub(crate) struct StepContext<'c> {
     pub notice: &'c dyn Fn(&str),
     /// The reduction of the step's gradients over the ranks (data parallel), if any.
     pub reducer: Option<&'c GradReducer>,
+    /// The tokens the loss counted in the step (every rank's), as a device scalar, set by each
+    /// step run op by op (not by a replayed graph).
+    pub counted: &'c mut Option<Tensor>,
 }
 
 /// How steps execute.
@@ -220,7 +223,7 @@ fn device_step<Lab>(
     let data = &mut parts.data;
     let (window, info) = (&mut *cx.window, &mut *cx.info);
     let accum = cx.config.grad_accum_steps;
-    let (step_loss, _) = accumulate_across(&parts.params, accum, cx.reducer, |slot| {
+    let (step_loss, counted) = accumulate_across(&parts.params, accum, cx.reducer, |slot| {
         if staged {
             let (sum, count, seq_len) = data.run_staged(slot, &*loss)?;
             info.seq_len = seq_len;
@@ -233,6 +236,7 @@ fn device_step<Lab>(
         info.seq_len = fetched.seq_len;
         Ok((fetched.sum, fetched.count))
     })?;
+    *cx.counted = Some(counted);
     let grad_norm = clip_grad_norm(&parts.params, cx.config.max_grad_norm)?;
     // A NaN or infinite loss or gradient norm never reaches the weights: the optimizer skips
     // the step on the device, with no host sync.
