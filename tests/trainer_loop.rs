@@ -374,7 +374,8 @@ impl Loss<HfLabels> for IgnoresAll {
 }
 
 /// Every label ignored: the loss is 0 and the gradients are zeros, so the first step stops the
-/// run, saying why, where it would otherwise log a loss of 0 and train nothing.
+/// run, saying why, where it would otherwise log a loss of 0 and train nothing; an evaluation
+/// that counts no token is an error too.
 #[test]
 fn a_first_step_that_counts_no_token_stops_the_run() -> Result<()> {
     let config = titan::TrainingConfig {
@@ -388,6 +389,14 @@ fn a_first_step_that_counts_no_token_stops_the_run() -> Result<()> {
         err.contains("step 1") && err.contains("counted no token") && err.contains("2 micro"),
         "{err}"
     );
+    // So does an evaluation: a validation loss of 0 would read as a perfect model.
+    let dims = titan::ParallelDims::new(&titan::LocalEnv::single(), Device::Cpu)?;
+    let tokens: Vec<u32> = (0..512).map(|i| (i * 7 % 50) as u32).collect();
+    let mut val = titan::data::PackedLoader::new(&dims, tokens, 16, 2, 0, false)?;
+    let err = titan::trainer::evaluate(&small_llama()?, &mut val, &IgnoresAll, 3)
+        .expect_err("no token counted")
+        .to_string();
+    assert!(err.contains("counted no token in 3 batches"), "{err}");
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use crate::loss::Loss;
 use crate::model::Model;
 
 /// Mean loss per counted token of `model` over the next `batches` batches of `data` (no
-/// gradients), and the number of tokens counted.
+/// gradients), and the number of tokens counted; an error when it counted none.
 pub fn evaluate<M, V, L>(model: &M, data: &mut V, loss: &L, batches: usize) -> Result<(f64, f64)>
 where
     M: Model,
@@ -19,13 +19,28 @@ where
     <V::Batch as Batch>::Input: FitsModelInput<M::Input>,
     L: Loss<<V::Batch as Batch>::Labels>,
 {
-    evaluate_with(
+    let (mean, count) = evaluate_with(
         data,
         batches,
         model.device(),
         &|input| model.forward(input),
         &|logits, labels| loss.loss_sum(logits, labels),
-    )
+    )?;
+    counted_some(count, batches)?;
+    Ok((mean, count))
+}
+
+/// An error when an evaluation of `batches` batches counted no token (`count`, every rank's):
+/// its loss of 0 would read as a perfect model.
+pub(crate) fn counted_some(count: f64, batches: usize) -> Result<()> {
+    if count > 0.0 {
+        return Ok(());
+    }
+    Err(crate::Error::Training(format!(
+        "the validation loss counted no token in {batches} batches (training.eval_batches): \
+         every label is ignored (the loss skips the ignore index, -100); check the validation \
+         dataloader's labels"
+    )))
 }
 
 /// Mean loss per counted token over the next `batches` batches of `data`, and the token count:

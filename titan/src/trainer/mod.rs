@@ -212,6 +212,12 @@ impl Trainer {
         let left_out =
             coverage::optimizer_updates_the_model(&parts.params, parts.update.updates())?;
         coverage::warn_left_out(&left_out, parts.params.len());
+        if parts.update.base_lr() == 0.0 {
+            tracing::warn!(
+                "the optimizer's learning rate is 0: no step changes a weight (set the \
+                 optimizer section's `lr`)"
+            );
+        }
         if parts.device.is_cuda() {
             shim::set_cuda_matmul_tf32(cfg.tf32)?;
         }
@@ -397,6 +403,7 @@ impl Trainer {
                 non_finite.check(accum, info.epoch, skip_limit(&info))?;
                 let (value, tokens) =
                     global_mean(group, parts.device, validate(cfg.eval_batches)?)?;
+                eval::counted_some(tokens, cfg.eval_batches)?;
                 val_loss = Some(value);
                 self.emit(
                     &bar,

@@ -22,6 +22,8 @@ pub(crate) trait Update {
     fn schedule_ends(&self) -> Option<u64>;
     /// [`Optimizer::updates`].
     fn updates(&self) -> Option<Vec<Tensor>>;
+    /// [`Optimizer::base_lr`].
+    fn base_lr(&self) -> f64;
 }
 
 /// An optimizer and the scheduler that drives it, as one [`Update`].
@@ -58,5 +60,8 @@ where
     }
     fn updates(&self) -> Option<Vec<Tensor>> {
         self.optimizer.borrow().updates()
+    }
+    fn base_lr(&self) -> f64 {
+        self.optimizer.borrow().base_lr()
     }
 }
