@@ -808,7 +808,8 @@ fn a_tokenizer_trained_on_other_data_is_refused_not_reused() -> Result<()> {
 }
 
 /// A checkpoint records the identity of its tokenizer: a resume, or an export, with another
-/// one (here a `tokenizer.json` swapped in without its fingerprint) is refused by name.
+/// one (here a `tokenizer.json` swapped in without its fingerprint) is refused by name. It also
+/// holds the tokenizer's files, which the error points at, and with which the resume goes on.
 #[test]
 fn a_resume_or_export_with_another_tokenizer_is_refused() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -833,5 +834,14 @@ fn a_resume_or_export_with_another_tokenizer_is_refused() -> Result<()> {
         .expect_err("another tokenizer")
         .to_string();
     ensure!(err.contains("another tokenizer"), "{err}");
+    // The checkpoint holds the tokenizer it was trained with, and says so: put back, the run
+    // resumes.
+    let kept = a.join("checkpoints/step-3/tokenizer.json");
+    ensure!(
+        err.contains(&kept.display().to_string()),
+        "the error names the checkpoint's copy: {err}"
+    );
+    std::fs::copy(&kept, a.join("tokenizer.json"))?;
+    run(&a, &[])?;
     Ok(())
 }

@@ -38,8 +38,9 @@ use cli::TrainArgs;
 
 /// Before step 1 of a run with a tokenizer: its ids and the run's `seq_len` fit `model`
 /// ([`check_fits`]), and `trainer`'s checkpoints will record the tokenizer's fingerprint
-/// ([`Tokenizer::fingerprint`]: a resume with another tokenizer is refused). The generated
-/// `train` calls it.
+/// ([`Tokenizer::fingerprint`]: a resume with another tokenizer is refused) and carry its files
+/// (its Hugging Face form, [`Tokenizer::save_hf`], where it has one), so a checkpoint holds the
+/// tokenizer its ids mean. The generated `train` calls it.
 pub fn tokenizer_fits<T, M>(
     trainer: &mut Trainer,
     tokenizer: &T,
@@ -52,7 +53,39 @@ where
 {
     check_fits(tokenizer, model, seq_len)?;
     trainer.set_tokenizer_fingerprint(tokenizer.fingerprint());
+    if crate::dist::writes_outputs()? {
+        trainer.keep_in_checkpoints(tokenizer_files(tokenizer)?)?;
+    }
     Ok(())
+}
+
+/// The files of `tokenizer`'s Hugging Face form (name, contents), written through a directory
+/// of their own under the system's temporary directory; none when it has no such form.
+fn tokenizer_files<T: Tokenizer + ?Sized>(tokenizer: &T) -> Result<Vec<(String, Vec<u8>)>> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("titan-tokenizer-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;
+    let files = match tokenizer.save_hf(&dir) {
+        Err(crate::Error::Unsupported(_)) => Ok(Vec::new()),
+        Err(e) => Err(e),
+        Ok(()) => std::fs::read_dir(&dir)
+            .and_then(|entries| {
+                let mut files = entries
+                    .map(|entry| {
+                        let entry = entry?;
+                        let name = entry.file_name().to_string_lossy().into_owned();
+                        Ok((name, std::fs::read(entry.path())?))
+                    })
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                files.sort();
+                Ok(files)
+            })
+            .map_err(|e| crate::Error::io(&dir, e)),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    files
 }
 
 /// An experiment: a struct of components, built in dependency order by its builder.

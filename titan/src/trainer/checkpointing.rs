@@ -117,6 +117,24 @@ impl Checkpointing {
         })
     }
 
+    /// Adds `files` (name, contents) to those every checkpoint carries. A name titan's own
+    /// files or one already added use is refused, naming it.
+    pub fn add_files(&mut self, files: Vec<(String, Vec<u8>)>) -> Result<()> {
+        let taken = |name: &str| {
+            [MODEL_FILE, TRAIN_STATE, RNG, "manifest.json"].contains(&name)
+                || name.ends_with("_state.safetensors")
+                || self.extra.iter().any(|(n, _)| n == name)
+        };
+        if let Some((name, _)) = files.iter().find(|(name, _)| taken(name)) {
+            return Err(Error::Checkpoint(format!(
+                "a file named {name} cannot join every checkpoint: one of that name is there \
+                 already"
+            )));
+        }
+        Arc::make_mut(&mut self.extra).extend(files);
+        Ok(())
+    }
+
     /// Whether step `step` of a run of `steps` ends with a checkpoint.
     pub(crate) fn due(&self, step: u64, steps: u64) -> bool {
         step.is_multiple_of(self.every) || step == steps
@@ -389,11 +407,23 @@ pub(crate) fn check_tokenizer(
     saved: Option<&str>,
     now: Option<&str>,
 ) -> Result<()> {
+    // Checkpoints carry their tokenizer's files (`tokenizer.json`) since they recorded its
+    // fingerprint's successor; older ones do not.
+    let copy = checkpoint.dir().join("tokenizer.json");
+    let restore = match copy.is_file() {
+        true => format!(
+            "restore the tokenizer it was trained with (the checkpoint holds it: {}; copy it \
+             where the experiment's tokenizer is read, e.g. the output directory's \
+             tokenizer.json)",
+            copy.display()
+        ),
+        false => "restore the tokenizer.json it was trained with".to_string(),
+    };
     match (saved, now) {
         (Some(saved), Some(now)) if saved != now => Err(Error::Checkpoint(format!(
             "{} was trained with another tokenizer (it splits text otherwise: fingerprint {} \
-             there, {} here): its ids stand for other text to this tokenizer; restore the \
-             tokenizer.json it was trained with, or start a new run (another --output-dir)",
+             there, {} here): its ids stand for other text to this tokenizer; {restore}, or \
+             start a new run (another --output-dir)",
             checkpoint.dir().display(),
             short(saved),
             short(now)

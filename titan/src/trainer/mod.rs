@@ -110,6 +110,15 @@ impl Trainer {
         self.tokenizer = fingerprint;
     }
 
+    /// Adds `files` (name, contents) to every checkpoint this trainer saves, e.g. the
+    /// tokenizer's (nothing without checkpoints); a name a checkpoint's own file has is refused.
+    pub fn keep_in_checkpoints(&mut self, files: Vec<(String, Vec<u8>)>) -> Result<()> {
+        match self.checkpoints.as_mut() {
+            Some(checkpoints) => checkpoints.add_files(files),
+            None => Ok(()),
+        }
+    }
+
     /// Trains as one rank of `env`: gradients, losses and token counts are summed over its
     /// process group, and rank 0's weights are every rank's at the start. An environment of
     /// several processes without a process group is an error: each would train its own model.
