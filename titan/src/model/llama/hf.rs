@@ -64,6 +64,20 @@ pub(super) fn load(llama: &mut Llama, dir: &Path) -> Result<()> {
             config_path.display()
         ))
     })?;
+    // Not the weights' shape, but what the model is said to handle: kept, and said.
+    let their_positions = theirs
+        .get("max_position_embeddings")
+        .and_then(Value::as_i64);
+    if let Some(positions) = their_positions.filter(|&p| p != llama.config.max_position_embeddings)
+    {
+        tracing::warn!(
+            "{}: `max_position_embeddings` is {positions} there and {} in the experiment's \
+             model, which trains and exports with its own (set llama.max_position_embeddings \
+             = {positions} to keep the directory's)",
+            config_path.display(),
+            llama.config.max_position_embeddings
+        );
+    }
     let files = weight_files(dir)?;
     let saved = read_weights(&files)?;
     let tied = llama.config.tie_word_embeddings;
