@@ -172,16 +172,22 @@ mod tests {
     /// Gradients, stats, buckets queued by backward, buckets.
     type RankStep = (Vec<Vec<f32>>, Vec<f32>, usize, usize);
 
-    fn rank_step(group: Arc<ProcessGroup>, accum: usize) -> Result<RankStep> {
-        let rank = group.rank() as f64;
-        let params: Vec<(String, Tensor)> = [300i64, 200_000, 400_000]
+    /// Three parameters of ones, `p0`–`p2`, of 300, 200,000 and 400,000 elements (1.2 KB, 0.8
+    /// and 1.6 MB: more than one bucket).
+    fn three_params() -> Result<Vec<(String, Tensor)>> {
+        [300i64, 200_000, 400_000]
             .iter()
             .enumerate()
             .map(|(i, &n)| {
                 let p = Tensor::f_ones([n], (Kind::Float, Device::Cpu))?.set_requires_grad(true);
                 Ok((format!("p{i}"), p))
             })
-            .collect::<Result<_>>()?;
+            .collect()
+    }
+
+    fn rank_step(group: Arc<ProcessGroup>, accum: usize) -> Result<RankStep> {
+        let rank = group.rank() as f64;
+        let params = three_params()?;
         let reducer = GradReducer::new(group, &params)?;
         assert!(!reducer.capturable(), "before the first step");
         // Two steps: the second runs on the buckets rebuilt in backward's order.
@@ -389,14 +395,7 @@ mod tests {
         from: usize,
     ) -> Result<(Vec<Vec<f32>>, bool)> {
         let rank = group.rank();
-        let params: Vec<(String, Tensor)> = [300i64, 200_000, 400_000]
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| {
-                let p = Tensor::f_ones([n], (Kind::Float, Device::Cpu))?.set_requires_grad(true);
-                Ok((format!("p{i}"), p))
-            })
-            .collect::<Result<_>>()?;
+        let params = three_params()?;
         let sum = |i: usize, by: f64| params[i].1.f_sum(Kind::Float)?.f_mul_scalar(by);
         let reducer = GradReducer::new(group, &params)?;
         let mut sums = Vec::new();

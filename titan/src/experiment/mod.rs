@@ -53,8 +53,14 @@ where
 {
     check_fits(tokenizer, model, seq_len)?;
     trainer.set_tokenizer_fingerprint(tokenizer.fingerprint());
-    if crate::dist::writes_outputs()? {
-        trainer.keep_in_checkpoints(tokenizer_files(tokenizer)?)?;
+    if trainer.keeps_checkpoints() && crate::dist::writes_outputs()? {
+        match tokenizer_files(tokenizer) {
+            Ok(files) => trainer.keep_in_checkpoints(files)?,
+            Err(e) => tracing::warn!(
+                "checkpoints will not carry the tokenizer's files (its Hugging Face form could \
+                 not be written: {e})"
+            ),
+        }
     }
     Ok(())
 }
@@ -66,19 +72,21 @@ fn tokenizer_files<T: Tokenizer + ?Sized>(tokenizer: &T) -> Result<Vec<(String, 
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let dir = std::env::temp_dir().join(format!("titan-tokenizer-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(&dir, e))?;
+    std::fs::create_dir(&dir).map_err(|e| crate::Error::io(&dir, e))?;
     let files = match tokenizer.save_hf(&dir) {
         Err(crate::Error::Unsupported(_)) => Ok(Vec::new()),
         Err(e) => Err(e),
         Ok(()) => std::fs::read_dir(&dir)
             .and_then(|entries| {
-                let mut files = entries
-                    .map(|entry| {
-                        let entry = entry?;
+                // Files only: a checkpoint holds no directories.
+                let mut files = Vec::new();
+                for entry in entries {
+                    let entry = entry?;
+                    if entry.file_type()?.is_file() {
                         let name = entry.file_name().to_string_lossy().into_owned();
-                        Ok((name, std::fs::read(entry.path())?))
-                    })
-                    .collect::<std::io::Result<Vec<_>>>()?;
+                        files.push((name, std::fs::read(entry.path())?));
+                    }
+                }
                 files.sort();
                 Ok(files)
             })

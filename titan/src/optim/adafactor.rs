@@ -252,12 +252,7 @@ impl Optimizer for Adafactor {
     }
 
     fn updates(&self) -> Option<Vec<Tensor>> {
-        Some(
-            self.params
-                .iter()
-                .map(|p| p.tensor.shallow_clone())
-                .collect(),
-        )
+        Some(params::tensors(&self.params))
     }
 
     fn step(&mut self) -> Result<()> {

@@ -201,12 +201,7 @@ impl Optimizer for AdamW {
     }
 
     fn updates(&self) -> Option<Vec<Tensor>> {
-        Some(
-            self.params
-                .iter()
-                .map(|p| p.tensor.shallow_clone())
-                .collect(),
-        )
+        Some(params::tensors(&self.params))
     }
 
     fn step(&mut self) -> Result<()> {

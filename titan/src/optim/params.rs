@@ -19,6 +19,11 @@ pub(crate) struct Param {
     pub decay: bool,
 }
 
+/// Shallow clones of `params`' tensors: what an optimizer updates ([`crate::Optimizer::updates`]).
+pub(crate) fn tensors(params: &[Param]) -> Vec<Tensor> {
+    params.iter().map(|p| p.tensor.shallow_clone()).collect()
+}
+
 /// The model's parameters in their (stable, by name) order, each marked with whether its group
 /// takes weight decay.
 pub(crate) fn collect(params: Parameters) -> Vec<Param> {

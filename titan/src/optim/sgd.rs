@@ -150,12 +150,7 @@ impl Optimizer for Sgd {
     }
 
     fn updates(&self) -> Option<Vec<Tensor>> {
-        Some(
-            self.params
-                .iter()
-                .map(|p| p.tensor.shallow_clone())
-                .collect(),
-        )
+        Some(params::tensors(&self.params))
     }
 
     fn step(&mut self) -> Result<()> {

@@ -109,27 +109,37 @@ impl Checkpointing {
                 "must be positive to save checkpoints",
             ));
         }
-        Ok(Self {
+        let mut checkpointing = Self {
             store,
             every,
-            extra: Arc::new(extra),
+            extra: Arc::new(Vec::new()),
             writing: None,
-        })
+        };
+        checkpointing.add_files(extra)?;
+        Ok(checkpointing)
     }
 
     /// Adds `files` (name, contents) to those every checkpoint carries. A name titan's own
     /// files or one already added use is refused, naming it.
     pub fn add_files(&mut self, files: Vec<(String, Vec<u8>)>) -> Result<()> {
-        let taken = |name: &str| {
-            [MODEL_FILE, TRAIN_STATE, RNG, "manifest.json"].contains(&name)
+        for (i, (name, _)) in files.iter().enumerate() {
+            let plain = std::path::Path::new(name).file_name() == Some(name.as_ref())
+                && !name.starts_with('.');
+            if !plain {
+                return Err(Error::Checkpoint(format!(
+                    "a file named {name:?} cannot join every checkpoint: a checkpoint holds \
+                     plain, visible file names only"
+                )));
+            }
+            let taken = [MODEL_FILE, TRAIN_STATE, RNG, "manifest.json"].contains(&name.as_str())
                 || name.ends_with("_state.safetensors")
-                || self.extra.iter().any(|(n, _)| n == name)
-        };
-        if let Some((name, _)) = files.iter().find(|(name, _)| taken(name)) {
-            return Err(Error::Checkpoint(format!(
-                "a file named {name} cannot join every checkpoint: one of that name is there \
-                 already"
-            )));
+                || self.extra.iter().chain(&files[..i]).any(|(n, _)| n == name);
+            if taken {
+                return Err(Error::Checkpoint(format!(
+                    "a file named {name} cannot join every checkpoint: one of that name is there \
+                     already"
+                )));
+            }
         }
         Arc::make_mut(&mut self.extra).extend(files);
         Ok(())
@@ -409,25 +419,27 @@ pub(crate) fn check_tokenizer(
 ) -> Result<()> {
     // Checkpoints carry their tokenizer's files (`tokenizer.json`) since they recorded its
     // fingerprint's successor; older ones do not.
-    let copy = checkpoint.dir().join("tokenizer.json");
-    let restore = match copy.is_file() {
-        true => format!(
-            "restore the tokenizer it was trained with (the checkpoint holds it: {}; copy it \
-             where the experiment's tokenizer is read, e.g. the output directory's \
-             tokenizer.json)",
-            copy.display()
-        ),
-        false => "restore the tokenizer.json it was trained with".to_string(),
-    };
     match (saved, now) {
-        (Some(saved), Some(now)) if saved != now => Err(Error::Checkpoint(format!(
-            "{} was trained with another tokenizer (it splits text otherwise: fingerprint {} \
+        (Some(saved), Some(now)) if saved != now => {
+            let restore = match checkpoint.manifest().file("tokenizer.json") {
+                Some(_) => format!(
+                    "restore the tokenizer it was trained with (the checkpoint holds it: {}; copy \
+                     it where the experiment's tokenizer is read, e.g. the output directory's \
+                     tokenizer.json, deleting the tokenizer.fingerprint.json beside it, which \
+                     describes the other one)",
+                    checkpoint.dir().join("tokenizer.json").display()
+                ),
+                None => "restore the tokenizer.json it was trained with".to_string(),
+            };
+            Err(Error::Checkpoint(format!(
+                "{} was trained with another tokenizer (it splits text otherwise: fingerprint {} \
              there, {} here): its ids stand for other text to this tokenizer; {restore}, or \
              start a new run (another --output-dir)",
-            checkpoint.dir().display(),
-            short(saved),
-            short(now)
-        ))),
+                checkpoint.dir().display(),
+                short(saved),
+                short(now)
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -442,4 +454,41 @@ fn short(identity: &str) -> String {
 enum TrainData {
     Mine(serde_json::Value),
     Resharded(Vec<serde_json::Value>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Files every checkpoint carries have plain names no other file of it has.
+    #[test]
+    fn a_carried_file_needs_a_plain_name_of_its_own() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = CheckpointStore::new(dir.path(), "test", 1)?;
+        let file = |name: &str| (name.to_string(), b"x".to_vec());
+        let mut checkpoints = Checkpointing::new(store, 1, vec![file("config.toml")])?;
+        checkpoints.add_files(vec![file("tokenizer.json"), file("vocab.txt")])?;
+        for (bad, why) in [
+            ("../escape.json", "plain"),
+            ("sub/dir.json", "plain"),
+            (".hidden", "plain"),
+            ("", "plain"),
+            ("model.safetensors", "there already"),
+            ("optimizer_state.safetensors", "there already"),
+            ("config.toml", "there already"),
+            ("tokenizer.json", "there already"),
+        ] {
+            let err = checkpoints
+                .add_files(vec![file(bad)])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        let err = checkpoints
+            .add_files(vec![file("twice.json"), file("twice.json")])
+            .expect_err("twice in one call")
+            .to_string();
+        assert!(err.contains("twice.json"), "{err}");
+        Ok(())
+    }
 }

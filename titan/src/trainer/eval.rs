@@ -30,8 +30,8 @@ where
     Ok((mean, count))
 }
 
-/// An error when an evaluation of `batches` batches counted no token (`count`, every rank's):
-/// its loss of 0 would read as a perfect model.
+/// An error when an evaluation of `batches` batches counted no token (`count`: this process's,
+/// or in the trainer every rank's): its loss of 0 would read as a perfect model.
 pub(crate) fn counted_some(count: f64, batches: usize) -> Result<()> {
     if count > 0.0 {
         return Ok(());

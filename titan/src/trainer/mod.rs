@@ -110,8 +110,15 @@ impl Trainer {
         self.tokenizer = fingerprint;
     }
 
+    /// Whether this trainer saves checkpoints ([`Trainer::with_checkpoints`]).
+    pub fn keeps_checkpoints(&self) -> bool {
+        self.checkpoints.is_some()
+    }
+
     /// Adds `files` (name, contents) to every checkpoint this trainer saves, e.g. the
-    /// tokenizer's (nothing without checkpoints); a name a checkpoint's own file has is refused.
+    /// tokenizer's: call it after [`Trainer::with_checkpoints`] (without checkpoints it keeps
+    /// nothing). A name that is not a plain file name, or that a checkpoint's own file has, is
+    /// refused.
     pub fn keep_in_checkpoints(&mut self, files: Vec<(String, Vec<u8>)>) -> Result<()> {
         match self.checkpoints.as_mut() {
             Some(checkpoints) => checkpoints.add_files(files),
@@ -223,8 +230,8 @@ impl Trainer {
         coverage::warn_left_out(&left_out, parts.params.len());
         if parts.update.base_lr() == 0.0 {
             tracing::warn!(
-                "the optimizer's learning rate is 0: no step changes a weight (set the \
-                 optimizer section's `lr`)"
+                "the optimizer's configured learning rate (`lr`) is 0: a schedule that scales it \
+                 leaves every weight as it is"
             );
         }
         if parts.device.is_cuda() {
@@ -410,9 +417,14 @@ impl Trainer {
                 .filter(|_| eval_now || step == cfg.steps)
             {
                 non_finite.check(accum, info.epoch, skip_limit(&info))?;
-                let (value, tokens) =
+                let (mut value, tokens) =
                     global_mean(group, parts.device, validate(cfg.eval_batches)?)?;
-                eval::counted_some(tokens, cfg.eval_batches)?;
+                // No token counted: not a loss of 0 (a perfect model), and not a reason to
+                // lose the run's training: NaN, said.
+                if let Err(e) = eval::counted_some(tokens, cfg.eval_batches) {
+                    tracing::warn!("step {step}: {e}: the validation loss is written as NaN");
+                    value = f64::NAN;
+                }
                 val_loss = Some(value);
                 self.emit(
                     &bar,

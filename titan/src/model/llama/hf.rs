@@ -70,10 +70,15 @@ pub(super) fn load(llama: &mut Llama, dir: &Path) -> Result<()> {
         .and_then(Value::as_i64);
     if let Some(positions) = their_positions.filter(|&p| p != llama.config.max_position_embeddings)
     {
+        let keep = match positions > llama.config.max_position_embeddings {
+            true => format!(
+                " (the model config's `max_position_embeddings = {positions}` keeps the directory's)"
+            ),
+            false => String::new(),
+        };
         tracing::warn!(
             "{}: `max_position_embeddings` is {positions} there and {} in the experiment's \
-             model, which trains and exports with its own (set llama.max_position_embeddings \
-             = {positions} to keep the directory's)",
+             model, which trains and exports with its own{keep}",
             config_path.display(),
             llama.config.max_position_embeddings
         );
