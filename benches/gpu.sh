@@ -18,6 +18,9 @@
 #   bench   cargo's train_step bench on CUDA: titan beside PyTorch eager and torch.compile for
 #           tiny, ~125M and ~1B (needs transformers beside the device's PyTorch), issue #18.4
 #   scale   benches/scale.sh cuda, issue #18.6
+#   profile the same as `graph`, steps 99-100 of every 100 traced with libtorch's profiler
+#           (`--profile-every`, PROFILE_EVERY=N to change); prints the trace's costliest CUDA
+#           kernels (CPU operators on a CPU), issue #18.3
 # Usage: bash benches/gpu.sh [part ...]   (default: tests graph eager nccl; DATA=FILE for shards;
 # STEPS=N to shorten the runs; DEVICE=cpu tries the script itself on a machine without a GPU)
 set -euo pipefail
@@ -60,6 +63,25 @@ mem = max(r.get("max_reserved_gib") or 0 for r in steps)
 print(f"{name}: step {step:.2f} ms, {tps:,.0f} tokens/s, data wait {wait:.3f} ms/step, "
       f"reserved {mem:.2f} GiB, train loss {steps[-1]['loss']:.4f}, "
       f"val loss {f'{val[-1]:.4f}' if val else 'none'}")
+PY
+}
+
+kernels() { # trace: the costliest CUDA kernels of a Chrome trace (CPU operators without any)
+    python3 - "$1" <<'PY'
+import collections, json, sys
+events = json.load(open(sys.argv[1]))["traceEvents"]
+kind = "kernel" if any(e.get("cat") == "kernel" for e in events) else "cpu_op"
+total, calls = collections.Counter(), collections.Counter()
+for e in events:
+    if e.get("cat") == kind and "dur" in e:
+        total[e["name"]] += e["dur"]
+        calls[e["name"]] += 1
+steps = sum(1 for e in events if str(e.get("name", "")).startswith("ProfilerStep#"))
+whole = sum(total.values()) or 1
+nested = " (operators nest: inclusive times, shares overlap)" if kind == "cpu_op" else ""
+print(f"{sys.argv[1]}: {steps} step(s), {kind} time {whole / 1e3:.2f} ms{nested}")
+for name, us in total.most_common(8):
+    print(f"  {us / 1e3:8.3f} ms {100 * us / whole:5.1f}%  x{calls[name]:<5} {name[:90]}")
 PY
 }
 
@@ -128,6 +150,11 @@ for part in $parts; do
         grep -E '^\||ratio|MFU|error' "$out/bench.log" || tail -n 15 "$out/bench.log"
         ;;
     scale) BIN="$bindir" bash benches/scale.sh "$device" || echo "scale: failed (exit $?)" ;;
-    *) echo "unknown part $part (graph, eager, nccl, shards, bench, scale)" && exit 2 ;;
+    profile)
+        run profile --profile-every "${PROFILE_EVERY:-100}" --set training.profile_steps=2
+        trace=$(ls -t "$out"/profile/profile/step-*/rank0.pt.trace.json 2>/dev/null | head -n 1 || true)
+        if [ -n "$trace" ]; then kernels "$trace"; else echo "profile: no trace written"; fi
+        ;;
+    *) echo "unknown part $part (graph, eager, nccl, shards, bench, scale, profile)" && exit 2 ;;
     esac
 done
