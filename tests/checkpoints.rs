@@ -497,6 +497,56 @@ fn a_resume_may_change_the_batch_size_where_the_dataloader_can() -> Result<()> {
     Ok(())
 }
 
+/// A resume may lengthen the rows (a longer context for the rest of a run): titan's loader lays
+/// the tokens it had not yet used into rows of the new length, so the run goes on from the
+/// checkpoint's step with twice the tokens a row; a dataloader that does not say it can is
+/// refused, naming it and the way out.
+#[test]
+fn a_resume_may_change_the_row_length_where_the_dataloader_can() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (straight, longer) = (dir.path().join("straight"), dir.path().join("longer"));
+    run(&straight, &[])?;
+    copy_dir(&straight, &longer)?;
+    std::fs::remove_dir_all(longer.join("checkpoints/step-6"))?;
+    run(&longer, &["--set", "training.seq_len=128"])?;
+    let (a, b) = (steps(&straight)?, steps(&longer)?);
+    ensure!(a.len() == 6 && b.len() == 6, "{a:?}\n{b:?}");
+    ensure!(
+        a[..3] == b[..3],
+        "steps 1 to 3 are the checkpoint's: {a:?}\n{b:?}"
+    );
+    ensure!(
+        a[3] != b[3],
+        "step 4 trains on rows of 128 tokens: {a:?}\n{b:?}"
+    );
+    // The new length is the run's from here: its last checkpoint records it.
+    let state = std::fs::read_to_string(longer.join("checkpoints/step-6/train_state.json"))?;
+    ensure!(state.contains("\"seq_len\": 128"), "{state}");
+
+    // A dataloader whose position may count rows of a length: refused.
+    let out = dir.path().join("counter").display().to_string();
+    let counter = |steps: &str, extra: &[&str]| {
+        let mut args = vec!["x", "--steps", steps, "--checkpoint-every", "2"];
+        args.extend_from_slice(&["--batch-size", "2", "--output-dir", &out]);
+        args.extend_from_slice(extra);
+        titan::cli::TrainArgs::try_parse_from(args)
+            .map_err(anyhow::Error::from)
+            .and_then(|a| Ok(titan::experiment::run::<counting::Counter>(a)?))
+    };
+    counter("2", &[])?;
+    let err = counter("4", &["--set", "training.seq_len=16"])
+        .expect_err("rows of a fixed length")
+        .to_string();
+    ensure!(
+        err.contains("seq_len = 512")
+            && err.contains("Counting")
+            && err.contains("--set training.seq_len=512")
+            && err.contains("Dataloader::reshapes"),
+        "{err}"
+    );
+    Ok(())
+}
+
 /// The tensors of the safetensors file `path`, by name.
 fn tensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     Ok(Tensor::read_safetensors(path)

@@ -275,6 +275,11 @@ where
         true
     }
 
+    /// Its position is in documents and their tokens not yet laid into rows, of any length.
+    fn reshapes(&self) -> bool {
+        true
+    }
+
     /// Its dataset's ([`Dataset::checks_files`]).
     fn checks_files(&self) -> bool {
         self.checks_files

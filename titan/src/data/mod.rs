@@ -132,6 +132,13 @@ pub trait Dataloader {
     fn rebatches(&self) -> bool {
         false
     }
+    /// Whether its position does not depend on the row length (it is in documents and their
+    /// tokens not yet laid into rows), so that a resume may change `training.seq_len` (a
+    /// longer context for the rest of a run) with nothing lost or repeated. By default not, and
+    /// such a resume is refused.
+    fn reshapes(&self) -> bool {
+        false
+    }
     /// Whether its positions record the data files they point into, and `load_state` refuses
     /// a position into other files (titan's `TokenLoader`, as its dataset says): then the data
     /// may move (`--data` names another path) on resume, since it is the files that must stay.

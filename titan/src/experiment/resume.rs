@@ -36,6 +36,7 @@ const TRAINING_MAY_CHANGE: &[&str] = &[
     "max_grad_norm",
     "batch_size",
     "precision",
+    "seq_len",
 ];
 
 /// Keys of any section a resumed run may change: a schedule's length follows `training.steps`;
@@ -119,8 +120,14 @@ pub(crate) fn check_config_fits(
             (Some(was), Some(is)) if was != is => usize::try_from(was).ok(),
             _ => None,
         };
+        let seq_len = |tree| training_key(tree, training, "seq_len")?.as_u64();
+        let seq_len_was = match (seq_len(&saved), seq_len(&run.tree())) {
+            (Some(was), Some(is)) if was != is => usize::try_from(was).ok(),
+            _ => None,
+        };
         return Ok(ResumeChanges {
             batch_size_was,
+            seq_len_was,
             data_was: moved.map(|(was, _)| was),
         });
     };
@@ -135,8 +142,9 @@ pub(crate) fn check_config_fits(
 /// LR schedule's length (`--steps` moves `total_steps`, and a warmup sized from it), the peak
 /// rate and weight decay (lowered after a loss spike), clipping, and the micro-batches a step
 /// and their rows (kept global on fewer ranks or smaller devices; a dataloader that cannot
-/// resume at another batch size refuses it when restored), and the compute precision (weights
-/// and optimizer state are f32 in any).
+/// resume at another batch size refuses it when restored), the rows' length (a longer context
+/// for the rest of a run; likewise refused by a dataloader that cannot reshape), and the
+/// compute precision (weights and optimizer state are f32 in any).
 const SAID: &[&str] = &[
     "total_steps",
     "warmup_steps",
@@ -146,6 +154,7 @@ const SAID: &[&str] = &[
     "grad_accum_steps",
     "batch_size",
     "precision",
+    "seq_len",
 ];
 
 /// Says each change of a [`SAID`] key on resume: from the checkpoint's step the run follows

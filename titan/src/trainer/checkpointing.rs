@@ -19,6 +19,7 @@ use tch::{Device, Tensor};
 use super::nonfinite::{NonFinite, NonFiniteState};
 use super::parts::Parts;
 use crate::checkpoint::{Checkpoint, CheckpointStore, MODEL_FILE, StateDict};
+use crate::data::Batching;
 use crate::dist::ProcessGroup;
 use crate::{Error, Result};
 
@@ -52,6 +53,10 @@ struct TrainState {
     /// was kept): a resume at another one needs a dataloader that rebatches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     batch_size: Option<usize>,
+    /// The tokens a row had (`training.seq_len`; absent in checkpoints from before it was
+    /// kept): a resume at another one needs a dataloader that reshapes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq_len: Option<usize>,
 }
 
 /// What a resume changed that the restored components must accept (found by comparing the
@@ -61,6 +66,9 @@ pub struct ResumeChanges {
     /// The checkpoint's `training.batch_size`, where the run's differs (checkpoints record it
     /// too; this covers those written before they did).
     pub batch_size_was: Option<usize>,
+    /// The checkpoint's `training.seq_len`, where the run's differs (for checkpoints written
+    /// before they recorded it).
+    pub seq_len_was: Option<usize>,
     /// The checkpoint's `training.data`, where the run names another path.
     pub data_was: Option<String>,
 }
@@ -160,7 +168,7 @@ impl Checkpointing {
         parts: &Parts<'_, Lab>,
         non_finite: &NonFinite,
         tokenizer: Option<String>,
-        batch_size: usize,
+        rows: &Batching,
         group: Option<&ProcessGroup>,
     ) -> Result<Option<Saved>> {
         let train_data = parts.data.state()?;
@@ -202,7 +210,8 @@ impl Checkpointing {
             components,
             non_finite: Some(non_finite.state()?),
             tokenizer,
-            batch_size: Some(batch_size),
+            batch_size: Some(rows.batch_size),
+            seq_len: Some(rows.seq_len),
         };
         let state = serde_json::to_vec_pretty(&state)?;
         let rng = rng_states(parts.device)?;
@@ -299,7 +308,7 @@ pub(crate) fn restore<Lab>(
     checkpoint: &Checkpoint,
     parts: &mut Parts<'_, Lab>,
     tokenizer: Option<&str>,
-    batch_size: usize,
+    rows: &Batching,
     changes: &ResumeChanges,
     group: Option<&ProcessGroup>,
 ) -> Result<(u64, usize, Option<NonFiniteState>)> {
@@ -323,6 +332,7 @@ pub(crate) fn restore<Lab>(
             parts.data.type_name()
         )));
     }
+    let batch_size = rows.batch_size;
     if let Some(saved) = state
         .batch_size
         .or(changes.batch_size_was)
@@ -333,6 +343,20 @@ pub(crate) fn restore<Lab>(
             "it was written at training.batch_size = {saved}, and the training dataloader \
              (`{}`) cannot resume at {batch_size}: its position may count batches; resume with \
              --batch-size {saved}, or implement `Dataloader::rebatches` for it",
+            parts.data.type_name()
+        )));
+    }
+    let seq_len = rows.seq_len;
+    if let Some(saved) = state
+        .seq_len
+        .or(changes.seq_len_was)
+        .filter(|&t| t != seq_len)
+        && !parts.data.reshapes()
+    {
+        return Err(misfit(format!(
+            "it was written at training.seq_len = {saved}, and the training dataloader (`{}`) \
+             cannot resume at {seq_len}: its position may count rows of {saved} tokens; resume \
+             with --set training.seq_len={saved}, or implement `Dataloader::reshapes` for it",
             parts.data.type_name()
         )));
     }

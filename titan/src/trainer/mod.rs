@@ -248,7 +248,7 @@ impl Trainer {
                     checkpoint,
                     &mut parts,
                     self.tokenizer.as_deref(),
-                    cfg.batch_size,
+                    &cfg.batching(),
                     &self.resume_changes,
                     group,
                 )?;
@@ -451,7 +451,7 @@ impl Trainer {
                     &parts,
                     &non_finite,
                     tokenizer,
-                    cfg.batch_size,
+                    &cfg.batching(),
                     group,
                 )?;
                 report(self.progress, &bar, previous);

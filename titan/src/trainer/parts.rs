@@ -140,6 +140,8 @@ pub(crate) trait MicroBatches<Lab> {
     fn epoch(&self) -> u64;
     /// Whether the dataloader resumes at another batch size ([`crate::Dataloader::rebatches`]).
     fn rebatches(&self) -> bool;
+    /// Whether the dataloader resumes at another row length ([`crate::Dataloader::reshapes`]).
+    fn reshapes(&self) -> bool;
     /// Whether the dataloader checks its files on restore ([`crate::Dataloader::checks_files`]).
     fn checks_files(&self) -> bool;
     /// The dataloader's type, for errors.
@@ -309,6 +311,10 @@ where
 
     fn rebatches(&self) -> bool {
         self.data.rebatches()
+    }
+
+    fn reshapes(&self) -> bool {
+        self.data.reshapes()
     }
 
     fn checks_files(&self) -> bool {
