@@ -351,6 +351,13 @@ struct DdpState {
     }
   }
 
+  // Waits for everything queued, and forgets it.
+  void drain() {
+    for (auto& work : works) wait_for(work);
+    works.clear();
+    lists.clear();
+  }
+
   // Starts a reduction round: nothing filled or queued.
   void reset() {
     pending = bucket_size;
@@ -493,9 +500,7 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
     s.launch_ready();
     s.launch(sums);
     if (launched != nullptr) *launched = s.launched_in_backward;
-    for (auto& work : s.works) s.wait_for(work);
-    s.works.clear();
-    s.lists.clear();
+    s.drain();
     std::vector<bool> unused(s.params.size(), false);
     if (host_reads) {
       auto n = stats->numel();
@@ -517,11 +522,8 @@ int titan_ddp_finish(TitanDdp* ddp, at::Tensor* stats, size_t* launched, char* e
         s.reset();
         for (size_t i = 0; i < s.params.size(); ++i) s.fill(i);
         s.launch_ready();
-        for (auto& work : s.works) s.wait_for(work);
-        s.works.clear();
-        s.lists.clear();
+        s.drain();
         s.overlap = false;
-        s.launched_in_backward = 0;
         if (launched != nullptr) *launched = 0;
       }
     }

@@ -431,7 +431,9 @@ impl Documents {
         let (rank, degree) = (dims.dp_rank() as u64, dims.dp_degree() as u64);
         let rng = ChaCha8Rng::seed_from_u64(seed ^ rank.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         // Shared out by text (a compressed file's by its text size); stamped by bytes on disk.
-        let sizes: Arc<[u64]> = source.unit_text_bytes()?.into();
+        let on_disk = source.unit_bytes()?;
+        let files = source.file_stamps(&on_disk).map(Arc::new);
+        let sizes: Arc<[u64]> = source.unit_text_bytes(on_disk)?.into();
         let sharing = sharing_for(&sizes, degree);
         let by_document = sharing == Sharing::Documents;
         if by_document && sizes.len() as u64 >= degree {
@@ -447,7 +449,6 @@ impl Documents {
         }
         let units = sharing.units(&sizes, rank, degree);
         let source_has_shards = source.shards.is_some();
-        let files = source.file_stamps(&source.unit_bytes()?).map(Arc::new);
         Ok(Self {
             source,
             units: units.into(),

@@ -71,7 +71,8 @@ impl LineReader {
         max_piece: usize,
     ) -> Result<Self> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let decoded: Box<dyn Read + Send> = match Compression::of(path) {
+        let compression = Compression::of(path);
+        let decoded: Box<dyn Read + Send> = match compression {
             Compression::None => {
                 if offset > 0 {
                     file.seek(SeekFrom::Start(offset))
@@ -89,7 +90,7 @@ impl LineReader {
             }
         };
         let mut reader = BufReader::with_capacity(1 << 20, decoded);
-        if offset > 0 && Compression::of(path) != Compression::None {
+        if offset > 0 && compression != Compression::None {
             // A compressed stream cannot seek: what comes before the position is read through.
             let skipped = std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())
                 .map_err(|e| read_error(path, e, 0))?;

@@ -256,11 +256,10 @@ impl DataSource {
             .collect()
     }
 
-    /// Each unit's size in bytes of text, to share whole units between ranks by: a compressed
-    /// file's text size where the file records it ([`super::files::Compression::text_bytes`]),
-    /// else [`DataSource::unit_bytes`].
-    pub fn unit_text_bytes(&self) -> Result<Vec<u64>> {
-        let on_disk = self.unit_bytes()?;
+    /// Each unit's size in bytes of text, to share whole units between ranks by, from its size
+    /// on disk ([`DataSource::unit_bytes`]): a compressed file's text size where the file records
+    /// it ([`super::files::Compression::text_bytes`]), else the size on disk.
+    pub fn unit_text_bytes(&self, on_disk: Vec<u64>) -> Result<Vec<u64>> {
         let Origin::Files(files) = &self.origin else {
             return Ok(on_disk);
         };

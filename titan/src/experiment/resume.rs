@@ -88,7 +88,8 @@ pub(crate) fn check_config_fits(
     // Options the run had unset are comments there: nulls here, so that setting one is a change.
     super::overrides::add_unset_lines(&mut saved, &text);
     let saved = serde_json::Value::Object(saved);
-    let (new_sections, unmatched, found) = compare(&saved, &run.tree(), run.training_section());
+    let tree = run.tree();
+    let (new_sections, unmatched, found) = compare(&saved, &tree, run.training_section());
     for section in &new_sections {
         tracing::warn!(
             "{}: its configuration has no [{section}] section; the run's is taken as it is",
@@ -104,9 +105,9 @@ pub(crate) fn check_config_fits(
     }
     let Some(first) = found.first() else {
         let training = run.training_section();
-        let moved = data_moved(&saved, &run.tree(), training);
+        let moved = data_moved(&saved, &tree, training);
         if resuming {
-            said_changes(checkpoint, &saved, &run.tree(), training);
+            said_changes(checkpoint, &saved, &tree, training);
             if let Some((was, is)) = &moved {
                 tracing::warn!(
                     "training.data was {was} for {}, now {is}: resuming if its files are the \
@@ -115,19 +116,15 @@ pub(crate) fn check_config_fits(
                 );
             }
         }
-        let batch_size = |tree| training_key(tree, training, "batch_size")?.as_u64();
-        let batch_size_was = match (batch_size(&saved), batch_size(&run.tree())) {
-            (Some(was), Some(is)) if was != is => usize::try_from(was).ok(),
-            _ => None,
-        };
-        let seq_len = |tree| training_key(tree, training, "seq_len")?.as_u64();
-        let seq_len_was = match (seq_len(&saved), seq_len(&run.tree())) {
-            (Some(was), Some(is)) if was != is => usize::try_from(was).ok(),
-            _ => None,
+        // The checkpoint's value of a training count the run changes.
+        let was = |key| {
+            let count = |tree| training_key(tree, training, key)?.as_u64();
+            let (was, is) = (count(&saved)?, count(&tree)?);
+            (was != is).then(|| usize::try_from(was).ok()).flatten()
         };
         return Ok(ResumeChanges {
-            batch_size_was,
-            seq_len_was,
+            batch_size_was: was("batch_size"),
+            seq_len_was: was("seq_len"),
             data_was: moved.map(|(was, _)| was),
         });
     };

@@ -332,33 +332,40 @@ pub(crate) fn restore<Lab>(
             parts.data.type_name()
         )));
     }
-    let batch_size = rows.batch_size;
-    if let Some(saved) = state
-        .batch_size
-        .or(changes.batch_size_was)
-        .filter(|&b| b != batch_size)
-        && !parts.data.rebatches()
-    {
-        return Err(misfit(format!(
-            "it was written at training.batch_size = {saved}, and the training dataloader \
-             (`{}`) cannot resume at {batch_size}: its position may count batches; resume with \
-             --batch-size {saved}, or implement `Dataloader::rebatches` for it",
-            parts.data.type_name()
-        )));
-    }
-    let seq_len = rows.seq_len;
-    if let Some(saved) = state
-        .seq_len
-        .or(changes.seq_len_was)
-        .filter(|&t| t != seq_len)
-        && !parts.data.reshapes()
-    {
-        return Err(misfit(format!(
-            "it was written at training.seq_len = {saved}, and the training dataloader (`{}`) \
-             cannot resume at {seq_len}: its position may count rows of {saved} tokens; resume \
-             with --set training.seq_len={saved}, or implement `Dataloader::reshapes` for it",
-            parts.data.type_name()
-        )));
+    // Rows of another shape than the checkpoint's: only a dataloader whose position holds no
+    // batch size (or row length) may resume at the new one.
+    let reshaped = [
+        (
+            "batch_size",
+            state.batch_size.or(changes.batch_size_was),
+            rows.batch_size,
+            parts.data.rebatches(),
+            (|_| "batches".to_string()) as fn(usize) -> String,
+            "--batch-size ",
+            "rebatches",
+        ),
+        (
+            "seq_len",
+            state.seq_len.or(changes.seq_len_was),
+            rows.seq_len,
+            parts.data.reshapes(),
+            |saved| format!("rows of {saved} tokens"),
+            "--set training.seq_len=",
+            "reshapes",
+        ),
+    ];
+    for (key, saved, now, accepts, counts, flag, method) in reshaped {
+        if let Some(saved) = saved.filter(|&s| s != now)
+            && !accepts
+        {
+            return Err(misfit(format!(
+                "it was written at training.{key} = {saved}, and the training dataloader \
+                 (`{}`) cannot resume at {now}: its position may count {}; resume with \
+                 {flag}{saved}, or implement `Dataloader::{method}` for it",
+                parts.data.type_name(),
+                counts(saved)
+            )));
+        }
     }
     let (rank, ranks) = group.map_or((0, 1), |g| (g.rank(), g.size()));
     let saved_ranks = state.train_data_by_rank.len().max(1);
