@@ -49,7 +49,7 @@ pub mod prelude {
     pub use crate::loss::{CausalLmLoss, Loss, ShiftedLoss};
     pub use crate::lr::{Decay, LrScheduler, Warmup, WarmupConfig};
     pub use crate::model::{
-        Llama, LlamaConfig, Model, ParamGroup, Parameter, Parameters, check_fits,
+        AttnMaskType, Llama, LlamaConfig, Model, ParamGroup, Parameter, Parameters, check_fits,
     };
     pub use crate::optim::{
         Adafactor, AdafactorConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig,

@@ -8,7 +8,11 @@
 //! One file of about 800 lines on purpose: a model file reads top to bottom (config, then the
 //! private blocks, then the public model and its tests), as candle's and transformers' do.
 
+mod documents;
 mod hf;
+
+pub use documents::AttnMaskType;
+use documents::Documents;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor, nn};
@@ -48,6 +52,13 @@ pub struct LlamaConfig {
     pub initializer_range: f64,
     /// Llama 3's rotary scaling (Hugging Face's `rope_scaling`); `None`: plain RoPE.
     pub rope_scaling: Option<RopeScaling>,
+    /// Whether a token of a row attends across the documents packed into it (`causal`) or
+    /// within its own only, positions restarting at each (`block_causal`, torchtitan's).
+    pub attn_mask_type: AttnMaskType,
+    /// The token that ends a document (`block_causal` needs it); [`LlamaConfig::with_tokenizer`]
+    /// takes the tokenizer's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<u32>,
 }
 
 /// Llama 3's scaling of the rotary frequencies (`rope_type = "llama3"`, as in Llama 3.1 and
@@ -169,6 +180,8 @@ impl LlamaConfig {
             tie_word_embeddings: false,
             initializer_range: 0.02,
             rope_scaling: None,
+            attn_mask_type: AttnMaskType::Causal,
+            eos_token_id: None,
         }
     }
 
@@ -188,6 +201,8 @@ impl LlamaConfig {
             tie_word_embeddings: false,
             initializer_range: 0.02,
             rope_scaling: None,
+            attn_mask_type: AttnMaskType::Causal,
+            eos_token_id: None,
         }
     }
 
@@ -211,6 +226,8 @@ impl LlamaConfig {
             tie_word_embeddings: true,
             initializer_range: 0.02,
             rope_scaling: Some(RopeScaling::llama3_2()),
+            attn_mask_type: AttnMaskType::Causal,
+            eos_token_id: None,
         }
     }
 
@@ -320,6 +337,16 @@ impl LlamaConfig {
         }
         if let Some(scaling) = &self.rope_scaling {
             scaling.validate()?;
+        }
+        if let Some(eos) = self
+            .eos_token_id
+            .filter(|&eos| i64::from(eos) >= self.vocab_size)
+        {
+            return Err(Error::config(
+                "LlamaConfig.eos_token_id",
+                eos,
+                format!("must be below vocab_size = {}", self.vocab_size),
+            ));
         }
         if self.head_dim() % 2 != 0 {
             return Err(Error::config(
@@ -434,12 +461,52 @@ impl Rotary {
             sin: emb.f_sin()?,
         })
     }
+}
 
-    /// Rotates `xs` of shape (b, heads, t, head_dim) by its positions 0..t.
-    fn apply(&self, xs: &Tensor, seq_len: i64, fused: bool) -> Result<Tensor> {
-        let cos = self.cos.f_narrow(0, 0, seq_len)?.f_to_kind(xs.kind())?;
-        let sin = self.sin.f_narrow(0, 0, seq_len)?.f_to_kind(xs.kind())?;
-        if fused_for(xs, fused) {
+/// What attention needs of one batch, made once for every block: the rotary tables at each
+/// token's position, (t, head_dim) for positions 0..t or (b, 1, t, head_dim) per row, and the
+/// documents' mask for `block_causal` (none: plain causal).
+#[derive(Debug)]
+struct Attend {
+    cos: Tensor,
+    sin: Tensor,
+    mask: Option<Tensor>,
+}
+
+impl Attend {
+    /// The context of the rows `input_ids` (b, t) under `config`'s mask type.
+    fn new(rotary: &Rotary, config: &LlamaConfig, input_ids: &Tensor) -> Result<Self> {
+        let (_, t) = input_ids.size2()?;
+        match (config.attn_mask_type, config.eos_token_id) {
+            (AttnMaskType::BlockCausal, Some(eos)) => {
+                let docs = Documents::of(input_ids, i64::from(eos))?;
+                let at = |table: &Tensor| -> Result<Tensor> {
+                    Ok(
+                        Tensor::f_embedding(table, &docs.positions, -1, false, false)?
+                            .f_unsqueeze(1)?,
+                    )
+                };
+                Ok(Self {
+                    cos: at(&rotary.cos)?,
+                    sin: at(&rotary.sin)?,
+                    mask: Some(docs.mask),
+                })
+            }
+            // `validate` refused block_causal without an EOS.
+            _ => Ok(Self {
+                cos: rotary.cos.f_narrow(0, 0, t)?,
+                sin: rotary.sin.f_narrow(0, 0, t)?,
+                mask: None,
+            }),
+        }
+    }
+
+    /// Rotates `xs` of shape (b, heads, t, head_dim) by its tokens' positions.
+    fn rotate(&self, xs: &Tensor, fused: bool) -> Result<Tensor> {
+        let cos = self.cos.f_to_kind(xs.kind())?;
+        let sin = self.sin.f_to_kind(xs.kind())?;
+        // The fused kernel takes one table for every row: positions 0..t.
+        if fused_for(xs, fused) && self.mask.is_none() {
             return shim::fused_rotary(xs, &cos, &sin);
         }
         let half = xs.size().last().copied().unwrap_or(0) / 2;
@@ -477,7 +544,7 @@ impl Attention {
         })
     }
 
-    fn forward(&self, xs: &Tensor, rotary: &Rotary, fused: bool) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor, attend: &Attend, fused: bool) -> Result<Tensor> {
         let (b, t, c) = xs.size3()?; // (b, t, c)
         let heads = |ys: Tensor, n: i64| -> Result<Tensor> {
             Ok(ys.f_view([b, t, n, self.head_dim])?.f_transpose(1, 2)?) // (b, n, t, hd)
@@ -485,11 +552,19 @@ impl Attention {
         let q = heads(self.q_proj.forward(xs)?, self.num_heads)?;
         let k = heads(self.k_proj.forward(xs)?, self.num_kv_heads)?;
         let v = heads(self.v_proj.forward(xs)?, self.num_kv_heads)?;
-        let q = rotary.apply(&q, t, fused)?;
-        let k = rotary.apply(&k, t, fused)?;
+        let q = attend.rotate(&q, fused)?;
+        let k = attend.rotate(&k, fused)?;
         let gqa = self.num_kv_heads != self.num_heads;
-        let ys = Tensor::f_scaled_dot_product_attention::<Tensor>(
-            &q, &k, &v, None, 0.0, true, None, gqa,
+        // Causal by the kernel's own flag, or by the documents' mask.
+        let ys = Tensor::f_scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            attend.mask.as_ref(),
+            0.0,
+            attend.mask.is_none(),
+            None,
+            gqa,
         )?; // (b, nh, t, hd)
         let ys = ys.f_transpose(1, 2)?.f_contiguous()?.f_view([b, t, c])?;
         self.o_proj.forward(&ys)
@@ -550,10 +625,10 @@ impl Block {
         })
     }
 
-    fn forward(&self, xs: &Tensor, rotary: &Rotary, fused: bool) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor, attend: &Attend, fused: bool) -> Result<Tensor> {
         let attn =
             self.self_attn
-                .forward(&self.input_layernorm.forward(xs, fused)?, rotary, fused)?;
+                .forward(&self.input_layernorm.forward(xs, fused)?, attend, fused)?;
         let xs = xs.f_add(&attn)?;
         let mlp = self
             .mlp
@@ -587,6 +662,16 @@ impl Llama {
     /// Builds a randomly initialised model (normal, std `initializer_range`) on `device`.
     pub fn new(config: LlamaConfig, device: Device) -> Result<Self> {
         config.validate()?;
+        // A configuration may leave the id to the tokenizer; the model needs it.
+        if config.attn_mask_type == AttnMaskType::BlockCausal && config.eos_token_id.is_none() {
+            return Err(Error::config(
+                "LlamaConfig.attn_mask_type",
+                "block_causal",
+                "needs the token that ends a document, and eos_token_id is not set: build the \
+                 model from `config.with_tokenizer(&tokenizer)` (a tokenizer with an \
+                 end-of-sequence token), or set eos_token_id",
+            ));
+        }
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let model = &root / "model";
@@ -719,9 +804,10 @@ impl Llama {
     /// The final hidden states (b, t, hidden) for token ids (b, t), before the final norm.
     fn hidden(&self, input_ids: &Tensor) -> Result<Tensor> {
         self.check_len(input_ids)?;
+        let attend = Attend::new(&self.rotary, &self.config, input_ids)?;
         let mut xs = self.embed(input_ids)?;
         for layer in &self.layers {
-            xs = layer.forward(&xs, &self.rotary, self.fused)?;
+            xs = layer.forward(&xs, &attend, self.fused)?;
         }
         Ok(xs)
     }
@@ -817,12 +903,13 @@ impl Llama {
         loss: &mut dyn ScoreLogits,
     ) -> Result<(Tensor, Tensor)> {
         self.check_len(input_ids)?;
+        let attend = Attend::new(&self.rotary, &self.config, input_ids)?;
         let mut inputs = Vec::with_capacity(self.layers.len());
         let top = {
             let _no_grad = tch::no_grad_guard();
             let mut xs = self.embed(input_ids)?;
             for layer in &self.layers {
-                let next = layer.forward(&xs, &self.rotary, self.fused)?;
+                let next = layer.forward(&xs, &attend, self.fused)?;
                 inputs.push(xs);
                 xs = next;
             }
@@ -838,7 +925,7 @@ impl Llama {
             } else {
                 inputs[i].f_detach()?.f_requires_grad_(true)?
             };
-            let ys = layer.forward(&xs, &self.rotary, self.fused)?;
+            let ys = layer.forward(&xs, &attend, self.fused)?;
             // Backward of <ys, grad> is the vector-Jacobian product with the incoming gradient.
             ys.f_mul(&grad)?.f_sum(Kind::Float)?.f_backward()?;
             if i > 0 {
@@ -923,7 +1010,8 @@ fn trunc_normal_(t: &mut Tensor, std: f64, bound: f64) -> Result<()> {
 }
 
 /// Llama's parameter groups, by Hugging Face name: norm weights and the token embedding take
-/// no weight decay, the projection matrices and `lm_head` do. This is titan's own choice:
+/// no weight decay, the projection matrices and an untied `lm_head` do (a tied head is the
+/// embedding, so takes none). This is titan's own choice:
 /// torchtitan's default AdamW decays every parameter (`model.parameters().regrouped(|_, _|
 /// ParamGroup::Decay)` in the optimizer's expression does the same), and nanoGPT and Hugging
 /// Face's Trainer exempt the norms but decay the embedding.
@@ -988,11 +1076,13 @@ impl Model for Llama {
 
 impl LlamaConfig {
     /// This configuration with the tokenizer's vocab size in place of the configured one (as
-    /// torchtitan sizes its model from the tokenizer), and positions enough for the tokenizer's
-    /// max length (a larger configured value is kept).
+    /// torchtitan sizes its model from the tokenizer), its end-of-sequence id (where it has
+    /// one), and positions enough for the tokenizer's max length (a larger configured value is
+    /// kept).
     pub fn with_tokenizer<T: crate::Tokenizer + ?Sized>(&self, tokenizer: &T) -> Self {
         Self {
             vocab_size: tokenizer.vocab_size() as i64,
+            eos_token_id: tokenizer.eos_id().or(self.eos_token_id),
             max_position_embeddings: self.max_position_embeddings.max(tokenizer.max_len() as i64),
             ..self.clone()
         }
@@ -1044,6 +1134,13 @@ mod tests {
                 },
                 "initializer_range",
             ),
+            (
+                LlamaConfig {
+                    eos_token_id: Some(2000),
+                    ..LlamaConfig::tiny()
+                },
+                "eos_token_id",
+            ),
         ];
         for (config, key) in cases {
             let err = config.validate().expect_err(key).to_string();
@@ -1056,6 +1153,19 @@ mod tests {
             }
             .validate()
             .is_ok()
+        );
+        // Documents need their end: the tokenizer's, once the model is built.
+        let documents = LlamaConfig {
+            attn_mask_type: AttnMaskType::BlockCausal,
+            ..LlamaConfig::tiny()
+        };
+        assert!(documents.validate().is_ok());
+        let err = Llama::new(documents, Device::Cpu)
+            .expect_err("no eos")
+            .to_string();
+        assert!(
+            err.contains("`LlamaConfig.attn_mask_type`") && err.contains("eos_token_id"),
+            "{err}"
         );
     }
 
@@ -1414,8 +1524,75 @@ mod tests {
         // As attention makes it: (b, t, heads, hd) transposed to (b, heads, t, hd).
         let xs = Tensor::f_randn([2, 33, 2, 32], CPU)?.f_transpose(1, 2)?;
         let probe = Tensor::f_randn([2, 2, 33, 32], CPU)?;
-        let run = |fused: bool| trace(&[&xs], &probe, |t| rotary.apply(&t[0], 33, fused));
+        let ids = Tensor::f_zeros([2, 33], (Kind::Int64, Device::Cpu))?;
+        let attend = Attend::new(&rotary, &cfg, &ids)?;
+        let run = |fused: bool| trace(&[&xs], &probe, |t| attend.rotate(&t[0], fused));
         assert_close("rotary", &run(true)?, &run(false)?, 1e-4)
+    }
+
+    /// `block_causal`: in a row packing two documents (EOS = 1), the second one's logits are
+    /// those of the same document alone at the start of a row (its positions restart, and it
+    /// sees nothing of the first), and the first one's are plain causal's; with grouped-query
+    /// heads, fused CPU kernels or not; and recomputing blocks in backward gives the same
+    /// gradients. One model throughout, its settings switched (tests share one generator).
+    #[test]
+    fn block_causal_attention_keeps_packed_documents_apart() -> Result<()> {
+        tch::manual_seed(8);
+        let config = LlamaConfig {
+            attn_mask_type: AttnMaskType::BlockCausal,
+            eos_token_id: Some(1),
+            ..crate::model::testing::small_llama(32, false)
+        };
+        assert!(config.num_key_value_heads < config.num_attention_heads);
+        let mut model = Llama::new(config, Device::Cpu)?;
+        let row = Tensor::f_from_slice(&[5i64, 9, 7, 1, 4, 6, 8, 3, 2])?.f_view([1, 9])?;
+        let second = row.f_narrow(1, 4, 5)?;
+        for fused in [true, false] {
+            model.fused = fused;
+            let packed = model.logits(&row)?;
+            let alone = model.logits(&second)?;
+            let d = rel_diff(&packed.f_narrow(1, 4, 5)?, &alone)?;
+            assert!(
+                d < 1e-5,
+                "fused {fused}: the second document differs by {d} alone"
+            );
+            model.config.attn_mask_type = AttnMaskType::Causal;
+            let causal = model.logits(&row)?;
+            model.config.attn_mask_type = AttnMaskType::BlockCausal;
+            let d = rel_diff(&causal.f_narrow(1, 0, 4)?, &packed.f_narrow(1, 0, 4)?)?;
+            assert!(d < 1e-5, "fused {fused}: the first document differs by {d}");
+            let d = rel_diff(&causal.f_narrow(1, 4, 5)?, &alone)?;
+            assert!(d > 1e-3, "causal attention reads across documents: {d}");
+        }
+        use crate::loss::Loss as _;
+        let labels = crate::batch::HfLabels(row.copy());
+        let mut grads = Vec::new();
+        for checkpoint in [false, true] {
+            model.checkpoint = checkpoint;
+            for (_, mut p) in model.parameters().named() {
+                p.zero_grad();
+            }
+            let (sum, _) = model
+                .forward_backward(&TokenIds(row.shallow_clone()), &mut |l: &Tensor| {
+                    crate::loss::CausalLmLoss.loss_sum(l, &labels)
+                })?;
+            let flat: Vec<Tensor> = model
+                .parameters()
+                .named()
+                .iter()
+                .map(|(_, p)| p.grad().f_flatten(0, -1))
+                .collect::<std::result::Result<_, _>>()?;
+            grads.push((sum.f_double_value(&[])?, Tensor::f_cat(&flat, 0)?));
+        }
+        assert!(
+            (grads[0].0 - grads[1].0).abs() < 1e-5,
+            "losses {} and {}",
+            grads[0].0,
+            grads[1].0
+        );
+        let d = rel_diff(&grads[0].1, &grads[1].1)?;
+        assert!(d < 1e-5, "recomputed blocks' gradients differ by {d}");
+        Ok(())
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod params;
 pub(crate) mod testing;
 
 pub use generate::{GenerateConfig, generate};
-pub use llama::{Llama, LlamaConfig, RopeScaling};
+pub use llama::{AttnMaskType, Llama, LlamaConfig, RopeScaling};
 pub use params::{ParamGroup, Parameter, Parameters};
 
 use tch::{Device, Tensor};

@@ -28,6 +28,8 @@ pub(super) fn save(llama: &Llama, dir: &Path, tokens: &SpecialTokens) -> Result<
             "architectures".into(),
             serde_json::json!(["LlamaForCausalLM"]),
         );
+        // How training laid documents into rows is not the model's: transformers has no key.
+        map.remove("attn_mask_type");
         map.insert("model_type".into(), "llama".into());
         map.insert("hidden_act".into(), "silu".into());
         map.insert("head_dim".into(), llama.config.head_dim().into());
@@ -266,6 +268,8 @@ mod tests {
     fn exported(config: &LlamaConfig) -> Value {
         let mut v = serde_json::to_value(config).expect("config");
         if let Some(map) = v.as_object_mut() {
+            // How training laid documents into rows is not the model's: transformers has no key.
+            map.remove("attn_mask_type");
             map.insert("model_type".into(), "llama".into());
             map.insert("hidden_act".into(), "silu".into());
         }
