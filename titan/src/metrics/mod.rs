@@ -27,7 +27,8 @@ pub struct StepMetrics {
     /// Global gradient norm before clipping.
     #[serde(serialize_with = "number_or_name")]
     pub grad_norm: f64,
-    /// Tokens per second per device since the previous log line.
+    /// Tokens per second per device since the previous log line (every data-parallel rank's
+    /// tokens over the ranks, as torchtitan's `tps`).
     pub tps: f64,
     /// Model TFLOP/s per device (PaLM's count: 6·(N − N_embedding) + 12·L·H·D·T per token).
     pub tflops: f64,

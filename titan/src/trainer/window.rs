@@ -9,7 +9,10 @@ use crate::shim::DeviceMemory;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flops {
     pub per_token: f64,
+    /// One device's peak FLOP/s.
     pub peak: Option<f64>,
+    /// The devices the window's tokens were counted over (its data-parallel ranks).
+    pub devices: f64,
 }
 
 fn gib(bytes: i64) -> f64 {
@@ -61,7 +64,8 @@ impl Window {
         } = reading;
         let secs = self.since.elapsed().as_secs_f64().max(1e-9);
         let steps = self.steps.max(1) as f64;
-        let tps = self.tokens as f64 / secs;
+        // Per device, as torchtitan's `tps`: every rank's tokens over the ranks.
+        let tps = self.tokens as f64 / secs / flops.devices.max(1.0);
         let tflops = tps * flops.per_token / 1e12;
         let m = StepMetrics {
             step,
@@ -81,5 +85,42 @@ impl Window {
         };
         self.restart();
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every rank's tokens are counted, and throughput is reported per device (torchtitan's
+    /// `tps`), so MFU is against one device's peak: 2 ranks of 600 tokens read as 600 per device.
+    #[test]
+    fn throughput_is_per_device_over_every_rank() {
+        let mut window = Window::new();
+        window.steps = 3;
+        window.tokens = 1200;
+        std::thread::sleep(Duration::from_millis(5));
+        let reading = Reading {
+            step: 3,
+            loss: 1.0,
+            lr: 1e-3,
+            grad_norm: 0.5,
+        };
+        let flops = Flops {
+            per_token: 1e6,
+            peak: Some(1e12),
+            devices: 2.0,
+        };
+        let m = window.finish(reading, 0, flops, None);
+        let secs = m.step_time_s * 3.0;
+        assert!(
+            (m.tps * secs - 600.0).abs() < 1e-6,
+            "{} tokens",
+            m.tps * secs
+        );
+        assert!((m.tflops - m.tps * 1e6 / 1e12).abs() < 1e-12);
+        let mfu = m.mfu.expect("a peak was given");
+        assert!((mfu - 100.0 * m.tps * 1e6 / 1e12).abs() < 1e-9);
+        assert_eq!(window.tokens, 0, "the window restarts");
     }
 }
