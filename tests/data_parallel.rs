@@ -453,13 +453,10 @@ fn step_values(records: &[serde_json::Value]) -> Vec<(u64, String, String)> {
         .collect()
 }
 
-/// A SIGTERM to the launcher reaches both ranks, which stop at the same log point with one
-/// checkpoint; the launcher says so and exits with the stopped status, not as a failure.
-#[test]
-fn a_sigterm_to_the_launcher_stops_both_ranks_with_one_checkpoint() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let out = dir.path().join("run");
-    let child = Command::new(env!("CARGO_BIN_EXE_tiny_llama"))
+/// The launcher started by hand, with its two ranks, training 400 steps, checkpoints only at
+/// the end.
+fn launcher(out: &Path) -> Result<std::process::Child> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_tiny_llama"))
         .args([
             "--steps",
             "400",
@@ -470,26 +467,75 @@ fn a_sigterm_to_the_launcher_stops_both_ranks_with_one_checkpoint() -> Result<()
         ])
         .args(common::SHRUNK)
         .arg("--output-dir")
-        .arg(&out)
+        .arg(out)
         .args(["--nproc-per-node", "2", "--set", "training.eval_every=0"])
         .env_remove("WORLD_SIZE")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    let stopped = common::sigterm_once_training(child, &out, std::time::Duration::from_secs(180))?;
-    let err = String::from_utf8_lossy(&stopped.stderr);
-    ensure!(
-        stopped.status.code() == Some(4),
-        "{:?}: {err}",
-        stopped.status
-    );
-    ensure!(
-        err.contains("launcher: SIGTERM") && err.contains("the ranks stopped on SIGTERM"),
-        "{err}"
-    );
-    ensure!(err.contains("stopped by SIGTERM after step"), "{err}");
-    let checkpoints = std::fs::read_dir(out.join("checkpoints"))?.count();
-    ensure!(checkpoints == 1, "{checkpoints} checkpoints");
+        .spawn()?)
+}
+
+/// A SIGTERM or SIGINT (Ctrl-C) sent to the launcher alone reaches both ranks, which stop at
+/// the same log point with one checkpoint; the launcher says so and exits with the stopped
+/// status, not as a failure (the ranks run in a process group of their own, so a terminal's
+/// Ctrl-C, sent to the whole foreground group, also reaches them once, through the launcher).
+#[test]
+fn a_sigterm_or_sigint_to_the_launcher_stops_both_ranks_with_one_checkpoint() -> Result<()> {
+    for (signal, name) in [("TERM", "SIGTERM"), ("INT", "SIGINT")] {
+        let dir = tempfile::tempdir()?;
+        let out = dir.path().join("run");
+        let child = launcher(&out)?;
+        let stopped = common::signal_once_training(child, &out, signal, Duration::from_secs(180))?;
+        let err = String::from_utf8_lossy(&stopped.stderr);
+        ensure!(
+            stopped.status.code() == Some(4),
+            "{name}: {:?}: {err}",
+            stopped.status
+        );
+        ensure!(
+            err.contains(&format!("launcher: {name}"))
+                && err.contains(&format!("the ranks stopped on {name}")),
+            "{err}"
+        );
+        ensure!(
+            err.contains(&format!("stopped by {name} after step")),
+            "{err}"
+        );
+        let checkpoints = std::fs::read_dir(out.join("checkpoints"))?.count();
+        ensure!(checkpoints == 1, "{name}: {checkpoints} checkpoints");
+    }
+    Ok(())
+}
+
+/// A launcher killed outright (SIGKILL: nothing of it runs) still stops its ranks: each gets
+/// SIGTERM from the kernel as its parent dies, and they stop with a checkpoint rather than
+/// train on, orphaned, holding the output directory.
+#[test]
+fn a_launcher_killed_outright_leaves_no_rank_training() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    let child = launcher(&out)?;
+    let killed = common::signal_once_training(child, &out, "KILL", Duration::from_secs(180))?;
+    ensure!(killed.status.code().is_none(), "{:?}", killed.status);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // The stop checkpoint appears, then the directory's lock is let go (the ranks exited).
+    loop {
+        let checkpoints = std::fs::read_dir(out.join("checkpoints")).map_or(0, |d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("step-"))
+                .count()
+        });
+        // Rank 0 holds the directory's lock (an flock) while it lives.
+        let free = std::fs::File::open(out.join(".lock"))?.try_lock().is_ok();
+        if checkpoints == 1 && free {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the ranks still run 120 s after their launcher died ({checkpoints} checkpoints)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Ok(())
 }
 

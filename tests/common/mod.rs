@@ -165,6 +165,17 @@ pub fn sigterm_once_training(
     out: &std::path::Path,
     limit: std::time::Duration,
 ) -> Result<std::process::Output> {
+    signal_once_training(child, out, "TERM", limit)
+}
+
+/// Sends `signal` (`kill`'s name: `TERM`, `INT`, `KILL`) to `child` alone once its run has
+/// logged step 2 in `out`'s `metrics.jsonl` (within `limit`), and waits for it.
+pub fn signal_once_training(
+    child: std::process::Child,
+    out: &std::path::Path,
+    signal: &str,
+    limit: std::time::Duration,
+) -> Result<std::process::Output> {
     let deadline = std::time::Instant::now() + limit;
     while !std::fs::read_to_string(out.join("metrics.jsonl"))
         .is_ok_and(|m| m.contains("\"step\":2"))
@@ -179,7 +190,7 @@ pub fn sigterm_once_training(
     let pid = child.id().to_string();
     anyhow::ensure!(
         std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{signal}"), &pid])
             .status()?
             .success()
     );

@@ -1,12 +1,18 @@
 //! `--nproc-per-node N` without torchrun: this binary started N times on this machine, each
 //! with torchrun's variables, and watched like torchrun's agent does: when a rank fails, the
 //! others get a few seconds to stop on their own (their errors name it), then are killed.
+//! The ranks live as long as the launcher: they run in a process group of their own, so the
+//! launcher alone receives Ctrl-C and SIGTERM and passes each on, and they get SIGTERM (stop
+//! with a checkpoint) if it dies without doing so.
 
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use crate::{Error, Result};
 
@@ -85,17 +91,22 @@ fn spawn_with_grace(
     if let Some(threads) = threads.filter(|_| nproc > 1) {
         eprintln!("launcher: {nproc} ranks, OMP_NUM_THREADS={threads} each (set it to choose)");
     }
-    // A SIGTERM to the launcher (a container's stop, a scheduler) is passed on to the ranks,
-    // which stop with a checkpoint; Ctrl-C reaches them through the terminal.
-    let term = Arc::new(AtomicBool::new(false));
-    let forward = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term))
-        .map_err(|e| Error::io("the launcher's SIGTERM handler", e))?;
+    // SIGTERM (a container's stop, a scheduler) and SIGINT (Ctrl-C) to the launcher are
+    // passed on to the ranks, each as often as it came: the first stops them with a
+    // checkpoint, a second Ctrl-C ends them at once. Handled from here on; unregistered when
+    // `signals` drops.
+    let mut signals = Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| Error::io("the launcher's SIGTERM and SIGINT handlers", e))?;
     let mut children: Vec<(usize, Child)> = Vec::with_capacity(nproc);
     for rank in 0..nproc {
         let mut command = Command::new(program);
         if let Some(threads) = threads {
             command.env("OMP_NUM_THREADS", threads.to_string());
         }
+        // A process group of their own (the terminal's Ctrl-C reaches the launcher only, which
+        // passes it on once), and SIGTERM when the launcher dies, even by SIGKILL.
+        command.process_group(0);
+        crate::shim::signal_when_parent_dies(&mut command, Signal::SIGTERM);
         let child = command
             .args(args)
             .env("RANK", rank.to_string())
@@ -109,20 +120,20 @@ fn spawn_with_grace(
             Ok(child) => children.push((rank, child)),
             Err(e) => {
                 stop(&mut children);
-                signal_hook::low_level::unregister(forward);
                 return Err(Error::io(program, e));
             }
         }
     }
-    let result = watch(children, grace, &term);
-    signal_hook::low_level::unregister(forward);
-    result
+    watch(children, grace, &mut signals)
 }
 
 /// Waits for every rank; after the first failure, the others get `grace`, then are killed.
-/// A SIGTERM the launcher received (`term`) is sent on to every rank still running, once.
-fn watch(mut running: Vec<(usize, Child)>, grace: Duration, term: &AtomicBool) -> Result<()> {
-    let mut forwarded = false;
+/// Each SIGTERM or SIGINT the launcher receives (`signals`) is sent on to every rank still
+/// running. A rank that stopped on a signal with its checkpoint makes the run stopped (exit
+/// status 4), whoever sent the signal.
+fn watch(mut running: Vec<(usize, Child)>, grace: Duration, signals: &mut Signals) -> Result<()> {
+    let mut forwarded: Option<&str> = None;
+    let mut stopped = false;
     // The first rank that failed on its own; else the first that failed at all.
     let mut first: Option<(usize, ExitStatus)> = None;
     let mut first_peer: Option<(usize, ExitStatus)> = None;
@@ -132,7 +143,7 @@ fn watch(mut running: Vec<(usize, Child)>, grace: Duration, term: &AtomicBool) -
         for (rank, mut child) in running {
             match child.try_wait() {
                 // Stopped on a signal, with its checkpoint: not a failure.
-                Ok(Some(status)) if status.code() == Some(i32::from(STOPPED)) => {}
+                Ok(Some(status)) if status.code() == Some(i32::from(STOPPED)) => stopped = true,
                 Ok(Some(status)) if !status.success() => {
                     let slot = if status.code() == Some(i32::from(PEER_STOPPED)) {
                         &mut first_peer
@@ -154,15 +165,16 @@ fn watch(mut running: Vec<(usize, Child)>, grace: Duration, term: &AtomicBool) -
             }
         }
         running = still;
-        if !forwarded && term.load(Ordering::SeqCst) {
-            forwarded = true;
-            eprintln!("launcher: SIGTERM: passing it on to the ranks");
+        for signal in signals.pending() {
+            let (name, signal) = match signal {
+                SIGINT => ("SIGINT", Signal::SIGINT),
+                _ => ("SIGTERM", Signal::SIGTERM),
+            };
+            forwarded = Some(name);
+            eprintln!("launcher: {name}: passing it on to the ranks");
             for (_, child) in &running {
                 if let Ok(pid) = i32::try_from(child.id()) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
                 }
             }
         }
@@ -177,11 +189,11 @@ fn watch(mut running: Vec<(usize, Child)>, grace: Duration, term: &AtomicBool) -
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if forwarded && first.is_none() {
-        return Err(Error::Stopped(
-            "the ranks stopped on SIGTERM with a checkpoint; run the same command again to resume"
-                .into(),
-        ));
+    if (forwarded.is_some() || stopped) && first.is_none() {
+        let on = forwarded.unwrap_or("a signal");
+        return Err(Error::Stopped(format!(
+            "the ranks stopped on {on} with a checkpoint; run the same command again to resume"
+        )));
     }
     match first.or(first_peer) {
         None => Ok(()),
@@ -246,6 +258,18 @@ mod tests {
             started.elapsed() < Duration::from_secs(30),
             "rank 0 was not stopped"
         );
+    }
+
+    /// A rank that stopped on a signal with its checkpoint (status 4), sent to it rather than to
+    /// the launcher, makes the run stopped, not finished: a `train && export` script stops too.
+    #[test]
+    fn a_rank_stopped_on_a_signal_stops_the_run() {
+        let sh = std::path::Path::new("/bin/sh");
+        let script = "if [ \"$RANK\" = 1 ]; then exit 4; else exit 0; fi";
+        let err = spawn_with_grace(sh, &["-c".into(), script.into()], 2, Duration::from_secs(5))
+            .expect_err("rank 1 stopped");
+        assert!(matches!(err, Error::Stopped(_)), "{err}");
+        assert!(err.to_string().contains("stopped on a signal"), "{err}");
     }
 
     #[test]

@@ -5,10 +5,10 @@
 //!
 //! One file per thing bound: `c10d.rs` (torch's process groups and their store), `optim.rs` (fused optimizer steps), `kernels.rs` (fused CPU
 //! kernels), `memory.rs` (the CUDA caching allocator), `graph.rs` (CUDA graphs), `rng.rs` (the
-//! random generators' state), `profiler.rs` (libtorch's Kineto profiler), `precision.rs` (TF32 on CUDA) and `mkl.rs` (MKL's vendor check). This file holds the one error
+//! random generators' state), `profiler.rs` (libtorch's Kineto profiler), `precision.rs` (TF32 on CUDA), `mkl.rs` (MKL's vendor check), and `process.rs`, the one unsafe call that is not into libtorch (a child process tied to its parent's life). This file holds the one error
 //! convention they share: a shim call returns 0, or 1 with libtorch's message in a buffer
 //! (`csrc/guarded.h`), turned into [`Error::Torch`] by `call`.
-#![allow(unsafe_code)] // The one place titan calls C++; each call states why it is sound.
+#![allow(unsafe_code)] // The one place titan calls C++ (or unsafe std); each call states why it is sound.
 
 pub mod c10d;
 mod graph;
@@ -17,6 +17,7 @@ mod memory;
 mod mkl;
 mod optim;
 mod precision;
+mod process;
 mod profiler;
 mod rng;
 
@@ -26,6 +27,7 @@ pub use memory::{DeviceMemory, device_memory, empty_cache, reset_peak_memory};
 pub use mkl::mkl_vendor_check_off;
 pub use optim::{AdamWLists, SgdStep, fused_adamw, fused_sgd};
 pub use precision::{cuda_matmul_tf32, set_cuda_matmul_tf32};
+pub(crate) use process::signal_when_parent_dies;
 pub(crate) use profiler::quiet_kineto_without_gpu;
 pub use profiler::{Profiler, Scope};
 pub use rng::{rng_state, set_rng_state};

@@ -161,7 +161,9 @@ impl Checkpointing {
     /// Starts step `step`'s checkpoint of `parts`: everything is copied to the host now, at the
     /// step boundary, and written (whole or not at all) on a thread of its own. Returns the
     /// previous checkpoint, which it waits for first. With a process `group`, every rank gives
-    /// its dataloader's position and rank 0 alone writes (the rest is equal on every rank).
+    /// its dataloader's position and rank 0 alone writes (the rest is equal on every rank); the
+    /// other ranks wait with rank 0 for its previous write on the store, however long it takes,
+    /// rather than in the next step's all-reduce, which the group's timeout bounds.
     pub(crate) fn save<Lab>(
         &mut self,
         step: u64,
@@ -172,6 +174,13 @@ impl Checkpointing {
         group: Option<&ProcessGroup>,
     ) -> Result<Option<Saved>> {
         let train_data = parts.data.state()?;
+        let previous = match group {
+            None => self.finish()?,
+            Some(group) => group.rank_zero_first(
+                &format!("checkpoint {step}: the previous checkpoint's write"),
+                |writer| if writer { self.finish() } else { Ok(None) },
+            )?,
+        };
         let train_data_by_rank = match group {
             None => Vec::new(),
             Some(group) => {
@@ -182,7 +191,6 @@ impl Checkpointing {
                 }
             }
         };
-        let previous = self.finish()?;
         let started = Instant::now();
         let weights = parts
             .params

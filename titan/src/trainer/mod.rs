@@ -94,9 +94,9 @@ impl Trainer {
     }
 
     /// While the loop runs, a first SIGTERM (a cluster's preemption) or SIGINT (Ctrl-C) stops
-    /// the run at its next log point, with a checkpoint of that step where checkpoints are on
-    /// (every rank together); a second one ends the process at once. The experiment binaries'
-    /// trainers do.
+    /// the run after the current step (with several ranks, at the next log point, every rank
+    /// together), with a checkpoint of that step where checkpoints are on; a second SIGINT ends
+    /// the process at once. The experiment binaries' trainers do.
     pub fn with_stop_on_signals(mut self) -> Self {
         self.stop_on_signals = true;
         self
@@ -214,15 +214,24 @@ impl Trainer {
         cfg.validate()?;
         // A schedule that ends before the run (e.g. its total_steps kept from a `--config`
         // file while `--steps` grew) trains the rest at its final rate: said, not silent.
-        if let Some(end) = parts.update.schedule_ends().filter(|&end| end < cfg.steps) {
-            tracing::warn!(
+        // One that ends after it (e.g. `..WarmupConfig::default()`'s 1000 steps in a run of
+        // 250) never decays: said too.
+        match parts.update.schedule_ends() {
+            Some(end) if end < cfg.steps => tracing::warn!(
                 "training.steps = {} runs past the LR schedule's end (its total_steps = {end}): \
                  steps {} to {} train at its final rate; set the schedule's total_steps to \
                  training.steps (a --config file that sets it keeps it when --steps changes)",
                 cfg.steps,
                 end + 1,
                 cfg.steps
-            );
+            ),
+            Some(end) if end > cfg.steps => tracing::warn!(
+                "training.steps = {} stops before the LR schedule's end (its total_steps = \
+                 {end}): the run ends partway through the schedule, before its rate has \
+                 decayed; set the schedule's total_steps to training.steps",
+                cfg.steps
+            ),
+            _ => {}
         }
         // An optimizer over other tensors than the model's would train nothing: refused now.
         let left_out =
@@ -286,9 +295,9 @@ impl Trainer {
             resumed.map(|(step, ranks, c, _)| (step, ranks, c.dir())),
             buckets,
         );
-        // Throughput is counted over every rank, so MFU is against every rank's peak.
+        // Throughput is counted over every rank and reported per device, as torchtitan's.
         let ranks = group.map_or(1, ProcessGroup::size) as f64;
-        let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops).map(|p| p * ranks);
+        let peak = crate::metrics::peak_flops(parts.device, cfg.peak_flops);
         let mut non_finite = match resumed.and_then(|(.., skipped)| skipped) {
             Some(skipped) => NonFinite::restored(parts.device, skipped)?,
             None => NonFinite::new(parts.device)?,
@@ -352,19 +361,21 @@ impl Trainer {
                 bar.suspend(|| eprintln!("profile: {steps} traced: {}", traced.path.display()));
             }
 
+            let log_now = step % cfg.log_every == 0 || step == cfg.steps;
+            // A signal stops one process after the step it arrived in (a preemption's grace
+            // period is short); several ranks agree at log points, so all stop at one step.
             let mut stop: Option<&str> = None;
-            if step % cfg.log_every == 0 || step == cfg.steps {
-                // A signal on any rank stops every rank, at the same step.
-                if let Some(signals) = &signals {
-                    stop = signals.asked();
-                    if let Some(group) = group {
-                        let flag = if stop.is_some() { 1.0 } else { 0.0 };
-                        let any = group.max_values(&[flag], parts.device)?;
-                        if any.first().is_some_and(|f| *f > 0.0) {
-                            stop = stop.or(Some("another rank's signal"));
-                        }
+            if let Some(signals) = signals.as_ref().filter(|_| group.is_none() || log_now) {
+                stop = signals.asked();
+                if let Some(group) = group {
+                    let flag = if stop.is_some() { 1.0 } else { 0.0 };
+                    let any = group.max_values(&[flag], parts.device)?;
+                    if any.first().is_some_and(|f| *f > 0.0) {
+                        stop = stop.or(Some("another rank's signal"));
                     }
                 }
+            }
+            if log_now {
                 // A checkpoint written in the background: its failure is this run's now.
                 if let Some(checkpoints) = self.checkpoints.as_mut() {
                     report(self.progress, &bar, checkpoints.finished()?);
@@ -385,7 +396,7 @@ impl Trainer {
                 crate::device::synchronize(parts.device);
                 let skipped = non_finite.check(accum, info.epoch, skip_limit(&info))?;
                 if let Some(group) = group {
-                    // Tokens per second over every rank.
+                    // Every rank's tokens (tokens/s is their mean per device).
                     let tokens = group.sum_values(&[window.tokens as f64], parts.device)?;
                     window.tokens = tokens[0] as i64;
                 }
@@ -395,6 +406,7 @@ impl Trainer {
                 let flops = Flops {
                     per_token: (parts.flops_per_token)(info.seq_len),
                     peak,
+                    devices: ranks,
                 };
                 // Peaks since the previous log line, as torchtitan reports them.
                 let memory = shim::device_memory(parts.device)?;

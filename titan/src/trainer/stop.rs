@@ -1,6 +1,7 @@
 //! Stopping on a signal: while the loop runs, SIGTERM (a cluster's preemption, torchrun or
-//! titan's launcher stopping its ranks) or SIGINT (Ctrl-C) asks the run to stop at its next log
-//! point with a checkpoint of that step. A second Ctrl-C ends the process at once, as without
+//! titan's launcher stopping its ranks) or SIGINT (Ctrl-C) asks the run to stop with a
+//! checkpoint: one process after the step it arrived in, several ranks at their next log point
+//! (where they agree on it). A second Ctrl-C ends the process at once, as without
 //! the handlers; SIGTERM again changes nothing (a scheduler and a launcher may both send one,
 //! and a scheduler follows with SIGKILL when its grace period ends).
 
