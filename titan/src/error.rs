@@ -5,8 +5,8 @@ use std::path::PathBuf;
 /// Everything that can go wrong in titan's library code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A libtorch call failed.
-    #[error("libtorch: {0}")]
+    /// A libtorch call failed (shown without the C++ backtrace libtorch appends).
+    #[error("libtorch: {}", without_cpp_frames(.0))]
     Torch(#[from] tch::TchError),
     /// An I/O operation on a named path failed.
     #[error("{path}: {source}")]
@@ -101,5 +101,43 @@ impl Error {
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "no message".into());
         Error::Data(format!("{what} panicked: {message}"))
+    }
+}
+
+/// libtorch's message without the C++ backtrace it appends (`Exception raised from …` and its
+/// `frame #N: …` lines): what failed and why, not where inside libtorch.
+fn without_cpp_frames(e: &tch::TchError) -> String {
+    let text = e.to_string();
+    let kept: Vec<&str> = text
+        .lines()
+        .take_while(|l| {
+            !l.starts_with("Exception raised from") && !l.trim_start().starts_with("frame #")
+        })
+        .collect();
+    kept.join("\n").trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What failed and why stay; libtorch's C++ frames go.
+    #[test]
+    fn libtorchs_cpp_backtrace_is_left_out() {
+        let raw = "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate \
+                   memory: you tried to allocate 400 bytes.\nException raised from alloc_cpu \
+                   at alloc_cpu.cpp:127 (most recent call first):\nframe #0: \
+                   c10::ThrowEnforceNotMet(char const*) + 0x40\nframe #1: at::empty + 0x2";
+        let shown = Error::Torch(tch::TchError::Torch(raw.into())).to_string();
+        assert!(
+            shown.ends_with("you tried to allocate 400 bytes."),
+            "{shown}"
+        );
+        assert!(shown.starts_with("libtorch: "), "{shown}");
+        let plain = Error::Torch(tch::TchError::Torch("shape mismatch\nsecond line".into()));
+        assert!(
+            plain.to_string().ends_with("shape mismatch\nsecond line"),
+            "{plain}"
+        );
     }
 }

@@ -163,6 +163,15 @@ impl BpeConfig {
                 "must be at least 260 (4 special tokens and 256 bytes)",
             ));
         }
+        // The longest sequence it is for: the model's positions follow it, and the export
+        // tells transformers (`model_max_length`).
+        if self.max_len == 0 {
+            return Err(Error::config(
+                "BpeConfig.max_len",
+                self.max_len,
+                "must be at least 1 (the longest sequence the tokenizer is for)",
+            ));
+        }
         Ok(())
     }
 
@@ -637,6 +646,31 @@ mod tests {
         (0..200)
             .map(|i| format!("Once upon a time, a cat named Tom {i} sat on the mat. He was happy."))
             .collect()
+    }
+
+    /// Settings that could not make a tokenizer are refused, each named.
+    #[test]
+    fn unusable_bpe_settings_are_refused_by_name() {
+        for (config, key) in [
+            (
+                BpeConfig {
+                    vocab_size: 100,
+                    ..BpeConfig::default()
+                },
+                "BpeConfig.vocab_size",
+            ),
+            (
+                BpeConfig {
+                    max_len: 0,
+                    ..BpeConfig::default()
+                },
+                "BpeConfig.max_len",
+            ),
+        ] {
+            let err = config.validate().expect_err(key).to_string();
+            assert!(err.contains(&format!("`{key}`")), "{err}");
+        }
+        assert!(BpeConfig::default().validate().is_ok());
     }
 
     #[test]

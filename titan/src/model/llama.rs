@@ -334,6 +334,28 @@ impl LlamaConfig {
             if !ok {
                 return Err(Error::config(field, value, reason));
             }
+            // The model computes in f32: a larger value would overflow it (libtorch refuses it,
+            // or it trains NaN).
+            if value > f64::from(f32::MAX) {
+                return Err(Error::config(
+                    field,
+                    value,
+                    format!("must fit in f32 (at most {:e})", f32::MAX),
+                ));
+            }
+        }
+        // The rotary tables (cos and sin, f32) hold every position: refused before they are
+        // made when they would not fit in memory.
+        let table_bytes = 8.0 * self.max_position_embeddings as f64 * self.head_dim() as f64;
+        if table_bytes > 16.0 * f64::from(1u32 << 30) {
+            return Err(Error::config(
+                "LlamaConfig.max_position_embeddings",
+                self.max_position_embeddings,
+                format!(
+                    "its rotary tables would take {:.0} GiB (at most 16)",
+                    table_bytes / f64::from(1u32 << 30)
+                ),
+            ));
         }
         if let Some(scaling) = &self.rope_scaling {
             scaling.validate()?;
@@ -1140,6 +1162,20 @@ mod tests {
                     ..LlamaConfig::tiny()
                 },
                 "eos_token_id",
+            ),
+            (
+                LlamaConfig {
+                    rope_theta: 1e39,
+                    ..LlamaConfig::tiny()
+                },
+                "rope_theta",
+            ),
+            (
+                LlamaConfig {
+                    max_position_embeddings: 1_000_000_000_000,
+                    ..LlamaConfig::tiny()
+                },
+                "max_position_embeddings",
             ),
         ];
         for (config, key) in cases {
