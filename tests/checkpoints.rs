@@ -611,8 +611,24 @@ fn export_hf_writes_any_checkpoint_and_init_from_hf_starts_a_run_from_it() -> Re
     let err = run(&a, &["--export-hf", &path(&a)?])
         .expect_err("the output directory")
         .to_string();
-    ensure!(err.contains("not part of a Hugging Face export"), "{err}");
+    ensure!(err.contains("titan did not export"), "{err}");
     ensure!(step(6).is_file() && a.join("metrics.jsonl").is_file());
+    // Nor a model of the user's with an export's file names (`save_pretrained`'s), nor a file.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs)?;
+    std::fs::write(theirs.join("config.json"), r#"{"model_type": "mistral"}"#)?;
+    std::fs::write(theirs.join("model.safetensors"), "their weights")?;
+    let err = run(&a, &["--export-hf", &path(&theirs)?])
+        .expect_err("their model")
+        .to_string();
+    ensure!(err.contains("titan did not export"), "{err}");
+    ensure!(std::fs::read_to_string(theirs.join("model.safetensors"))? == "their weights");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "")?;
+    let err = run(&a, &["--export-hf", &path(&file)?])
+        .expect_err("a file")
+        .to_string();
+    ensure!(err.contains("is a file"), "{err}");
     // A directory without checkpoints has nothing to export.
     let empty = dir.path().join("empty");
     let err = run(&empty, &["--export-hf", &path(&dir.path().join("x"))?])
@@ -648,6 +664,26 @@ fn export_hf_writes_any_checkpoint_and_init_from_hf_starts_a_run_from_it() -> Re
         "{err}"
     );
     ensure!(!c.join("checkpoints").exists());
+    // A run whose tokenizer is another one (trained on another sample) is refused before a
+    // weight loads, whatever the sizes: the embedding's rows would mean other tokens.
+    let d = dir.path().join("d");
+    let err = run_for(
+        3,
+        &d,
+        &[
+            "--init-from-hf",
+            &init,
+            "--set",
+            "dataset.tokenizer_sample=150",
+        ],
+    )
+    .expect_err("another tokenizer")
+    .to_string();
+    ensure!(
+        err.contains("training.init_from_hf") && err.contains("another tokenizer than the run's"),
+        "{err}"
+    );
+    ensure!(!d.join("checkpoints").exists());
     Ok(())
 }
 

@@ -451,8 +451,12 @@ fn wiring(exp: &Experiment) -> TokenStream {
     let export = field(Role::Tokenizer).filter(|_| with_training).map(|(tok, sp)| {
         quote_spanned!(sp=> ::titan::experiment::export_hf(&self.#model, &self.#tok, &__titan_training)?;)
     });
-    // A new run may start from a Hugging Face directory's weights.
-    let init = quote_spanned!(model_sp=> ::titan::experiment::init_from_hf(&mut self.#model, &__titan_training, trainer.resumes())?;);
+    // A new run may start from a Hugging Face directory's weights, made for the run's
+    // tokenizer's ids.
+    let same_ids = field(Role::Tokenizer).map(|(tok, sp)| {
+        quote_spanned!(sp=> ::titan::experiment::init_tokenizer_matches(&self.#tok, &__titan_training, trainer.resumes())?;)
+    });
+    let init = quote_spanned!(model_sp=> #same_ids ::titan::experiment::init_from_hf(&mut self.#model, &__titan_training, trainer.resumes())?;);
     let dist = field(Role::Dist).map(
         |(dist, sp)| quote_spanned!(sp=> ::titan::experiment::join_world(trainer, &self.#dist)?;),
     );

@@ -11,8 +11,9 @@ use crate::model::{Model, SpecialTokens};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
-/// The file in which an export records the training step its model is from (`{"step": N}`),
-/// so a run can tell an export of its end from one of an earlier end ([`exported_step`]).
+/// The file that marks a directory as titan's export, with the training step its model is from
+/// (`{"step": N}`, `null` when not given), so a run can tell an export of its end from one of an
+/// earlier end ([`exported_step`]), and only titan's own exports are ever replaced.
 pub const EXPORT_STAMP: &str = "titan_export.json";
 
 /// Writes `model` (its `save_hf`) and `tokenizer` (its `save_hf`) into `dir`, replacing a
@@ -71,13 +72,10 @@ where
     let written = model
         .save_hf(&partial, &tokens)
         .and_then(|()| tokenizer.save_hf(&partial))
-        .and_then(|()| match step {
-            Some(step) => {
-                let path = partial.join(EXPORT_STAMP);
-                let json = serde_json::json!({ "step": step }).to_string();
-                std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
-            }
-            None => Ok(()),
+        .and_then(|()| {
+            let path = partial.join(EXPORT_STAMP);
+            let json = serde_json::json!({ "step": step }).to_string();
+            std::fs::write(&path, json).map_err(|e| Error::io(&path, e))
         });
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&partial);
@@ -119,17 +117,37 @@ const EXPORT_FILES: &[&str] = &[
     EXPORT_STAMP,
 ];
 
-/// Refuses `dir` unless it is absent, empty, or a previous export (only [`EXPORT_FILES`]), so
-/// `--export-hf` never deletes a directory of something else (a run's output directory, a
-/// folder of models).
+/// Refuses `dir` unless it is absent, empty, or titan's previous export (its stamp, and only
+/// [`EXPORT_FILES`]), so `--export-hf` never deletes a directory of something else (a run's
+/// output directory, a folder of models, a model `save_pretrained` wrote).
 fn check_replaceable(dir: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(Error::config(
+                "export directory",
+                dir.display(),
+                "is a file: a Hugging Face export is a directory; name a new one",
+            ));
+        }
         Err(e) => return Err(Error::io(dir, e)),
     };
-    for entry in entries {
-        let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
+    let names = entries
+        .map(|entry| Ok(entry.map_err(|e| Error::io(dir, e))?.file_name()))
+        .collect::<Result<Vec<_>>>()?;
+    if !names.is_empty() && !names.iter().any(|n| n == EXPORT_STAMP) {
+        return Err(Error::config(
+            "export directory",
+            dir.display(),
+            format!(
+                "holds files titan did not export (no {EXPORT_STAMP}), e.g. a model \
+                 `save_pretrained` wrote; export into a new or empty directory (only titan's \
+                 own previous export is replaced)"
+            ),
+        ));
+    }
+    for name in &names {
         let name = name.to_string_lossy();
         if !EXPORT_FILES.contains(&name.as_ref()) {
             return Err(Error::config(

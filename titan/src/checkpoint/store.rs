@@ -300,11 +300,39 @@ impl CheckpointStore {
     }
 }
 
+/// The latest `step-N` directory in `dir` or in `dir/checkpoints`, if any.
+fn latest_inside(dir: &Path) -> Option<PathBuf> {
+    [dir.join("checkpoints"), dir.to_path_buf()]
+        .into_iter()
+        .find_map(|parent| {
+            std::fs::read_dir(&parent)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name();
+                    let step: u64 = name.to_str()?.strip_prefix("step-")?.parse().ok()?;
+                    Some((step, e.path()))
+                })
+                .max_by_key(|(step, _)| *step)
+                .map(|(_, path)| path)
+        })
+}
+
 impl Checkpoint {
     /// The checkpoint in `dir`, for experiment `experiment`: its manifest read and checked
     /// (files are checked as they are read, or all at once by [`Checkpoint::verify`]).
     pub fn open(dir: &Path, experiment: &str) -> Result<Self> {
-        Self::open_or_damaged(dir, experiment)?.map_err(|reason| bad(dir, reason))
+        Self::open_or_damaged(dir, experiment)?.map_err(|reason| match latest_inside(dir) {
+            // A run's output directory, or its `checkpoints/`, named for one of its checkpoints.
+            Some(latest) => bad(
+                dir,
+                format!(
+                    "{reason}; it holds checkpoints: name one, e.g. the latest, {}",
+                    latest.display()
+                ),
+            ),
+            None => bad(dir, reason),
+        })
     }
 
     /// [`Checkpoint::open`], with a damaged manifest (missing, not a manifest) as `Ok(Err)`.
@@ -591,6 +619,14 @@ mod tests {
 
         let err = Checkpoint::open(&tmp.path().join("nowhere"), "exp").expect_err("missing");
         assert!(err.to_string().contains("no such directory"), "{err}");
+        // The directory that holds the checkpoints, named for one: the latest is suggested.
+        let err = Checkpoint::open(store.dir(), "exp")
+            .expect_err("the checkpoints' directory")
+            .to_string();
+        assert!(
+            err.contains(&format!("the latest, {}", dir.display())),
+            "{err}"
+        );
 
         let err = Checkpoint::open(&dir, "other").expect_err("other experiment");
         assert!(

@@ -65,6 +65,55 @@ where
     crate::checkpoint::export_hf_at(model, tokenizer, dir, Some(checkpoint.step()))
 }
 
+/// Refuses `training.init_from_hf` (when set, and the run does not resume) whose directory's
+/// `tokenizer.json` is another tokenizer than the run's `tokenizer`: its weights' embedding rows
+/// would stand for other tokens, and nothing else would tell (the vocabularies may be the same
+/// size). Compared by what they do ([`crate::tokenizer::probe_fingerprint`]); a directory
+/// without a `tokenizer.json`, or one that cannot be read, is a warning.
+pub fn init_tokenizer_matches<T: Tokenizer + ?Sized>(
+    tokenizer: &T,
+    training: &TrainingConfig,
+    resumes: bool,
+) -> Result<()> {
+    let Some(dir) = training.init_from_hf.as_deref().filter(|_| !resumes) else {
+        return Ok(());
+    };
+    let path = dir.join("tokenizer.json");
+    if !path.is_file() {
+        tracing::warn!(
+            "{} has no tokenizer.json: nothing tells whether its weights' token ids are the \
+             run's tokenizer's",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let theirs = crate::tokenizer::BpeTokenizer::from_file(&path, tokenizer.max_len())
+        .and_then(|t| crate::tokenizer::probe_fingerprint(&t));
+    let ours = crate::tokenizer::probe_fingerprint(tokenizer);
+    match (theirs, ours) {
+        (Ok(theirs), Ok(ours)) if theirs != ours => Err(Error::config(
+            "training.init_from_hf",
+            dir.display(),
+            format!(
+                "its tokenizer.json is another tokenizer than the run's (its ids stand for \
+                 other text, so its embedding rows would mean other tokens); train with it: \
+                 copy {} into the output directory before the first run, where it is reused \
+                 as the run's tokenizer",
+                path.display()
+            ),
+        )),
+        (Ok(_), Ok(_)) => Ok(()),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(
+                "{}: cannot compare it with the run's tokenizer ({e}): make sure the run's \
+                 token ids are the ones its weights were trained on",
+                path.display()
+            );
+            Ok(())
+        }
+    }
+}
+
 /// Loads the weights of `training.init_from_hf`, when set, into `model`; a run that resumes
 /// from a checkpoint does not (the checkpoint's weights win).
 pub fn init_from_hf<M: Model>(

@@ -13,7 +13,7 @@ mod section;
 mod wire;
 
 pub use config::ConfigSet;
-pub use hf::{export_checkpoint, export_hf, init_from_hf};
+pub use hf::{export_checkpoint, export_hf, init_from_hf, init_tokenizer_matches};
 pub use output_dir::{OutputLock, keep_aside};
 pub use overrides::Overrides;
 pub use section::{
