@@ -146,6 +146,23 @@ fn a_non_finite_step_is_skipped_on_the_device_and_the_run_goes_on() -> Result<()
         assert!(finite, "{name} took the NaN step");
     }
 
+    // The last batch NaN: skipped like any other, but a run that ends on it has diverged and
+    // says so rather than end as trained (every step is still logged).
+    let mut loss = NanFrom {
+        calls: std::cell::Cell::new(0),
+        at: 6,
+        until: usize::MAX,
+    };
+    let config = titan::TrainingConfig {
+        steps: 6,
+        log_every: 1,
+        ..titan::TrainingConfig::default()
+    };
+    let (outcome, metrics) = small_run(&mut small_llama()?, &mut loss, config, false)?;
+    let err = outcome.expect_err("ends on a NaN step").to_string();
+    assert!(err.contains("1 step(s) in a row (steps 6 to 6)"), "{err}");
+    assert_eq!(metrics.lines().count(), 6, "{metrics}");
+
     // NaN from the 3rd batch on: more than 2 skipped in a row stops the run.
     let mut loss = NanFrom {
         calls: std::cell::Cell::new(0),

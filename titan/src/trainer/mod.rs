@@ -307,6 +307,7 @@ impl Trainer {
         bar.set_position(start);
         let started = Instant::now();
         let mut window = Window::new();
+        let mut said_data_is_small = false;
         let mut last_loss = f64::NAN;
         let mut val_loss = None;
         let progress = self.progress;
@@ -395,6 +396,15 @@ impl Trainer {
                 }
                 crate::device::synchronize(parts.device);
                 let skipped = non_finite.check(accum, info.epoch, skip_limit(&info))?;
+                // Data that one batch reads whole, more than once: every step trains on the
+                // same few documents (only the epoch count would show it).
+                if info.epoch > step && !std::mem::replace(&mut said_data_is_small, true) {
+                    tracing::warn!(
+                        "step {step} is in epoch {} of the training data: it is smaller than one \
+                         batch, so every step reads all of it, several times over",
+                        info.epoch
+                    );
+                }
                 if let Some(group) = group {
                     // Every rank's tokens (tokens/s is their mean per device).
                     let tokens = group.sum_values(&[window.tokens as f64], parts.device)?;
@@ -499,6 +509,7 @@ impl Trainer {
             report(self.progress, &bar, checkpoints.finish()?);
         }
         bar.finish_and_clear();
+        non_finite.ended_finite(cfg.steps)?;
         Ok(Summary {
             last_loss,
             val_loss,

@@ -101,6 +101,22 @@ impl NonFinite {
         Ok(())
     }
 
+    /// An error when the run's latest steps were non-finite (each skipped): a run that ends so
+    /// has diverged, whatever the limit on skipped steps, and is not reported as trained.
+    pub fn ended_finite(&self, last: u64) -> Result<()> {
+        let in_a_row = self.in_a_row.f_int64_value(&[])?;
+        if in_a_row == 0 {
+            return Ok(());
+        }
+        let start = self.run_start.f_int64_value(&[])?;
+        Err(Error::Training(format!(
+            "the run ended on {in_a_row} step(s) in a row (steps {start} to {last}) whose loss or \
+             gradient norm was NaN or infinite, each skipped: it diverged, so it is not reported \
+             as trained (nor exported); its checkpoints stay: resume from an earlier one \
+             (--resume-from DIR/checkpoints/step-N) with a lower learning rate"
+        )))
+    }
+
     /// Stops the run, naming the first non-finite step and its batches (`accum` micro-batches
     /// a step), when a step was not finite and the optimizer could not skip it (`max_in_a_row`
     /// is `None`), or when more than `max_in_a_row` steps in a row were; otherwise says how
@@ -201,6 +217,27 @@ mod tests {
             err.contains("at step 3 ") && err.contains("4 steps in a row"),
             "{err}"
         );
+        Ok(())
+    }
+
+    /// Skipped steps within the run are survived; a run whose last steps were skipped has
+    /// diverged and ends with an error naming them.
+    #[test]
+    fn a_run_that_ends_on_skipped_steps_has_diverged() -> Result<()> {
+        let ok = Tensor::f_from_slice(&[1.0f32])?.f_squeeze()?;
+        let nan = Tensor::f_from_slice(&[f32::NAN])?.f_squeeze()?;
+        let mut tracker = NonFinite::new(Device::Cpu)?;
+        for step in 1..=3u64 {
+            tracker.record(step, if step == 2 { &nan } else { &ok }, &ok)?;
+        }
+        tracker.ended_finite(3)?;
+        tracker.record(4, &ok, &nan)?;
+        tracker.record(5, &nan, &ok)?;
+        let err = tracker
+            .ended_finite(5)
+            .expect_err("ends on NaN")
+            .to_string();
+        assert!(err.contains("2 step(s) in a row (steps 4 to 5)"), "{err}");
         Ok(())
     }
 }

@@ -41,6 +41,18 @@ impl Profiling {
         if config.profile_every == 0 {
             return Ok(None);
         }
+        // A trace ends a span of profile_every steps: a shorter run has none, said.
+        let traced = config.profile_steps.clamp(1, config.profile_every);
+        if config.steps + traced <= config.profile_every {
+            tracing::warn!(
+                "training.profile_every = {} and training.steps = {}: no step is traced (the \
+                 first trace covers steps {} to {})",
+                config.profile_every,
+                config.steps,
+                config.profile_every + 1 - traced,
+                config.profile_every
+            );
+        }
         drop(Profiler::start(device.is_cuda()).map_err(|e| {
             Error::config(
                 "training.profile_every",
