@@ -14,6 +14,8 @@
 #   graph   tiny_llama's default (bf16, one replayed CUDA graph), 300 steps
 #   eager   the same without the graph
 #   nccl    the same as `graph` on a 1-rank NCCL world (`--nproc-per-node 1`), issue #17
+#   blocks  the same as `graph` with documents kept apart (llama.attn_mask_type=block_causal:
+#           SDPA with a mask, so not the flash kernel); compare its step time with graph's
 #   shards  the same as `graph` from token shards of $DATA (`--pretokenize` first), issue #18.2
 #   bench   cargo's train_step bench on CUDA: titan beside PyTorch eager and torch.compile for
 #           tiny, ~125M and ~1B (needs transformers beside the device's PyTorch), issue #18.4
@@ -134,6 +136,7 @@ for part in $parts; do
     graph) run graph ;;
     eager) run eager --set training.cuda_graph=false ;;
     nccl) run nccl --nproc-per-node 1 ;;
+    blocks) run blocks --set llama.attn_mask_type=block_causal ;;
     shards)
         : "${DATA:?shards needs DATA=a text file of documents (e.g. TinyStories)}"
         rm -rf "$out/pretokenize"
@@ -155,6 +158,6 @@ for part in $parts; do
         trace=$(ls -t "$out"/profile/profile/step-*/rank0.pt.trace.json 2>/dev/null | head -n 1 || true)
         if [ -n "$trace" ]; then kernels "$trace"; else echo "profile: no trace written"; fi
         ;;
-    *) echo "unknown part $part (graph, eager, nccl, shards, bench, scale, profile)" && exit 2 ;;
+    *) echo "unknown part $part (graph, eager, nccl, blocks, shards, bench, scale, profile)" && exit 2 ;;
     esac
 done

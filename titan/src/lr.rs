@@ -89,6 +89,9 @@ impl WarmupConfig {
     }
 }
 
+/// titan's defaults: 100 warmup steps of 1000, cosine to 0.1 · peak. Not torchtitan's (200
+/// warmup steps, `total_steps` = `training.steps`, linear to 0): set `total_steps` from
+/// `training.steps` in the experiment (a run that ends before its schedule is said).
 impl Default for WarmupConfig {
     fn default() -> Self {
         Self {
