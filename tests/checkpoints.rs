@@ -607,6 +607,10 @@ fn export_hf_writes_any_checkpoint_and_init_from_hf_starts_a_run_from_it() -> Re
         &exported,
         &tensors(&a.join("hf/model.safetensors"))?
     ));
+    // The run's own `hf/` by an older titan (no stamp) is still its to replace.
+    std::fs::remove_file(a.join("hf").join(titan::checkpoint::EXPORT_STAMP))?;
+    run(&a, &["--export-hf", &path(&a.join("hf"))?])?;
+    ensure!(titan::checkpoint::exported_step(&a.join("hf")) == Some(6));
     // A directory that holds anything but an export is never replaced: here, the run's own.
     let err = run(&a, &["--export-hf", &path(&a)?])
         .expect_err("the output directory")

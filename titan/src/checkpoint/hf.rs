@@ -136,7 +136,12 @@ fn check_replaceable(dir: &Path) -> Result<()> {
     let names = entries
         .map(|entry| Ok(entry.map_err(|e| Error::io(dir, e))?.file_name()))
         .collect::<Result<Vec<_>>>()?;
-    if !names.is_empty() && !names.iter().any(|n| n == EXPORT_STAMP) {
+    // A run's own `hf/` (beside its output directory's lock) may be an older titan's export,
+    // which wrote no stamp.
+    let runs_own = dir
+        .parent()
+        .is_some_and(|run| run.join(super::OUTPUT_LOCK).is_file());
+    if !names.is_empty() && !runs_own && !names.iter().any(|n| n == EXPORT_STAMP) {
         return Err(Error::config(
             "export directory",
             dir.display(),

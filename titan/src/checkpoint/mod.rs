@@ -18,6 +18,10 @@ pub use weights::{load_weights, read_weights};
 
 use crate::Error;
 
+/// The lock file of a run's output directory ([`crate::experiment::OutputLock`] holds it); an
+/// export beside it is the run's own.
+pub const OUTPUT_LOCK: &str = ".lock";
+
 /// An error about the checkpoint at `dir`, saying what is wrong with it.
 fn bad(dir: &std::path::Path, reason: impl std::fmt::Display) -> Error {
     Error::Checkpoint(format!("{}: {reason}", dir.display()))

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::{Error, Result};
 
 /// The lock file's name inside an output directory.
-const LOCK: &str = ".lock";
+const LOCK: &str = crate::checkpoint::OUTPUT_LOCK;
 
 /// Holds an output directory for this process until dropped; a second process (or a second
 /// run in this one) pointed at the same directory gets an error instead of interleaved files.
