@@ -35,17 +35,25 @@ pub(crate) struct Piece<'a> {
 }
 
 /// The error of reading `path` near byte `at` of its text: for a compressed file whose stream
-/// does not decode, that it is damaged or cut short (the decoder's words, e.g. "incomplete
-/// deflate stream", say what, not why); any other, as the I/O error it is.
+/// does not decode, that it is damaged, cut short or not of its extension's format (the
+/// decoder's words, e.g. "incomplete deflate stream" or zstd's "Unknown frame descriptor", say
+/// what, not why); any other, as the I/O error it is.
 fn read_error(path: &Path, e: std::io::Error, at: u64) -> Error {
-    use std::io::ErrorKind::{InvalidData, InvalidInput, UnexpectedEof};
-    let undecodable = matches!(e.kind(), InvalidData | InvalidInput | UnexpectedEof);
-    if Compression::of(path) == Compression::None || !undecodable {
+    use std::io::ErrorKind::{InvalidData, InvalidInput, Other, UnexpectedEof};
+    // zstd's decoder reports its errors as `Other`, with no OS error behind them.
+    let undecodable = matches!(e.kind(), InvalidData | InvalidInput | UnexpectedEof)
+        || (e.kind() == Other && e.raw_os_error().is_none());
+    let format = match Compression::of(path) {
+        Compression::None => return Error::io(path, e),
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "Zstandard",
+    };
+    if !undecodable {
         return Error::io(path, e);
     }
     Error::Data(format!(
         "{}: {e}, at byte {at} of its decompressed text: the compressed file is damaged or cut \
-         short (an interrupted download or copy?)",
+         short (an interrupted download or copy?), or not {format} data",
         path.display()
     ))
 }
@@ -306,6 +314,15 @@ mod tests {
                 .to_string();
             assert!(
                 err.contains(name) && err.contains("damaged or cut short"),
+                "{err}"
+            );
+        }
+        // Not of its extension's format at all: plain text named `.gz` or `.zst`.
+        for (name, format) in [("plain.jsonl.gz", "gzip"), ("plain.txt.zst", "Zstandard")] {
+            let path = write(name, text.as_bytes())?;
+            let err = read_all(&path, 0, 1).expect_err("not compressed").to_string();
+            assert!(
+                err.contains(name) && err.contains(&format!("or not {format} data")),
                 "{err}"
             );
         }
