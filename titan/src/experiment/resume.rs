@@ -90,13 +90,15 @@ pub(crate) fn check_config_fits(
     let saved = serde_json::Value::Object(saved);
     let tree = run.tree();
     let (new_sections, unmatched, found) = compare(&saved, &tree, run.training_section());
-    for section in &new_sections {
+    // Every rank compares the same two configurations: rank 0 says what it finds.
+    let speaks = crate::dist::launch_rank().map_or(true, |rank| rank == 0);
+    for section in new_sections.iter().filter(|_| speaks) {
         tracing::warn!(
             "{}: its configuration has no [{section}] section; the run's is taken as it is",
             checkpoint.dir().display()
         );
     }
-    for key in &unmatched {
+    for key in unmatched.iter().filter(|_| speaks) {
         tracing::warn!(
             "{}: {key}, so the titan or experiment that wrote it had no such setting (or \
              another name for it); resuming with the run's",
@@ -106,7 +108,7 @@ pub(crate) fn check_config_fits(
     let Some(first) = found.first() else {
         let training = run.training_section();
         let moved = data_moved(&saved, &tree, training);
-        if resuming {
+        if resuming && speaks {
             said_changes(checkpoint, &saved, &tree, training);
             if let Some((was, is)) = &moved {
                 tracing::warn!(
