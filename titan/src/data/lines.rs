@@ -320,7 +320,9 @@ mod tests {
         // Not of its extension's format at all: plain text named `.gz` or `.zst`.
         for (name, format) in [("plain.jsonl.gz", "gzip"), ("plain.txt.zst", "Zstandard")] {
             let path = write(name, text.as_bytes())?;
-            let err = read_all(&path, 0, 1).expect_err("not compressed").to_string();
+            let err = read_all(&path, 0, 1)
+                .expect_err("not compressed")
+                .to_string();
             assert!(
                 err.contains(name) && err.contains(&format!("or not {format} data")),
                 "{err}"
