@@ -53,7 +53,7 @@ pub struct LlamaConfig {
     /// Llama 3's rotary scaling (Hugging Face's `rope_scaling`); `None`: plain RoPE.
     pub rope_scaling: Option<RopeScaling>,
     /// Whether a token of a row attends across the documents packed into it (`causal`) or
-    /// within its own only, positions restarting at each (`block_causal`, torchtitan's).
+    /// within its own only, positions restarting at each (`block_causal`, torchtitan's mask).
     pub attn_mask_type: AttnMaskType,
     /// The token that ends a document (`block_causal` needs it); [`LlamaConfig::with_tokenizer`]
     /// takes the tokenizer's.
@@ -486,18 +486,20 @@ impl Rotary {
 }
 
 /// What attention needs of one batch, made once for every block: the rotary tables at each
-/// token's position, (t, head_dim) for positions 0..t or (b, 1, t, head_dim) per row, and the
-/// documents' mask for `block_causal` (none: plain causal).
+/// token's position in the compute precision, (t, head_dim) for positions 0..t or
+/// (b, 1, t, head_dim) per row, and for `block_causal` the documents' mask as an additive bias
+/// (0 or −∞, (b, 1, t, t)) that every layer shares (none: plain causal).
 #[derive(Debug)]
 struct Attend {
     cos: Tensor,
     sin: Tensor,
-    mask: Option<Tensor>,
+    bias: Option<Tensor>,
 }
 
 impl Attend {
-    /// The context of the rows `input_ids` (b, t) under `config`'s mask type.
-    fn new(rotary: &Rotary, config: &LlamaConfig, input_ids: &Tensor) -> Result<Self> {
+    /// The context of the rows `input_ids` (b, t) under `config`'s mask type, computing in
+    /// `kind`.
+    fn new(rotary: &Rotary, config: &LlamaConfig, input_ids: &Tensor, kind: Kind) -> Result<Self> {
         let (_, t) = input_ids.size2()?;
         match (config.attn_mask_type, config.eos_token_id) {
             (AttnMaskType::BlockCausal, Some(eos)) => {
@@ -505,30 +507,36 @@ impl Attend {
                 let at = |table: &Tensor| -> Result<Tensor> {
                     Ok(
                         Tensor::f_embedding(table, &docs.positions, -1, false, false)?
-                            .f_unsqueeze(1)?,
+                            .f_unsqueeze(1)?
+                            .f_to_kind(kind)?,
                     )
                 };
+                // Made once here: SDPA would turn a boolean mask into this in every layer (and
+                // autograd keep each).
+                let bias = Tensor::f_zeros(docs.mask.size(), (kind, input_ids.device()))?
+                    .f_masked_fill(&docs.mask.f_logical_not()?, f64::NEG_INFINITY)?;
                 Ok(Self {
                     cos: at(&rotary.cos)?,
                     sin: at(&rotary.sin)?,
-                    mask: Some(docs.mask),
+                    bias: Some(bias),
                 })
             }
-            // `validate` refused block_causal without an EOS.
+            // `Llama::new` refused block_causal without an EOS.
             _ => Ok(Self {
-                cos: rotary.cos.f_narrow(0, 0, t)?,
-                sin: rotary.sin.f_narrow(0, 0, t)?,
-                mask: None,
+                cos: rotary.cos.f_narrow(0, 0, t)?.f_to_kind(kind)?,
+                sin: rotary.sin.f_narrow(0, 0, t)?.f_to_kind(kind)?,
+                bias: None,
             }),
         }
     }
 
     /// Rotates `xs` of shape (b, heads, t, head_dim) by its tokens' positions.
     fn rotate(&self, xs: &Tensor, fused: bool) -> Result<Tensor> {
+        // Already in the compute precision: no copy per call.
         let cos = self.cos.f_to_kind(xs.kind())?;
         let sin = self.sin.f_to_kind(xs.kind())?;
         // The fused kernel takes one table for every row: positions 0..t.
-        if fused_for(xs, fused) && self.mask.is_none() {
+        if fused_for(xs, fused) && self.cos.dim() == 2 {
             return shim::fused_rotary(xs, &cos, &sin);
         }
         let half = xs.size().last().copied().unwrap_or(0) / 2;
@@ -576,15 +584,29 @@ impl Attention {
         let v = heads(self.v_proj.forward(xs)?, self.num_kv_heads)?;
         let q = attend.rotate(&q, fused)?;
         let k = attend.rotate(&k, fused)?;
-        let gqa = self.num_kv_heads != self.num_heads;
+        let mut gqa = self.num_kv_heads != self.num_heads;
+        let (k, v) = match &attend.bias {
+            // With a mask, libtorch's memory-efficient kernel takes no grouped heads (the
+            // composite one would): each key/value head is repeated for its query heads, as
+            // torchtitan's `repeat_kv` does.
+            Some(_) if gqa => {
+                gqa = false;
+                let group = self.num_heads / self.num_kv_heads;
+                (
+                    k.f_repeat_interleave_self_int(group, 1, None)?,
+                    v.f_repeat_interleave_self_int(group, 1, None)?,
+                )
+            }
+            _ => (k, v),
+        };
         // Causal by the kernel's own flag, or by the documents' mask.
         let ys = Tensor::f_scaled_dot_product_attention(
             &q,
             &k,
             &v,
-            attend.mask.as_ref(),
+            attend.bias.as_ref(),
             0.0,
-            attend.mask.is_none(),
+            attend.bias.is_none(),
             None,
             gqa,
         )?; // (b, nh, t, hd)
@@ -826,7 +848,7 @@ impl Llama {
     /// The final hidden states (b, t, hidden) for token ids (b, t), before the final norm.
     fn hidden(&self, input_ids: &Tensor) -> Result<Tensor> {
         self.check_len(input_ids)?;
-        let attend = Attend::new(&self.rotary, &self.config, input_ids)?;
+        let attend = Attend::new(&self.rotary, &self.config, input_ids, self.compute)?;
         let mut xs = self.embed(input_ids)?;
         for layer in &self.layers {
             xs = layer.forward(&xs, &attend, self.fused)?;
@@ -925,7 +947,7 @@ impl Llama {
         loss: &mut dyn ScoreLogits,
     ) -> Result<(Tensor, Tensor)> {
         self.check_len(input_ids)?;
-        let attend = Attend::new(&self.rotary, &self.config, input_ids)?;
+        let attend = Attend::new(&self.rotary, &self.config, input_ids, self.compute)?;
         let mut inputs = Vec::with_capacity(self.layers.len());
         let top = {
             let _no_grad = tch::no_grad_guard();
@@ -959,6 +981,11 @@ impl Llama {
 
     fn check_len(&self, input_ids: &Tensor) -> Result<()> {
         let (_, t) = input_ids.size2()?;
+        if t == 0 {
+            return Err(Error::Mismatch(
+                "rows of no token: a sequence needs at least one".into(),
+            ));
+        }
         if t > self.config.max_position_embeddings {
             return Err(Error::Mismatch(format!(
                 "sequence length {t} exceeds the model's max_position_embeddings {}",
@@ -1561,7 +1588,7 @@ mod tests {
         let xs = Tensor::f_randn([2, 33, 2, 32], CPU)?.f_transpose(1, 2)?;
         let probe = Tensor::f_randn([2, 2, 33, 32], CPU)?;
         let ids = Tensor::f_zeros([2, 33], (Kind::Int64, Device::Cpu))?;
-        let attend = Attend::new(&rotary, &cfg, &ids)?;
+        let attend = Attend::new(&rotary, &cfg, &ids, Kind::Float)?;
         let run = |fused: bool| trace(&[&xs], &probe, |t| attend.rotate(&t[0], fused));
         assert_close("rotary", &run(true)?, &run(false)?, 1e-4)
     }

@@ -1,6 +1,6 @@
-//! Documents packed into one row, kept apart (torchtitan's `block_causal` attention): a token
+//! Documents packed into one row, kept apart (torchtitan's `block_causal` mask): a token
 //! attends only to the earlier tokens of its own document, and rotary positions restart at each
-//! document. A document ends with (and holds) its EOS token, as titan's packed layout joins
+//! document (as packing-aware `position_ids` do in Hugging Face). A document ends with (and holds) its EOS token, as titan's packed layout joins
 //! them; a row that starts inside a document starts its positions at 0 there.
 
 use serde::{Deserialize, Serialize};
@@ -15,8 +15,8 @@ pub enum AttnMaskType {
     /// All of them, whatever document they belong to (Hugging Face's; titan's default).
     #[default]
     Causal,
-    /// Those of its own document, documents ending at `eos_token_id`, with positions
-    /// restarting at each (torchtitan's Llama 3 default).
+    /// Those of its own document, documents ending at `eos_token_id` (torchtitan's
+    /// `block_causal`), with positions restarting at each.
     BlockCausal,
 }
 
