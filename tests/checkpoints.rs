@@ -935,3 +935,30 @@ fn a_resume_or_export_with_another_tokenizer_is_refused() -> Result<()> {
     run(&a, &[])?;
     Ok(())
 }
+
+/// A run that ends on skipped non-finite steps (it diverged) is an error with no export, also
+/// when its command is rerun and finds the run complete; `--export-hf` of it, asked for by name,
+/// still writes it.
+#[test]
+fn a_diverged_run_is_not_exported_even_when_rerun() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("run");
+    let diverge = ["--set", "adamw.lr=1e30"];
+    for attempt in ["the run", "its rerun"] {
+        let err = run_for(4, &out, &diverge)
+            .expect_err("diverged")
+            .to_string();
+        ensure!(err.contains("diverged"), "{attempt}: {err}");
+        ensure!(!out.join("hf").exists(), "{attempt} exported");
+    }
+    ensure!(out.join("checkpoints/step-4").is_dir());
+    let named = dir.path().join("named");
+    let named_flag = named.to_str().context("utf8 path")?;
+    run_for(
+        4,
+        &out,
+        &[&diverge[..], &["--export-hf", named_flag]].concat(),
+    )?;
+    ensure!(named.join("model.safetensors").is_file());
+    Ok(())
+}

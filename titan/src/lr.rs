@@ -204,8 +204,9 @@ impl<O: Optimizer> LrScheduler for Warmup<O> {
         self.last
     }
 
+    /// None for a constant rate after warmup: nothing changes at its end.
     fn total_steps(&self) -> Option<u64> {
-        Some(self.config.total_steps)
+        (self.config.decay != Decay::Constant).then_some(self.config.total_steps)
     }
 }
 

@@ -49,6 +49,13 @@ where
     T: Tokenizer,
 {
     checkpoint.verify()?;
+    // Asked for by name: a diverged run's weights are exported, with what they are said.
+    if let Err(e) = crate::trainer::ended_finite(checkpoint) {
+        tracing::warn!(
+            "exporting {} as asked, though {e}",
+            checkpoint.dir().display()
+        );
+    }
     // Weights and a tokenizer export as a pair only when they were trained as one.
     let saved = crate::trainer::tokenizer_of(checkpoint)?;
     crate::trainer::check_tokenizer(
@@ -79,7 +86,12 @@ pub fn init_tokenizer_matches<T: Tokenizer + ?Sized>(
         return Ok(());
     };
     let path = dir.join("tokenizer.json");
+    // Every rank compares the same files: rank 0 says what it finds.
+    let speaks = crate::dist::launch_rank().map_or(true, |rank| rank == 0);
     if !path.is_file() {
+        if !speaks {
+            return Ok(());
+        }
         tracing::warn!(
             "{} has no tokenizer.json: nothing tells whether its weights' token ids are the \
              run's tokenizer's",
@@ -103,6 +115,7 @@ pub fn init_tokenizer_matches<T: Tokenizer + ?Sized>(
             ),
         )),
         (Ok(_), Ok(_)) => Ok(()),
+        (Err(_), _) | (_, Err(_)) if !speaks => Ok(()),
         (Err(e), _) | (_, Err(e)) => {
             tracing::warn!(
                 "{}: cannot compare it with the run's tokenizer ({e}): make sure the run's \

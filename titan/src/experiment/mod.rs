@@ -590,6 +590,8 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
     }
     let start = find_start(&settings, E::NAME, &config, writer)?;
     if let Some(done) = start.complete(&settings) {
+        // A run that ended diverged stays so when its command is rerun: no export.
+        crate::trainer::ended_finite(done)?;
         if !writer {
             return Ok(());
         }

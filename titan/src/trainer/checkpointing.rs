@@ -437,6 +437,22 @@ pub(crate) fn restore<Lab>(
     Ok((state.step, saved_ranks, state.non_finite))
 }
 
+/// Refuses `checkpoint` when its run's last steps were non-finite, each skipped (the run
+/// diverged: [`NonFinite::ended_finite`]).
+pub(crate) fn ended_finite(checkpoint: &Checkpoint) -> Result<()> {
+    let state: TrainState =
+        serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?).map_err(|e| {
+            Error::Checkpoint(format!(
+                "{}: {TRAIN_STATE} is not titan's: {e}",
+                checkpoint.dir().display()
+            ))
+        })?;
+    match state.non_finite {
+        Some(skipped) => skipped.ended_finite(state.step),
+        None => Ok(()),
+    }
+}
+
 /// The fingerprint of the tokenizer `checkpoint` was trained with, when it recorded one.
 pub(crate) fn tokenizer_of(checkpoint: &Checkpoint) -> Result<Option<String>> {
     let state: TrainState =

@@ -17,7 +17,7 @@ pub(crate) mod update;
 mod window;
 
 pub use checkpointing::{Checkpointing, ResumeChanges};
-pub(crate) use checkpointing::{check_tokenizer, tokenizer_of};
+pub(crate) use checkpointing::{check_tokenizer, ended_finite, tokenizer_of};
 pub use contracts::{FitsModelInput, SameLabels, SameOptimizer};
 pub use eval::evaluate;
 pub(crate) use eval::evaluate_with;
@@ -396,12 +396,18 @@ impl Trainer {
                 }
                 crate::device::synchronize(parts.device);
                 let skipped = non_finite.check(accum, info.epoch, skip_limit(&info))?;
-                // Data that one batch reads whole, more than once: every step trains on the
-                // same few documents (only the epoch count would show it).
-                if info.epoch > step && !std::mem::replace(&mut said_data_is_small, true) {
+                // Data that a step's batches read whole, more than once: every step trains on
+                // the same few documents (only the epoch count would show it). Epochs count
+                // what was read ahead too, so only a lasting lead over the steps tells.
+                let speaks = group.is_none_or(|g| g.rank() == 0);
+                if speaks
+                    && (step >= 10 || step == cfg.steps)
+                    && info.epoch >= 2 * step
+                    && !std::mem::replace(&mut said_data_is_small, true)
+                {
                     tracing::warn!(
-                        "step {step} is in epoch {} of the training data: it is smaller than one \
-                         batch, so every step reads all of it, several times over",
+                        "step {step} is in epoch {} of the training data: it is smaller than a \
+                         step's batches, so every step reads all of it, several times over",
                         info.epoch
                     );
                 }

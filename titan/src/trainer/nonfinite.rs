@@ -36,6 +36,27 @@ pub(crate) struct NonFiniteState {
     total: i64,
 }
 
+impl NonFiniteState {
+    /// [`NonFinite::ended_finite`] of the state a checkpoint of step `last` saved: a rerun of a
+    /// complete run that diverged is still refused its export.
+    pub fn ended_finite(&self, last: u64) -> Result<()> {
+        ended_finite(self.in_a_row, self.run_start, last)
+    }
+}
+
+/// The error of a run whose last `in_a_row` steps, from `start` to `last`, were skipped.
+fn ended_finite(in_a_row: i64, start: i64, last: u64) -> Result<()> {
+    if in_a_row == 0 {
+        return Ok(());
+    }
+    Err(Error::Training(format!(
+        "the run ended on {in_a_row} step(s) in a row (steps {start} to {last}) whose loss or \
+         gradient norm was NaN or infinite, each skipped: it diverged, so it is not reported as \
+         trained (nor exported); its checkpoints stay: resume from an earlier one \
+         (--resume-from DIR/checkpoints/step-N) with a lower learning rate"
+    )))
+}
+
 /// What [`NonFinite::check`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Skipped {
@@ -104,17 +125,11 @@ impl NonFinite {
     /// An error when the run's latest steps were non-finite (each skipped): a run that ends so
     /// has diverged, whatever the limit on skipped steps, and is not reported as trained.
     pub fn ended_finite(&self, last: u64) -> Result<()> {
-        let in_a_row = self.in_a_row.f_int64_value(&[])?;
-        if in_a_row == 0 {
-            return Ok(());
-        }
-        let start = self.run_start.f_int64_value(&[])?;
-        Err(Error::Training(format!(
-            "the run ended on {in_a_row} step(s) in a row (steps {start} to {last}) whose loss or \
-             gradient norm was NaN or infinite, each skipped: it diverged, so it is not reported \
-             as trained (nor exported); its checkpoints stay: resume from an earlier one \
-             (--resume-from DIR/checkpoints/step-N) with a lower learning rate"
-        )))
+        let (in_a_row, start) = (
+            self.in_a_row.f_int64_value(&[])?,
+            self.run_start.f_int64_value(&[])?,
+        );
+        ended_finite(in_a_row, start, last)
     }
 
     /// Stops the run, naming the first non-finite step and its batches (`accum` micro-batches
