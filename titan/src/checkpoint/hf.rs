@@ -138,9 +138,10 @@ fn check_replaceable(dir: &Path) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     // A run's own `hf/` (beside its output directory's lock) may be an older titan's export,
     // which wrote no stamp.
-    let runs_own = dir
-        .parent()
-        .is_some_and(|run| run.join(super::OUTPUT_LOCK).is_file());
+    let runs_own = dir.file_name().is_some_and(|n| n == "hf")
+        && dir
+            .parent()
+            .is_some_and(|run| run.join(super::OUTPUT_LOCK).is_file());
     if !names.is_empty() && !runs_own && !names.iter().any(|n| n == EXPORT_STAMP) {
         return Err(Error::config(
             "export directory",

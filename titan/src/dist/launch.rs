@@ -92,9 +92,9 @@ fn spawn_with_grace(
         eprintln!("launcher: {nproc} ranks, OMP_NUM_THREADS={threads} each (set it to choose)");
     }
     // SIGTERM (a container's stop, a scheduler) and SIGINT (Ctrl-C) to the launcher are
-    // passed on to the ranks, each as often as it came: the first stops them with a
-    // checkpoint, a second Ctrl-C ends them at once. Handled from here on; unregistered when
-    // `signals` drops.
+    // passed on to the ranks as they come (the same signal twice within one 50 ms poll counts
+    // once): the first stops them with a checkpoint, a second Ctrl-C ends them at once.
+    // Handled from here on; unregistered when `signals` drops.
     let mut signals = Signals::new([SIGTERM, SIGINT])
         .map_err(|e| Error::io("the launcher's SIGTERM and SIGINT handlers", e))?;
     let mut children: Vec<(usize, Child)> = Vec::with_capacity(nproc);
@@ -189,7 +189,9 @@ fn watch(mut running: Vec<(usize, Child)>, grace: Duration, signals: &mut Signal
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    if (forwarded.is_some() || stopped) && first.is_none() {
+    // Stopped: some rank stopped with its checkpoint (a signal passed on after every rank had
+    // finished changes nothing).
+    if stopped && first.is_none() {
         let on = forwarded.unwrap_or("a signal");
         return Err(Error::Stopped(format!(
             "the ranks stopped on {on} with a checkpoint; run the same command again to resume"

@@ -13,14 +13,15 @@ use nix::sys::signal::Signal;
 pub(crate) fn signal_when_parent_dies(command: &mut Command, signal: Signal) {
     let parent = nix::unistd::getpid();
     // SAFETY: the closure runs in the child between fork and exec and calls only prctl and
-    // getppid, both async-signal-safe, and allocates nothing but the error of a start that
-    // fails anyway.
+    // getppid, both async-signal-safe, and allocates nothing (its errors are OS error codes).
     unsafe {
         command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(signal)?;
             // The parent died before the line above: the signal would never come.
             if nix::unistd::getppid() != parent {
-                return Err(std::io::Error::other("the parent process is gone"));
+                return Err(std::io::Error::from_raw_os_error(
+                    nix::errno::Errno::ESRCH as i32,
+                ));
             }
             Ok(())
         });
