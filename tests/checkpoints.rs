@@ -146,7 +146,7 @@ fn a_damaged_latest_checkpoint_gives_way_to_the_one_before() -> Result<()> {
         .expect_err("nothing to resume")
         .to_string();
     ensure!(
-        err.contains("no checkpoint in")
+        err.contains("none can be")
             && err.contains("2 damaged")
             && err.contains("step-6 (")
             && err.contains("checksum"),

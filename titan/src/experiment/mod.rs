@@ -302,7 +302,7 @@ fn none_intact(
         .map(|d| format!(", the newest {} ({})", d.dir.display(), d.reason))
         .unwrap_or_default();
     crate::Error::Checkpoint(format!(
-        "no checkpoint in {} can be {what}: {} damaged{newest}{advice}",
+        "{}: none can be {what}, {} damaged{newest}{advice}",
         store.dir().display(),
         damaged.len(),
     ))
@@ -595,12 +595,16 @@ pub fn run<E: Experiment>(args: TrainArgs) -> Result<()> {
         if !writer {
             return Ok(());
         }
+        // A shorter --steps than the run reached: its end, not "step 6 of 4".
+        let of = match done.step() > settings.steps {
+            true => format!(", past training.steps = {}", settings.steps),
+            false => format!(" of {}", settings.steps),
+        };
         eprintln!(
-            "the run is complete: {} holds step {} of {} (raise --steps to train further, or use \
+            "the run is complete: {} holds step {}{of} (raise --steps to train further, or use \
              another --output-dir for a new run)",
             done.dir().display(),
             done.step(),
-            settings.steps
         );
         // Nothing to build unless its end was never exported: a missing `hf/`, or one of an
         // earlier end (a longer run stopped before its export replaced it).
