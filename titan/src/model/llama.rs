@@ -1041,7 +1041,10 @@ impl Llama {
 
 /// Fills `t` in place from N(0, `std`) truncated to ±`bound`, as `torch.nn.init.trunc_normal_`
 /// computes it (uniform draws through the inverse normal CDF; its default bound is ±2, not
-/// ±2 std).
+/// ±2 std), but for one flaw: an f32 uniform draw lands exactly on ±1 about once in 2^24, and
+/// the inverse CDF of ±1 is infinite, so torch's gives that weight the bound itself (±2, a
+/// hundred std at 0.02: dozens of such weights in a 1B model). Such draws are kept a step
+/// inside ±1 (about 5.4 std).
 fn trunc_normal_(t: &mut Tensor, std: f64, bound: f64) -> Result<()> {
     // Φ(x) for the bounds, through libtorch's erf (no scalar erf in Rust's std).
     let cdf = |x: f64| -> Result<f64> {
@@ -1052,6 +1055,15 @@ fn trunc_normal_(t: &mut Tensor, std: f64, bound: f64) -> Result<()> {
     };
     let (low, high) = (cdf(-bound)?, cdf(bound)?);
     let _ = t.f_uniform_(2.0 * low - 1.0, 2.0 * high - 1.0)?;
+    normal_from_uniform_(t, std, bound)
+}
+
+/// [`trunc_normal_`]'s second half: uniform draws in [-1, 1] in `t` become N(0, `std`) values
+/// within ±`bound`, a draw of exactly ±1 kept a step inside.
+fn normal_from_uniform_(t: &mut Tensor, std: f64, bound: f64) -> Result<()> {
+    // The largest f32 below 1 (2^-24 under it).
+    let inside = 1.0 - f64::from(f32::EPSILON) / 2.0;
+    let _ = t.f_clamp_(-inside, inside)?;
     let _ = t.f_erfinv_()?;
     let _ = t.f_mul_scalar_(std * std::f64::consts::SQRT_2)?;
     let _ = t.f_clamp_(-bound, bound)?;
@@ -1246,6 +1258,21 @@ mod tests {
         }
         // Llama 3.2 1B: 1,235,814,400 parameters (its model card's 1.24B).
         assert_eq!(LlamaConfig::llama3_1b().num_parameters(), 1_235_814_400);
+        Ok(())
+    }
+
+    /// A uniform draw of exactly ±1 (one in 2^24 of f32 draws) is not a weight at the bound
+    /// (±2: a hundred std at 0.02, as torch's `trunc_normal_` gives it) but about 5.4 std.
+    #[test]
+    fn a_draw_at_the_end_of_the_interval_is_no_outlier() -> Result<()> {
+        let mut t = Tensor::f_from_slice(&[-1.0f32, 0.0, 1.0])?;
+        normal_from_uniform_(&mut t, 0.02, 2.0)?;
+        let v = Vec::<f32>::try_from(&t)?;
+        assert_eq!(v[1], 0.0);
+        for x in [v[0], v[2]] {
+            let stds = (x / 0.02).abs();
+            assert!((5.0..6.0).contains(&stds), "{x}: {stds} std");
+        }
         Ok(())
     }
 
