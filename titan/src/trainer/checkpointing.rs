@@ -440,13 +440,7 @@ pub(crate) fn restore<Lab>(
 /// Refuses `checkpoint` when its run's last steps were non-finite, each skipped (the run
 /// diverged: [`NonFinite::ended_finite`]).
 pub(crate) fn ended_finite(checkpoint: &Checkpoint) -> Result<()> {
-    let state: TrainState =
-        serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?).map_err(|e| {
-            Error::Checkpoint(format!(
-                "{}: {TRAIN_STATE} is not titan's: {e}",
-                checkpoint.dir().display()
-            ))
-        })?;
+    let state = train_state(checkpoint)?;
     match state.non_finite {
         Some(skipped) => skipped.ended_finite(state.step),
         None => Ok(()),
@@ -455,14 +449,17 @@ pub(crate) fn ended_finite(checkpoint: &Checkpoint) -> Result<()> {
 
 /// The fingerprint of the tokenizer `checkpoint` was trained with, when it recorded one.
 pub(crate) fn tokenizer_of(checkpoint: &Checkpoint) -> Result<Option<String>> {
-    let state: TrainState =
-        serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?).map_err(|e| {
-            Error::Checkpoint(format!(
-                "{}: {TRAIN_STATE} is not titan's: {e}",
-                checkpoint.dir().display()
-            ))
-        })?;
-    Ok(state.tokenizer)
+    Ok(train_state(checkpoint)?.tokenizer)
+}
+
+/// `checkpoint`'s `train_state.json`, read and checked.
+fn train_state(checkpoint: &Checkpoint) -> Result<TrainState> {
+    serde_json::from_slice(&checkpoint.read(TRAIN_STATE)?).map_err(|e| {
+        Error::Checkpoint(format!(
+            "{}: {TRAIN_STATE} is not titan's: {e}",
+            checkpoint.dir().display()
+        ))
+    })
 }
 
 /// Refuses `checkpoint` (trained with the tokenizer `saved`) for a run or export with the
