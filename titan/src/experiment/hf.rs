@@ -87,16 +87,15 @@ pub fn init_tokenizer_matches<T: Tokenizer + ?Sized>(
     };
     let path = dir.join("tokenizer.json");
     // Every rank compares the same files: rank 0 says what it finds.
-    let speaks = crate::dist::launch_rank().map_or(true, |rank| rank == 0);
+    let speaks = crate::dist::writes_outputs().unwrap_or(true);
     if !path.is_file() {
-        if !speaks {
-            return Ok(());
+        if speaks {
+            tracing::warn!(
+                "{} has no tokenizer.json: nothing tells whether its weights' token ids are \
+                 the run's tokenizer's",
+                dir.display()
+            );
         }
-        tracing::warn!(
-            "{} has no tokenizer.json: nothing tells whether its weights' token ids are the \
-             run's tokenizer's",
-            dir.display()
-        );
         return Ok(());
     }
     let theirs = crate::tokenizer::BpeTokenizer::from_file(&path, tokenizer.max_len())

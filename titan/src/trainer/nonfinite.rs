@@ -37,24 +37,20 @@ pub(crate) struct NonFiniteState {
 }
 
 impl NonFiniteState {
-    /// [`NonFinite::ended_finite`] of the state a checkpoint of step `last` saved: a rerun of a
-    /// complete run that diverged is still refused its export.
+    /// [`NonFinite::ended_finite`] of this state at step `last` (also a checkpoint's: a rerun
+    /// of a complete run that diverged is still refused its export).
     pub fn ended_finite(&self, last: u64) -> Result<()> {
-        ended_finite(self.in_a_row, self.run_start, last)
+        let (in_a_row, start) = (self.in_a_row, self.run_start);
+        if in_a_row == 0 {
+            return Ok(());
+        }
+        Err(Error::Training(format!(
+            "the run ended on {in_a_row} step(s) in a row (steps {start} to {last}) whose loss \
+             or gradient norm was NaN or infinite, each skipped: it diverged, so it is not \
+             reported as trained (nor exported); its checkpoints stay: resume from an earlier \
+             one (--resume-from DIR/checkpoints/step-N) with a lower learning rate"
+        )))
     }
-}
-
-/// The error of a run whose last `in_a_row` steps, from `start` to `last`, were skipped.
-fn ended_finite(in_a_row: i64, start: i64, last: u64) -> Result<()> {
-    if in_a_row == 0 {
-        return Ok(());
-    }
-    Err(Error::Training(format!(
-        "the run ended on {in_a_row} step(s) in a row (steps {start} to {last}) whose loss or \
-         gradient norm was NaN or infinite, each skipped: it diverged, so it is not reported as \
-         trained (nor exported); its checkpoints stay: resume from an earlier one \
-         (--resume-from DIR/checkpoints/step-N) with a lower learning rate"
-    )))
 }
 
 /// What [`NonFinite::check`] found.
@@ -125,11 +121,7 @@ impl NonFinite {
     /// An error when the run's latest steps were non-finite (each skipped): a run that ends so
     /// has diverged, whatever the limit on skipped steps, and is not reported as trained.
     pub fn ended_finite(&self, last: u64) -> Result<()> {
-        let (in_a_row, start) = (
-            self.in_a_row.f_int64_value(&[])?,
-            self.run_start.f_int64_value(&[])?,
-        );
-        ended_finite(in_a_row, start, last)
+        self.state()?.ended_finite(last)
     }
 
     /// Stops the run, naming the first non-finite step and its batches (`accum` micro-batches

@@ -61,12 +61,12 @@ impl StopSignals {
             counts.idle.store(false, Ordering::SeqCst);
         }
         // Counted from here: a registration that fails below drops it, uncounted again.
-        let mut armed = Self {
+        let mut this = Self {
             asked: Arc::new(AtomicBool::new(false)),
             which: Arc::new(AtomicUsize::new(0)),
             ids: Vec::new(),
         };
-        let (asked, which) = (Arc::clone(&armed.asked), Arc::clone(&armed.which));
+        let (asked, which) = (Arc::clone(&this.asked), Arc::clone(&this.which));
         for signal in SIGNALS {
             let register = || -> std::io::Result<Vec<SigId>> {
                 let mut ids = Vec::new();
@@ -86,9 +86,9 @@ impl StopSignals {
                 Ok(ids)
             };
             let ids = register().map_err(|e| Error::io("the stop signals' handlers", e))?;
-            armed.ids.extend(ids);
+            this.ids.extend(ids);
         }
-        Ok(armed)
+        Ok(this)
     }
 
     /// The signal that asked the run to stop, if one did.

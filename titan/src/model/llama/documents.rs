@@ -1,7 +1,8 @@
 //! Documents packed into one row, kept apart (torchtitan's `block_causal` mask): a token
 //! attends only to the earlier tokens of its own document, and rotary positions restart at each
-//! document (as packing-aware `position_ids` do in Hugging Face). A document ends with (and holds) its EOS token, as titan's packed layout joins
-//! them; a row that starts inside a document starts its positions at 0 there.
+//! document (as packing-aware `position_ids` do in Hugging Face). A document ends with (and
+//! holds) its EOS token, as titan's packed layout joins them; a row that starts inside a
+//! document starts its positions at 0 there.
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
