@@ -1,5 +1,5 @@
-//! The `tests/ui/pass` experiments (an optimizer and a dataloader defined in the experiment
-//! file, with no registration anywhere; Adafactor swapped in) and the experiments of
+//! The `tests/ui/pass` experiments (an optimizer, a dataloader and a metrics sink defined in
+//! the experiment file, with no registration anywhere; Adafactor swapped in) and the experiments of
 //! `experiments/` compile with the rest of the tests and train a few steps.
 
 mod common;
@@ -34,7 +34,7 @@ fn an_optimizer_written_in_the_experiment_file_trains() {
 }
 
 #[test]
-fn a_dataloader_written_in_the_experiment_file_trains_and_validates() {
+fn a_dataloader_and_a_metrics_sink_written_in_the_experiment_file_train_and_record() {
     custom_dataset::main();
 }
 

@@ -419,7 +419,8 @@ fn own_sections(exp: &Experiment, f: &Field) -> TokenStream {
         .collect()
 }
 
-/// The spanned wiring chain: model → train_data → loss → val_data → optimizer → lr_scheduler.
+/// The spanned wiring chain: model → train_data → loss → val_data → optimizer → lr_scheduler
+/// → metrics.
 fn wiring(exp: &Experiment) -> TokenStream {
     // Checked by `check`: the required roles exist.
     let field = |role| exp.role(role).map(|f| (&f.ident, f.ty.span()));
@@ -465,6 +466,10 @@ fn wiring(exp: &Experiment) -> TokenStream {
     let w_loss = quote_spanned!(loss_sp=> __titan_w.loss(&mut self.#loss));
     let w_opt = quote_spanned!(opt_sp=> __titan_w.optimizer(&mut self.#opt));
     let w_sched = quote_spanned!(sched_sp=> __titan_w.lr_scheduler(&mut self.#sched));
+    // The experiment's own sink, beside metrics.jsonl and TensorBoard.
+    let metrics = field(Role::Metrics).map(|(sink, sp)| {
+        quote_spanned!(sp=> let __titan_parts = __titan_parts.metrics(&mut self.#sink);)
+    });
     quote! {
         let __titan_training = ::titan::experiment::Experiment::training(self).clone();
         #dist
@@ -477,6 +482,7 @@ fn wiring(exp: &Experiment) -> TokenStream {
             #val
             let __titan_w = #w_opt;
             let __titan_parts = #w_sched;
+            #metrics
             trainer.run(__titan_parts)?
         };
         #export

@@ -14,9 +14,10 @@ pub enum Role {
     Loss,
     Optimizer,
     LrScheduler,
+    Metrics,
 }
 
-pub const ALL: [Role; 9] = [
+pub const ALL: [Role; 10] = [
     Role::Training,
     Role::Dist,
     Role::Tokenizer,
@@ -26,6 +27,7 @@ pub const ALL: [Role; 9] = [
     Role::Loss,
     Role::Optimizer,
     Role::LrScheduler,
+    Role::Metrics,
 ];
 
 /// Roles without which there is nothing to train, with what to write for each.
@@ -59,6 +61,7 @@ impl Role {
             Role::Loss => "loss",
             Role::Optimizer => "optimizer",
             Role::LrScheduler => "lr_scheduler",
+            Role::Metrics => "metrics",
         }
     }
 
@@ -74,6 +77,7 @@ impl Role {
             Role::Loss => "loss",
             Role::Optimizer => "optimizer",
             Role::LrScheduler => "LR scheduler",
+            Role::Metrics => "metrics sink",
         }
     }
 

@@ -48,6 +48,7 @@ pub mod prelude {
     pub use crate::experiment::Experiment;
     pub use crate::loss::{CausalLmLoss, Loss, ShiftedLoss};
     pub use crate::lr::{Decay, LrScheduler, Warmup, WarmupConfig};
+    pub use crate::metrics::MetricsSink;
     pub use crate::model::{
         AttnMaskType, Llama, LlamaConfig, Model, ParamGroup, Parameter, Parameters, check_fits,
     };

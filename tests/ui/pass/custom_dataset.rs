@@ -1,8 +1,10 @@
 //! A dataloader written in the experiment file (an in-memory counting sequence) feeds the
-//! model through the builder, replacing the experiment's own dataloader.
+//! model through the builder, replacing the experiment's own dataloader; a metrics sink written
+//! there (where a W&B or MLflow one would go) receives every record.
 
 use titan::cli::TrainArgs;
 use titan::data::{HfBatch, HfLabels, TokenIds};
+use titan::metrics::Record;
 use titan::prelude::*;
 use titan::tch::{Device, Kind, Tensor};
 
@@ -38,6 +40,20 @@ impl Dataloader for Counting {
     }
 }
 
+/// Keeps the records it receives where the test reads them.
+#[derive(Clone, Default)]
+pub struct Collect(pub std::sync::Arc<std::sync::Mutex<Vec<Record>>>);
+
+impl MetricsSink for Collect {
+    fn record(&mut self, record: &Record) -> titan::Result<()> {
+        match self.0.lock() {
+            Ok(mut records) => records.push(record.clone()),
+            Err(_) => return Err(titan::Error::Data("a poisoned lock".into())),
+        }
+        Ok(())
+    }
+}
+
 /// A tiny Llama on counting sequences, validated on the same kind of data.
 #[experiment]
 pub struct Counter {
@@ -59,6 +75,8 @@ pub struct Counter {
     optimizer: AdamW,
     #[build(Warmup::new(&optimizer, WarmupConfig { warmup_steps: 1, total_steps: 4, ..WarmupConfig::default() })?)]
     lr_scheduler: Warmup<AdamW>,
+    #[build(Collect::default())]
+    metrics: Collect,
 }
 
 pub fn main() {
@@ -72,9 +90,11 @@ pub fn main() {
     };
     training.output_dir = Some(dir.clone());
     // The builder takes a replacement for any field and still checks the wiring.
+    let sink = Collect::default();
     let mut experiment = Counter::builder()
         .training(training)
         .train_data(Counting { next: 7, vocab: 32 })
+        .metrics(sink.clone())
         .build()
         .expect("builds");
     let mut trainer =
@@ -82,5 +102,19 @@ pub fn main() {
     let summary = experiment.train(&mut trainer).expect("trains");
     assert_eq!(summary.steps, 4);
     assert!(summary.val_loss.is_some());
+    // Steps 2 and 4 (`log_every: 2`), then the evaluation at the end: as metrics.jsonl has them.
+    let records = sink.0.lock().expect("records").clone();
+    let steps: Vec<u64> = records
+        .iter()
+        .map(|r| match r {
+            Record::Step(m) => m.step,
+            Record::Eval(m) => m.step,
+        })
+        .collect();
+    assert_eq!(steps, [2, 4, 4], "{records:?}");
+    assert!(matches!(records[2], Record::Eval(_)), "{records:?}");
+    let jsonl = std::fs::read_to_string(dir.join("metrics.jsonl")).expect("metrics.jsonl");
+    assert_eq!(jsonl.lines().count(), records.len(), "{jsonl}");
     let _ = TrainArgs::default();
+    let _ = std::fs::remove_dir_all(&dir);
 }

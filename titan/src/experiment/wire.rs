@@ -14,6 +14,7 @@ use crate::checkpoint::Stateful;
 use crate::data::Dataloader;
 use crate::loss::Loss;
 use crate::lr::LrScheduler;
+use crate::metrics::MetricsSink;
 use crate::model::Model;
 use crate::optim::Optimizer;
 use crate::trainer::parts::{
@@ -193,6 +194,16 @@ impl<'a, Lab: 'a, O: 'a> WireOpt<'a, Lab, O> {
                 optimizer: self.optimizer,
                 scheduler,
             }),
+            sinks: Vec::new(),
         }
+    }
+}
+
+impl<'a, Lab> Parts<'a, Lab> {
+    /// Adds the experiment's metrics sink (its `metrics` role): it receives every step and
+    /// evaluation record on rank 0, beside `metrics.jsonl` and TensorBoard.
+    pub fn metrics<S: MetricsSink + 'a>(mut self, sink: &'a mut S) -> Self {
+        self.sinks.push(sink);
+        self
     }
 }

@@ -82,7 +82,8 @@ pub enum Record {
 /// Somewhere metrics go.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a metrics sink",
-    note = "a metrics sink implements `titan::metrics::MetricsSink`"
+    label = "the `metrics` role takes a metrics sink",
+    note = "implement `titan::metrics::MetricsSink` for `{Self}` (`record`, which receives every step and evaluation record on rank 0), or give the field another name: a field named `metrics` is the experiment's metrics sink"
 )]
 pub trait MetricsSink {
     /// Records one step or evaluation.

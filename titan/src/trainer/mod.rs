@@ -265,6 +265,11 @@ impl Trainer {
                 for sink in &mut self.sinks {
                     sink.resumed(step)?;
                 }
+                if self.writes_metrics() {
+                    for sink in &mut parts.sinks {
+                        sink.resumed(step)?;
+                    }
+                }
                 Some((step, ranks, checkpoint, skipped))
             }
             None => None,
@@ -435,7 +440,7 @@ impl Trainer {
                 };
                 let mut metrics = window.finish(reading, info.epoch, flops, memory);
                 metrics.skipped_steps = skipped.total;
-                self.emit(&bar, &Record::Step(metrics))?;
+                self.emit(&bar, &mut parts.sinks, &Record::Step(metrics))?;
                 bar.set_message(format!("loss {loss_value:.3}"));
             }
             let eval_now = cfg.eval_every > 0 && step % cfg.eval_every == 0;
@@ -456,6 +461,7 @@ impl Trainer {
                 val_loss = Some(value);
                 self.emit(
                     &bar,
+                    &mut parts.sinks,
                     &Record::Eval(EvalMetrics {
                         step,
                         val_loss: value,
@@ -596,9 +602,29 @@ impl Trainer {
         bar
     }
 
-    fn emit(&mut self, bar: &ProgressBar, record: &Record) -> Result<()> {
+    /// Whether this process writes the run's metrics: rank 0 of its group, or a process alone.
+    fn writes_metrics(&self) -> bool {
+        match &self.group {
+            Some(group) => group.rank() == 0,
+            None => crate::dist::writes_outputs().unwrap_or(true),
+        }
+    }
+
+    /// Sends `record` to the trainer's sinks, the experiment's `sinks` (on rank 0 only: the
+    /// records are global) and the console.
+    fn emit(
+        &mut self,
+        bar: &ProgressBar,
+        sinks: &mut [&mut (dyn MetricsSink + '_)],
+        record: &Record,
+    ) -> Result<()> {
         for sink in &mut self.sinks {
             sink.record(record)?;
+        }
+        if self.writes_metrics() {
+            for sink in sinks {
+                sink.record(record)?;
+            }
         }
         if self.progress {
             bar.suspend(|| eprintln!("{}", console_line(record)));

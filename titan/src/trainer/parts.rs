@@ -15,6 +15,7 @@ use crate::batch::{Batch, upload};
 use crate::checkpoint::{StateDict, Stateful};
 use crate::data::Dataloader;
 use crate::loss::{LogitRows, Loss};
+use crate::metrics::MetricsSink;
 use crate::model::ScoreLogits;
 use crate::{Error, Result};
 
@@ -373,4 +374,6 @@ pub struct Parts<'a, Lab> {
     pub(crate) loss: LossFn<'a, Lab>,
     pub(crate) validate: Validate<'a>,
     pub(crate) update: Box<dyn Update + 'a>,
+    /// The experiment's own metrics sinks (its `metrics` role), beside the trainer's.
+    pub(crate) sinks: Vec<&'a mut (dyn MetricsSink + 'a)>,
 }
