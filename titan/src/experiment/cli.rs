@@ -107,6 +107,9 @@ fn command(name: &'static str) -> Command {
         Arg::new(s.key)
             .long(s.flag())
             .value_name("VALUE")
+            // `--steps -1` reaches the setting, which names the flag's key and the range,
+            // instead of clap's "unexpected argument '-1'".
+            .allow_negative_numbers(true)
             .help(format!("{} (`training.{}`)", s.help, s.key))
     });
     Command::new(name)

@@ -226,9 +226,10 @@ fn write_table(out: &mut String, prefix: &str, tree: &Value) {
     }
 }
 
-/// The leaves of a file's table: (key path, value); an empty table is none (no change). A
-/// table where the section's value (`section`, at the same path) is unset (an optional group of
-/// settings, `[llama.rope_scaling]`) is one leaf: it is set whole.
+/// The leaves of a file's table: (key path, value). An empty table where the section has a
+/// table is none (no change); anywhere else (`[training.typo]`) it is a leaf, which the key
+/// check names. A table where the section's value (`section`, at the same path) is unset (an
+/// optional group of settings, `[llama.rope_scaling]`) is one leaf: it is set whole.
 fn leaves_of<'v>(
     table: &'v Value,
     section: Option<&Value>,
@@ -236,7 +237,8 @@ fn leaves_of<'v>(
     out: &mut Vec<(Vec<&'v str>, &'v Value)>,
 ) {
     match table {
-        Value::Object(map) if map.is_empty() || !matches!(section, Some(Value::Null)) => {
+        Value::Object(map) if map.is_empty() && matches!(section, Some(Value::Object(_))) => {}
+        Value::Object(map) if !map.is_empty() && !matches!(section, Some(Value::Null)) => {
             for (key, value) in map {
                 path.push(key);
                 leaves_of(value, section.and_then(|s| s.get(key)), path, out);
@@ -335,12 +337,16 @@ fn set_path<T: DeserializeOwned>(
         path => (format!("{section}.{path}"), path.split('.').collect()),
     };
     let previous = slot(tree, section, &parts, &full, &raw, "")?.clone();
-    // A literal (`100`, `1e-3`, `true`, `[0.9, 0.95]`, `"x"`) when the section accepts it;
-    // otherwise the text as a string, so paths and names need no quotes.
-    let candidates = match serde_json::from_str::<Value>(raw) {
-        Ok(v) if !v.is_string() => vec![v, Value::String(raw.to_string())],
-        Ok(v) => vec![v],
-        Err(_) => vec![Value::String(raw.to_string())],
+    // A literal (`100`, `1e-3`, `true`, `[0.9, 0.95]`, `"x"`, in JSON or, as a `--config`
+    // file writes it, TOML: `{ factor = 8.0, ... }`) when the section accepts it; otherwise the
+    // text as a string, so paths and names need no quotes.
+    let literal = serde_json::from_str::<Value>(raw)
+        .ok()
+        .or_else(|| toml_literal(raw));
+    let candidates = match literal {
+        Some(v) if !v.is_string() => vec![v, Value::String(raw.to_string())],
+        Some(v) => vec![v],
+        None => vec![Value::String(raw.to_string())],
     };
     // The literal's error says more than the string fallback's (`1e3` for an integer: "a
     // floating point, expected u64", not "a string").
@@ -357,6 +363,18 @@ fn set_path<T: DeserializeOwned>(
     set_at(tree, &parts, previous);
     let reason = first_error.map_or_else(String::new, |e| e.to_string());
     Err(Error::config(&full, raw, format!("bad value: {reason}")))
+}
+
+/// `raw` read as a TOML value (an inline table, an array, a quoted string), if it is one
+/// that JSON can hold: `inf`, `nan` or a date would come out as null or serde's own table, so
+/// they stay text (and a number setting refuses them).
+fn toml_literal(raw: &str) -> Option<Value> {
+    let mut table = toml::from_str::<toml::Table>(&format!("value = {raw}")).ok()?;
+    let value = table.remove("value")?;
+    if super::overrides::unrepresentable(&value, "value").is_some() {
+        return None;
+    }
+    serde_json::to_value(value).ok()
 }
 
 fn set_at(tree: &mut Value, parts: &[&str], value: Value) {
@@ -388,6 +406,38 @@ mod tests {
         assert_eq!((t.steps, t.device.as_str()), (7, "cpu"));
         assert_eq!(t.data.as_deref(), Some(std::path::Path::new("a.txt")));
         assert!(set.to_toml().contains("steps = 7"));
+        Ok(())
+    }
+
+    /// A table value is JSON or TOML (as `--config` writes it), and a bad one says why.
+    #[test]
+    fn a_table_value_is_json_or_toml() -> Result<()> {
+        let toml = "{ rope_type = \"llama3\", factor = 8.0, low_freq_factor = 1.0, \
+                    high_freq_factor = 4.0, original_max_position_embeddings = 512 }";
+        let json = r#"{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                    "high_freq_factor": 4.0, "original_max_position_embeddings": 512}"#;
+        for raw in [toml, json] {
+            let o = Overrides::parse([format!("llama.rope_scaling={raw}")])?;
+            let mut set = ConfigSet::new(&o);
+            let llama = set.resolve("llama", crate::model::LlamaConfig::tiny())?;
+            set.finish()?;
+            let scaling = llama.rope_scaling.expect("set");
+            assert_eq!(
+                (scaling.factor, scaling.original_max_position_embeddings),
+                (8.0, 512),
+                "{raw}"
+            );
+        }
+        let o = Overrides::parse(["llama.rope_scaling={ factor = 8.0 }"])?;
+        let mut set = ConfigSet::new(&o);
+        let err = set
+            .resolve("llama", crate::model::LlamaConfig::tiny())
+            .expect_err("a table without its other fields")
+            .to_string();
+        assert!(
+            err.contains("llama.rope_scaling") && err.contains("missing field"),
+            "{err}"
+        );
         Ok(())
     }
 
@@ -535,6 +585,76 @@ mod tests {
             err.contains("`llama.rope_scaling` is unset") && err.contains("set it whole"),
             "{err}"
         );
+        Ok(())
+    }
+
+    /// A `# key = (unset)` line (pasted from `--print-config` above an edit) never undoes a
+    /// value the file sets; headers read as TOML reads them, and lines inside a multi-line
+    /// string are text, not settings.
+    #[test]
+    fn a_value_the_file_sets_wins_over_an_unset_line() -> Result<()> {
+        use crate::model::LlamaConfig;
+        let (_dir, o) = file_with(
+            "[\"training\"] # the run\n# data = (unset)\ndata = \"a.txt\"\n\
+             prompt = \"\"\"\n# seed = (unset)\n\"\"\"\n\
+             [llama]\n# rope_scaling = (unset)\n\
+             [llama.rope_scaling]\nrope_type = \"llama3\"\nfactor = 8.0\nlow_freq_factor = 1.0\n\
+             high_freq_factor = 4.0\noriginal_max_position_embeddings = 8192\n\
+             [bpe] # none set\n# max_len = (unset)\n",
+        )?;
+        let mut set = ConfigSet::new(&o);
+        let training = set.resolve("training", TrainingConfig::default())?;
+        assert_eq!(
+            training.data.as_deref(),
+            Some(std::path::Path::new("a.txt"))
+        );
+        assert_eq!(training.seed, 0);
+        let llama = set.resolve("llama", LlamaConfig::tiny())?;
+        assert_eq!(llama.rope_scaling.map(|r| r.factor), Some(8.0));
+        let bpe = set.resolve("bpe", serde_json::json!({"max_len": 512}))?;
+        assert_eq!(bpe, serde_json::json!({"max_len": null}));
+        Ok(())
+    }
+
+    /// An empty table under a key the section does not have is named, not skipped.
+    #[test]
+    fn an_empty_table_of_an_unknown_key_is_named() -> Result<()> {
+        for (text, key) in [
+            ("[training.typo]\n", "typo"),
+            ("[training.steps]\n", "training.steps"),
+        ] {
+            let (_dir, o) = file_with(text)?;
+            let err = ConfigSet::new(&o)
+                .resolve("training", TrainingConfig::default())
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let (_dir, o) = file_with("[training]\n")?;
+        let mut set = ConfigSet::new(&o);
+        assert_eq!(
+            set.resolve("training", TrainingConfig::default())?,
+            TrainingConfig::default()
+        );
+        Ok(())
+    }
+
+    /// Values JSON cannot hold are refused, not read as null (which would unset an option).
+    #[test]
+    fn dates_and_infinities_are_no_settings() -> Result<()> {
+        let err = file_with("[training]\nsteps = 1979-05-27\n")
+            .expect_err("a date")
+            .to_string();
+        assert!(
+            err.contains("training.steps") && err.contains("date"),
+            "{err}"
+        );
+        let o = Overrides::parse(["training.peak_flops=inf"])?;
+        let err = ConfigSet::new(&o)
+            .resolve("training", TrainingConfig::default())
+            .expect_err("inf")
+            .to_string();
+        assert!(err.contains("training.peak_flops"), "{err}");
         Ok(())
     }
 

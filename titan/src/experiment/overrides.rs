@@ -59,12 +59,13 @@ impl Overrides {
         })?;
         let mut sections = serde_json::Map::new();
         for (name, value) in table {
-            // JSON has no NaN or infinity: they would become null, which unsets an option.
-            if let Some((key, x)) = non_finite(&value, &name) {
+            // JSON has no NaN or infinity (they would become null, which unsets an option) and
+            // no dates (they would become a table of serde's own).
+            if let Some((key, x, reason)) = unrepresentable(&value, &name) {
                 return Err(Error::config(
                     &format!("{} (key `{key}`)", path.display()),
                     x,
-                    "a setting must be a finite number",
+                    reason,
                 ));
             }
             // A table, or the whole value of a section that is one value (`lr = 0.01`).
@@ -125,23 +126,63 @@ impl Overrides {
 }
 
 /// The `# key = (unset)` lines `--print-config` writes for options that are none, as (table
-/// path, key): TOML has no null, so they are comments that this reader understands.
+/// path, key): TOML has no null, so they are comments that this reader understands. Lines
+/// inside multi-line strings and arrays of tables are not read.
 fn unset_lines(text: &str) -> Vec<(Vec<String>, String)> {
-    let mut table: Vec<String> = Vec::new();
+    let mut table: Option<Vec<String>> = Some(Vec::new());
+    let mut open_string: Option<&str> = None;
     let mut out = Vec::new();
     for line in text.lines().map(str::trim) {
-        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            table = header.split('.').map(|p| p.trim().to_string()).collect();
+        if let Some(delimiter) = open_string {
+            if line.matches(delimiter).count() % 2 == 1 {
+                open_string = None;
+            }
+            continue;
+        }
+        if let Some(delimiter) = ["\"\"\"", "'''"]
+            .into_iter()
+            .find(|d| !line.starts_with('#') && line.matches(d).count() % 2 == 1)
+        {
+            open_string = Some(delimiter);
+            continue;
+        }
+        if line.starts_with('[') {
+            // An array of tables (`[[x]]`) holds no option of a section: nothing is read under it.
+            table = header(line);
         } else if let Some(key) = line
             .strip_prefix('#')
             .and_then(|l| l.trim().strip_suffix("= (unset)"))
             .map(str::trim)
             .filter(|k| !k.is_empty() && !k.contains(' '))
+            && let Some(table) = &table
         {
             out.push((table.clone(), key.to_string()));
         }
     }
     out
+}
+
+/// The path of a `[table]` header line (`[llama.rope_scaling]`, `["training"]`, with a comment
+/// after it or not); `None` for an array of tables or a line that is not a header.
+fn header(line: &str) -> Option<Vec<String>> {
+    let rest = line.strip_prefix('[').filter(|r| !r.starts_with('['))?;
+    let (mut parts, mut part, mut quote) = (Vec::new(), String::new(), None);
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => part.push(c),
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '.') => parts.push(std::mem::take(&mut part).trim().to_string()),
+            (None, ']') => {
+                parts.push(part.trim().to_string());
+                let tail = chars.as_str().trim();
+                return (tail.is_empty() || tail.starts_with('#')).then_some(parts);
+            }
+            (None, c) => part.push(c),
+        }
+    }
+    None
 }
 
 /// Adds the options `text` shows as `# key = (unset)` lines to `sections`, as nulls.
@@ -151,12 +192,13 @@ pub(super) fn add_unset_lines(sections: &mut serde_json::Map<String, Value>, tex
     }
 }
 
-/// Sets `key` to null in the table at `path` (created where missing; a path through a value
-/// that is not a table is left alone, and the key check reports it).
+/// Sets `key` to null in the table at `path` where the file gives it no value (created where
+/// missing; a path through a value that is not a table is left alone, and the key check
+/// reports it): a value the file sets wins over a `# key = (unset)` line, wherever that is.
 fn insert_null(map: &mut serde_json::Map<String, Value>, path: &[String], key: String) {
     match path.split_first() {
         None => {
-            map.insert(key, Value::Null);
+            map.entry(key).or_insert(Value::Null);
         }
         Some((first, rest)) => {
             let entry = map
@@ -169,17 +211,27 @@ fn insert_null(map: &mut serde_json::Map<String, Value>, path: &[String], key: S
     }
 }
 
-/// The first non-finite float in a TOML `value` at `key` (its dotted key and the number).
-fn non_finite(value: &toml::Value, key: &str) -> Option<(String, f64)> {
+/// The first value in a TOML `value` at `key` that has no JSON form a setting could take (a
+/// float that is not finite, a date or time), as its dotted key, the value and why.
+pub(super) fn unrepresentable(value: &toml::Value, key: &str) -> Option<(String, String, String)> {
     match value {
-        toml::Value::Float(x) if !x.is_finite() => Some((key.to_string(), *x)),
+        toml::Value::Float(x) if !x.is_finite() => Some((
+            key.to_string(),
+            x.to_string(),
+            "a setting must be a finite number".into(),
+        )),
+        toml::Value::Datetime(d) => Some((
+            key.to_string(),
+            d.to_string(),
+            "a date or time is no setting's value (quote it if it is text)".into(),
+        )),
         toml::Value::Table(table) => table
             .iter()
-            .find_map(|(k, v)| non_finite(v, &format!("{key}.{k}"))),
+            .find_map(|(k, v)| unrepresentable(v, &format!("{key}.{k}"))),
         toml::Value::Array(items) => items
             .iter()
             .enumerate()
-            .find_map(|(i, v)| non_finite(v, &format!("{key}[{i}]"))),
+            .find_map(|(i, v)| unrepresentable(v, &format!("{key}[{i}]"))),
         _ => None,
     }
 }
