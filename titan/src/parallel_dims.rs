@@ -78,10 +78,16 @@ impl ParallelConfig {
         Ok(std::time::Duration::from_secs(self.timeout_s))
     }
 
-    /// The axes' degrees for `world` processes, in the order dp_replicate, dp_shard, cp, tp,
-    /// pp: a -1 inferred, each checked, their product equal to `world`. Errors name the axis and
-    /// the numbers.
-    pub fn degrees(&self, world: usize) -> Result<[(&'static str, usize); 5]> {
+    /// Checks what does not depend on the world size (each axis, at most one inferred, the
+    /// timeout): `#[experiment]` calls it before anything is built.
+    pub fn validate(&self) -> Result<()> {
+        self.timeout()?;
+        self.checked_axes().map(|_| ())
+    }
+
+    /// The axes in the order dp_replicate, dp_shard, cp, tp, pp, each at least 1 or -1
+    /// (inferred, at most one), and those not implemented at most 1.
+    fn checked_axes(&self) -> Result<[(&'static str, i64); 5]> {
         let axes = [
             ("dp_replicate", self.dp_replicate),
             ("dp_shard", self.dp_shard),
@@ -123,6 +129,14 @@ impl ParallelConfig {
                 ));
             }
         }
+        Ok(axes)
+    }
+
+    /// The axes' degrees for `world` processes, in the order dp_replicate, dp_shard, cp, tp,
+    /// pp: a -1 inferred, each checked, their product equal to `world`. Errors name the axis and
+    /// the numbers.
+    pub fn degrees(&self, world: usize) -> Result<[(&'static str, usize); 5]> {
+        let axes = self.checked_axes()?;
         let known: i64 = axes.iter().map(|(_, d)| *d).filter(|d| *d > 0).product();
         let world = world as i64;
         let mut out = [("", 0usize); 5];

@@ -72,6 +72,25 @@ impl Default for DatasetConfig {
 }
 
 impl DatasetConfig {
+    /// Checks each value's range, naming the key (`DatasetConfig.prefetch`, which
+    /// `#[experiment]` names by its section: `dataset.prefetch`) before anything is built; the
+    /// loaders check them again where they are used.
+    pub fn validate(&self) -> Result<()> {
+        for (key, value) in [
+            ("DatasetConfig.prefetch", self.prefetch),
+            (
+                "DatasetConfig.shuffle_buffer_bytes",
+                self.shuffle_buffer_bytes,
+            ),
+            ("DatasetConfig.max_document_bytes", self.max_document_bytes),
+        ] {
+            if value == 0 {
+                return Err(crate::Error::config(key, value, "must be at least 1"));
+            }
+        }
+        super::source::check_delimiter("DatasetConfig.delimiter", &self.delimiter)
+    }
+
     /// The training loader over `source`: this rank's documents, shuffled in a buffer of
     /// `shuffle_buffer`, tokenized and laid out (`layout`) `prefetch` batches ahead on a thread
     /// of its own.

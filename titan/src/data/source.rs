@@ -114,27 +114,7 @@ impl DataSource {
                 "must be at least 1",
             ));
         }
-        // Lines are compared trimmed: a delimiter that is blank, spans lines or has outer
-        // spaces would never match (or match every blank line), silently making each file one
-        // document cut by size.
-        if delimiter.trim().is_empty() || delimiter.contains(['\n', '\r']) {
-            return Err(Error::config(
-                "dataset.delimiter",
-                format!("{delimiter:?}"),
-                "must be one line with text on it (a line equal to it separates documents)",
-            ));
-        }
-        if delimiter.trim() != delimiter {
-            return Err(Error::config(
-                "dataset.delimiter",
-                format!("{delimiter:?}"),
-                format!(
-                    "lines are compared without their outer spaces, so it would never match; \
-                     write {:?}",
-                    delimiter.trim()
-                ),
-            ));
-        }
+        check_delimiter("dataset.delimiter", delimiter)?;
         let source = Self {
             origin: Origin::Files(resolve(spec)?),
             split,
@@ -548,6 +528,31 @@ impl Reader {
             Reader::Stories { next, .. } => (0, *next),
         }
     }
+}
+
+/// Refuses a delimiter that could never separate documents: lines are compared trimmed, so one
+/// that is blank, spans lines or has outer spaces would never match (or match every blank
+/// line), silently making each file one document cut by size. `key` names the setting.
+pub(crate) fn check_delimiter(key: &str, delimiter: &str) -> Result<()> {
+    if delimiter.trim().is_empty() || delimiter.contains(['\n', '\r']) {
+        return Err(Error::config(
+            key,
+            format!("{delimiter:?}"),
+            "must be one line with text on it (a line equal to it separates documents)",
+        ));
+    }
+    if delimiter.trim() != delimiter {
+        return Err(Error::config(
+            key,
+            format!("{delimiter:?}"),
+            format!(
+                "lines are compared without their outer spaces, so it would never match; \
+                 write {:?}",
+                delimiter.trim()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -53,7 +53,9 @@ validated!(
     crate::optim::SgdConfig,
     crate::optim::AdafactorConfig,
     crate::lr::WarmupConfig,
-    crate::tokenizer::BpeConfig
+    crate::tokenizer::BpeConfig,
+    crate::data::DatasetConfig,
+    crate::parallel_dims::ParallelConfig
 );
 
 // The ranges only: the device is the machine's business, checked when the run starts (a
@@ -152,5 +154,56 @@ mod tests {
         #[derive(Clone)]
         struct Mine;
         assert!((&&SectionCheck(&Mine)).check_section("mine").is_ok());
+    }
+
+    /// The data and parallelism sections are checked before anything is built too (a 0 there
+    /// once surfaced only after the tokenizer had trained).
+    #[test]
+    fn data_and_parallelism_sections_are_checked_before_any_build() {
+        let data = crate::data::DatasetConfig {
+            prefetch: 0,
+            ..Default::default()
+        };
+        let err = (&&SectionCheck(&data))
+            .check_section("data")
+            .expect_err("prefetch 0")
+            .to_string();
+        assert!(err.contains("`data.prefetch` = 0"), "{err}");
+        let data = crate::data::DatasetConfig {
+            delimiter: " <doc> ".into(),
+            ..Default::default()
+        };
+        let err = (&&SectionCheck(&data))
+            .check_section("dataset")
+            .expect_err("spaces")
+            .to_string();
+        assert!(err.contains("`dataset.delimiter`"), "{err}");
+        assert!(
+            (&&SectionCheck(&crate::data::DatasetConfig::default()))
+                .check_section("dataset")
+                .is_ok()
+        );
+        for (parallel, key) in [
+            (
+                crate::ParallelConfig {
+                    tp: 2,
+                    ..Default::default()
+                },
+                "parallelism.tp",
+            ),
+            (
+                crate::ParallelConfig {
+                    timeout_s: 0,
+                    ..Default::default()
+                },
+                "parallelism.timeout_s",
+            ),
+        ] {
+            let err = (&&SectionCheck(&parallel))
+                .check_section("parallelism")
+                .expect_err(key)
+                .to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 }
