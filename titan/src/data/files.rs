@@ -112,7 +112,9 @@ pub struct DataFile {
 
 /// The data files `spec` names, in a stable (sorted) order: the file itself, every data file of
 /// a directory (recursively, past hidden entries such as `.cache/`, each directory once however
-/// many links lead to it), or every data file a glob pattern (`shards/*.parquet`) matches.
+/// many links lead to it), or every data file a glob pattern (`shards/*.parquet`) matches (and
+/// those of the directories it matches). A data file that is not a regular file (a pipe) is an
+/// error.
 /// A missing path, an empty directory or a glob matching nothing is an error naming it, and so
 /// is one file reached by two names (it would be read twice); files of other extensions are
 /// skipped with a warning naming them.
@@ -124,15 +126,17 @@ pub fn resolve(spec: &Path) -> Result<Vec<DataFile>> {
             .map_err(|e| Error::config("data", &text, format!("not a valid glob pattern: {e}")))?;
         let mut paths = Vec::new();
         let mut skipped = Vec::new();
+        let mut seen = HashSet::new();
         for entry in entries {
             let path = entry.map_err(|e| {
                 let path = e.path().to_path_buf();
                 Error::io(path, e.into())
             })?;
-            if !path.is_file() {
-                continue;
-            }
-            if Format::from_extension(&path).is_some() {
+            // A directory the pattern matches is read as a directory argument is.
+            if path.is_dir() {
+                walk(&path, &mut seen, &mut paths, &mut skipped)?;
+            } else if Format::from_extension(&path).is_some() {
+                regular(&path)?;
                 paths.push(path);
             } else {
                 skipped.push(path);
@@ -174,6 +178,7 @@ pub fn resolve(spec: &Path) -> Result<Vec<DataFile>> {
                 };
                 return Err(Error::Data(format!("{}: {why}", spec.display())));
             }
+            regular(spec)?;
             vec![spec.to_path_buf()]
         }
     };
@@ -228,12 +233,28 @@ fn walk(
         if path.is_dir() {
             walk(&path, seen, out, skipped)?;
         } else if Format::from_extension(&path).is_some() {
+            regular(&path)?;
             out.push(path);
         } else {
             skipped.push(path);
         }
     }
     Ok(())
+}
+
+/// Refuses a data file that is not a regular file (a pipe, a socket, a device): titan reads
+/// each file more than once (every pass over the data, the validation split), which one of
+/// those cannot give, so a run on it would wait forever or see other data.
+fn regular(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_file() {
+        return Ok(());
+    }
+    Err(Error::Data(format!(
+        "{}: not a regular file (a pipe, socket or device): titan reads a data file more than \
+         once (each pass, the validation split); write it to a file first",
+        path.display()
+    )))
 }
 
 /// Each path relative to the deepest directory that holds them all (a lone file: its name):
@@ -337,6 +358,38 @@ mod tests {
         assert_eq!(names(resolve(&pattern)?), ["b.jsonl"]);
         let one = resolve(&dir.path().join("c.parquet"))?;
         assert_eq!(one[0].format, Format::Parquet);
+        Ok(())
+    }
+
+    /// A glob reads the directories it matches as a directory argument does (they were left
+    /// out, silently), and a pipe named as data is refused by name instead of hanging the run.
+    #[test]
+    fn a_glob_reads_the_directories_it_matches_and_a_pipe_is_refused() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).map_err(|e| Error::io(&sub, e))?;
+        for path in [dir.path().join("a.txt"), sub.join("b.jsonl")] {
+            std::fs::write(&path, "x").map_err(|e| Error::io(&path, e))?;
+        }
+        let found: Vec<PathBuf> = resolve(&dir.path().join("*"))?
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        assert_eq!(found, [dir.path().join("a.txt"), sub.join("b.jsonl")]);
+        assert_eq!(resolve(&dir.path().join("s*"))?.len(), 1);
+        let fifo = dir.path().join("fifo.txt");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .map_err(|e| Error::io("mkfifo", e))?;
+        assert!(made.success());
+        for spec in [fifo.clone(), dir.path().to_path_buf()] {
+            let err = resolve(&spec).expect_err("a pipe").to_string();
+            assert!(
+                err.contains("fifo.txt") && err.contains("not a regular file"),
+                "{err}"
+            );
+        }
         Ok(())
     }
 

@@ -11,8 +11,6 @@ pub(crate) struct JsonlReader {
     lines: LineReader,
     field: String,
     max_document_bytes: usize,
-    /// A null field was met (and said) already.
-    saw_null: bool,
 }
 
 impl JsonlReader {
@@ -29,7 +27,6 @@ impl JsonlReader {
             lines: LineReader::open(path, offset, line_number, max_document_bytes)?,
             field: field.to_string(),
             max_document_bytes,
-            saw_null: false,
         })
     }
 
@@ -86,7 +83,7 @@ impl JsonlReader {
             };
             // A hole in the data, not a document: skipped, the first one said.
             if text.is_null() {
-                if !std::mem::replace(&mut self.saw_null, true) {
+                if super::said::first_time(self.lines.path(), "null") {
                     tracing::warn!(
                         "{}: field `{field}` is null: skipped (and any later null of this file)",
                         where_()

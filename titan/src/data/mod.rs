@@ -13,6 +13,7 @@ mod loader;
 mod packed;
 pub mod parquet;
 mod read_ahead;
+mod said;
 mod sample;
 mod shards;
 mod source;

@@ -28,8 +28,6 @@ pub(crate) struct ParquetReader {
     max_document_bytes: usize,
     reader: Option<ColumnReaderImpl<ByteArrayType>>,
     pending: VecDeque<Option<String>>,
-    /// A null value was met (and said) already.
-    saw_null: bool,
 }
 
 impl std::fmt::Debug for ParquetReader {
@@ -88,7 +86,6 @@ impl ParquetReader {
             max_document_bytes,
             reader: None,
             pending: VecDeque::new(),
-            saw_null: false,
         })
     }
 
@@ -122,7 +119,7 @@ impl ParquetReader {
                     Some(_) => continue,
                     // A hole in the data, not a document: skipped, the first one said.
                     None => {
-                        if !std::mem::replace(&mut self.saw_null, true) {
+                        if super::said::first_time(&self.path, "null") {
                             tracing::warn!(
                                 "{}: row group {}, row {}: the value is null: skipped (and any \
                                  later null of this file)",
