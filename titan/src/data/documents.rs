@@ -69,6 +69,11 @@ pub struct DocumentsState {
     pub yielded: u64,
     /// Documents waiting in the shuffle buffer.
     pub buffer: Vec<Buffered>,
+    /// Documents in one pass over this rank's share, known once a pass has ended: the shuffle
+    /// buffer holds no more than that (a share smaller than the buffer would otherwise sit in
+    /// it many times over, read pass after pass ahead of training).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_documents: Option<u64>,
     /// The shuffle's random generator.
     pub rng: ChaCha8Rng,
     /// Documents of a run on another number of ranks, read before this pass; they end the
@@ -469,6 +474,7 @@ impl Documents {
                 in_split: 0,
                 yielded: 0,
                 buffer: Vec::new(),
+                pass_documents: None,
                 rng,
                 leftovers: Vec::new(),
                 tokens: source_has_shards,
@@ -549,6 +555,7 @@ impl Documents {
                 )));
             }
             self.state.epoch += 1;
+            self.state.pass_documents = Some(self.state.yielded);
             self.state.set_at(Position::default());
             self.state.yielded = 0;
         }
@@ -696,7 +703,9 @@ impl Dataset for Documents {
         if self.shuffle_buffer == 0 && self.state.buffer.is_empty() {
             return self.next_in_order();
         }
-        while self.state.buffer.len() < self.shuffle_buffer
+        // At most one pass of documents, once a pass has shown how many that is.
+        let pass = |state: &DocumentsState| state.pass_documents.map_or(usize::MAX, |n| n as usize);
+        while self.state.buffer.len() < self.shuffle_buffer.min(pass(&self.state))
             && (self.state.buffer.is_empty() || self.buffered_bytes < self.shuffle_bytes)
         {
             let doc = Buffered::from(self.next_in_order()?);
@@ -824,6 +833,8 @@ impl Dataset for Documents {
             in_split: 0,
             yielded: 0,
             buffer,
+            // Another share: its pass is counted again.
+            pass_documents: None,
             rng: self.state.rng.clone(),
             leftovers,
             tokens: self.source.shards.is_some(),
@@ -1225,6 +1236,39 @@ mod tests {
                 .with_shuffle_bytes(0)
                 .is_err()
         );
+        Ok(())
+    }
+
+    /// A share smaller than the shuffle buffer sits in it once, not once per pass read ahead:
+    /// each pass still serves every document once, and a saved state stays one pass long.
+    #[test]
+    fn a_share_smaller_than_the_shuffle_buffer_is_buffered_once() -> Result<()> {
+        let mut docs = Documents::new(&dims(0, 1), stories(7, Split::All), 1024, 0)?;
+        let mut served = Vec::new();
+        for _ in 0..7 * 6 {
+            served.push(docs.next_document()?);
+            let state = docs.state();
+            assert!(state.buffer.len() <= 8, "{} documents", state.buffer.len());
+            assert!(
+                state.epoch <= 1 + served.len() as u64 / 7,
+                "epoch {}",
+                state.epoch
+            );
+        }
+        assert_eq!(docs.state().pass_documents, Some(7));
+        // Every story, each about as often as the others (a shuffle across pass boundaries).
+        let mut counts = std::collections::HashMap::new();
+        for doc in &served {
+            *counts.entry(doc.clone()).or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 7);
+        assert!(counts.values().all(|&n| (4..=8).contains(&n)), "{counts:?}");
+        // A saved state round-trips and continues exactly.
+        let saved = serde_json::to_string(&docs.state())?;
+        let next = take(&mut docs, 9)?;
+        let mut resumed = Documents::new(&dims(0, 1), stories(7, Split::All), 1024, 0)?;
+        resumed.load_state(serde_json::from_str(&saved)?)?;
+        assert_eq!(take(&mut resumed, 9)?, next);
         Ok(())
     }
 
