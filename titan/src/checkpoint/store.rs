@@ -337,6 +337,12 @@ impl Checkpoint {
 
     /// [`Checkpoint::open`], with a damaged manifest (missing, not a manifest) as `Ok(Err)`.
     fn open_or_damaged(dir: &Path, experiment: &str) -> Result<std::result::Result<Self, String>> {
+        if dir.is_file() {
+            return Err(bad(
+                dir,
+                "is a file: a checkpoint is a directory (`checkpoints/step-N`)",
+            ));
+        }
         if !dir.is_dir() {
             return Err(bad(dir, "no checkpoint here (no such directory)"));
         }
@@ -619,6 +625,9 @@ mod tests {
 
         let err = Checkpoint::open(&tmp.path().join("nowhere"), "exp").expect_err("missing");
         assert!(err.to_string().contains("no such directory"), "{err}");
+        let file = dir.join("manifest.json");
+        let err = Checkpoint::open(&file, "exp").expect_err("a file");
+        assert!(err.to_string().contains("is a file"), "{err}");
         // The directory that holds the checkpoints, named for one: the latest is suggested.
         let err = Checkpoint::open(store.dir(), "exp")
             .expect_err("the checkpoints' directory")

@@ -1140,13 +1140,43 @@ impl LlamaConfig {
     /// torchtitan sizes its model from the tokenizer), its end-of-sequence id (where it has
     /// one), and positions enough for the tokenizer's max length (a larger configured value is
     /// kept).
+    /// A configured value it replaces is said (from rank 0): setting `vocab_size` alone changes
+    /// nothing, the tokenizer's size (`bpe.vocab_size`) does.
     pub fn with_tokenizer<T: crate::Tokenizer + ?Sized>(&self, tokenizer: &T) -> Self {
-        Self {
+        let sized = Self {
             vocab_size: tokenizer.vocab_size() as i64,
             eos_token_id: tokenizer.eos_id().or(self.eos_token_id),
             max_position_embeddings: self.max_position_embeddings.max(tokenizer.max_len() as i64),
             ..self.clone()
+        };
+        if crate::dist::writes_outputs().unwrap_or(true) {
+            for note in self.replaced_by(&sized) {
+                tracing::warn!("{note}");
+            }
         }
+        sized
+    }
+
+    /// What `sized` ([`LlamaConfig::with_tokenizer`]'s result) replaced of this configuration,
+    /// one sentence each.
+    fn replaced_by(&self, sized: &Self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if sized.vocab_size != self.vocab_size {
+            notes.push(format!(
+                "the model's vocab_size = {} is replaced by the tokenizer's {} ids (a Llama is \
+                 sized from its tokenizer, as torchtitan's is; its size is the tokenizer's \
+                 setting, e.g. bpe.vocab_size)",
+                self.vocab_size, sized.vocab_size
+            ));
+        }
+        if sized.max_position_embeddings != self.max_position_embeddings {
+            notes.push(format!(
+                "the model's max_position_embeddings = {} is raised to the tokenizer's max \
+                 length {}",
+                self.max_position_embeddings, sized.max_position_embeddings
+            ));
+        }
+        notes
     }
 }
 
@@ -1155,6 +1185,28 @@ mod tests {
     use super::*;
 
     const CPU: (Kind, Device) = (Kind::Float, Device::Cpu);
+
+    /// What the tokenizer replaces of a configuration is said; what it keeps is not.
+    #[test]
+    fn with_tokenizer_says_what_it_replaces() {
+        let configured = LlamaConfig::tiny();
+        assert!(configured.replaced_by(&configured).is_empty());
+        let sized = LlamaConfig {
+            vocab_size: 4096,
+            max_position_embeddings: 1024,
+            ..configured.clone()
+        };
+        let notes = configured.replaced_by(&sized);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].contains("vocab_size = 2000") && notes[0].contains("4096 ids"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].contains("= 512") && notes[1].contains("length 1024"),
+            "{notes:?}"
+        );
+    }
 
     /// Values that would train NaN or nothing are refused before a weight is made, each named.
     #[test]
