@@ -7,13 +7,15 @@ use titan::prelude::*;
 /// The 125M experiment; `--print-config` shows its settings and construction order.
 #[experiment]
 pub struct Llama125m {
-    // 16 × 2048 tokens a step, 20,000 steps: about 650M tokens (5 per parameter).
+    // 16 × 2048 tokens a step, 20,000 steps: about 650M tokens (5 per parameter), with a
+    // checkpoint (weights and AdamW's moments, about 1.5 GB) every 1000 steps to resume from.
     #[config(TrainingConfig {
         steps: 20_000,
         batch_size: 16,
         seq_len: 2048,
         log_every: 50,
         eval_every: 1000,
+        checkpoint_every: 1000,
         ..TrainingConfig::default()
     })]
     training: TrainingConfig,
