@@ -306,7 +306,10 @@ fn parse_field(field: &syn::Field, errors: &mut Errors) -> Option<Field> {
     }
     // `r#type` is the field `type`: its name gives its role and its section's name.
     let name = name_of(&ident);
-    let role = explicit_role.or_else(|| Role::from_name(&name).map(|r| (r, ident.span())));
+    // A settings section named `metrics` (a W&B project, say) is a section, not the sink.
+    let by_name = Role::from_name(&name)
+        .filter(|&r| !(r == Role::Metrics && matches!(init, Some((InitKind::Config, _)))));
+    let role = explicit_role.or_else(|| by_name.map(|r| (r, ident.span())));
     let (kind, expr) = match init {
         Some((kind, expr)) => (Some(kind), expr),
         None => (None, Expr::Verbatim(proc_macro2::TokenStream::new())),

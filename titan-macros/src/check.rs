@@ -531,6 +531,35 @@ mod tests {
         one(&m, "its field `train_data` is marked `#[role(val_data)]`");
     }
 
+    /// A settings section named `metrics` (a W&B project's settings) is a section; a component
+    /// of that name is the sink, and a section marked `#[role(metrics)]` is refused.
+    #[test]
+    fn a_section_named_metrics_is_no_sink() {
+        let m = messages(parse_quote! {
+            struct Exp {
+                #[build(M::new())] model: M,
+                #[build(D::new())] train_data: D,
+                #[build(L)] loss: L,
+                #[build(O::new(model.parameters()))] optimizer: O,
+                #[build(S::new(&optimizer))] lr_scheduler: S,
+                #[config(WandbConfig::default())] metrics: WandbConfig,
+                #[role(metrics)] #[build(Wandb::new(&metrics))] wandb: Wandb,
+            }
+        });
+        assert!(m.is_empty(), "{m:?}");
+        let m = messages(parse_quote! {
+            struct Exp {
+                #[build(M::new())] model: M,
+                #[build(D::new())] train_data: D,
+                #[build(L)] loss: L,
+                #[build(O::new(model.parameters()))] optimizer: O,
+                #[build(S::new(&optimizer))] lr_scheduler: S,
+                #[role(metrics)] #[config(WandbConfig::default())] wandb: WandbConfig,
+            }
+        });
+        one(&m, "the metrics sink is a component");
+    }
+
     #[test]
     fn unknown_role_is_one_error_without_missing_roles() {
         let m = messages(experiment! { #[role(modle)] #[build(M::new())] teacher: M, });

@@ -24,7 +24,7 @@ use crate::ast::{Errors, Experiment};
 /// component, `#[config(expr)]` for a settings section that `--set` and `--print-config`
 /// reach. Expressions use other fields by name; the macro builds in dependency order. Roles
 /// come from field names (`model`, `train_data`, `val_data`, `loss`, `optimizer`,
-/// `lr_scheduler`, `tokenizer`, `dist`, `training`) or `#[role(name)]`.
+/// `lr_scheduler`, `tokenizer`, `dist`, `training`, `metrics`) or `#[role(name)]`.
 #[proc_macro_attribute]
 pub fn experiment(args: TokenStream, input: TokenStream) -> TokenStream {
     experiment2(args.into(), input.into()).into()

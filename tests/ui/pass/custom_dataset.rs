@@ -75,8 +75,9 @@ pub struct Counter {
     optimizer: AdamW,
     #[build(Warmup::new(&optimizer, WarmupConfig { warmup_steps: 1, total_steps: 4, ..WarmupConfig::default() })?)]
     lr_scheduler: Warmup<AdamW>,
-    #[build(Collect::default())]
-    metrics: Collect,
+    // `Option`: a sink built only where it is wanted (on rank 0, with an API key).
+    #[build(titan::dist::writes_outputs()?.then(Collect::default))]
+    metrics: Option<Collect>,
 }
 
 pub fn main() {
@@ -94,7 +95,7 @@ pub fn main() {
     let mut experiment = Counter::builder()
         .training(training)
         .train_data(Counting { next: 7, vocab: 32 })
-        .metrics(sink.clone())
+        .metrics(Some(sink.clone()))
         .build()
         .expect("builds");
     let mut trainer =

@@ -97,6 +97,35 @@ pub trait MetricsSink {
     }
 }
 
+/// A boxed sink, e.g. `Box<dyn MetricsSink>` chosen at run time.
+impl<S: MetricsSink + ?Sized> MetricsSink for Box<S> {
+    fn record(&mut self, record: &Record) -> Result<()> {
+        (**self).record(record)
+    }
+
+    fn resumed(&mut self, step: u64) -> Result<()> {
+        (**self).resumed(step)
+    }
+}
+
+/// A sink that may be absent: `None` records nothing (a sink built only on rank 0, where
+/// [`crate::dist::writes_outputs`] is true, or only when an API key is set).
+impl<S: MetricsSink> MetricsSink for Option<S> {
+    fn record(&mut self, record: &Record) -> Result<()> {
+        match self {
+            Some(sink) => sink.record(record),
+            None => Ok(()),
+        }
+    }
+
+    fn resumed(&mut self, step: u64) -> Result<()> {
+        match self {
+            Some(sink) => sink.resumed(step),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Formats a record as one console line.
 pub fn console_line(record: &Record) -> String {
     match record {
