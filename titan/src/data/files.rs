@@ -122,7 +122,13 @@ pub fn resolve(spec: &Path) -> Result<Vec<DataFile>> {
     let text = spec.to_string_lossy();
     let is_glob = text.contains(['*', '?', '[']) && !spec.exists();
     let mut paths = if is_glob {
-        let entries = glob::glob(&text)
+        // Hidden entries (`.git/`, `.cache/`) only where the pattern spells the dot, as a
+        // directory argument skips them.
+        let options = glob::MatchOptions {
+            require_literal_leading_dot: true,
+            ..glob::MatchOptions::new()
+        };
+        let entries = glob::glob_with(&text, options)
             .map_err(|e| Error::config("data", &text, format!("not a valid glob pattern: {e}")))?;
         let mut paths = Vec::new();
         let mut skipped = Vec::new();
@@ -132,9 +138,22 @@ pub fn resolve(spec: &Path) -> Result<Vec<DataFile>> {
                 let path = e.path().to_path_buf();
                 Error::io(path, e.into())
             })?;
+            // `.*` matches `.` and `..` too: neither is a hidden entry of the data.
+            let name = path.as_os_str().as_encoded_bytes();
+            if [&b"."[..], b".."]
+                .iter()
+                .any(|dots| name == *dots || name.ends_with(&[b"/", *dots].concat()))
+            {
+                continue;
+            }
             // A directory the pattern matches is read as a directory argument is.
+            // (`**` matches a directory and those under it: each is read once, and a file the
+            // pattern matches too is one file.)
             if path.is_dir() {
-                walk(&path, &mut seen, &mut paths, &mut skipped)?;
+                let real = std::fs::canonicalize(&path).map_err(|e| Error::io(&path, e))?;
+                if !seen.contains(&real) {
+                    walk(&path, &mut seen, &mut paths, &mut skipped)?;
+                }
             } else if Format::from_extension(&path).is_some() {
                 regular(&path)?;
                 paths.push(path);
@@ -142,6 +161,10 @@ pub fn resolve(spec: &Path) -> Result<Vec<DataFile>> {
                 skipped.push(path);
             }
         }
+        paths.sort();
+        paths.dedup();
+        skipped.sort();
+        skipped.dedup();
         warn_skipped(&text, &skipped);
         if paths.is_empty() {
             return Err(Error::Data(format!(
@@ -377,6 +400,13 @@ mod tests {
             .collect();
         assert_eq!(found, [dir.path().join("a.txt"), sub.join("b.jsonl")]);
         assert_eq!(resolve(&dir.path().join("s*"))?.len(), 1);
+        // `**` reads each file once, and hidden entries are not data.
+        let hidden = dir.path().join(".cache");
+        std::fs::create_dir(&hidden).map_err(|e| Error::io(&hidden, e))?;
+        std::fs::write(hidden.join("c.txt"), "x").map_err(|e| Error::io(&hidden, e))?;
+        for pattern in ["**/*", "*"] {
+            assert_eq!(resolve(&dir.path().join(pattern))?.len(), 2, "{pattern}");
+        }
         let fifo = dir.path().join("fifo.txt");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
