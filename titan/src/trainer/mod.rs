@@ -8,6 +8,7 @@ mod coverage;
 mod eval;
 mod grads;
 mod nonfinite;
+mod pace;
 pub(crate) mod parts;
 mod profiling;
 mod settings;
@@ -312,7 +313,7 @@ impl Trainer {
         bar.set_position(start);
         let started = Instant::now();
         let mut window = Window::new();
-        let mut said_data_is_small = false;
+        let mut pace = pace::EpochPace::default();
         let mut last_loss = f64::NAN;
         let mut val_loss = None;
         let progress = self.progress;
@@ -402,19 +403,11 @@ impl Trainer {
                 crate::device::synchronize(parts.device);
                 let skipped = non_finite.check(accum, info.epoch, skip_limit(&info))?;
                 // Data that a step's batches read whole, more than once: every step trains on
-                // the same few documents (only the epoch count would show it). Epochs count
-                // what was read ahead too, so only a lasting lead over the steps tells.
-                let speaks = group.is_none_or(|g| g.rank() == 0);
-                if speaks
-                    && (step >= 10 || step == cfg.steps)
-                    && info.epoch >= 2 * step
-                    && !std::mem::replace(&mut said_data_is_small, true)
+                // the same few documents (only the epochs' pace shows it).
+                if group.is_none_or(|g| g.rank() == 0)
+                    && let Some(said) = pace.check(step, info.epoch)
                 {
-                    tracing::warn!(
-                        "step {step} is in epoch {} of the training data: it is smaller than a \
-                         step's batches, so every step reads all of it, several times over",
-                        info.epoch
-                    );
+                    tracing::warn!("{said}");
                 }
                 if let Some(group) = group {
                     // Every rank's tokens (tokens/s is their mean per device).
