@@ -70,7 +70,7 @@ pub struct DocumentsState {
     /// Documents waiting in the shuffle buffer.
     pub buffer: Vec<Buffered>,
     /// Documents in one pass over this rank's share, known once a pass has ended: the shuffle
-    /// buffer holds no more than that (a share smaller than the buffer would otherwise sit in
+    /// buffer holds about that many, one more while a pass ends (a share smaller than the buffer would otherwise sit in
     /// it many times over, read pass after pass ahead of training).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass_documents: Option<u64>,
@@ -1240,7 +1240,8 @@ mod tests {
     }
 
     /// A share smaller than the shuffle buffer sits in it once, not once per pass read ahead:
-    /// each pass still serves every document once, and a saved state stays one pass long.
+    /// every document is still served about as often as the others, and a saved state stays
+    /// one pass long.
     #[test]
     fn a_share_smaller_than_the_shuffle_buffer_is_buffered_once() -> Result<()> {
         let mut docs = Documents::new(&dims(0, 1), stories(7, Split::All), 1024, 0)?;

@@ -298,7 +298,7 @@ fn slot<'t>(
         let Value::Object(map) = node else {
             let reason = match node {
                 Value::Null => format!(
-                    "`{here}` is unset{origin}; set it whole: `--set '{here}={{...}}'` (JSON), or \
+                    "`{here}` is unset{origin}; set it whole: `--set '{here}={{...}}'` (JSON or TOML), or \
                      a [{here}] table in a --config file"
                 ),
                 _ => format!("`{here}` has no sub-keys{origin}"),
@@ -596,14 +596,20 @@ mod tests {
         use crate::model::LlamaConfig;
         let (_dir, o) = file_with(
             "[\"training\"] # the run\n# data = (unset)\ndata = \"a.txt\"\n\
-             prompt = \"\"\"\n# seed = (unset)\n\"\"\"\n\
+             prompt = \"\"\"\n# seed = (unset)\n\"\"\"\noutput_dir = '\"\"\"'\n# val_data = (unset)\n\
              [llama]\n# rope_scaling = (unset)\n\
              [llama.rope_scaling]\nrope_type = \"llama3\"\nfactor = 8.0\nlow_freq_factor = 1.0\n\
              high_freq_factor = 4.0\noriginal_max_position_embeddings = 8192\n\
              [bpe] # none set\n# max_len = (unset)\n",
         )?;
         let mut set = ConfigSet::new(&o);
-        let training = set.resolve("training", TrainingConfig::default())?;
+        let with_val = TrainingConfig {
+            val_data: Some("v.txt".into()),
+            ..TrainingConfig::default()
+        };
+        let training = set.resolve("training", with_val)?;
+        // After a one-line string that holds a multi-line string's delimiter, still read.
+        assert_eq!(training.val_data, None);
         assert_eq!(
             training.data.as_deref(),
             Some(std::path::Path::new("a.txt"))

@@ -139,16 +139,25 @@ fn unset_lines(text: &str) -> Vec<(Vec<String>, String)> {
             }
             continue;
         }
-        if let Some(delimiter) = ["\"\"\"", "'''"]
-            .into_iter()
-            .find(|d| !line.starts_with('#') && line.matches(d).count() % 2 == 1)
-        {
+        // A value that starts a multi-line string: the delimiter outside any other quotes
+        // (`x = '"""'` is a one-line string that holds one), an odd count of it on the line.
+        let opens = |d: &str| {
+            line.find(d)
+                .is_some_and(|at| !line[..at].contains(['"', '\'', '#']))
+                && line.matches(d).count() % 2 == 1
+        };
+        if let Some(delimiter) = ["\"\"\"", "'''"].into_iter().find(|d| opens(d)) {
             open_string = Some(delimiter);
             continue;
         }
-        if line.starts_with('[') {
-            // An array of tables (`[[x]]`) holds no option of a section: nothing is read under it.
-            table = header(line);
+        if line.starts_with("[[") {
+            // An array of tables holds no option of a section: nothing is read under it.
+            table = None;
+        } else if line.starts_with('[') {
+            // A header, or a line of an array value written over several lines.
+            if let Some(path) = header(line) {
+                table = Some(path);
+            }
         } else if let Some(key) = line
             .strip_prefix('#')
             .and_then(|l| l.trim().strip_suffix("= (unset)"))

@@ -1151,7 +1151,7 @@ impl LlamaConfig {
         };
         if crate::dist::writes_outputs().unwrap_or(true) {
             for note in self.replaced_by(&sized) {
-                tracing::warn!("{note}");
+                tracing::info!("{note}");
             }
         }
         sized
@@ -1163,17 +1163,23 @@ impl LlamaConfig {
         let mut notes = Vec::new();
         if sized.vocab_size != self.vocab_size {
             notes.push(format!(
-                "the model's vocab_size = {} is replaced by the tokenizer's {} ids (a Llama is \
-                 sized from its tokenizer, as torchtitan's is; its size is the tokenizer's \
-                 setting, e.g. bpe.vocab_size)",
-                self.vocab_size, sized.vocab_size
+                "model: vocab_size is the tokenizer's {} ids, not the configured {} (a Llama is \
+                 sized from its tokenizer, as torchtitan's is: the tokenizer's settings, e.g. \
+                 bpe.vocab_size, size it)",
+                sized.vocab_size, self.vocab_size
             ));
         }
         if sized.max_position_embeddings != self.max_position_embeddings {
             notes.push(format!(
-                "the model's max_position_embeddings = {} is raised to the tokenizer's max \
-                 length {}",
-                self.max_position_embeddings, sized.max_position_embeddings
+                "model: max_position_embeddings is the tokenizer's max length {}, not the \
+                 configured {}",
+                sized.max_position_embeddings, self.max_position_embeddings
+            ));
+        }
+        if self.eos_token_id.is_some() && sized.eos_token_id != self.eos_token_id {
+            notes.push(format!(
+                "model: eos_token_id is the tokenizer's {:?}, not the configured {:?}",
+                sized.eos_token_id, self.eos_token_id
             ));
         }
         notes
@@ -1199,11 +1205,11 @@ mod tests {
         let notes = configured.replaced_by(&sized);
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(
-            notes[0].contains("vocab_size = 2000") && notes[0].contains("4096 ids"),
+            notes[0].contains("tokenizer's 4096 ids, not the configured 2000"),
             "{notes:?}"
         );
         assert!(
-            notes[1].contains("= 512") && notes[1].contains("length 1024"),
+            notes[1].contains("max length 1024, not the configured 512"),
             "{notes:?}"
         );
     }
