@@ -1163,9 +1163,9 @@ impl LlamaConfig {
         let mut notes = Vec::new();
         if sized.vocab_size != self.vocab_size {
             notes.push(format!(
-                "model: vocab_size is the tokenizer's {} ids, not the configured {} (a Llama is \
-                 sized from its tokenizer, as torchtitan's is: the tokenizer's settings, e.g. \
-                 bpe.vocab_size, size it)",
+                "model: sized for the tokenizer's {} ids, not the configured vocab_size {} (as \
+                 torchtitan's, a Llama takes its vocabulary from the tokenizer, whose settings \
+                 size it: bpe.vocab_size)",
                 sized.vocab_size, self.vocab_size
             ));
         }
@@ -1205,7 +1205,7 @@ mod tests {
         let notes = configured.replaced_by(&sized);
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(
-            notes[0].contains("tokenizer's 4096 ids, not the configured 2000"),
+            notes[0].contains("tokenizer's 4096 ids, not the configured vocab_size 2000"),
             "{notes:?}"
         );
         assert!(
