@@ -305,16 +305,11 @@ fn latest_inside(dir: &Path) -> Option<PathBuf> {
     [dir.join("checkpoints"), dir.to_path_buf()]
         .into_iter()
         .find_map(|parent| {
-            std::fs::read_dir(&parent)
+            let latest = std::fs::read_dir(&parent)
                 .ok()?
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let name = e.file_name();
-                    let step: u64 = name.to_str()?.strip_prefix("step-")?.parse().ok()?;
-                    Some((step, e.path()))
-                })
-                .max_by_key(|(step, _)| *step)
-                .map(|(_, path)| path)
+                .filter_map(|e| parse_step(e.ok()?.file_name().to_str()?))
+                .max()?;
+            Some(parent.join(step_dir_name(latest)))
         })
 }
 
