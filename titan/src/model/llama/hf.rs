@@ -17,25 +17,13 @@ use crate::{Error, Result};
 /// Writes `llama` into `dir` as `transformers.AutoModelForCausalLM` loads it, with the
 /// tokenizer's special ids in its configs.
 pub(super) fn save(llama: &Llama, dir: &Path, tokens: &SpecialTokens) -> Result<()> {
-    let mut config = serde_json::to_value(&llama.config)?;
+    let mut config = config_json(&llama.config)?;
     let generation = serde_json::json!({
         "bos_token_id": tokens.bos,
         "eos_token_id": tokens.eos,
         "pad_token_id": tokens.pad,
     });
     if let (Some(map), Some(ids)) = (config.as_object_mut(), generation.as_object()) {
-        map.insert(
-            "architectures".into(),
-            serde_json::json!(["LlamaForCausalLM"]),
-        );
-        // How training laid documents into rows is not the model's: transformers has no key.
-        map.remove("attn_mask_type");
-        map.insert("model_type".into(), "llama".into());
-        map.insert("hidden_act".into(), "silu".into());
-        map.insert("head_dim".into(), llama.config.head_dim().into());
-        map.insert("attention_bias".into(), false.into());
-        map.insert("mlp_bias".into(), false.into());
-        map.insert("torch_dtype".into(), "float32".into());
         map.extend(ids.clone());
     }
     crate::tokenizer::write_json(&dir.join("config.json"), &config)?;
@@ -261,19 +249,33 @@ fn weight_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(shards.into_iter().map(|s| dir.join(s)).collect())
 }
 
+/// `config` as an export's `config.json` holds it, before the tokenizer's special ids:
+/// transformers' keys for what titan's Llama is.
+fn config_json(config: &LlamaConfig) -> Result<Value> {
+    let mut value = serde_json::to_value(config)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert(
+            "architectures".into(),
+            serde_json::json!(["LlamaForCausalLM"]),
+        );
+        // How training laid documents into rows is not the model's: transformers has no key.
+        map.remove("attn_mask_type");
+        map.insert("model_type".into(), "llama".into());
+        map.insert("hidden_act".into(), "silu".into());
+        map.insert("head_dim".into(), config.head_dim().into());
+        map.insert("attention_bias".into(), false.into());
+        map.insert("mlp_bias".into(), false.into());
+        map.insert("torch_dtype".into(), "float32".into());
+    }
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn exported(config: &LlamaConfig) -> Value {
-        let mut v = serde_json::to_value(config).expect("config");
-        if let Some(map) = v.as_object_mut() {
-            // How training laid documents into rows is not the model's: transformers has no key.
-            map.remove("attn_mask_type");
-            map.insert("model_type".into(), "llama".into());
-            map.insert("hidden_act".into(), "silu".into());
-        }
-        v
+        config_json(config).expect("config")
     }
 
     #[test]
