@@ -70,8 +70,9 @@ pub struct DocumentsState {
     /// Documents waiting in the shuffle buffer.
     pub buffer: Vec<Buffered>,
     /// Documents in one pass over this rank's share, known once a pass has ended: the shuffle
-    /// buffer holds about that many, one more while a pass ends (a share smaller than the buffer would otherwise sit in
-    /// it many times over, read pass after pass ahead of training).
+    /// buffer holds about that many, one more while a pass ends (a share smaller than the
+    /// buffer would otherwise sit in it many times over, read pass after pass ahead of
+    /// training).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass_documents: Option<u64>,
     /// The shuffle's random generator.
@@ -507,6 +508,13 @@ impl Documents {
 
     /// The next document: the leftovers of a run on another number of ranks first, then this
     /// rank's share in source order, wrapping into the next epoch.
+    /// Documents the shuffle buffer fills up to: `shuffle_buffer`, and at most one pass of
+    /// them once a pass has shown how many that is.
+    fn buffer_documents(&self) -> usize {
+        let pass = self.state.pass_documents.map_or(usize::MAX, |n| n as usize);
+        self.shuffle_buffer.min(pass)
+    }
+
     fn next_in_order(&mut self) -> Result<Doc> {
         while let Some(left) = self.state.leftovers.first_mut() {
             let filter = (left.stride, left.phase);
@@ -703,9 +711,7 @@ impl Dataset for Documents {
         if self.shuffle_buffer == 0 && self.state.buffer.is_empty() {
             return self.next_in_order();
         }
-        // At most one pass of documents, once a pass has shown how many that is.
-        let pass = |state: &DocumentsState| state.pass_documents.map_or(usize::MAX, |n| n as usize);
-        while self.state.buffer.len() < self.shuffle_buffer.min(pass(&self.state))
+        while self.state.buffer.len() < self.buffer_documents()
             && (self.state.buffer.is_empty() || self.buffered_bytes < self.shuffle_bytes)
         {
             let doc = Buffered::from(self.next_in_order()?);

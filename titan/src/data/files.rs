@@ -139,11 +139,12 @@ pub fn resolve(spec: &Path) -> Result<Vec<DataFile>> {
                 Error::io(path, e.into())
             })?;
             // `.*` matches `.` and `..` too: neither is a hidden entry of the data.
-            let name = path.as_os_str().as_encoded_bytes();
-            if [&b"."[..], b".."]
-                .iter()
-                .any(|dots| name == *dots || name.ends_with(&[b"/", *dots].concat()))
-            {
+            let last = path
+                .as_os_str()
+                .as_encoded_bytes()
+                .rsplit(|&b| b == b'/')
+                .next();
+            if matches!(last, Some(b"." | b"..")) {
                 continue;
             }
             // A directory the pattern matches is read as a directory argument is.
