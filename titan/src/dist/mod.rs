@@ -46,6 +46,12 @@ pub fn writes_outputs() -> Result<bool> {
     })
 }
 
+/// Whether this process says what every rank finds alike (a warning, a note): rank 0, as
+/// [`writes_outputs`]; a process whose rank cannot be read says it rather than stay silent.
+pub(crate) fn speaks() -> bool {
+    writes_outputs().unwrap_or(true)
+}
+
 /// Runs `f` on rank 0 first, then on every other rank once rank 0 is done (what writes a file
 /// that the other ranks then read, e.g. a trained tokenizer; `f` learns whether it runs on rank
 /// 0); in one process, just `f`. Launched as several ranks without a process group yet, it is

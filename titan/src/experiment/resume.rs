@@ -91,7 +91,7 @@ pub(crate) fn check_config_fits(
     let tree = run.tree();
     let (new_sections, unmatched, found) = compare(&saved, &tree, run.training_section());
     // Every rank compares the same two configurations: rank 0 says what it finds.
-    let speaks = crate::dist::writes_outputs().unwrap_or(true);
+    let speaks = crate::dist::speaks();
     for section in new_sections.iter().filter(|_| speaks) {
         tracing::warn!(
             "{}: its configuration has no [{section}] section; the run's is taken as it is",

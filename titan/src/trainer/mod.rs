@@ -404,7 +404,7 @@ impl Trainer {
                 let skipped = non_finite.check(accum, info.epoch, skip_limit(&info))?;
                 // Data that a step's batches read whole, more than once: every step trains on
                 // the same few documents (only the epochs' pace shows it).
-                if group.is_none_or(|g| g.rank() == 0)
+                if self.writes_metrics()
                     && let Some(said) = pace.check(step, info.epoch)
                 {
                     tracing::warn!("{said}");
@@ -599,7 +599,7 @@ impl Trainer {
     fn writes_metrics(&self) -> bool {
         match &self.group {
             Some(group) => group.rank() == 0,
-            None => crate::dist::writes_outputs().unwrap_or(true),
+            None => crate::dist::speaks(),
         }
     }
 
